@@ -1,0 +1,58 @@
+"""Engine from a database URL: SQLite (embedded default) or PostgreSQL (server), chosen by URL scheme."""
+
+from __future__ import annotations
+
+import os
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from entropy_dash.errors import ConfigError
+
+DEFAULT_DB_URL = "sqlite:///entropy-dash.db"
+ENV_VAR = "ENTROPY_DASH_DB"
+
+
+def resolve_db_url(url: str | None = None) -> str:
+    """``--db`` wins, then ``$ENTROPY_DASH_DB``, then a SQLite file in the working directory."""
+    url = url or os.environ.get(ENV_VAR) or DEFAULT_DB_URL
+    # plain postgres URLs get the psycopg 3 driver this project installs
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str | None = None) -> Engine:
+    url = resolve_db_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"not a database URL: {url!r} (expected sqlite:///FILE or postgresql://…)") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 60})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if backend == "postgresql":
+        return create_engine(url, pool_pre_ping=True)
+    raise ConfigError(f"unsupported database {backend!r} in {url!r}: use sqlite:///FILE or postgresql://…")
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers (dashboard) never block the ingest writer
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=60000")  # two ingests at once wait for each other
+    cur.close()
+
+
+def _sqlite_begin(conn) -> None:  # noqa: ANN001 - SQLAlchemy Connection
+    """Writers take the write lock up front (BEGIN IMMEDIATE) so that two ingests at once queue on
+    busy_timeout instead of failing with 'database is locked' on lock upgrade; readers stay deferred."""
+    mode = "IMMEDIATE" if conn.get_execution_options().get("writer") else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")

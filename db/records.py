@@ -1,0 +1,115 @@
+"""Canonical records: what every source turns its runs into before they reach the store.
+
+``Series.build`` is the one place where raw (step, value, wall_time) triples are checked: steps must be
+non-negative integers, values numbers (non-finite ones are kept and counted, never fitted), and a step
+seen twice keeps the value with the latest wall time. Errors name the source, run and key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from entropy_dash.errors import IngestError
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    external_id: str
+    name: str
+    project: str | None = None
+    status: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    tags: Mapping[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    algorithm: str | None = None
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Series:
+    """One metric of one run: sorted unique int64 steps, float64 values (NaN/inf allowed), wall times."""
+
+    key: str
+    steps: np.ndarray
+    values: np.ndarray
+    wall_times: np.ndarray  # float64 unix seconds, NaN where unknown
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @classmethod
+    def build(
+        cls,
+        key: str,
+        steps: Sequence[Any] | np.ndarray,
+        values: Sequence[Any] | np.ndarray,
+        wall_times: Sequence[Any] | np.ndarray | None = None,
+        *,
+        where: str = "",
+    ) -> Series:
+        """Validate and normalise raw points; ``where`` (file, run) is put into every error message."""
+        at = f"{where}, key {key!r}" if where else f"key {key!r}"
+        n = len(steps)
+        if len(values) != n or (wall_times is not None and len(wall_times) != n):
+            raise IngestError(f"{at}: steps, values and wall times differ in length")
+        vals = np.asarray(values)
+        if vals.dtype.kind not in "fiu":
+            bad = next((v for v in vals.tolist() if not _is_number(v)), None)
+            if bad is not None or vals.dtype.kind not in "O":
+                raise IngestError(f"{at}: value {bad!r} is not a number")
+        vals = vals.astype(np.float64)
+        try:
+            raw_steps = np.asarray(steps, dtype=np.float64)
+        except (TypeError, ValueError):
+            bad = next((s for s in steps if not _is_number(s)), None)
+            raise IngestError(f"{at}: step {bad!r} is not a number") from None
+        if n and (not np.all(np.isfinite(raw_steps)) or np.any(raw_steps != np.round(raw_steps))):
+            i = int(np.flatnonzero(~np.isfinite(raw_steps) | (raw_steps != np.round(raw_steps)))[0])
+            raise IngestError(f"{at}: step {steps[i]!r} is not a whole number")
+        st = raw_steps.astype(np.int64)
+        if n and st.min() < 0:
+            raise IngestError(f"{at}: negative step {int(st.min())}; steps must be >= 0")
+        wt = (
+            np.full(n, np.nan)
+            if wall_times is None
+            else np.asarray([np.nan if w is None else w for w in wall_times], dtype=np.float64)
+        )
+        # sort by step, then wall time (unknown first), then arrival; keep the last of each step
+        order = np.lexsort((np.arange(n), np.nan_to_num(wt, nan=-np.inf), st))
+        st, vals, wt = st[order], vals[order], wt[order]
+        keep = np.ones(n, dtype=bool)
+        if n:
+            keep[:-1] = st[1:] != st[:-1]
+        return cls(key=key, steps=st[keep], values=vals[keep], wall_times=wt[keep])
+
+    def after(self, step: int | None) -> Series:
+        """The points with step > ``step`` (all of them when ``step`` is None)."""
+        if step is None:
+            return self
+        m = self.steps > step
+        return Series(self.key, self.steps[m], self.values[m], self.wall_times[m])
+
+
+@dataclass(frozen=True)
+class RunData:
+    """A run and its metric series as one source read them."""
+
+    run: RunInfo
+    series: tuple[Series, ...]
+    notes: tuple[str, ...] = ()  # e.g. "torn record at byte 1234: read 812 complete records before it"
+
+
+def _is_number(v: Any) -> bool:
+    if v is None or isinstance(v, str | bytes | bool):
+        return False
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -1,0 +1,116 @@
+"""Tables of the store (see docs/DESIGN.md, data model).
+
+Non-finite metric values are kept as NULL in ``metric_points.value`` (SQLite cannot hold NaN) so that they
+are counted in ``runs`` and kept out of fits, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),  # mlflow | wandb | tensorboard | file
+    Column("uri", Text, nullable=False),
+    Column("options", JSON, nullable=False, default=dict),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("kind", "uri", name="uq_sources_kind_uri"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
+    Column("external_id", String(255), nullable=False),
+    Column("project", String(255), nullable=True),
+    Column("name", Text, nullable=False),
+    Column("status", String(32), nullable=True),
+    Column("params", JSON, nullable=False, default=dict),
+    Column("tags", JSON, nullable=False, default=dict),
+    Column("model", String(255), nullable=True),
+    Column("algorithm", String(64), nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+    # bumped whenever the run's points change; analyses remember the version they were computed on
+    Column("data_version", Integer, nullable=False, default=0),
+    UniqueConstraint("source_id", "external_id", name="uq_runs_source_external"),
+)
+
+metric_keys = Table(
+    "metric_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(512), nullable=False, unique=True),
+    Column("role", String(32), nullable=False, default="other"),
+)
+
+metric_points = Table(
+    "metric_points",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key_id", Integer, ForeignKey("metric_keys.id"), primary_key=True),
+    Column("step", BigInteger, primary_key=True),
+    Column("value", Float, nullable=True),  # NULL = non-finite value in the source
+    Column("wall_time", Float, nullable=True),  # unix seconds
+)
+
+analyses = Table(
+    "analyses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+    Column("data_version", Integer, nullable=False),
+    Column("result", JSON, nullable=False),
+    Column("a", Float),
+    Column("b", Float),
+    Column("ceiling", Float),
+    Column("ceiling_lo", Float),
+    Column("ceiling_hi", Float),
+    Column("r2", Float),
+    Column("n", Integer),
+    Column("plateau_step", Float),
+    Column("collapse_step", Float),
+    UniqueConstraint("run_id", "kind", name="uq_analyses_run_kind"),
+)
+
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key_id", Integer, ForeignKey("metric_keys.id"), primary_key=True),
+    Column("last_step", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+sync_log = Table(
+    "sync_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("status", String(16), nullable=False),  # running | ok | error
+    Column("runs", Integer, nullable=False, default=0),
+    Column("points", Integer, nullable=False, default=0),
+    Column("error", Text, nullable=True),
+)

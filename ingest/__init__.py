@@ -1,0 +1,1 @@
+"""Sources → canonical records (``db.records``) → the store. One module per source, one interface."""
