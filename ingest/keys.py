@@ -43,8 +43,6 @@ EXACT: dict[str, str] = {
     "train/policy_entropy": "entropy",
     "response_length": "response_length",
     "train/response_length": "response_length",
-    "train/kl": "kl",
-    "train/reward": "train_reward",
 }
 
 SUFFIX: tuple[tuple[str, str], ...] = (
