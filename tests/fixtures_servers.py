@@ -1,0 +1,1 @@
+"""Real servers for the test session (filled in by the walking skeleton)."""
