@@ -103,6 +103,11 @@ class RunData:
     run: RunInfo
     series: tuple[Series, ...]
     notes: tuple[str, ...] = ()  # e.g. "torn record at byte 1234: read 812 complete records before it"
+    #: every metric name the source has for this run, including keys it did not fetch (default: the series')
+    keys_seen: tuple[str, ...] | None = None
+
+    def all_keys(self) -> tuple[str, ...]:
+        return tuple(self.keys_seen) if self.keys_seen is not None else tuple(s.key for s in self.series)
 
 
 def _is_number(v: Any) -> bool:

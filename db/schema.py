@@ -51,6 +51,10 @@ runs = Table(
     Column("updated_at", DateTime(timezone=True), nullable=True),
     # bumped whenever the run's points change; analyses remember the version they were computed on
     Column("data_version", Integer, nullable=False, default=0),
+    # every metric name the source had for this run, fetched or not (unrecognised keys are reported)
+    Column("keys_seen", JSON, nullable=False, default=list),
+    # notes of the last read (e.g. a torn .wandb record), shown by `runs`
+    Column("notes", JSON, nullable=False, default=list),
     UniqueConstraint("source_id", "external_id", name="uq_runs_source_external"),
 )
 

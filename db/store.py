@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from db import schema as t
 from db.engine import make_engine
 from db.migrate import is_initialised, upgrade
-from db.records import RunData, RunInfo
+from db.records import RunData
 from entropy_dash.errors import StoreError
 
 POINT_BATCH = 5_000
@@ -92,8 +92,11 @@ class Store:
     def sources_frame(self) -> pd.DataFrame:
         return self._frame(select(t.sources).order_by(t.sources.c.id))
 
-    def _upsert_run(self, conn: Connection, source_id: int, info: RunInfo) -> tuple[int, int]:
+    def _upsert_run(self, conn: Connection, source_id: int, data: RunData) -> tuple[int, int]:
+        info = data.run
         values = {
+            "keys_seen": sorted(data.all_keys()),
+            "notes": list(data.notes),
             "project": info.project,
             "name": info.name,
             "status": info.status,
@@ -143,7 +146,7 @@ class Store:
         ``roles`` maps every key in ``data.series`` to its role (used only when the key is new).
         """
         with self._writer() as conn, conn.begin():
-            run_id, version = self._upsert_run(conn, source_id, data.run)
+            run_id, version = self._upsert_run(conn, source_id, data)
             ids = self.key_ids({s.key: roles.get(s.key, "other") for s in data.series}, conn)
             frames = []
             for s in data.series:

@@ -26,6 +26,10 @@ class IngestError(EntropyDashError):
     """A source could not be read: unreachable server, unknown experiment, malformed file."""
 
 
+class SourceUnavailable(IngestError):
+    """A server could not be reached or dropped the connection; the sync engine retries these."""
+
+
 class FitError(EntropyDashError):
     """A fit could not be made; ``cause`` is a short machine-readable reason."""
 

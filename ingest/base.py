@@ -27,6 +27,10 @@ class Source(ABC):
     def iter_runs(self, watermarks: Watermarks) -> Iterator[RunData]:
         """Yield every run of the source with its (new) points; raise ``IngestError`` naming what failed."""
 
+    def check(self) -> None:
+        """Fail fast, before anything is written, when the source cannot be read at all (unreachable
+        server, unknown experiment, missing folder): raise ``IngestError`` naming it."""
+
     def count_runs(self) -> int | None:
         """How many runs ``iter_runs`` will yield, when cheap to know (for progress bars)."""
         return None

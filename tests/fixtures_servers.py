@@ -1,1 +1,217 @@
-"""Real servers for the test session (filled in by the walking skeleton)."""
+"""Real servers for the test session: `mlflow server`, PostgreSQL (initdb + pg_ctl), Streamlit, Chromium.
+
+Each starts on a free loopback port and is stopped at the end of the session. When a server's program is
+missing, the test fails under CI=true (``make test`` installs them) and skips, naming what is missing,
+in a user's clone without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+VENV_BIN = Path(sys.executable).parent
+
+
+def missing(what: str) -> None:
+    """A server or browser is not installed: fail under CI (nothing may be skipped there), else skip."""
+    msg = f"{what} is not installed (`make test` installs it)"
+    if IN_CI:
+        pytest.fail(f"CI=true: {msg}")
+    pytest.skip(msg)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            text = log.read_text()[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered:\n{text}")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=2).status_code < 500:
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+# ------------------------------------------------------------------------------------------ MLflow
+class MlflowServer:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = root / "mlflow-server.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        cmd = [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+               "--default-artifact-root", str(self.root / "artifacts"), "--host", "127.0.0.1",
+               "--port", str(self.port), "--workers", "1"]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_http(f"{self.url}/health", self.proc, 120, self.log)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real `mlflow server` (sqlite backend, 1 worker) on a loopback port, once per session."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    yield server
+    server.stop()
+
+
+# ------------------------------------------------------------------------------------------ PostgreSQL
+def _pg_bindir() -> Path | None:
+    for cand in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if Path(cand, "initdb").exists():
+            return Path(cand)
+    found = shutil.which("initdb")
+    return Path(found).resolve().parent if found else None
+
+
+class PostgresServer:
+    def __init__(self, root: Path, bindir: Path) -> None:
+        self.root, self.bindir = root, bindir
+        self.data = root / "data"
+        self.sock = root / "sock"
+        self.port = free_port()
+        self.as_root = os.geteuid() == 0
+
+    def _run(self, *cmd: str) -> None:
+        full = list(cmd)
+        if self.as_root:  # initdb and postgres refuse to run as root
+            full = ["runuser", "-u", "postgres", "--", *full]
+        subprocess.run(full, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self.sock.mkdir(parents=True)
+        if self.as_root:
+            shutil.chown(self.root, "postgres")
+            shutil.chown(self.sock, "postgres")
+        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                  "--no-sync", "-E", "UTF8")
+        opts = f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.root / "pg.log"),
+                  "-w", "start")
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.SubprocessError):
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def url(self, db: str = "postgres", user: str = "postgres", password: str | None = None) -> str:
+        auth = f"{user}:{password}" if password else user
+        return f"postgresql+psycopg://{auth}@127.0.0.1:{self.port}/{db}"
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
+                             autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A PostgreSQL server started from initdb in a temp dir, on a free loopback port."""
+    bindir = _pg_bindir()
+    if bindir is None:
+        missing("PostgreSQL (Debian package postgresql)")
+    server = PostgresServer(tmp_path_factory.mktemp("pg"), bindir)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> str:
+    """A fresh database on the session's PostgreSQL server for one test."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    name += f"_{free_port()}"
+    return postgres_server.create_database(name)
+
+
+# ------------------------------------------------------------------------------------------ Streamlit + Chromium
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    """Headless Debian Chromium driven by Playwright (its own browser download is never used)."""
+    if not Path(CHROMIUM).exists():
+        missing("Chromium (Debian package chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+class StreamlitApp:
+    def __init__(self, db_url: str, root: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = root / f"streamlit-{self.port}.log"
+        app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+        env = {**os.environ, "ENTROPY_DASH_DB": db_url}
+        cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(self.port),
+               "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        wait_http(f"{self.url}/_stcore/health", self.proc, 90, self.log)
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+@pytest.fixture
+def streamlit_app(tmp_path: Path) -> Iterator[Callable[[str], StreamlitApp]]:
+    """Factory: `streamlit run dashboard/app.py` on a loopback port against the given store URL."""
+    apps: list[StreamlitApp] = []
+
+    def start(db_url: str) -> StreamlitApp:
+        app = StreamlitApp(db_url, tmp_path)
+        apps.append(app)
+        return app
+
+    yield start
+    for app in apps:
+        app.stop()

@@ -38,6 +38,8 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime(timezone=True)),
         sa.Column("updated_at", sa.DateTime(timezone=True)),
         sa.Column("data_version", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("keys_seen", sa.JSON, nullable=False),
+        sa.Column("notes", sa.JSON, nullable=False),
         sa.UniqueConstraint("source_id", "external_id", name="uq_runs_source_external"),
     )
     op.create_table(

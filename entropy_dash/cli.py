@@ -1,0 +1,342 @@
+"""`entropy-dash`: the command line (contract in docs/DESIGN.md; names, flags and --json output are stable).
+
+This is the only module that wires sources, the store, the models and the reports together. ``--json``
+output is one JSON document on stdout; logs and progress bars go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from entropy_dash.errors import ConfigError, EntropyDashError
+
+log = logging.getLogger("entropy_dash")
+
+
+# ---------------------------------------------------------------------------- helpers
+def _store(args: argparse.Namespace, *, create: bool = True):  # noqa: ANN202 - db.Store, imported lazily
+    from db import Store
+
+    return Store.open(args.db, create=create)
+
+
+def _emit(args: argparse.Namespace, payload: Any, text: Callable[[], str]) -> None:
+    if getattr(args, "json", False):
+        json.dump(_clean(payload), sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(text() + "\n")
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe: NaN/inf → null (the output stays strict JSON)."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+@contextmanager
+def _progress(args: argparse.Namespace, label: str):  # noqa: ANN202 - yields a progress callback
+    """A rich progress bar on stderr (silenced by --quiet or when stderr is not a terminal... or --json)."""
+    if args.quiet:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[run]}"), TimeElapsedColumn(), console=console,
+                  transient=not console.is_terminal) as bar:
+        task = bar.add_task(label, total=None, run="")
+
+        def update(done: int, total: int | None, run: str) -> None:
+            bar.update(task, completed=done, total=total, run=run[:40])
+
+        yield update
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_init(args: argparse.Namespace) -> int:
+    store = _store(args)
+    print(f"schema ready at {store.url}", file=sys.stderr)
+    return 0
+
+
+def _make_source(args: argparse.Namespace):  # noqa: ANN202 - ingest.base.Source
+    if args.source == "mlflow":
+        from ingest.mlflow_source import MlflowSource
+
+        opts: dict[str, Any] = {"experiments": args.experiment or []}
+        if args.all_keys:
+            opts["all_keys"] = True
+        return MlflowSource(args.uri, opts)
+    if args.source == "wandb":
+        if bool(args.project) == bool(args.offline):
+            raise ConfigError("ingest wandb takes ENTITY/PROJECT or --offline DIR (one of the two)")
+        if args.offline:
+            from ingest.wandb_offline import WandbOfflineSource
+
+            return WandbOfflineSource(_abspath(args.offline))
+        from ingest.wandb_cloud import WandbCloudSource
+
+        if "/" not in args.project:
+            raise ConfigError(f"W&B project must be ENTITY/PROJECT, got {args.project!r}")
+        return WandbCloudSource(args.project)
+    if args.source == "tensorboard":
+        from ingest.tensorboard import TensorBoardSource
+
+        return TensorBoardSource(_abspath(args.dir))
+    from ingest.files import FileSource
+
+    return FileSource(_abspath(args.path))
+
+
+def _abspath(p: str) -> str:
+    from pathlib import Path
+
+    return str(Path(p).expanduser().resolve())
+
+
+def ingest_and_analyse(store: Any, source: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from entropy_dash.analysis import refresh_analyses
+    from ingest.sync import sync_source
+
+    with _progress(args, f"ingest {source.kind}") as progress:
+        result = sync_source(store, source, progress=progress)
+    analysed = refresh_analyses(store, result.changed_run_ids) if result.changed_run_ids else 0
+    for note in result.notes:
+        log.warning("%s", note)
+    return {"source": source.describe(), "runs": result.runs_seen, "points": result.points,
+            "changed_runs": len(result.changed_run_ids), "analysed": analysed, "notes": list(result.notes)}
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    source = _make_source(args)
+    source.check()  # an unreachable or unknown source writes nothing, not even an empty database
+    store = _store(args)
+    summary = ingest_and_analyse(store, source, args)
+    _emit(args, summary, lambda: f"{summary['source']}: {summary['runs']} runs, {summary['points']} new points, "
+                                 f"{summary['analysed']} runs re-analysed")
+    return 0
+
+
+def _runs_payload(store: Any) -> list[dict[str, Any]]:
+    from entropy_dash.analysis import load_results, refresh_analyses
+
+    refresh_analyses(store)
+    runs = store.runs_frame().set_index("id")
+    out = []
+    for res in load_results(store):
+        run = runs.loc[res["run_id"]]
+        out.append({
+            "run": res["run"], "run_id": res["run_id"], "source": f"{run['source_kind']} {run['source_uri']}",
+            "project": run["project"], "external_id": run["external_id"],
+            "entropy_key": res["entropy_key"], "performance_key": res["performance_key"],
+            "performance_kind": res["performance_kind"], "key_reason": res["key_reason"],
+            "n_entropy": res["n_entropy"], "n_performance": res["n_performance"],
+            "n_nonfinite": res["n_entropy_nonfinite"] + res["n_performance_nonfinite"],
+            "last_step": res["last_step"], "status": res["status"], "reason": res["reason"],
+            "unrecognised_keys": res["unrecognised_keys"], "notes": list(run["notes"] or []),
+        })
+    return out
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    payload = _runs_payload(_store(args, create=False))
+
+    def text() -> str:
+        if not payload:
+            return "no runs yet: ingest some with `entropy-dash ingest …` or try `entropy-dash demo`"
+        lines = [f"{'id':>4}  {'run':40}  {'entropy key':22}  {'performance key':38}  {'H pts':>6}  {'R pts':>6}  last"]
+        for r in payload:
+            lines.append(f"{r['run_id']:>4}  {r['run'][:40]:40}  {(r['entropy_key'] or '–')[:22]:22}  "
+                         f"{(r['performance_key'] or '–')[:38]:38}  {r['n_entropy']:>6}  {r['n_performance']:>6}  "
+                         f"{_fmt(r['last_step'])}" + (f"   ({r['reason']})" if r["reason"] else ""))
+        return "\n".join(lines)
+
+    _emit(args, payload, text)
+    return 0
+
+
+def _fit_payload(store: Any, run: str | None) -> list[dict[str, Any]]:
+    from entropy_dash.analysis import load_results, refresh_analyses
+
+    refresh_analyses(store)
+    results = load_results(store)
+    if run is not None:
+        results = [r for r in results if str(r["run_id"]) == run or r["run"] == run]
+        if not results:
+            raise ConfigError(f"no run {run!r} in the store: see `entropy-dash runs`")
+    out = []
+    for res in results:
+        law = res.get("law") or {}
+        out.append({
+            "run": res["run"], "run_id": res["run_id"], "status": res["status"], "reason": res["reason"],
+            "entropy_key": res["entropy_key"], "performance_key": res["performance_key"],
+            "a": law.get("a"), "b": law.get("b"), "a_se": law.get("a_se"), "b_se": law.get("b_se"),
+            "cov_ab": law.get("cov_ab"), "ceiling": law.get("ceiling"), "ceiling_se": law.get("ceiling_se"),
+            "ceiling_ci": law.get("ceiling_ci"), "r2": law.get("r2"), "rmse": law.get("rmse"), "n": law.get("n"),
+            "h_range": [law.get("h_min"), law.get("h_max")] if law else None,
+            "flags": law.get("flags", []), "best_performance": res.get("best_performance"),
+            "headroom": res.get("headroom"),
+        })
+    return out
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    payload = _fit_payload(_store(args, create=False), args.run)
+
+    def text() -> str:
+        if not payload:
+            return "no runs yet: ingest some with `entropy-dash ingest …` or try `entropy-dash demo`"
+        lines = [f"{'id':>4}  {'run':40}  {'a':>8}  {'b':>8}  {'ceiling':>8}  {'95% CI':>17}  {'R²':>6}  {'n':>4}"]
+        for r in payload:
+            if r["status"] != "ok":
+                lines.append(f"{r['run_id']:>4}  {r['run'][:40]:40}  {r['status']}: {r['reason']}")
+                continue
+            ci = r["ceiling_ci"]
+            lines.append(f"{r['run_id']:>4}  {r['run'][:40]:40}  {_fmt(r['a'], 4):>8}  {_fmt(r['b'], 4):>8}  "
+                         f"{_fmt(r['ceiling'], 4):>8}  {_fmt(ci[0], 3):>8}–{_fmt(ci[1], 3):<8}  {_fmt(r['r2']):>6}  "
+                         f"{r['n']:>4}" + ("  ⚠ " + "; ".join(r["flags"]) if r["flags"] else ""))
+        return "\n".join(lines)
+
+    _emit(args, payload, text)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from entropy_dash.demo_data import log_runs
+    from entropy_dash.simulator import demo_sweep, simulate
+    from ingest.mlflow_source import MlflowSource
+
+    folder = Path(args.dir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    tracking = f"sqlite:///{folder / 'mlflow.db'}"
+    print(f"simulating GRPO runs and logging them to MLflow at {tracking} …", file=sys.stderr)
+    runs = [simulate(cfg) for cfg in demo_sweep()]
+    log_runs(runs, tracking, experiment=args.experiment, replace=True)
+    store = _store(args)
+    summary = ingest_and_analyse(store, MlflowSource(tracking, {"experiments": [args.experiment]}), args)
+    print(f"ingested {summary['runs']} runs ({summary['points']} new points) into {store.url}", file=sys.stderr)
+    args.json = False
+    cmd_fit(argparse.Namespace(**{**vars(args), "run": None}))
+    return _serve(store.url, args.port, open_browser=not args.no_browser)
+
+
+def _serve(db_url: str, port: int, *, open_browser: bool) -> int:
+    import os
+    import subprocess
+    from pathlib import Path
+
+    import dashboard
+
+    app = Path(dashboard.__file__).with_name("app.py")
+    env = {**os.environ, "ENTROPY_DASH_DB": db_url}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+           "--server.headless", "false" if open_browser else "true", "--browser.gatherUsageStats", "false"]
+    print(f"dashboard: http://localhost:{port}  (store {db_url}; Ctrl-C to stop)", flush=True)
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from db import resolve_db_url
+
+    return _serve(resolve_db_url(args.db), args.port, open_browser=not args.no_browser)
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", metavar="URL", help="database URL (default: $ENTROPY_DASH_DB or "
+                        "sqlite:///entropy-dash.db); PostgreSQL: postgresql://user:pw@host/db")
+    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress bars or info logs")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+    p = argparse.ArgumentParser(prog="entropy-dash", parents=[common],
+                                description="Policy entropy vs performance of RL fine-tuning runs: ingest, "
+                                            "fit R = -a*exp(H) + b, predict the ceiling.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("init", parents=[common], help="create/upgrade the schema")
+    s.set_defaults(func=cmd_init)
+
+    s = sub.add_parser("demo", parents=[common], help="simulated GRPO runs → local MLflow → DB → fits → dashboard")
+    s.add_argument("--no-browser", action="store_true", help="start the dashboard without opening a browser")
+    s.add_argument("--dir", default="demo-data", help="where the demo's MLflow store goes (default: ./demo-data)")
+    s.add_argument("--experiment", default="entropy-demo", help="MLflow experiment name of the demo runs")
+    s.add_argument("--port", type=int, default=8501)
+    s.set_defaults(func=cmd_demo)
+
+    ing = sub.add_parser("ingest", parents=[common], help="pull runs from a source into the store")
+    isub = ing.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    s = isub.add_parser("mlflow", parents=[common, as_json], help="runs of an MLflow tracking server or store URI")
+    s.add_argument("uri", help="http://host:5000 or a store URI such as sqlite:///path/mlflow.db")
+    s.add_argument("--experiment", action="append", metavar="NAME", help="experiment name (repeatable; default all)")
+    s.add_argument("--all-keys", action="store_true", help="fetch every metric, not only the recognised ones")
+    s = isub.add_parser("wandb", parents=[common, as_json], help="a W&B project (cloud API) or offline run folders")
+    s.add_argument("project", nargs="?", metavar="ENTITY/PROJECT")
+    s.add_argument("--offline", metavar="DIR", help="folder of offline runs (wandb/offline-run-*)")
+    s = isub.add_parser("tensorboard", parents=[common, as_json], help="TensorBoard event folders (recursive)")
+    s.add_argument("dir")
+    s = isub.add_parser("file", parents=[common, as_json],
+                        help="csv, jsonl, verl console log, TRL trainer_state.json (a file or a folder)")
+    s.add_argument("path")
+    ing.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("runs", parents=[common, as_json], help="list runs and the keys chosen for them")
+    s.set_defaults(func=cmd_runs)
+    s = sub.add_parser("fit", parents=[common, as_json], help="law, ceiling + CI per run")
+    s.add_argument("--run", metavar="ID", help="one run (id or name)")
+    s.set_defaults(func=cmd_fit)
+    s = sub.add_parser("dashboard", parents=[common], help="start the Streamlit dashboard")
+    s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    s.set_defaults(func=cmd_dashboard)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("alembic", "mlflow", "urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except EntropyDashError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
