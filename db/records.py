@@ -59,9 +59,9 @@ class Series:
         if len(values) != n or (wall_times is not None and len(wall_times) != n):
             raise IngestError(f"{at}: steps, values and wall times differ in length")
         vals = np.asarray(values)
-        if vals.dtype.kind not in "fiu":
-            bad = next((v for v in vals.tolist() if not _is_number(v)), None)
-            if bad is not None or vals.dtype.kind not in "O":
+        if vals.dtype.kind not in "fiu":  # strings, booleans, None or mixed objects: name the first bad one
+            bad = next((v for v in values if not _is_number(v)), None)
+            if bad is not None or vals.dtype.kind != "O":
                 raise IngestError(f"{at}: value {bad!r} is not a number")
         vals = vals.astype(np.float64)
         try:

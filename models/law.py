@@ -10,7 +10,7 @@ with outlier evaluations.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import optimize, stats
@@ -49,6 +49,7 @@ class LawFit:
     ceiling_hi: float
     confidence: float = CONFIDENCE
     loss: str = "linear"
+    n_excluded: int = 0  # outlier evaluations set aside by a robust fit
 
     @property
     def dof(self) -> int:
@@ -105,7 +106,8 @@ class LawFit:
         pct = round(self.confidence * 100)
         lines = [
             "[[Law]]  R = -a * exp(H) + b",
-            f"    fit: {self.loss} least squares, n = {self.n}, dof = {self.dof}",
+            f"    fit: {self.loss} least squares, n = {self.n}, dof = {self.dof}"
+            + (f", {self.n_excluded} outlier evaluations excluded" if self.n_excluded else ""),
             f"    H range used: {self.h_min:.4g} .. {self.h_max:.4g}",
             f"    a = {self.a:.5g} +/- {self.a_se:.2g}",
             f"    b = {self.b:.5g} +/- {self.b_se:.2g}",
@@ -152,7 +154,7 @@ class LawFitBatch:
         """The ``LawFit`` of run ``i``; raises the run's ``FitError`` when it could not be fitted."""
         if self.error[i] is not None:
             raise FitError(_MESSAGES[self.error[i]].format(n=int(self.n[i])), cause=self.error[i])
-        names = [f for f in LawFit.__dataclass_fields__ if f not in ("confidence", "loss")]
+        names = [f for f in LawFit.__dataclass_fields__ if f not in ("confidence", "loss", "n_excluded")]
         vals = {f: getattr(self, f)[i] for f in names}
         vals["n"] = int(vals["n"])
         return LawFit(**{k: (v if k == "n" else float(v)) for k, v in vals.items()}, confidence=self.confidence)
@@ -246,43 +248,31 @@ def fit_law(h: Sequence[float] | np.ndarray, r: Sequence[float] | np.ndarray, *,
 
 
 def fit_law_robust(h: Sequence[float] | np.ndarray, r: Sequence[float] | np.ndarray, *,
-                   loss: str = "soft_l1", f_scale: float | None = None,
+                   loss: str = "soft_l1", f_scale: float | None = None, cutoff: float = 3.0,
                    confidence: float = CONFIDENCE) -> LawFit:
-    """Robust fit (``soft_l1`` or ``huber`` loss) for runs with outlier evaluations.
+    """Robust fit for runs with outlier evaluations (``soft_l1`` or ``huber`` loss).
 
-    ``f_scale`` (the residual size beyond which a point counts as an outlier) defaults to 1.4826 × the
-    median absolute residual of the ordinary fit. Standard errors come from the Gauss–Newton covariance
-    at the solution, scaled by the robust residual variance.
+    The robust loss finds the line without letting a broken evaluation drag it; points whose residual
+    exceeds ``cutoff`` robust standard deviations (1.4826 × MAD) are then excluded, and the result is the
+    exact least-squares fit of the rest — so values, covariance and the ceiling interval keep their
+    closed-form meaning. ``n_excluded`` says how many evaluations were set aside.
     """
-    ols = fit_law(h, r, confidence=confidence)
     if loss not in ("soft_l1", "huber"):
         raise FitError(f"unknown robust loss {loss!r}: use 'soft_l1' or 'huber'", "bad_option")
+    ols = fit_law(h, r, confidence=confidence)
     h = np.asarray(h, dtype=float)
     r = np.asarray(r, dtype=float)
     x = np.exp(h)
-    resid0 = r - ols.predict(h)
-    scale = f_scale or max(1.4826 * float(np.median(np.abs(resid0 - np.median(resid0)))), 1e-9)
+    scale = f_scale or max(_mad(r - ols.predict(h)), 1e-9)
     sol = optimize.least_squares(lambda p: (p[1] - p[0] * x) - r, x0=[ols.a, ols.b], loss=loss, f_scale=scale)
-    a, b = (float(v) for v in sol.x)
-    res = r - (b - a * x)
-    n = len(r)
-    w = sol.jac.T @ sol.jac
-    # robust residual scale (MAD) keeps one outlier from inflating the errors
-    sigma = float(1.4826 * np.median(np.abs(res - np.median(res))))
-    cov = np.linalg.pinv(w) * sigma**2
-    ceiling = b - a
-    g = np.array([-1.0, 1.0])  # d(b − a)/d(a, b)
-    ceiling_se = float(np.sqrt(max(g @ cov @ g, 0.0)))
-    half = _t_quantile(confidence, n - 2) * ceiling_se
-    syy = float(((r - r.mean()) ** 2).sum())
-    ssr = float((res**2).sum())
-    return LawFit(
-        a=a, b=b, a_se=float(np.sqrt(cov[0, 0])), b_se=float(np.sqrt(cov[1, 1])), cov_ab=float(cov[0, 1]),
-        r2=1 - ssr / syy if syy > 0 else 1.0, rmse=float(np.sqrt(ssr / n)), n=n, h_min=float(h.min()),
-        h_max=float(h.max()), x_mean=float(x.mean()), sxx=float(((x - x.mean()) ** 2).sum()), sigma=sigma,
-        ceiling=ceiling, ceiling_se=ceiling_se, ceiling_lo=ceiling - half, ceiling_hi=ceiling + half,
-        confidence=confidence, loss=loss,
-    )
+    res = r - (sol.x[1] - sol.x[0] * x)
+    keep = np.abs(res - np.median(res)) <= cutoff * max(_mad(res), 1e-12)
+    fit = fit_law(h[keep], r[keep], confidence=confidence)
+    return replace(fit, loss=loss, n_excluded=int((~keep).sum()))
+
+
+def _mad(v: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(v - np.median(v))))
 
 
 def _t_quantile(confidence: float, dof: int) -> float:

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -146,15 +147,19 @@ class PostgresServer:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def postgres_server() -> Iterator[PostgresServer]:
     """A PostgreSQL server started from initdb in a temp dir, on a free loopback port."""
     bindir = _pg_bindir()
     if bindir is None:
         missing("PostgreSQL (Debian package postgresql)")
-    server = PostgresServer(tmp_path_factory.mktemp("pg"), bindir)
+    # not under pytest's tmp dir: that is private to root, and the server runs as the postgres user
+    root = Path(tempfile.mkdtemp(prefix="entropy-dash-pg-"))
+    root.chmod(0o755)
+    server = PostgresServer(root, bindir)
     server.start()
     yield server
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,0 +1,89 @@
+"""The store on SQLite and on a real PostgreSQL server: migrations, upserts, watermarks, reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import inspect
+
+from db import Store
+from db.records import RunData, RunInfo, Series
+from entropy_dash.errors import IngestError, StoreError
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_store(request, tmp_path) -> Store:
+    if request.param == "sqlite":
+        return Store.open(f"sqlite:///{tmp_path / 's.db'}")
+    return Store.open(request.getfixturevalue("postgres_url"))
+
+
+def _run(values=(1.0, 0.9, 0.8), steps=(1, 2, 3), name="r1") -> RunData:
+    return RunData(
+        RunInfo(name, name, project="p", params={"lr": 1e-6}, tags={"algorithm": "grpo"}),
+        (Series.build("actor/entropy", steps, values, [100.0 + s for s in steps]),
+         Series.build("val/test_score/gsm8k", [0, 2], [0.1, np.nan])),
+    )
+
+
+ROLES = {"actor/entropy": "entropy", "val/test_score/gsm8k": "performance"}
+
+
+def test_schema_created_by_migrations(any_store):
+    tables = set(inspect(any_store.engine).get_table_names())
+    assert {"sources", "runs", "metric_keys", "metric_points", "analyses", "sync_state", "sync_log",
+            "alembic_version"} <= tables
+
+
+def test_reingest_writes_nothing_and_changes_overwrite(any_store):
+    sid = any_store.source_id("file", "/logs/a.log")
+    first = any_store.write_run(sid, _run(), ROLES)
+    assert first.points == 5 and first.data_version == 1
+    again = any_store.write_run(sid, _run(), ROLES)
+    assert again.points == 0 and again.data_version == 1
+    changed = any_store.write_run(sid, _run(values=(1.0, 0.95, 0.8, 0.7), steps=(1, 2, 3, 4)), ROLES)
+    assert changed.points == 2 and changed.data_version == 2  # step 2 changed, step 4 new
+    assert any_store.count_points() == 6
+    s = any_store.series([first.run_id], ["actor/entropy"])
+    assert list(s["step"]) == [1, 2, 3, 4] and list(s["value"]) == [1.0, 0.95, 0.8, 0.7]
+    assert any_store.watermarks(sid) == {"r1": {"actor/entropy": 4, "val/test_score/gsm8k": 2}}
+
+
+def test_nonfinite_values_are_kept_as_null_and_counted(any_store):
+    sid = any_store.source_id("file", "/x")
+    res = any_store.write_run(sid, _run(), ROLES)
+    keys = any_store.run_keys([res.run_id]).set_index("key")
+    assert keys.loc["val/test_score/gsm8k", "n"] == 2
+    assert keys.loc["val/test_score/gsm8k", "n_nonfinite"] == 1
+    assert keys.loc["actor/entropy", "role"] == "entropy"
+    s = any_store.series([res.run_id], ["val/test_score/gsm8k"])
+    assert np.isnan(s["value"].iloc[1])
+    runs = any_store.runs_frame()
+    assert runs.loc[0, "params"] == {"lr": 1e-6} and runs.loc[0, "source_kind"] == "file"
+
+
+def test_analysis_is_stale_until_recomputed_on_new_points(any_store):
+    sid = any_store.source_id("file", "/x")
+    res = any_store.write_run(sid, _run(), ROLES)
+    assert any_store.stale_runs("summary") == [res.run_id]
+    any_store.save_analysis(res.run_id, "summary", res.data_version, {"x": float("nan")}, {"a": 0.3})
+    assert any_store.stale_runs("summary") == []
+    assert any_store.analyses_frame("summary").loc[0, "result"] == {"x": None}
+    any_store.write_run(sid, _run(values=(1.0, 0.9, 0.8, 0.75), steps=(1, 2, 3, 4)), ROLES)
+    assert any_store.stale_runs("summary") == [res.run_id]
+
+
+def test_series_build_rejects_bad_points_naming_them():
+    with pytest.raises(IngestError, match=r"run\.csv, key 'h': value 'abc' is not a number"):
+        Series.build("h", [1, 2], [0.5, "abc"], where="run.csv")
+    with pytest.raises(IngestError, match="negative step -1"):
+        Series.build("h", [-1, 2], [0.5, 0.4])
+    with pytest.raises(IngestError, match="not a whole number"):
+        Series.build("h", [1.5, 2], [0.5, 0.4])
+    dup = Series.build("h", [3, 1, 3], [0.1, 0.2, 0.3], [10.0, 5.0, 7.0])  # latest wall time wins
+    assert list(dup.steps) == [1, 3] and list(dup.values) == [0.2, 0.1]
+
+
+def test_open_without_create_says_which_command_fixes_it(tmp_path):
+    with pytest.raises(StoreError, match="entropy-dash init"):
+        Store.open(f"sqlite:///{tmp_path / 'none.db'}", create=False)
