@@ -234,7 +234,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     tracking = f"sqlite:///{folder / 'mlflow.db'}"
     print(f"simulating GRPO runs and logging them to MLflow at {tracking} …", file=sys.stderr)
     runs = [simulate(cfg) for cfg in demo_sweep()]
-    log_runs(runs, tracking, experiment=args.experiment, replace=True)
+    log_runs(runs, tracking, experiment=args.experiment)  # runs already there are not logged again
     store = _store(args)
     summary = ingest_and_analyse(store, MlflowSource(tracking, {"experiments": [args.experiment]}), args)
     print(f"ingested {summary['runs']} runs ({summary['points']} new points) into {store.url}", file=sys.stderr)

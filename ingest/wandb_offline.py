@@ -1,0 +1,509 @@
+"""W&B offline run folders: read ``run-<id>.wandb`` record logs directly, without a W&B server.
+
+``wandb.init(mode="offline")`` writes ``wandb/offline-run-<time>-<id>/run-<id>.wandb``. wandb 0.31 no
+longer ships a reader for it, so this module reads the file format itself:
+
+* a 7-byte file header: ident ``:W&B``, magic ``0xBEE1`` (uint16 LE), version ``0`` (uint8);
+* then the LevelDB log format: 32 KiB blocks (the file header sits at the start of block 0); each block
+  holds records ``crc32 (uint32 LE) | length (uint16 LE) | type (uint8) | data``; a block tail shorter than
+  a record header (7 bytes) is zero padding; type is FULL=1, FIRST=2, MIDDLE=3, LAST=4 (a payload larger
+  than what is left of a block is split into FIRST, MIDDLE…, LAST fragments);
+* the checksum is zlib's crc32 of ``data`` seeded with the crc32 of the single type byte;
+* each reassembled payload is one ``wandb.proto.wandb_internal_pb2.Record``.
+
+What is taken from the records:
+
+* ``run``: run id (the external id), entity, project, display name (the run's name; the id when unset),
+  tags, group, job type, start time and the initial config; ``config`` records update/remove config keys;
+  ``exit`` gives the status (``finished`` for exit code 0, ``failed`` otherwise; no exit record: ``running``).
+* ``history``: one row per step. The step is the row's ``_step`` (W&B's own step counter; custom x-axes
+  set with ``define_metric`` are not used), the wall time its ``_timestamp``; ``_runtime`` and
+  ``_wandb.*`` are skipped. Nested keys (``log({"a": {"b": 1}})``) are joined with ``.`` (``a.b``), as W&B
+  shows them. NaN/inf are kept. Non-numeric values (strings, booleans, null, media such as images,
+  histograms and tables, recognised by their ``_type`` entry) are skipped and counted in the run's notes.
+* ``summary``, ``stats`` (system metrics), ``telemetry`` and the rest are ignored.
+
+Params are the config flattened with ``.`` (``{"model": {"size": 7}}`` → ``model.size``); W&B's internal
+``_wandb`` entry is left out. Tags become ``{tag: True}``, plus ``wandb.entity``/``wandb.group``/``wandb.job_type`` when
+set; the run's project is the W&B project name.
+
+A run still being written ends in a torn record (a short block tail, a fragment without its LAST, a bad
+checksum): every complete record before it is read and the run's notes say where reading stopped. A file
+that does not start with the W&B header raises ``IngestError`` naming the file. Several files with the
+same run id (a resumed run) are read in path order into one run.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from google.protobuf.message import DecodeError
+
+from db.records import RunData, RunInfo, Series
+from entropy_dash.errors import IngestError
+from ingest.base import Source, Watermarks
+
+if TYPE_CHECKING:  # imported when a file is read: ``import wandb`` takes most of a second
+    from wandb.proto import wandb_internal_pb2 as pb
+
+FILE_HEADER = struct.Struct("<4sHB")
+FILE_IDENT = b":W&B"
+FILE_MAGIC = 0xBEE1
+FILE_VERSION = 0
+RECORD_HEADER = struct.Struct("<IHB")
+HEADER_LEN = 7
+BLOCK_LEN = 32768
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+_TYPE_SEEDS = {t: zlib.crc32(bytes([t])) for t in (FULL, FIRST, MIDDLE, LAST)}
+
+SPECIAL_KEYS = frozenset({"_step", "_timestamp", "_runtime"})
+CONFIG_SEP = "."
+WANDB_FILE_GLOB = "run-*.wandb"
+
+
+# ---------------------------------------------------------------------------------------- record log
+@dataclass(frozen=True)
+class StopPoint:
+    """Where and why reading a record log stopped before its end."""
+
+    offset: int  # byte offset of the first record that could not be read
+    reason: str
+    complete: int  # records read completely before it
+    file_size: int
+    torn: bool  # cut off by the end of the file (a run being written), not damaged in the middle
+
+    def note(self, path: Path) -> str:
+        what = "torn record" if self.torn else "corrupt record"
+        tail = " (the run is probably still being written)" if self.torn else ""
+        return (
+            f"{what} at byte {self.offset} of {path}: {self.reason}; read {self.complete} complete records "
+            f"before it, {self.file_size - self.offset} bytes after it were not read{tail}"
+        )
+
+
+class RecordLog:
+    """Iterates the payloads of a ``.wandb`` file; ``stop`` says where a torn or corrupt tail began."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stop: StopPoint | None = None
+        self.complete = 0
+
+    def payloads(self) -> Iterator[tuple[int, bytes]]:
+        """Yield ``(byte offset, payload)`` of every complete record, in file order."""
+        try:
+            with self.path.open("rb") as f:
+                size = self.path.stat().st_size
+                if not self._header_ok(f.read(HEADER_LEN), size):
+                    return
+                f.seek(0)
+                yield from self._scan(f, size)
+        except OSError as exc:
+            raise IngestError(f"cannot read W&B file {self.path}: {exc.strerror or exc}") from exc
+
+    def _header_ok(self, head: bytes, size: int) -> bool:
+        expected = FILE_HEADER.pack(FILE_IDENT, FILE_MAGIC, FILE_VERSION)
+        if len(head) < HEADER_LEN and expected.startswith(head):
+            self.stop = StopPoint(0, f"file header is {len(head)} of {HEADER_LEN} bytes", 0, size, True)
+            return False
+        ident, magic, version = FILE_HEADER.unpack(head[:HEADER_LEN].ljust(HEADER_LEN, b"\0"))
+        if ident != FILE_IDENT or magic != FILE_MAGIC:
+            raise IngestError(
+                f"{self.path} is not a W&B run file: it does not start with the ':W&B' header "
+                f"(found {head[:HEADER_LEN]!r})"
+            )
+        if version != FILE_VERSION:
+            raise IngestError(f"{self.path}: unsupported W&B file format version {version} (expected 0)")
+        return True
+
+    def _scan(self, f: Any, size: int) -> Iterator[tuple[int, bytes]]:
+        block_off = 0
+        parts: list[bytes] = []
+        first_off = -1
+        while True:
+            block = f.read(BLOCK_LEN)
+            n = len(block)
+            pos = HEADER_LEN if block_off == 0 else 0
+            while pos < n:
+                at = block_off + pos
+                if n - pos < HEADER_LEN:
+                    if n == BLOCK_LEN and not block[pos:].strip(b"\0"):
+                        break  # zero padding at the end of a full block
+                    self._stop(first_off if parts else at, "incomplete record header", size, True)
+                    return
+                crc, length, rtype = RECORD_HEADER.unpack_from(block, pos)
+                end = pos + HEADER_LEN + length
+                problem = self._check(block, pos, end, crc, rtype, bool(parts))
+                if problem:
+                    # damage in the file's last block is a write in progress too
+                    torn = problem.endswith("the file") or size - at <= BLOCK_LEN
+                    self._stop(first_off if parts else at, problem, size, torn)
+                    return
+                data = block[pos + HEADER_LEN : end]
+                pos = end
+                if rtype == FULL:
+                    self.complete += 1
+                    yield at, data
+                elif rtype == FIRST:
+                    parts, first_off = [data], at
+                elif rtype == MIDDLE:
+                    parts.append(data)
+                else:
+                    parts.append(data)
+                    self.complete += 1
+                    yield first_off, b"".join(parts)
+                    parts = []
+            block_off += n
+            if n < BLOCK_LEN:
+                break
+        if parts:
+            self._stop(first_off, "record split over blocks ends before its LAST fragment", size, True)
+
+    @staticmethod
+    def _check(block: bytes, pos: int, end: int, crc: int, rtype: int, in_record: bool) -> str | None:
+        if rtype not in _TYPE_SEEDS:
+            return f"unknown fragment type {rtype}"
+        if end > len(block):
+            past = "its block" if len(block) == BLOCK_LEN else "the file"
+            return f"record of {end - pos - HEADER_LEN} bytes runs past the end of {past}"
+        if zlib.crc32(memoryview(block)[pos + HEADER_LEN : end], _TYPE_SEEDS[rtype]) != crc:
+            return "checksum mismatch"
+        if in_record and rtype in (FULL, FIRST):
+            return "fragment sequence broken (FIRST without LAST)"
+        if not in_record and rtype in (MIDDLE, LAST):
+            return "fragment sequence broken (MIDDLE/LAST without FIRST)"
+        return None
+
+    def _stop(self, offset: int, reason: str, size: int, torn: bool) -> None:
+        self.stop = StopPoint(offset, reason, self.complete, size, torn)
+
+
+# ---------------------------------------------------------------------------------------- run assembly
+@dataclass
+class _KeyPoints:
+    steps: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    walls: list[float | None] = field(default_factory=list)
+
+
+@dataclass
+class _Skipped:
+    count: int = 0
+    example: Any = None
+
+
+@dataclass
+class _RunState:
+    """Everything gathered from one run's records (mutable while reading, turned into ``RunData``)."""
+
+    run_id: str
+    files: list[Path] = field(default_factory=list)
+    name: str | None = None
+    entity: str | None = None
+    project: str | None = None
+    group: str | None = None
+    job_type: str | None = None
+    tags: tuple[str, ...] = ()
+    config: dict[str, Any] = field(default_factory=dict)
+    started_at: datetime | None = None
+    last_time: float | None = None
+    exit_code: int | None = None
+    seen_run_record: bool = False
+    rows: int = 0
+    points: dict[str, _KeyPoints] = field(default_factory=dict)
+    skipped: dict[str, _Skipped] = field(default_factory=dict)
+    undecodable: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    # ---- records
+    def add_run(self, rec: pb.RunRecord) -> None:
+        self.seen_run_record = True
+        self.run_id = rec.run_id or self.run_id
+        self.name = rec.display_name or self.name
+        self.entity = rec.entity or self.entity
+        self.project = rec.project or self.project
+        self.group = rec.run_group or self.group
+        self.job_type = rec.job_type or self.job_type
+        self.tags = tuple(rec.tags) or self.tags
+        if rec.HasField("start_time") and self.started_at is None:
+            self.started_at = rec.start_time.ToDatetime(tzinfo=UTC)
+        self.apply_config(rec.config.update, ())
+
+    def apply_config(self, updates: Sequence[pb.ConfigItem], removes: Sequence[pb.ConfigItem]) -> None:
+        for item in updates:
+            path = _item_path(item)
+            try:
+                value = json.loads(item.value_json)
+            except ValueError:
+                value = item.value_json
+            _set_path(self.config, path, value)
+        for item in removes:
+            _pop_path(self.config, _item_path(item))
+
+    def add_history(self, rec: pb.HistoryRecord) -> None:
+        step: int | None = None
+        wall: float | None = None
+        row: list[tuple[str, Any]] = []
+        media: set[str] = set()
+        for item in rec.item:
+            path = _item_path(item)
+            key = ".".join(path)
+            if key in SPECIAL_KEYS:
+                if key == "_step":
+                    step = int(float(item.value_json)) if item.value_json else int(_typed_value(item))
+                elif key == "_timestamp":
+                    wall = float(item.value_json) if item.value_json else float(_typed_value(item))
+                continue
+            if path[0] == "_wandb":
+                continue
+            if len(path) > 1 and path[-1] == "_type":
+                media.add(".".join(path[:-1]))
+            row.append((key, item))
+        if step is None:
+            step = rec.step.num if rec.HasField("step") else self.rows
+        self.rows += 1
+        if wall is not None:
+            self.last_time = wall
+        for key, item in row:
+            self._add_point(key, item, step, wall, media)
+
+    def _add_point(self, key: str, item: pb.HistoryItem, step: int, wall: float | None, media: set[str]) -> None:
+        if media:
+            owner = next((m for m in media if key == m or key.startswith(m + ".")), None)
+            if owner is not None:
+                if key == owner + "._type":
+                    self._skip(owner, f"<{_typed_value(item)}>")
+                return
+        value = _number(item)
+        if value is None:
+            self._skip(key, _typed_value(item))
+            return
+        pts = self.points.get(key)
+        if pts is None:
+            pts = self.points[key] = _KeyPoints()
+        pts.steps.append(step)
+        pts.values.append(value)
+        pts.walls.append(wall)
+
+    def _skip(self, key: str, example: Any) -> None:
+        s = self.skipped.get(key)
+        if s is None:
+            s = self.skipped[key] = _Skipped(example=example)
+        s.count += 1
+
+    # ---- result
+    def to_run_data(self, watermarks: Mapping[str, int]) -> RunData:
+        where = f"W&B run {self.run_id} ({', '.join(map(str, self.files))})"
+        series = []
+        for key, pts in self.points.items():
+            s = Series.build(key, pts.steps, pts.values, pts.walls, where=where).after(watermarks.get(key))
+            if len(s):
+                series.append(s)
+        return RunData(run=self._info(), series=tuple(series), notes=tuple(self._notes()))
+
+    def _info(self) -> RunInfo:
+        tags: dict[str, Any] = {t: True for t in self.tags}
+        if self.group:
+            tags["wandb.group"] = self.group
+        if self.job_type:
+            tags["wandb.job_type"] = self.job_type
+        if self.entity:
+            tags["wandb.entity"] = self.entity
+        status = "running" if self.exit_code is None else ("finished" if self.exit_code == 0 else "failed")
+        updated = datetime.fromtimestamp(self.last_time, UTC) if self.last_time is not None else None
+        return RunInfo(
+            external_id=self.run_id,
+            name=self.name or self.run_id,
+            project=self.project,
+            status=status,
+            params=flatten_config(self.config),
+            tags=tags,
+            started_at=self.started_at,
+            updated_at=updated,
+        )
+
+    def _notes(self) -> list[str]:
+        notes = list(self.notes)
+        if not self.seen_run_record:
+            notes.append(f"no run record found; the run id {self.run_id!r} comes from the file name")
+        if self.undecodable:
+            notes.append(
+                f"{len(self.undecodable)} records could not be decoded as wandb Records and were skipped "
+                f"(first at byte {self.undecodable[0]})"
+            )
+        if self.rows == 0:
+            notes.append("no history rows: the run logged no metrics (yet)")
+        for key, s in sorted(self.skipped.items()):
+            if key in self.points:
+                notes.append(f"key {key!r}: {s.count} non-numeric values skipped (e.g. {_short(s.example)})")
+            else:
+                notes.append(
+                    f"key {key!r} skipped: all {s.count} values are non-numeric (e.g. {_short(s.example)})"
+                )
+        return notes
+
+
+def _item_path(item: pb.HistoryItem | pb.ConfigItem) -> tuple[str, ...]:
+    return tuple(item.nested_key) if len(item.nested_key) else (item.key,)
+
+
+def _typed_value(item: pb.HistoryItem) -> Any:
+    kind = item.WhichOneof("value")
+    if kind is None:
+        try:
+            return json.loads(item.value_json) if item.value_json else None
+        except ValueError:
+            return item.value_json
+    if kind == "json":
+        return json.loads(item.json)
+    if kind == "none":
+        return None
+    return getattr(item, kind)
+
+
+def _number(item: pb.HistoryItem) -> float | None:
+    """The item's value as a float (NaN/inf included), or None when it is not a number."""
+    vj = item.value_json
+    if vj:
+        if vj[0] in '"{[tfn':  # string, object, array, true, false, null
+            return None
+        try:
+            return float(vj)  # JSON numbers and W&B's NaN / Infinity / -Infinity
+        except ValueError:
+            return None
+    kind = item.WhichOneof("value")
+    if kind in ("number", "integer"):
+        return float(getattr(item, kind))
+    if kind == "json":
+        v = json.loads(item.json)
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+    return None
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _set_path(tree: dict[str, Any], path: Sequence[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = node[part] = {}
+        node = nxt
+    node[path[-1]] = value
+
+
+def _pop_path(tree: dict[str, Any], path: Sequence[str]) -> None:
+    node: Any = tree
+    for part in path[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(path[-1], None)
+
+
+def flatten_config(config: Mapping[str, Any], sep: str = CONFIG_SEP) -> dict[str, Any]:
+    """Nested config dicts flattened to ``a.b.c`` keys; W&B's internal ``_wandb`` entry is dropped."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        for k, v in node.items():
+            if not prefix and k in ("_wandb", "wandb_version"):
+                continue
+            name = f"{prefix}{k}"
+            if isinstance(v, Mapping) and v:
+                walk(v, name + sep)
+            else:
+                flat[name] = v
+
+    walk(config, "")
+    return flat
+
+
+# ---------------------------------------------------------------------------------------- reading files
+def read_wandb_files(paths: Sequence[Path], run_id: str) -> _RunState:
+    """Read one run's ``.wandb`` files (in the given order) into a run state."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    state = _RunState(run_id=run_id)
+    for path in paths:
+        state.files.append(path)
+        log = RecordLog(path)
+        for offset, payload in log.payloads():
+            rec = pb.Record()
+            try:
+                rec.ParseFromString(payload)
+            except DecodeError:
+                state.undecodable.append(offset)
+                continue
+            _apply_record(state, rec)
+        if log.stop is not None:
+            state.notes.append(log.stop.note(path))
+    return state
+
+
+def _apply_record(state: _RunState, rec: pb.Record) -> None:
+    kind = rec.WhichOneof("record_type")
+    if kind == "history":
+        state.add_history(rec.history)
+    elif kind == "run":
+        state.add_run(rec.run)
+    elif kind == "config":
+        state.apply_config(rec.config.update, rec.config.remove)
+    elif kind == "exit":
+        state.exit_code = rec.exit.exit_code
+
+
+def run_id_from_file(path: Path) -> str:
+    """``run-<id>.wandb`` → ``<id>``."""
+    stem = path.name[: -len(".wandb")]
+    return stem[len("run-") :] if stem.startswith("run-") else stem
+
+
+def find_wandb_files(root: Path) -> dict[str, list[Path]]:
+    """``run-*.wandb`` files under ``root`` (a file, a run folder, a ``wandb/`` folder, any folder),
+    grouped by run id, each group in path order (offline-run-<time>-<id> folders sort by time)."""
+    if root.is_file():
+        files = [root]
+    elif root.is_dir():
+        files = sorted(root.rglob(WANDB_FILE_GLOB))
+    else:
+        raise IngestError(f"W&B offline folder {root} does not exist")
+    if not files:
+        raise IngestError(
+            f"no W&B run files (run-*.wandb) under {root}; point --offline at a wandb/ folder or an "
+            "offline-run-* folder"
+        )
+    groups: dict[str, list[Path]] = {}
+    seen: set[Path] = set()
+    for path in files:
+        real = path.resolve()
+        if real not in seen:  # e.g. wandb/latest-run is a symlink to one of the run folders
+            seen.add(real)
+            groups.setdefault(run_id_from_file(path), []).append(path)
+    return groups
+
+
+class WandbOfflineSource(Source):
+    """Runs from W&B offline run folders; ``uri`` is a folder (or one ``.wandb`` file)."""
+
+    kind: ClassVar[str] = "wandb"
+
+    def iter_runs(self, watermarks: Watermarks) -> Iterator[RunData]:
+        for run_id, paths in find_wandb_files(Path(self.uri).expanduser()).items():
+            state = read_wandb_files(paths, run_id)
+            yield state.to_run_data(watermarks.get(state.run_id, {}))
+
+    def count_runs(self) -> int | None:
+        try:
+            return len(find_wandb_files(Path(self.uri).expanduser()))
+        except IngestError:
+            return None
