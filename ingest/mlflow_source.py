@@ -135,8 +135,9 @@ class MlflowSource(Source):
             status=r.info.status,
             params=params,
             tags=tags,
-            model=_first(params, tags, ("model", "model_name", "actor_rollout_ref.model.path", "model_name_or_path")),
-            algorithm=_first(params, tags, ("algorithm", "algorithm.adv_estimator", "algo")),
+            model=_first(params, tags, ("model", "model_name", "model_size", "actor_rollout_ref/model/path",
+                                        "actor_rollout_ref.model.path", "model_name_or_path")),
+            algorithm=_first(params, tags, ("algorithm", "algorithm/adv_estimator", "algorithm.adv_estimator", "algo")),
             started_at=_ms(r.info.start_time),
             updated_at=_ms(r.info.end_time),
         )
