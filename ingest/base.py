@@ -29,7 +29,8 @@ class Source(ABC):
 
     def check(self) -> None:
         """Fail fast, before anything is written, when the source cannot be read at all (unreachable
-        server, unknown experiment, missing folder): raise ``IngestError`` naming it."""
+        server, unknown experiment, missing folder): raise ``IngestError`` naming it. Default: no check."""
+        return None
 
     def count_runs(self) -> int | None:
         """How many runs ``iter_runs`` will yield, when cheap to know (for progress bars)."""
