@@ -1,0 +1,193 @@
+"""TensorBoard event folders → one ``RunData`` per folder holding ``events.out.tfevents.*`` files.
+
+The event files are read here, record by record (TFRecord framing: uint64 length, masked CRC-32C of
+the length, the ``Event`` protobuf, masked CRC-32C of the data), with tensorboard's own protobufs and CRC:
+
+* scalars come from ``simple_value`` summaries (PyTorch / tensorboardX / TF1 writers) and from 0-d
+  numeric tensors of tags whose plugin is ``scalars`` (TF2 and ``tensorboard.summary.Writer``; the plugin
+  metadata is written with a tag's first value only, so it is remembered per tag);
+* every event file of a folder is merged into the folder's run (a restarted writer adds a file); a step
+  written twice keeps the value with the later wall time;
+* a file that ends inside a record (a writer still running, or killed) gives its complete records and a
+  note; a complete record whose CRC does not match, or that does not decode, is an ``IngestError``
+  naming the file and the byte offset.
+
+The run name is the folder's path relative to the root given (the root's own name for event files
+directly in it); the external id is the folder's resolved path.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from google.protobuf.message import DecodeError
+from tensorboard.compat.proto import event_pb2
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+from tensorboard.util import tensor_util
+
+from db.records import RunData, RunInfo, Series
+from entropy_dash.errors import IngestError
+from ingest.base import Source, Watermarks
+
+EVENT_GLOB = "events.out.tfevents.*"
+SCALARS_PLUGIN = "scalars"
+_HEADER = struct.Struct("<QI")
+_CRC = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class RecordScan:
+    """What reading one event file found: complete records, and where a torn tail began (if any)."""
+
+    records: tuple[bytes, ...]
+    truncated_at: int | None = None
+
+
+def read_records(path: Path) -> RecordScan:
+    """All complete TFRecord payloads of ``path``; a torn tail is reported, a bad CRC raised."""
+    records: list[bytes] = []
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with fh:
+        while True:
+            offset = fh.tell()
+            header = fh.read(_HEADER.size)
+            if not header:
+                return RecordScan(tuple(records))
+            if len(header) < _HEADER.size:
+                return RecordScan(tuple(records), offset)
+            length, length_crc = _HEADER.unpack(header)
+            if masked_crc32c(header[:8]) != length_crc:
+                raise IngestError(f"{path}: corrupt event file: record at byte {offset} fails its length "
+                                  "checksum (not a TensorBoard event file, or damaged)")
+            data = fh.read(length)
+            footer = fh.read(_CRC.size)
+            if len(data) < length or len(footer) < _CRC.size:
+                return RecordScan(tuple(records), offset)
+            if masked_crc32c(data) != _CRC.unpack(footer)[0]:
+                raise IngestError(f"{path}: corrupt event file: record at byte {offset} fails its data checksum")
+            records.append(data)
+
+
+@dataclass
+class _RunPoints:
+    """Points of one run folder, gathered over its event files."""
+
+    by_tag: dict[str, tuple[list[int], list[float], list[float]]] = field(default_factory=dict)
+    plugins: dict[str, str] = field(default_factory=dict)
+    skipped: set[str] = field(default_factory=set)
+
+    def add(self, tag: str, step: int, value: float, wall_time: float) -> None:
+        steps, values, walls = self.by_tag.setdefault(tag, ([], [], []))
+        steps.append(step)
+        values.append(value)
+        walls.append(wall_time)
+
+    def add_event(self, event: event_pb2.Event) -> None:
+        for v in event.summary.value:
+            plugin = v.metadata.plugin_data.plugin_name
+            if plugin:
+                self.plugins.setdefault(v.tag, plugin)
+            kind = v.WhichOneof("value")
+            if kind == "simple_value":
+                self.add(v.tag, event.step, float(v.simple_value), event.wall_time)
+            elif kind == "tensor" and self.plugins.get(v.tag, SCALARS_PLUGIN) == SCALARS_PLUGIN:
+                value = _scalar(v.tensor)
+                if value is None:
+                    self.skipped.add(v.tag)
+                else:
+                    self.add(v.tag, event.step, value, event.wall_time)
+            else:
+                self.skipped.add(v.tag)
+
+
+def _scalar(tensor: object) -> float | None:
+    """The value of a 0-d (or one-element) numeric tensor proto; None for anything else."""
+    try:
+        arr = tensor_util.make_ndarray(tensor)
+    except (ValueError, TypeError):
+        return None
+    if arr.size != 1 or arr.dtype.kind not in "fiub":
+        return None
+    return float(arr.reshape(()))
+
+
+def read_event_files(files: list[Path], where: str) -> tuple[tuple[Series, ...], tuple[str, ...]]:
+    """Scalars of the event files of one run folder, and notes on torn files and skipped tags."""
+    points = _RunPoints()
+    notes: list[str] = []
+    for path in files:
+        scan = read_records(path)
+        for i, data in enumerate(scan.records):
+            try:
+                event = event_pb2.Event.FromString(data)
+            except DecodeError:
+                raise IngestError(f"{path}: corrupt event file: record {i} is not an Event protobuf") from None
+            if event.HasField("summary"):
+                points.add_event(event)
+        if scan.truncated_at is not None:
+            notes.append(f"{path.name}: truncated record at byte {scan.truncated_at} (a writer still running "
+                         f"or killed): read the {len(scan.records)} complete records before it")
+    skipped = sorted(points.skipped - set(points.by_tag))
+    if skipped:
+        notes.append(f"{len(skipped)} non-scalar tags skipped: {', '.join(skipped[:5])}"
+                     + ("…" if len(skipped) > 5 else ""))
+    series = tuple(Series.build(tag, s, np.asarray(v), w, where=where)
+                   for tag, (s, v, w) in points.by_tag.items())
+    return series, tuple(notes)
+
+
+def find_run_folders(root: Path) -> list[Path]:
+    """Every folder under ``root`` (``root`` included) holding event files, sorted."""
+    if root.is_file():
+        return [root.parent] if root.name.startswith("events.out.tfevents.") else []
+    return sorted({p.parent for p in root.rglob(EVENT_GLOB) if p.is_file()})
+
+
+def _run_name(folder: Path, root: Path) -> str:
+    rel = folder.relative_to(root) if folder != root else Path(root.resolve().name)
+    return rel.as_posix()
+
+
+class TensorBoardSource(Source):
+    """``ingest tensorboard DIR``: one run per folder holding ``events.out.tfevents.*`` files."""
+
+    kind = "tensorboard"
+
+    def _root(self) -> Path:
+        root = Path(self.uri).expanduser()
+        if not root.exists():
+            raise IngestError(f"{root}: no such folder (expected a TensorBoard log folder)")
+        return root
+
+    def _folders(self, root: Path) -> list[Path]:
+        folders = find_run_folders(root)
+        if not folders:
+            raise IngestError(f"{root}: no TensorBoard event files (events.out.tfevents.*) found")
+        return folders
+
+    def check(self) -> None:
+        """The folder exists and holds event files."""
+        self._folders(self._root())
+
+    def count_runs(self) -> int | None:
+        return len(find_run_folders(self._root()))
+
+    def iter_runs(self, watermarks: Watermarks) -> Iterator[RunData]:
+        """Every run folder's scalars (all points: the store keeps only new or changed ones)."""
+        root = self._root()
+        folders = self._folders(root)
+        base = root if root.is_dir() else root.parent
+        for folder in folders:
+            files = sorted(p for p in folder.glob(EVENT_GLOB) if p.is_file())
+            name = _run_name(folder, base)
+            series, notes = read_event_files(files, f"{folder}, run {name!r}")
+            info = RunInfo(external_id=str(folder.resolve()), name=name,
+                           params={"event_files": len(files)})
+            yield RunData(run=info, series=series, notes=notes)

@@ -1,0 +1,91 @@
+"""``ingest file PATH``: format detection and dispatch, on a folder of mixed trainer outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from entropy_dash.errors import IngestError
+from ingest.files import FileSource, detect, discover
+
+VERL = ("\x1b[36m(main_task pid=5)\x1b[0m step:0 - actor/entropy_loss:0.500 - critic/score/mean:0.100\n"
+        "\x1b[36m(main_task pid=5)\x1b[0m step:1 - actor/entropy_loss:0.450 - critic/score/mean:0.200\n")
+
+
+def _state(steps: int) -> str:
+    return json.dumps({"global_step": steps, "log_history": [{"step": s, "entropy": 1 / s, "epoch": 0.1}
+                                                             for s in range(1, steps + 1)]})
+
+
+@pytest.fixture
+def outputs(tmp_path: Path) -> Path:
+    (tmp_path / "verl").mkdir()
+    (tmp_path / "verl" / "ppo_run.log").write_text(VERL)
+    (tmp_path / "verl" / "notes.txt").write_text("nothing to see\n")
+    (tmp_path / "trl" / "checkpoint-2").mkdir(parents=True)
+    (tmp_path / "trl" / "checkpoint-4").mkdir()
+    (tmp_path / "trl" / "checkpoint-2" / "trainer_state.json").write_text(_state(2))
+    (tmp_path / "trl" / "checkpoint-4" / "trainer_state.json").write_text(_state(4))
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "wide.csv").write_text("step,entropy\n0,0.9\n1,0.8\n")
+    (tmp_path / "tables" / "long.jsonl").write_text(
+        "".join(json.dumps({"run": r, "key": "e", "step": 0, "value": 1.0}) + "\n" for r in ("a", "b")))
+    (tmp_path / "README.md").write_text("# step:0 - not: a log\n")
+    (tmp_path / "tb").mkdir()
+    (tmp_path / "tb" / "events.out.tfevents.1.host").write_bytes(b"\x00" * 16)
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "x.csv").write_text("step,e\n0,1\n")
+    return tmp_path
+
+
+def test_folder_dispatch(outputs):
+    found = {d.path.relative_to(outputs).as_posix(): d.fmt for d in discover(outputs)}
+    assert found == {"verl/ppo_run.log": "verl_log", "trl/checkpoint-4/trainer_state.json": "trainer_state",
+                     "tables/wide.csv": "tabular", "tables/long.jsonl": "tabular"}
+    src = FileSource(str(outputs))
+    src.check()
+    assert src.count_runs() is None  # multi-run tables: not known before reading
+    runs = {r.run.name: r for r in src.iter_runs({})}
+    assert sorted(runs) == ["a", "b", "ppo_run", "trl", "wide"]
+    assert runs["trl"].run.external_id == str((outputs / "trl" / "trainer_state.json").resolve())
+    assert len(runs["trl"].series[0]) == 4  # the latest checkpoint's history
+    assert runs["a"].run.external_id == f"{(outputs / 'tables' / 'long.jsonl').resolve()}#a"
+    ent = next(s for s in runs["ppo_run"].series if s.key == "actor/entropy_loss")
+    assert ent.steps.tolist() == [1, 2]
+
+
+def test_single_files(outputs):
+    assert FileSource(str(outputs / "verl" / "ppo_run.log")).count_runs() == 1
+    # a verl log under any name, and a renamed trainer state, when named explicitly
+    (odd := outputs / "console_output.dat").write_text(VERL)
+    assert detect(odd, explicit=True) == "verl_log" and detect(odd, explicit=False) is None
+    (renamed := outputs / "state.json").write_text(_state(3))
+    (run,) = FileSource(str(renamed)).iter_runs({})
+    assert run.run.name == outputs.name and len(run.series[0]) == 3
+
+
+def test_unknown_format_names_the_file_and_the_formats(outputs):
+    with pytest.raises(IngestError, match=r"README\.md: unknown file format; supported: verl console log.*"
+                                          r"trainer_state\.json.*\.csv and \.jsonl"):
+        list(FileSource(str(outputs / "README.md")).iter_runs({}))
+    with pytest.raises(IngestError, match="unknown file format"):
+        FileSource(str(outputs / "tb" / "events.out.tfevents.1.host")).check()
+
+
+def test_missing_and_empty(tmp_path):
+    with pytest.raises(IngestError, match="no such file or folder"):
+        FileSource(str(tmp_path / "nope")).check()
+    with pytest.raises(IngestError, match="no recognised files inside"):
+        FileSource(str(tmp_path)).check()
+
+
+def test_real_verl_folder(verl_logs):
+    src = FileSource(str(verl_logs[0].parent))
+    assert src.count_runs() == 3
+    runs = {r.run.name: r for r in src.iter_runs({})}
+    assert {p.stem for p in verl_logs} == set(runs)
+    for run in runs.values():
+        n = len(next(s for s in run.series if s.key == "actor/entropy_loss"))
+        assert n in (435, 106)
