@@ -7,7 +7,7 @@ the run's ``data_version`` moved past the one it was computed on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -16,7 +16,9 @@ from db import Store
 from entropy_dash.errors import FitError
 from ingest.keys import KeyChoice, choose_keys
 from models.align import align
+from models.collapse import detect_collapse
 from models.law import fit_law
+from models.stages import find_stage_boundary
 
 KIND = "summary"
 
@@ -80,6 +82,9 @@ def analyse_run(run: Mapping[str, Any], keys: pd.DataFrame, series: pd.DataFrame
         "rule": "R(s) pairs with the entropy logged at the first step >= s+1 (the same policy's rollouts); "
                 "the last evaluation falls back to the latest entropy at or before s",
     }
+    hf, rf = h.dropna(), r.dropna()
+    out["stage"] = _guarded(lambda: find_stage_boundary(hf.index, hf.to_numpy(), rf.index, rf.to_numpy()).to_dict())
+    out["collapse"] = _guarded(lambda: detect_collapse(hf.index, hf.to_numpy(), rf.index, rf.to_numpy()).to_dict())
     try:
         fit = fit_law(pairs.entropy, pairs.performance)
     except FitError as exc:
@@ -93,6 +98,14 @@ def analyse_run(run: Mapping[str, Any], keys: pd.DataFrame, series: pd.DataFrame
     out["entropy_last"] = float(h.dropna().iloc[-1]) if h.notna().any() else None
     out["performance_first"] = float(r.dropna().iloc[0]) if r.notna().any() else None
     return out
+
+
+def _guarded(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A sub-analysis that cannot be made says why instead of failing the whole run."""
+    try:
+        return compute()
+    except FitError as exc:
+        return {"error": str(exc), "cause": exc.cause}
 
 
 def _one(series: pd.DataFrame, key: str) -> pd.Series:
