@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from entropy_dash.errors import ConfigError, EntropyDashError
+from entropy_dash.payloads import fit_payload, runs_payload
 
 log = logging.getLogger("entropy_dash")
 
@@ -138,29 +139,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _runs_payload(store: Any) -> list[dict[str, Any]]:
-    from entropy_dash.analysis import load_results, refresh_analyses
-
-    refresh_analyses(store)
-    runs = store.runs_frame().set_index("id")
-    out = []
-    for res in load_results(store):
-        run = runs.loc[res["run_id"]]
-        out.append({
-            "run": res["run"], "run_id": res["run_id"], "source": f"{run['source_kind']} {run['source_uri']}",
-            "project": run["project"], "external_id": run["external_id"],
-            "entropy_key": res["entropy_key"], "performance_key": res["performance_key"],
-            "performance_kind": res["performance_kind"], "key_reason": res["key_reason"],
-            "n_entropy": res["n_entropy"], "n_performance": res["n_performance"],
-            "n_nonfinite": res["n_entropy_nonfinite"] + res["n_performance_nonfinite"],
-            "last_step": res["last_step"], "status": res["status"], "reason": res["reason"],
-            "unrecognised_keys": res["unrecognised_keys"], "notes": list(run["notes"] or []),
-        })
-    return out
-
-
 def cmd_runs(args: argparse.Namespace) -> int:
-    payload = _runs_payload(_store(args, create=False))
+    payload = runs_payload(_store(args, create=False))
 
     def text() -> str:
         if not payload:
@@ -176,33 +156,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit_payload(store: Any, run: str | None) -> list[dict[str, Any]]:
-    from entropy_dash.analysis import load_results, refresh_analyses
-
-    refresh_analyses(store)
-    results = load_results(store)
-    if run is not None:
-        results = [r for r in results if str(r["run_id"]) == run or r["run"] == run]
-        if not results:
-            raise ConfigError(f"no run {run!r} in the store: see `entropy-dash runs`")
-    out = []
-    for res in results:
-        law = res.get("law") or {}
-        out.append({
-            "run": res["run"], "run_id": res["run_id"], "status": res["status"], "reason": res["reason"],
-            "entropy_key": res["entropy_key"], "performance_key": res["performance_key"],
-            "a": law.get("a"), "b": law.get("b"), "a_se": law.get("a_se"), "b_se": law.get("b_se"),
-            "cov_ab": law.get("cov_ab"), "ceiling": law.get("ceiling"), "ceiling_se": law.get("ceiling_se"),
-            "ceiling_ci": law.get("ceiling_ci"), "r2": law.get("r2"), "rmse": law.get("rmse"), "n": law.get("n"),
-            "h_range": [law.get("h_min"), law.get("h_max")] if law else None,
-            "flags": law.get("flags", []), "best_performance": res.get("best_performance"),
-            "headroom": res.get("headroom"),
-        })
-    return out
-
-
 def cmd_fit(args: argparse.Namespace) -> int:
-    payload = _fit_payload(_store(args, create=False), args.run)
+    payload = fit_payload(_store(args, create=False), args.run)
 
     def text() -> str:
         if not payload:
