@@ -16,6 +16,7 @@ from db import Store
 from entropy_dash.errors import FitError
 from ingest.keys import KeyChoice, choose_keys
 from models.align import align
+from models.backtest import DEFAULT_CUTOFF, backtest_run
 from models.collapse import detect_collapse
 from models.law import fit_law
 from models.stages import find_stage_boundary
@@ -85,6 +86,7 @@ def analyse_run(run: Mapping[str, Any], keys: pd.DataFrame, series: pd.DataFrame
     hf, rf = h.dropna(), r.dropna()
     out["stage"] = _guarded(lambda: find_stage_boundary(hf.index, hf.to_numpy(), rf.index, rf.to_numpy()).to_dict())
     out["collapse"] = _guarded(lambda: detect_collapse(hf.index, hf.to_numpy(), rf.index, rf.to_numpy()).to_dict())
+    out["backtest"] = run_backtest(hf, rf, DEFAULT_CUTOFF, run["name"])
     try:
         fit = fit_law(pairs.entropy, pairs.performance)
     except FitError as exc:
@@ -98,6 +100,17 @@ def analyse_run(run: Mapping[str, Any], keys: pd.DataFrame, series: pd.DataFrame
     out["entropy_last"] = float(h.dropna().iloc[-1]) if h.notna().any() else None
     out["performance_first"] = float(r.dropna().iloc[0]) if r.notna().any() else None
     return out
+
+
+def metric_bounds(r: pd.Series) -> tuple[float, float] | None:
+    """An accuracy-like metric (all values in [0, 1]) is bounded to [0, 1]; rewards are unbounded."""
+    return (0.0, 1.0) if len(r) and r.min() >= 0.0 and r.max() <= 1.0 else None
+
+
+def run_backtest(h: pd.Series, r: pd.Series, cutoff: float, run: str | None = None) -> dict[str, Any]:
+    """Forecast from the first ``cutoff`` of the run, scored against what happened (see models.backtest)."""
+    return _guarded(lambda: backtest_run(h.index.to_numpy(), h.to_numpy(), r.index.to_numpy(), r.to_numpy(),
+                                         cutoff=cutoff, run=run, bounds=metric_bounds(r)).to_dict())
 
 
 def _guarded(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -148,6 +161,12 @@ def refresh_analyses(store: Store, run_ids: Sequence[int] | None = None, *, forc
         result = analyse_run(run.to_dict(), rk, series, choice)
         store.save_analysis(int(run_id), KIND, int(run["data_version"]), result, _columns(result))
     return len(todo)
+
+
+def run_series(store: Store, result: Mapping[str, Any]) -> tuple[pd.Series, pd.Series]:
+    """The chosen entropy and performance series of an analysed run (finite points only)."""
+    s = store.series([result["run_id"]], [result["entropy_key"], result["performance_key"]])
+    return _one(s, result["entropy_key"]).dropna(), _one(s, result["performance_key"]).dropna()
 
 
 def load_results(store: Store, run_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:

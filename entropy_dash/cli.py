@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from entropy_dash.errors import ConfigError, EntropyDashError
-from entropy_dash.payloads import fit_payload, runs_payload
+from entropy_dash.payloads import backtest_payload, fit_payload, runs_payload
 
 log = logging.getLogger("entropy_dash")
 
@@ -177,6 +177,30 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    payload = backtest_payload(_store(args, create=False), args.cutoff)
+
+    def text() -> str:
+        if not payload["runs"]:
+            return "no run can be backtested yet" + "".join(f"\n  {s['run']}: {s['reason']}" for s in payload["skipped"])
+        methods = list(payload["runs"][0]["baselines"])
+        head = f"{'run':40}  {'observed':>8}  " + "  ".join(f"{m:>11}" for m in methods)
+        lines = [f"backtest: forecast from the first {payload['cutoff']:.0%} of each run vs its final score "
+                 "(mean of the last 3 evaluations); error in points", head]
+        for r in payload["runs"]:
+            cells = "  ".join(f"{r['baselines'][m]['predicted']:.3f}({100 * r['baselines'][m]['error']:+.1f})"
+                              for m in methods)
+            lines.append(f"{r['run'][:40]:40}  {r['observed_final']:>8.3f}  {cells}")
+        lines += [f"  skipped {s['run']}: {s['reason']}" for s in payload["skipped"]]
+        summary = payload["summary"]
+        lines.append("MAE (pt): " + ", ".join(f"{m} {100 * v['mae']:.2f}" for m, v in summary["scores"].items()))
+        lines.append(summary["sentence"])
+        return "\n".join(lines)
+
+    _emit(args, payload, text)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -268,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fit", parents=[common, as_json], help="law, ceiling + CI per run")
     s.add_argument("--run", metavar="ID", help="one run (id or name)")
     s.set_defaults(func=cmd_fit)
+    s = sub.add_parser("backtest", parents=[common, as_json],
+                       help="per-run predicted vs observed final score + baselines, and the aggregate")
+    s.add_argument("--cutoff", type=float, default=0.3, help="fraction of each run's steps to forecast from")
+    s.set_defaults(func=cmd_backtest)
     s = sub.add_parser("dashboard", parents=[common], help="start the Streamlit dashboard")
     s.add_argument("--port", type=int, default=8501)
     s.add_argument("--no-browser", action="store_true", help="do not open a browser")
@@ -291,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `entropy-dash fit --json | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from db import Store
-from entropy_dash.analysis import load_results, refresh_analyses
+from entropy_dash.analysis import load_results, refresh_analyses, run_backtest, run_series
 from entropy_dash.errors import ConfigError
+from models.backtest import DEFAULT_CUTOFF, RunBacktest, summarise
 
 
 def runs_payload(store: Store) -> list[dict[str, Any]]:
@@ -50,5 +51,53 @@ def fit_payload(store: Store, run: str | None = None) -> list[dict[str, Any]]:
             "h_range": [law.get("h_min"), law.get("h_max")] if law else None,
             "flags": law.get("flags", []), "best_performance": res.get("best_performance"),
             "headroom": res.get("headroom"),
+            **_stage_collapse_backtest(res),
         })
     return out
+
+
+def _stage_collapse_backtest(res: dict[str, Any]) -> dict[str, Any]:
+    stage = res.get("stage") or {}
+    collapse = res.get("collapse") or {}
+    bt = res.get("backtest") or {}
+    return {
+        "plateau_step": stage.get("step"), "plateau_range": stage.get("range"),
+        "stage_reason": stage.get("reason") or stage.get("error"),
+        "collapse": {"verdict": collapse.get("verdict"), "projected_floor_step": collapse.get("projected_floor_step"),
+                     "message": collapse.get("message") or collapse.get("error")},
+        "backtest": {"cutoff": DEFAULT_CUTOFF, "method": bt.get("method"),
+                     "predicted_final": bt.get("predicted_final"), "interval": bt.get("interval"),
+                     "observed_final": bt.get("observed_final"), "error": bt.get("error"), "reason": None}
+        if bt and "cause" not in bt else
+        {"cutoff": DEFAULT_CUTOFF, "error": None, "reason": bt.get("error", "run not analysed")},
+    }
+
+
+def backtest_payload(store: Store, cutoff: float = DEFAULT_CUTOFF) -> dict[str, Any]:
+    """Per run: the forecast of the final score from the first ``cutoff`` of the run vs what happened,
+    with every baseline; then MAE/RMSE per method over all runs and which one won."""
+    if not 0.05 <= cutoff <= 0.95:
+        raise ConfigError(f"--cutoff must be a fraction between 0.05 and 0.95, got {cutoff}")
+    refresh_analyses(store)
+    rows, skipped, scored = [], [], []
+    for res in load_results(store):
+        if res["status"] == "skipped":
+            skipped.append({"run": res["run"], "run_id": res["run_id"], "reason": res["reason"]})
+            continue
+        if cutoff == DEFAULT_CUTOFF:
+            bt = res.get("backtest") or {"error": "not computed", "cause": "missing"}
+        else:
+            h, r = run_series(store, res)
+            bt = run_backtest(h, r, cutoff, res["run"])
+        if "cause" in bt:
+            skipped.append({"run": res["run"], "run_id": res["run_id"], "reason": bt["error"]})
+            continue
+        rows.append({"run": res["run"], "run_id": res["run_id"], "predicted_final": bt["predicted_final"],
+                     "interval": bt["interval"], "observed_final": bt["observed_final"], "error": bt["error"],
+                     "method": bt["method"], "cutoff_step": bt["cutoff_step"], "final_steps": bt["final_steps"],
+                     "n_pairs_before_cutoff": bt["n_pairs_before_cutoff"], "covered": bt["covered"],
+                     "ceiling": bt["ceiling"], "ceiling_interval": bt["ceiling_interval"],
+                     "baselines": bt["baselines"]})
+        scored.append(bt)
+    summary = summarise([RunBacktest.from_dict(b) for b in scored]).to_dict() if scored else None
+    return {"cutoff": cutoff, "runs": rows, "skipped": skipped, "summary": summary}

@@ -59,6 +59,17 @@ class RunBacktest:
     def covered(self) -> bool:
         return self.interval[0] <= self.observed_final <= self.interval[1]
 
+    @classmethod
+    def from_dict(cls, d: Mapping) -> RunBacktest:
+        """Inverse of ``to_dict`` (stored analyses are JSON; summaries need the object back)."""
+        names = cls.__dataclass_fields__
+        vals = {k: d[k] for k in names if k in d}
+        for k in ("interval", "ceiling_interval", "final_steps"):
+            if k in vals:
+                vals[k] = tuple(float("nan") if v is None else v for v in vals[k])
+        vals["ceiling"] = float("nan") if vals.get("ceiling") is None else vals["ceiling"]
+        return cls(**vals)
+
     def to_dict(self) -> dict:
         return {
             "run": self.run, "method": self.method, "predicted_final": self.predicted_final,
@@ -228,7 +239,7 @@ def _sentence(scores: dict[str, MethodScore], winner: str, primary: str, n: int)
         margin = ", ".join(f"{k} {pts[k]:.2f}" for k in others)
         return (f"The {primary} forecast won over {runs}: MAE {pts[primary]:.2f} pt of the final score "
                 f"(vs {margin} pt); the dashboard shows the {primary} estimate.")
-    kind = "combination" if winner == "combined" else "baseline"
+    kind = "forecast (law and baselines weighted by their pre-cutoff errors)" if winner == "combined" else "baseline"
     return (f"The {winner} {kind} beat the {primary} forecast over {runs}: MAE {pts[winner]:.2f} pt vs "
             f"{pts[primary]:.2f} pt for the {primary}; the dashboard shows the {winner} estimate, and the "
             f"{primary} forecast is not the best predictor of the final score on these runs.")

@@ -142,7 +142,7 @@ def test_too_little_data_before_the_cutoff_is_a_typed_error():
 
 
 def test_forecast_on_the_grpo_simulator_reports_every_method():
-    sim = pytest.importorskip("entropy_dash.simulator")
+    from entropy_dash import simulator as sim
     run = sim.simulate(sim.SimConfig(steps=120, seed=1))
     (hs, h), (ps, r) = run.entropy, run.validation
     fc = forecast(hs, h, ps, r, cutoff_step=36, horizon_steps=ps[ps > 36])
