@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from entropy_dash.errors import ConfigError, EntropyDashError
-from entropy_dash.payloads import backtest_payload, fit_payload, runs_payload
+from entropy_dash.payloads import backtest_payload, fit_payload, runs_payload, scaling_payload
 
 log = logging.getLogger("entropy_dash")
 
@@ -82,32 +82,24 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _make_source(args: argparse.Namespace):  # noqa: ANN202 - ingest.base.Source
-    if args.source == "mlflow":
-        from ingest.mlflow_source import MlflowSource
+    from entropy_dash.scheduler import build_source
 
+    if args.source == "mlflow":
         opts: dict[str, Any] = {"experiments": args.experiment or []}
         if args.all_keys:
             opts["all_keys"] = True
-        return MlflowSource(args.uri, opts)
+        return build_source("mlflow", args.uri, opts)
     if args.source == "wandb":
         if bool(args.project) == bool(args.offline):
             raise ConfigError("ingest wandb takes ENTITY/PROJECT or --offline DIR (one of the two)")
         if args.offline:
-            from ingest.wandb_offline import WandbOfflineSource
-
-            return WandbOfflineSource(_abspath(args.offline))
-        from ingest.wandb_cloud import WandbCloudSource
-
+            return build_source("wandb-offline", _abspath(args.offline))
         if "/" not in args.project:
             raise ConfigError(f"W&B project must be ENTITY/PROJECT, got {args.project!r}")
-        return WandbCloudSource(args.project)
+        return build_source("wandb", args.project)
     if args.source == "tensorboard":
-        from ingest.tensorboard import TensorBoardSource
-
-        return TensorBoardSource(_abspath(args.dir))
-    from ingest.files import FileSource
-
-    return FileSource(_abspath(args.path))
+        return build_source("tensorboard", _abspath(args.dir))
+    return build_source("file", _abspath(args.path))
 
 
 def _abspath(p: str) -> str:
@@ -201,6 +193,28 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scaling(args: argparse.Namespace) -> int:
+    payload = scaling_payload(_store(args, create=False), args.group)
+
+    def text() -> str:
+        lines = [f"{'run':40}  {'size (B)':>8}  {'algorithm':10}  {'intervention':14}  {'a':>7}  {'b':>7}  {'ceiling':>7}"]
+        for r in payload["runs"]:
+            lines.append(f"{r['run'][:40]:40}  {_fmt(r['size'], 2):>8}  {(r['algorithm'] or '–')[:10]:10}  "
+                         f"{r['intervention'][:14]:14}  {r['a']:>7.4f}  {r['b']:>7.4f}  {r['ceiling']:>7.4f}")
+        lines.append(payload["note"] + ":")
+        for f in payload["fits"]:
+            grp = f"[{f['group']}] " if f["group"] is not None else ""
+            if "reason" in f:
+                lines.append(f"  {grp}{f['coefficient']}: {f['reason']}")
+            else:
+                lines.append(f"  {grp}{f['coefficient']} = {f['k']:.4f}·ln(size) + {f['c']:.4f}  "
+                             f"(k ± {f['k_se']:.4f}, R² {f['r2']:.3f}, n {f['n']})")
+        return "\n".join(lines)
+
+    _emit(args, payload, text)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -244,6 +258,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from db import resolve_db_url
 
     return _serve(resolve_db_url(args.db), args.port, open_browser=not args.no_browser)
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from entropy_dash import scheduler
+
+    config = scheduler.load_config(args.config, require_trigger=not args.once)
+    return scheduler.run(config, db=args.db, once=args.once)
 
 
 # ---------------------------------------------------------------------------- parser
@@ -296,6 +317,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="per-run predicted vs observed final score + baselines, and the aggregate")
     s.add_argument("--cutoff", type=float, default=0.3, help="fraction of each run's steps to forecast from")
     s.set_defaults(func=cmd_backtest)
+    s = sub.add_parser("schedule", parents=[common], help="ingest the sources of a config file on interval/cron "
+                       "triggers, re-fit, and write reports, until stopped (SIGTERM/Ctrl-C)")
+    s.add_argument("--config", required=True, metavar="FILE", help="sources.toml (format: entropy_dash/scheduler.py)")
+    s.add_argument("--once", action="store_true", help="sync every source once and exit (1 if any failed)")
+    s.set_defaults(func=cmd_schedule)
+    s = sub.add_parser("scaling", parents=[common, as_json],
+                       help="a, b, ceiling vs model size / algorithm / intervention, and the log-linear fit")
+    s.add_argument("--group", choices=["algorithm", "intervention"], help="fit each group separately")
+    s.set_defaults(func=cmd_scaling)
     s = sub.add_parser("dashboard", parents=[common], help="start the Streamlit dashboard")
     s.add_argument("--port", type=int, default=8501)
     s.add_argument("--no-browser", action="store_true", help="do not open a browser")

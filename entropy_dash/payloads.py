@@ -11,6 +11,7 @@ from db import Store
 from entropy_dash.analysis import load_results, refresh_analyses, run_backtest, run_series
 from entropy_dash.errors import ConfigError
 from models.backtest import DEFAULT_CUTOFF, RunBacktest, summarise
+from models.scaling import fit_scaling_table, model_size_from
 
 
 def runs_payload(store: Store) -> list[dict[str, Any]]:
@@ -101,3 +102,35 @@ def backtest_payload(store: Store, cutoff: float = DEFAULT_CUTOFF) -> dict[str, 
         scored.append(bt)
     summary = summarise([RunBacktest.from_dict(b) for b in scored]).to_dict() if scored else None
     return {"cutoff": cutoff, "runs": rows, "skipped": skipped, "summary": summary}
+
+
+def scaling_payload(store: Store, group: str | None = None) -> dict[str, Any]:
+    """a, b and ceiling against run attributes (model size, algorithm, intervention), and the log-linear fit
+    of each coefficient against model size (per ``group`` value when given: algorithm or intervention)."""
+    if group not in (None, "algorithm", "intervention"):
+        raise ConfigError(f"--group must be 'algorithm' or 'intervention', got {group!r}")
+    refresh_analyses(store)
+    runs = store.runs_frame().set_index("id")
+    rows = []
+    for res in load_results(store):
+        law = res.get("law")
+        if not law:
+            continue
+        run = runs.loc[res["run_id"]]
+        params, tags = run["params"] or {}, run["tags"] or {}
+        rows.append({
+            "run": res["run"], "run_id": res["run_id"], "model": run["model"],
+            "size": model_size_from(run["model"], res["run"], params, tags),
+            "algorithm": run["algorithm"] or tags.get("algorithm"),
+            "intervention": tags.get("intervention") or "none",
+            "a": law["a"], "b": law["b"], "ceiling": law["ceiling"],
+            "ceiling_ci": law["ceiling_ci"], "r2": law["r2"],
+        })
+    fits = []
+    for (grp, coef), fit in fit_scaling_table(rows, group=group).items():
+        entry = {"group": grp, "coefficient": coef}
+        entry.update(fit.to_dict() if not isinstance(fit, str) else {"reason": fit})
+        fits.append(entry)
+    return {"runs": rows, "group_by": group, "fits": fits,
+            "note": "coefficient = k·ln(model size in B) + c, fitted over runs whose model size could be read "
+                    "from the model name, params, tags or run name"}
