@@ -1,0 +1,118 @@
+"""The command-line contract on real data: the verl console logs in ../shared through `ingest file`, the
+--json documents of fit/backtest/scaling/runs, the same flow on PostgreSQL, and `demo --no-browser`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from db import Store
+from entropy_dash.cli import main
+from tests.fixtures_servers import free_port, stop
+
+
+def cli_json(capsys, *argv: str):
+    code = main([*argv, "--json", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)
+
+
+def _ingest_verl(capsys, db: str, verl_logs) -> dict:
+    folder = str(verl_logs[0].parent)
+    return cli_json(capsys, "ingest", "file", folder, "--db", db)
+
+
+def test_verl_logs_fit_stage_collapse_and_backtest(capsys, tmp_path, verl_logs):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    summary = _ingest_verl(capsys, db, verl_logs)
+    assert summary["runs"] == 3
+    runs = {r["run"]: r for r in cli_json(capsys, "runs", "--db", db)}
+    qwen = runs["Qwen2.5-0.5B-bsz256_2-prompt1024-resp512-0.567"]
+    assert qwen["entropy_key"] == "actor/entropy_loss"
+    assert qwen["performance_key"] == "val/test_score/openai/gsm8k"
+    assert (qwen["n_entropy"], qwen["n_performance"]) == (435, 45)  # 43 in-loop + initial + final validation
+    fits = {f["run"]: f for f in cli_json(capsys, "fit", "--db", db)}
+    for name, f in fits.items():
+        final = float(name.rsplit("-", 1)[1].removesuffix(".log"))  # the file name ends in the final score
+        assert f["status"] == "ok" and f["a"] > 0
+        assert f["ceiling_ci"][0] < f["ceiling"] < f["ceiling_ci"][1]
+        assert f["ceiling"] > final - 0.02  # the law's ceiling lies at or above where the run ended
+        assert f["plateau_step"] is not None and f["plateau_range"][0] <= f["plateau_step"] <= f["plateau_range"][1]
+        assert f["collapse"]["verdict"] in ("healthy", "converging", "collapsing", "collapsed")
+        assert f["backtest"]["cutoff"] == 0.3 and abs(f["backtest"]["error"]) < 0.05
+    q = fits["Qwen2.5-0.5B-bsz256_2-prompt1024-resp512-0.567"]
+    assert q["plateau_step"] < 435 / 2  # the rising stage ends in the first half
+    bt = cli_json(capsys, "backtest", "--db", db)
+    assert bt["cutoff"] == 0.3 and len(bt["runs"]) == 3 and bt["skipped"] == []
+    for r in bt["runs"]:
+        assert {"law", "saturating", "last_value", "combined"} <= set(r["baselines"])
+        assert r["error"] == pytest.approx(r["predicted_final"] - r["observed_final"])
+        assert r["error"] == pytest.approx(fits[r["run"]]["backtest"]["error"])  # fit and backtest agree
+    scores = bt["summary"]["scores"]
+    assert scores["law"]["mae"] < scores["last_value"]["mae"]
+    assert bt["summary"]["winner"] in scores and bt["summary"]["sentence"]
+    later = cli_json(capsys, "backtest", "--cutoff", "0.5", "--db", db)
+    assert later["cutoff"] == 0.5 and all(r["cutoff_step"] > b["cutoff_step"]
+                                          for r, b in zip(later["runs"], bt["runs"], strict=True))
+    scaling = cli_json(capsys, "scaling", "--db", db)
+    sizes = {r["run"]: r["size"] for r in scaling["runs"]}
+    assert sizes["Qwen2.5-0.5B-bsz256_2-prompt1024-resp512-0.567"] == 0.5
+    assert sizes["gemma-2-2b-it-ppo-bsz512_4-prompt1024-resp-512-0.640"] == 2.0
+    assert {f["coefficient"] for f in scaling["fits"]} == {"a", "b", "ceiling"}
+    again = cli_json(capsys, "ingest", "file", str(verl_logs[0].parent), "--db", db)
+    assert again["points"] == 0
+
+
+def test_same_flow_on_postgresql(capsys, postgres_url, verl_logs):
+    summary = _ingest_verl(capsys, postgres_url, verl_logs)
+    assert summary["runs"] == 3 and summary["points"] > 39_000
+    fits = cli_json(capsys, "fit", "--db", postgres_url)
+    assert len(fits) == 3 and all(f["status"] == "ok" for f in fits)
+    assert Store.open(postgres_url, create=False).count_points() == summary["points"]
+
+
+def test_bad_arguments_are_one_line_errors(capsys, tmp_path):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["init", "--db", db]) == 0
+    assert main(["fit", "--run", "nope", "--db", db]) == 2
+    assert capsys.readouterr().err.strip().endswith("error: no run 'nope' in the store: see `entropy-dash runs`")
+    assert main(["backtest", "--cutoff", "2", "--db", db]) == 2
+    assert "--cutoff must be a fraction" in capsys.readouterr().err
+    assert main(["ingest", "file", str(tmp_path / "missing.csv"), "--db", db]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+    assert main(["runs", "--db", "mysql://x/y"]) == 2
+    assert "unsupported database 'mysql'" in capsys.readouterr().err
+
+
+def test_demo_builds_runs_and_serves_the_dashboard(tmp_path):
+    port = free_port()
+    env = {**os.environ, "ENTROPY_DASH_DB": f"sqlite:///{tmp_path / 'demo.db'}"}
+    proc = subprocess.Popen([sys.executable, "-m", "entropy_dash.cli", "demo", "--no-browser", "--port", str(port),
+                             "--dir", str(tmp_path / "demo-data")], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(1)
+        else:
+            pytest.fail("the demo's dashboard did not come up")
+        store = Store.open(env["ENTROPY_DASH_DB"], create=False)
+        runs = store.runs_frame()
+        assert len(runs) == 7 and set(runs["source_kind"]) == {"mlflow"}
+        assert (tmp_path / "demo-data" / "mlflow.db").exists()
+        assert len(store.analyses_frame("summary")) == 7
+    finally:
+        stop(proc)
+    assert f"http://localhost:{port}" in proc.stdout.read()
