@@ -10,7 +10,8 @@ Protocol (the same for every method, so the scores are comparable):
   its forecast of that same mean (its point forecasts averaged over the same steps), with an interval
   for that mean (``MethodForecast.window``).
 * ``error`` = predicted − observed (signed; the summary uses |error| and error²).
-* Methods: ``law`` (entropy decay → law), ``saturating`` (c − d·e^(−t/τ) in the step), ``last_value`` (the
+* Methods: ``law`` (power entropy decay → law, its level anchored on the latest pre-cutoff pairs; ``anchor=``
+  and ``decay_kinds=`` reach the older variants), ``saturating`` (c − d·e^(−t/τ) in the step), ``last_value`` (the
   last evaluation seen before the cutoff) and ``combined`` (rolling-origin inverse-MSE weights), see
   ``models.forecast``. ``method`` picks which one is the run's headline ``predicted_final``; all appear
   under ``baselines`` as well.
@@ -26,9 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.decay import KINDS
 from models.errors import FitError
-from models.forecast import CONFIDENCE, METHODS, Bounds, forecast
+from models.forecast import CONFIDENCE, FORECAST_KINDS, METHODS, Bounds, forecast
 
 DEFAULT_CUTOFF = 0.3
 FINAL_WINDOW = 3
@@ -141,10 +141,11 @@ def backtest_run(
     bounds: Bounds = (0.0, 1.0),
     loss: str = "linear",
     warmup: bool = True,
-    decay_kinds: Sequence[str] = KINDS,
+    decay_kinds: Sequence[str] = FORECAST_KINDS,
     final_window: int = FINAL_WINDOW,
     n_boot: int = 400,
     seed: int = 0,
+    anchor: bool = True,
 ) -> RunBacktest:
     """Backtest one run (protocol in the module docstring).
 
@@ -173,7 +174,7 @@ def backtest_run(
     final_steps = ps[after][-final_window:]
     observed = float(pv[after][-final_window:].mean())
     fc = forecast(entropy_steps, entropy, ps, pv, cutoff_step=cstep, horizon_steps=ps[after], bounds=bounds,
-                  loss=loss, warmup=warmup, decay_kinds=decay_kinds, n_boot=n_boot, seed=seed)
+                  loss=loss, warmup=warmup, decay_kinds=decay_kinds, n_boot=n_boot, seed=seed, anchor=anchor)
     baselines: dict[str, dict[str, float | list[float]]] = {}
     for name, m in fc.methods.items():
         pred, (lo, hi) = m.window(final_steps, confidence=fc.confidence, bounds=bounds, seed=seed)

@@ -2,17 +2,22 @@
 
 Models (t = step − step_min, so t = 0 at the first point used):
 
-* ``exponential``  H(t) = f + (h0 − f)·e^(−t/τ),  f ≥ 0 (the floor).          params f, h0, tau
-* ``power``        H(t) = f + c·(t + t0)^(−α),     f ≥ 0, t0 > 0, 0 < α ≤ 3.   params f, c, t0, alpha
+* ``exponential``  H(t) = f + (h0 − f)·e^(−t/τ),  0 ≤ f ≤ end level (the floor).   params f, h0, tau
+* ``power``        H(t) = f + c·(t + t0)^(−α),     0 ≤ f ≤ end level, t0 > 0, 0 < α ≤ 3.   params f, c, t0, alpha
 * ``linear``       H(t) = h0 − k·t                 (floor 0: it never levels).   params h0, k
 
 Fitting. Each model is linear in its level parameters (f and a scale) once its shape parameters (τ, or
 t0 and α) are fixed, so the shape parameters are searched on a log-spaced grid and the level parameters are
 solved in closed form for every grid point at once (array arithmetic, no optimiser, no starting guess),
-with the constraint f ≥ 0 applied exactly (rows where the free solution has f < 0 are re-solved with
-f = 0). A second, finer grid around the best shape refines it. Per-step entropy is noisy and has spikes, so
+with the constraints 0 ≤ f ≤ end level applied exactly (rows where the free solution leaves the range are
+re-solved with f at the bound). A second, finer grid around the best shape refines it. Per-step entropy is noisy and has spikes, so
 the least squares is made robust by iteratively reweighting (Huber weights, tuning 1.345 × the MAD scale
 of the residuals, two passes on the coarse grid): one spike cannot bend the curve.
+
+The floor is also bounded above by the curve's end level (the median of the last max(5, 10%) points): a
+floor above where entropy already is would mean entropy has to rise again to reach its asymptote, which is
+not a decay — without the bound an exponential fitted to a slowly decaying tail put its floor at 0.118 when
+the smoothed entropy at the end of the window was 0.108 (simulated 1.5B run, first 30%).
 
 Choosing the model. What the decay curve is for is extrapolation (when will entropy reach its floor?), so
 each model is fitted to the first 75% of the points and scored by its RMSE on the held-out last 25%; the
@@ -41,6 +46,9 @@ HUBER_K = 1.345
 IRLS_PASSES = 2
 #: power exponents beyond this (with a large t0) only mimic an exponential; leave that shape to `exponential`
 MAX_ALPHA = 3.0
+#: the floor may not exceed the curve's end level, the median of the last max(END_POINTS, END_FRACTION·n) points
+END_POINTS = 5
+END_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -190,15 +198,22 @@ def _time_at(kind: str, p: dict[str, float], level: float) -> float | None:
     return max(0.0, float(((level - p["f"]) / p["c"]) ** (-1.0 / p["alpha"]) - p["t0"]))
 
 
+def end_level(h: np.ndarray) -> float:
+    """Robust level of the curve at its end: the median of the last max(5, 10%) points."""
+    k = min(len(h), max(END_POINTS, int(np.ceil(END_FRACTION * len(h)))))
+    return float(np.median(h[-k:]))
+
+
 def _fit_kind(kind: str, t: np.ndarray, h: np.ndarray) -> dict[str, float]:
     if kind == "linear":
         return _fit_linear(t, h)
     span = max(float(t[-1] - t[0]), 1.0)
+    f_max = max(end_level(h), 0.0)
     if kind == "exponential":
         def basis(tau: np.ndarray) -> np.ndarray:
             return np.exp(-t[None, :] / tau[:, None])
         coarse = span * np.logspace(-2.5, 1.5, 64)
-        g, f, c = _grid_search(basis, coarse, h, refine=1.15)
+        g, f, c = _grid_search(basis, coarse, h, refine=1.15, f_max=f_max)
         return {"f": f, "h0": f + c, "tau": float(g)}
 
     def basis_p(g: np.ndarray) -> np.ndarray:
@@ -206,7 +221,8 @@ def _fit_kind(kind: str, t: np.ndarray, h: np.ndarray) -> dict[str, float]:
     t0s = span * np.logspace(-3, 0.5, 18)
     alphas = np.logspace(-1.3, np.log10(MAX_ALPHA), 18)
     coarse = np.stack(np.meshgrid(t0s, alphas, indexing="ij"), axis=-1).reshape(-1, 2)
-    g, f, c = _grid_search(basis_p, coarse, h, refine=np.array([1.35, 1.12]), upper=np.array([np.inf, MAX_ALPHA]))
+    g, f, c = _grid_search(basis_p, coarse, h, refine=np.array([1.35, 1.12]), upper=np.array([np.inf, MAX_ALPHA]),
+                           f_max=f_max)
     return {"f": f, "c": c, "t0": float(g[0]), "alpha": float(g[1])}
 
 
@@ -223,12 +239,13 @@ def _fit_linear(t: np.ndarray, h: np.ndarray) -> dict[str, float]:
     return {"h0": float(h0), "k": float(-slope)}
 
 
-def _grid_search(basis, coarse: np.ndarray, h: np.ndarray, refine, upper=np.inf) -> tuple[np.ndarray, float, float]:
+def _grid_search(basis, coarse: np.ndarray, h: np.ndarray, refine, upper=np.inf,
+                 f_max: float = np.inf) -> tuple[np.ndarray, float, float]:
     """Robust search over shape parameters: coarse grid, IRLS reweighting, then a finer grid around the best."""
     w = np.ones_like(h)
     B = basis(coarse)  # evaluated once, reused by every reweighting pass
     for _ in range(IRLS_PASSES):
-        best, f, c = _solve_grid(B, h, w, coarse)
+        best, f, c = _solve_grid(B, h, w, coarse, f_max)
         w = _huber_weights(h - (f + c * basis(np.asarray(best)[None, ...])[0]))
     # finer grid around the best shape (multiplicative steps, each shape parameter on its own axis)
     if np.ndim(best):
@@ -236,12 +253,12 @@ def _grid_search(basis, coarse: np.ndarray, h: np.ndarray, refine, upper=np.inf)
         fine = np.minimum(np.stack([a.ravel() for a in np.meshgrid(*axes.T, indexing="ij")], axis=-1), upper)
     else:
         fine = best * np.power(refine, np.linspace(-1, 1, 21))
-    best, f, c = _solve_grid(basis(fine), h, w, fine)
+    best, f, c = _solve_grid(basis(fine), h, w, fine, f_max)
     return best, f, c
 
 
-def _solve_grid(B: np.ndarray, h: np.ndarray, w: np.ndarray, grid: np.ndarray):
-    """Weighted least squares of h ≈ f + c·B[g] for every grid row g at once, with f ≥ 0; best row."""
+def _solve_grid(B: np.ndarray, h: np.ndarray, w: np.ndarray, grid: np.ndarray, f_max: float = np.inf):
+    """Weighted least squares of h ≈ f + c·B[g] for every grid row g at once, with 0 ≤ f ≤ f_max; best row."""
     sw = w.sum()
     hm = (w * h).sum() / sw
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
@@ -255,6 +272,11 @@ def _solve_grid(B: np.ndarray, h: np.ndarray, w: np.ndarray, grid: np.ndarray):
         neg = f < 0
         f = np.where(neg, 0.0, f)
         c = np.where(neg, c0, c)
+        # f > f_max: a floor above where the curve already is (entropy would have to rise to reach it)
+        high = f > f_max
+        c1 = (w * B * (h - f_max)).sum(axis=1) / (w * B * B).sum(axis=1)
+        f = np.where(high, f_max, f)
+        c = np.where(high, c1, c)
         resid = h[None, :] - f[:, None] - c[:, None] * B
         loss = (w * resid * resid).sum(axis=1)
     loss = np.where(np.isfinite(loss), loss, np.inf)

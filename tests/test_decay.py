@@ -126,3 +126,17 @@ def test_real_verl_entropy_curves(verl_logs: list[Path]) -> None:
         # the model follows the data where it ends
         assert float(fit.predict(steps[-1])) == pytest.approx(np.median(h[-20:]), abs=0.02), path.name
         assert dict(fit.candidates)["linear"] > dict(fit.candidates)[fit.kind]
+
+
+def test_floor_never_exceeds_the_end_level() -> None:
+    """A slowly decaying power tail fitted by an exponential on its first part: the free fit puts the floor
+    above where the curve already ends; the floor is capped at the end level (median of the last points)."""
+    from models.decay import end_level
+
+    t = np.arange(1, 73, dtype=float)
+    h = noisy(0.02 + 1.2 * (t + 3) ** -0.8, seed=3, sd=0.004)
+    fit = fit_decay(t, h, kinds=("exponential",))
+    assert fit.floor <= end_level(h) + 1e-12
+    assert fit.predict(t[-1]) <= end_level(h) + 3 * 0.004
+    for kind in ("exponential", "power"):
+        assert fit_decay(t, h, kinds=(kind,)).floor <= end_level(h) + 1e-12

@@ -149,3 +149,24 @@ def test_forecast_on_the_grpo_simulator_reports_every_method():
     for m in fc.methods.values():
         assert np.all(np.isfinite(m.mean)) and np.all((m.lo <= m.mean + 1e-9) & (m.mean <= m.hi + 1e-9))
     assert fc.to_dict()["methods"]["law"]["final"] == fc.final("law")
+
+
+def test_anchored_level_and_its_ceiling():
+    """The law's level b′ = mean(R + a·e^H) over the last half of the pre-cutoff pairs; anchor=False keeps b."""
+    hs, h, ps, r, _ = synthetic_run(7)
+    post = ps[ps > 75]
+    fc = forecast(hs, h, ps, r, cutoff_step=75, horizon_steps=post)
+    free = forecast(hs, h, ps, r, cutoff_step=75, horizon_steps=post, anchor=False)
+    assert fc.anchor_pairs == 8 and free.anchor_pairs == 0 and free.level_shift == 0.0
+    al = align(pd.Series(h[hs <= 75], index=hs[hs <= 75]), pd.Series(r[ps <= 75], index=ps[ps <= 75]))
+    hh, rr = al.entropy, al.performance
+    assert len(hh) == fc.n_pairs == 16
+    b_anchor = float(np.mean(rr[-8:] + fc.law.a * np.exp(hh[-8:])))
+    assert fc.level_shift == pytest.approx(b_anchor - fc.law.b)
+    assert fc.methods["law"].params["b_anchored"] == pytest.approx(b_anchor)
+    assert fc.ceiling == pytest.approx(min(b_anchor - fc.law.a, 1.0))
+    assert fc.ceiling_interval[0] <= fc.ceiling <= fc.ceiling_interval[1]
+    assert free.ceiling == pytest.approx(min(free.law.ceiling, 1.0))
+    # on a run that follows the law exactly the level barely moves
+    assert abs(fc.level_shift) < 0.01
+    assert fc.to_dict()["level_shift"] == fc.level_shift
