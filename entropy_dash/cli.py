@@ -260,6 +260,16 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return _serve(resolve_db_url(args.db), args.port, open_browser=not args.no_browser)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from dashboard.report import write_report
+
+    written = write_report(_store(args, create=False), args.out, args.format.split(","),
+                           experiments=args.experiment, runs=args.run, png=args.png)
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
 def cmd_schedule(args: argparse.Namespace) -> int:
     from entropy_dash import scheduler
 
@@ -326,6 +336,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a, b, ceiling vs model size / algorithm / intervention, and the log-linear fit")
     s.add_argument("--group", choices=["algorithm", "intervention"], help="fit each group separately")
     s.set_defaults(func=cmd_scaling)
+    s = sub.add_parser("report", parents=[common], help="ceiling-prediction report: self-contained HTML, Markdown, "
+                       "JSON (the numbers of fit/backtest --json)")
+    s.add_argument("--out", required=True, metavar="DIR", help="folder to write report.html/.md/.json into")
+    s.add_argument("--format", default="html,md,json", help="comma-separated subset of html,md,json (default: all)")
+    s.add_argument("--experiment", action="append", metavar="NAME", help="only runs of this experiment/project "
+                   "(repeatable)")
+    s.add_argument("--run", action="append", metavar="ID|NAME", help="only this run (repeatable)")
+    s.add_argument("--png", action=argparse.BooleanOptionalAction, default=None,
+                   help="PNG figures via kaleido + Chromium (default: when kaleido is installed)")
+    s.set_defaults(func=cmd_report)
     s = sub.add_parser("dashboard", parents=[common], help="start the Streamlit dashboard")
     s.add_argument("--port", type=int, default=8501)
     s.add_argument("--no-browser", action="store_true", help="do not open a browser")

@@ -1,0 +1,243 @@
+"""The docker-compose deployment, tested without Docker: the compose file and Dockerfile say what they must,
+and every service's command, with the compose file's own environment variables, runs here against the
+PostgreSQL server the test session starts (roles from deploy/init-db.sh, schema from the migrations run by
+the ingest role, mlflow server → ingest → report → dashboard as the read-only role), and the dashboard's
+role really cannot write."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+import yaml
+from streamlit.testing.v1 import AppTest
+
+from entropy_dash.demo_data import log_known_law
+from tests.fixtures_servers import free_port, stop, wait_http
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+VENV_BIN = Path(sys.executable).parent
+ENV_EXAMPLE = dict(
+    line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+    if line.strip() and not line.lstrip().startswith("#"))
+_VAR = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+
+pytestmark = pytest.mark.postgres
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR:?error} substitution."""
+    def sub(m: re.Match) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3)
+        val = env.get(name)
+        if op == ":-" and not val:
+            return arg
+        if op in (":?", "?") and val is None:
+            raise KeyError(f"{name}: {arg}")
+        return val or ""
+
+    return _VAR.sub(sub, value)
+
+
+def service_env(name: str, env: dict[str, str], pg_port: int) -> dict[str, str]:
+    """A service's environment from the compose file, with `postgres:5432` pointing at the test server."""
+    out = {}
+    for key, value in (COMPOSE["services"][name].get("environment") or {}).items():
+        out[key] = interpolate(str(value), env).replace("@postgres:5432/", f"@127.0.0.1:{pg_port}/")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ static checks
+def test_compose_file_has_the_services_volumes_healthcheck_and_loopback_ports():
+    services = COMPOSE["services"]
+    assert set(services) == {"postgres", "mlflow", "ingest", "dashboard"}
+    assert set(COMPOSE["volumes"]) == {"pgdata", "mlartifacts", "reports"}
+    pg = services["postgres"]
+    assert "pgdata:/var/lib/postgresql/data" in pg["volumes"] and "ports" not in pg  # never published
+    assert any(v.startswith("./deploy/init-db.sh:/docker-entrypoint-initdb.d/") for v in pg["volumes"])
+    assert "pg_isready" in pg["healthcheck"]["test"]
+    assert "mlartifacts:/mlartifacts" in services["mlflow"]["volumes"]
+    assert "reports:/reports" in services["ingest"]["volumes"]
+    for name in ("mlflow", "ingest", "dashboard"):
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert services[name]["build"] == "." and services[name]["image"] == "entropy-dashboard:latest"
+    assert services["ingest"]["command"][:3] == ["schedule", "--config", "/config/sources.toml"]
+    assert services["dashboard"]["command"][0] == "dashboard"
+    # published ports: loopback only, with .env.example and with no .env at all
+    for env in (ENV_EXAMPLE, {}):
+        for name in ("dashboard", "mlflow"):
+            (port,) = services[name]["ports"]
+            assert interpolate(port, env).startswith("127.0.0.1:"), (name, port)
+    # the roles: the dashboard reads, the ingest writes
+    assert "//entropy_reader:" in services["dashboard"]["environment"]["ENTROPY_DASH_DB"]
+    assert "//entropy_writer:" in services["ingest"]["environment"]["ENTROPY_DASH_DB"]
+    # every variable the compose file uses is documented in .env.example
+    used = set(_VAR.findall((ROOT / "docker-compose.yml").read_text()))
+    assert {name for name, _, _ in used} <= set(ENV_EXAMPLE)
+    with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):  # no silent empty superuser password
+        interpolate(pg["environment"]["POSTGRES_PASSWORD"], {})
+    config = tomllib.loads((ROOT / "deploy" / "sources.toml").read_text())
+    assert config["report"]["out"] == "/reports" and config["source"][0]["uri"] == "http://mlflow:5000"
+
+
+def test_dockerfile_is_slim_non_root_pinned_and_runs_entropy_dash():
+    text = (ROOT / "Dockerfile").read_text()
+    instr = [(m.group(1).upper(), m.group(2).strip()) for m in
+             re.finditer(r"^(\w+)\s+(.*?)(?<!\\)$", text.replace("\\\n", " "), re.M) if not m.group(0).startswith("#")]
+    first = dict(instr)
+    assert first["FROM"] == "python:3.11-slim"
+    users = [v for k, v in instr if k == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert any(k == "RUN" and "-c constraints.txt" in v for k, v in instr)
+    entrypoint = json.loads(first["ENTRYPOINT"])
+    cmd = json.loads(first["CMD"])
+    assert cmd[0] == "dashboard" and "--no-browser" in cmd
+    # the entrypoint is deploy/entrypoint.sh, which ends by exec-ing entropy-dash with the arguments
+    (copy,) = [v for k, v in instr if k == "COPY" and v.startswith("deploy/entrypoint.sh")]
+    assert copy.split()[1].endswith("/" + entrypoint[0])
+    script = (ROOT / "deploy" / "entrypoint.sh").read_text()
+    assert script.rstrip().splitlines()[-1] == 'exec entropy-dash "$@"'
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", ".env", ".git"} <= set(ignored)
+
+
+# ------------------------------------------------------------------------------------------ services on PostgreSQL
+@pytest.fixture(scope="module")
+def deployment(postgres_server):
+    """deploy/init-db.sh run against the session's server (twice: it is idempotent), as the postgres image
+    would run it; the environment is .env.example's."""
+    env = {**ENV_EXAMPLE, "POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres"}
+    run_env = {**os.environ, **env, "PGHOST": "127.0.0.1", "PGPORT": str(postgres_server.port)}
+    for _ in range(2):
+        done = subprocess.run(["bash", str(ROOT / "deploy" / "init-db.sh")], env=run_env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    return {"env": env, "port": postgres_server.port}
+
+
+def run_service(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """A service's command through the image's entrypoint script, with the venv's `entropy-dash` on PATH."""
+    full_env = {**os.environ, **env, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    return subprocess.run(["sh", str(ROOT / "deploy" / "entrypoint.sh"), *args], env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_services_run_on_postgres_mlflow_ingest_report_dashboard(deployment, tmp_path, monkeypatch):
+    env, port = deployment["env"], deployment["port"]
+
+    # mlflow: the compose command on the mlflow database, as the mlflow role
+    ml = COMPOSE["services"]["mlflow"]
+    ml_port = free_port()
+    args = [*ml["entrypoint"], *ml["command"]]
+    args[args.index("--port") + 1] = str(ml_port)
+    args[args.index("--host") + 1] = "127.0.0.1"  # in the container it listens on all interfaces
+    args[args.index("--artifacts-destination") + 1] = str(tmp_path / "mlartifacts")
+    args[args.index("--workers") + 1] = "1"
+    ml_env = service_env("mlflow", env, port)
+    assert ml_env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg://mlflow:")
+    log = tmp_path / "mlflow.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([str(VENV_BIN / args[0]), *args[1:]], env={**os.environ, **ml_env}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{ml_port}"
+        wait_http(f"{url}/health", proc, 180, log)
+        # other containers reach it as http://mlflow:5000: that Host header is allowed, others are not
+        api = f"{url}/api/2.0/mlflow/experiments/search?max_results=5"
+        assert requests.get(api, headers={"Host": "mlflow:5000"}, timeout=10).status_code == 200
+        assert requests.get(api, headers={"Host": "evil.example"}, timeout=10).status_code in (400, 403)
+        log_known_law(url, "deploy", a=0.3, b=1.2, steps=120, noise=0.003, seed=1)
+        log_known_law(url, "deploy", a=0.2, b=1.0, steps=120, noise=0.003, seed=2)
+
+        # ingest: the compose command, config = deploy/sources.toml pointed at this server and a local folder
+        config = (ROOT / "deploy" / "sources.toml").read_text()
+        config = config.replace("http://mlflow:5000", url).replace('"/reports"', f'"{tmp_path / "reports"}"')
+        (tmp_path / "sources.toml").write_text(config)
+        ingest = COMPOSE["services"]["ingest"]["command"]
+        ingest = [a.replace("/config/sources.toml", str(tmp_path / "sources.toml")) for a in ingest]
+        writer = service_env("ingest", env, port)
+        assert writer["ENTROPY_DASH_MIGRATE"] == "1"
+        done = run_service([*ingest, "--once"], writer)
+        assert done.returncode == 0, done.stderr
+    finally:
+        stop(proc)
+
+    reader = service_env("dashboard", env, port)
+    # report: as the read-only role (analyses are fresh, so nothing needs writing); equal to the CLI's numbers
+    done = run_service(["report", "--out", str(tmp_path / "report")], reader)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((tmp_path / "report" / "report.json").read_text())
+    fit = run_service(["fit", "--json", "--quiet"], writer)
+    assert fit.returncode == 0, fit.stderr
+    assert doc["fit"] == json.loads(fit.stdout) and len(doc["fit"]) == 2
+    assert all(f["status"] == "ok" for f in doc["fit"])
+    assert "entropy_reader" in doc["store"] and "change-me" not in doc["store"]  # password hidden
+
+    # dashboard: the pages render as the read-only role (AppTest) …
+    monkeypatch.setenv("ENTROPY_DASH_DB", reader["ENTROPY_DASH_DB"])
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert sorted(table["run"]) == sorted(f["run"] for f in doc["fit"])
+    at.switch_page("app_pages/ceiling.py").run()
+    assert not at.exception, at.exception
+    # … and the service's own command serves them
+    dash = COMPOSE["services"]["dashboard"]["command"]
+    dash_port = free_port()
+    dash = [str(dash_port) if a == "8501" else a for a in dash]
+    dash_env = {**os.environ, **reader, "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+                "STREAMLIT_SERVER_ADDRESS": "127.0.0.1", "STREAMLIT_SERVER_HEADLESS": "true",
+                "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    dlog = tmp_path / "dashboard.log"
+    with open(dlog, "ab") as out:
+        proc = subprocess.Popen(["sh", str(ROOT / "deploy" / "entrypoint.sh"), *dash], env=dash_env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{dash_port}/_stcore/health", proc, 120, dlog)
+    finally:
+        stop(proc)
+
+
+def _reader_conn(port: int, password: str) -> psycopg.Connection:
+    return psycopg.connect(host="127.0.0.1", port=port, dbname="entropy_dash", user="entropy_reader",
+                           password=password, autocommit=True)
+
+
+def test_dashboard_role_cannot_write(deployment, verl_logs):
+    env, port = deployment["env"], deployment["port"]
+    writer = service_env("ingest", env, port)
+    done = run_service(["init", "--quiet"], writer)  # the schema, by the writer (as the entrypoint does)
+    assert done.returncode == 0, done.stderr
+    with _reader_conn(port, env["ENTROPY_DASH_READER_PASSWORD"]) as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] >= 0  # it can read every table
+        conn.execute("SELECT count(*) FROM metric_points, analyses, alembic_version")
+        # its sessions start read-only …
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("INSERT INTO metric_keys (name, role) VALUES ('x', 'other')")
+        # … and switching that off gains nothing: the privileges are not there
+        conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
+        for sql in ("INSERT INTO metric_keys (name, role) VALUES ('x', 'other')",
+                    "UPDATE runs SET name = 'x'", "DELETE FROM analyses",
+                    "CREATE TABLE evil (id int)", "CREATE TEMP TABLE evil (id int)",
+                    "DROP TABLE metric_points", "TRUNCATE sync_log", "ALTER TABLE runs ADD COLUMN evil int"):
+            with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction)) as exc:
+                conn.execute(sql)
+            assert isinstance(exc.value, psycopg.errors.InsufficientPrivilege), sql
+            assert "permission denied" in str(exc.value) or "must be owner" in str(exc.value), sql
+    # the CLI as the reader: reads work, an ingest fails and leaves nothing behind
+    reader = service_env("dashboard", env, port)
+    before = run_service(["runs", "--json", "--quiet"], reader)
+    assert before.returncode == 0, before.stderr
+    done = run_service(["ingest", "file", str(verl_logs[0]), "--quiet"], reader)
+    assert done.returncode != 0 and "read-only" in done.stderr, done.stderr
+    assert run_service(["runs", "--json", "--quiet"], reader).stdout == before.stdout
