@@ -195,24 +195,24 @@ class Store:
         return new[keep.to_numpy()]
 
     def _upsert_points(self, conn: Connection, run_id: int, points: pd.DataFrame) -> None:
+        """INSERT … ON CONFLICT DO UPDATE of plain tuples through the driver's executemany (the same
+        statement on SQLite and PostgreSQL); non-finite values and wall times become NULL."""
         if points.empty:
             return
-        ins = self._insert(t.metric_points)
-        stmt = ins.on_conflict_do_update(
-            index_elements=["run_id", "key_id", "step"],
-            set_={"value": ins.excluded.value, "wall_time": ins.excluded.wall_time},
-        )
-        key_id = points["key_id"].to_numpy()
-        step = points["step"].to_numpy()
-        value = points["value"].to_numpy()
-        wall = points["wall_time"].to_numpy()
-        for lo in range(0, len(points), POINT_BATCH):
+        mp = t.metric_points
+        mark = "?" if self._dialect == "sqlite" else "%s"
+        sql = (f"INSERT INTO {mp.name} (run_id, key_id, step, value, wall_time) VALUES ({', '.join([mark] * 5)}) "
+               "ON CONFLICT (run_id, key_id, step) DO UPDATE SET value = excluded.value, wall_time = excluded.wall_time")
+        n = len(points)
+        key_id = points["key_id"].to_numpy(dtype=np.int64).tolist()
+        step = points["step"].to_numpy(dtype=np.int64).tolist()
+        value = _nullable(points["value"].to_numpy(dtype=np.float64))
+        wall = _nullable(points["wall_time"].to_numpy(dtype=np.float64))
+        run = [int(run_id)] * n
+        for lo in range(0, n, POINT_BATCH):
             hi = lo + POINT_BATCH
-            rows = [
-                {"run_id": run_id, "key_id": int(k), "step": int(s), "value": _num(v), "wall_time": _num(w)}
-                for k, s, v, w in zip(key_id[lo:hi], step[lo:hi], value[lo:hi], wall[lo:hi], strict=True)
-            ]
-            conn.execute(stmt, rows)
+            conn.exec_driver_sql(sql, list(zip(run[lo:hi], key_id[lo:hi], step[lo:hi], value[lo:hi], wall[lo:hi],
+                                               strict=True)))
 
     def _advance_watermarks(self, conn: Connection, run_id: int, new: pd.DataFrame) -> None:
         last = new.groupby("key_id")["step"].max()
@@ -386,6 +386,11 @@ class Store:
             raise StoreError(f"cannot read the store at {self.url}: {exc.orig}") from exc
         except SQLAlchemyError as exc:  # pragma: no cover - unexpected driver errors keep their type
             raise StoreError(f"store error at {self.url}: {exc}") from exc
+
+
+def _nullable(arr: np.ndarray) -> list[float | None]:
+    """Floats as a list with None for NaN and ±inf (stored as NULL)."""
+    return [v if v == v and v not in (math.inf, -math.inf) else None for v in arr.tolist()]
 
 
 def _num(v: Any) -> float | int | None:

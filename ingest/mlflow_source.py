@@ -5,9 +5,10 @@ How points are fetched, incrementally:
 1. ``search_runs`` (paginated, 1,000 runs a page) reports every metric's *latest* step per run. A key whose
    latest step is not beyond the stored watermark is skipped without a request.
 2. New steps come from ``get-history-bulk-interval``: up to 100 runs and one key a call, steps
-   ``[watermark + 1, latest]`` in windows of at most 2,500 steps. That endpoint *samples* a window holding
+   ``[watermark + 1, latest]`` in windows of at most 2,499 steps. That endpoint *samples* a window holding
    more than ``max_results`` (2,500) rows, so a run that comes back with exactly 2,500 rows is fetched
-   again with its window split in two — nothing is ever sampled away. The UI's ``get-history-bulk`` is
+   again with its window split in two — nothing is ever sampled away. (Windows are one step shorter than
+   ``max_results`` so that the usual run, one value per step, never comes back "full" and is fetched once.) The UI's ``get-history-bulk`` is
    never used: it silently truncates at 25,000 points.
 3. Against a server the call is plain HTTP (one JSON response per window); against a store URI
    (``sqlite:///…/mlflow.db``) the same method of MLflow's own tracking store is called in-process.
@@ -36,6 +37,7 @@ from ingest.keys import resolve_role
 
 MAX_RUNS_PER_CALL = 100
 MAX_POINTS_PER_RUN = 2500
+WINDOW_STEPS = MAX_POINTS_PER_RUN - 1  # one value per step can never fill a window
 BULK_INTERVAL = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
 
 # fail fast on an unreachable server: the sync engine retries with its own backoff
@@ -247,7 +249,7 @@ class MlflowSource(Source):
 
 
 def _windows(items: list[tuple[str, int, int]]) -> Iterator[tuple[list[str], int, int]]:
-    """Group (run, start, end) by start and cut each group into windows of ≤ 2,500 steps."""
+    """Group (run, start, end) by start and cut each group into windows of ≤ ``WINDOW_STEPS`` steps."""
     by_range: dict[tuple[int, int], list[str]] = {}
     for rid, start, end in items:
         by_range.setdefault((start, end), []).append(rid)
@@ -259,7 +261,7 @@ def _windows(items: list[tuple[str, int, int]]) -> Iterator[tuple[list[str], int
         end = max(e for _, e in members)
         lo = start
         while lo <= end:
-            hi = min(lo + MAX_POINTS_PER_RUN - 1, end)
+            hi = min(lo + WINDOW_STEPS - 1, end)
             rids = [r for r, e in members if e >= lo]
             for i in range(0, len(rids), MAX_RUNS_PER_CALL):
                 yield rids[i : i + MAX_RUNS_PER_CALL], lo, hi

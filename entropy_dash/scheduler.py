@@ -1,0 +1,508 @@
+"""`entropy-dash schedule --config sources.toml`: ingest every configured source on its own interval or
+cron trigger, refresh the analyses of the runs that changed, and optionally write a report, until stopped.
+
+The config file (TOML)::
+
+    db = "sqlite:///entropy-dash.db"        # optional; --db and $ENTROPY_DASH_DB win
+
+    [[source]]
+    kind = "mlflow"                          # mlflow | wandb | wandb-offline | tensorboard | file
+    uri = "http://127.0.0.1:5000"            # server URL, ENTITY/PROJECT (wandb) or a path (the others)
+    experiments = ["grpo-sweep"]             # mlflow only; default: every experiment
+    every = "5m"                             # interval: a number of seconds, or 30s, 5m, 1h, 1d …
+    # cron = "*/10 * * * *"                  # … or a crontab line (minute hour day month weekday)
+    roles = { "my/entropy" = "entropy" }     # per-source key-role overrides
+    performance_key = "val-core/gsm8k/acc/mean_at_1"   # optional per-source choice (also entropy_key)
+    [source.runs."run-name"]                 # optional per-run choice
+    performance_key = "val/test_score/gsm8k"
+
+    [[source]]
+    kind = "file"
+    uri = "logs/"                            # relative paths are relative to this file's folder
+    cron = "0 * * * *"
+
+    [report]                                 # optional: a report after every sync that changed something
+    out = "reports"                          # one time-stamped folder per report inside
+    formats = ["html", "md", "json"]
+    keep = 10                                # older report folders are deleted
+
+The report writer is looked up when a report is due (``REPORT_HOOKS``: ``dashboard.report`` first); when none
+is installed the scheduler says so once in its log and goes on syncing.
+
+Other per-source keys: ``keys`` (list) and ``all_keys`` (bool) for mlflow, ``keys`` for wandb,
+``verl_step_offset`` for file. A relative ``sqlite:///`` path in ``db`` is relative to the config file too.
+Unknown keys, bad values and missing ones are a ``ConfigError`` naming the file, the source and the key.
+
+Each job is ``ingest.sync.sync_source`` (one transaction per run, a ``sync_log`` row per job, retries on
+connection errors) followed by ``refresh_analyses`` of the runs left stale. Jobs run one at a time in a
+worker thread; a job whose previous run is still going is skipped, never stacked. SIGTERM or SIGINT stops
+the scheduler: the current job ends after the run it is writing (every run is its own transaction, so
+nothing partial is left; the job's ``sync_log`` row says it was stopped and the next sync resumes from the
+watermarks) and the process exits 0. ``--once`` runs every source once, in order, and exits: 0 when all
+succeeded, 1 when any failed (its error is in ``sync_log``) — for system cron and for tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+import shutil
+import signal
+import threading
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from entropy_dash.errors import ConfigError, EntropyDashError, IngestError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("mlflow", "wandb", "wandb-offline", "tensorboard", "file")
+PATH_KINDS = ("wandb-offline", "tensorboard", "file")
+COMMON_KEYS = {"kind", "uri", "every", "cron", "roles", "performance_key", "entropy_key", "runs"}
+KIND_KEYS: dict[str, set[str]] = {
+    "mlflow": {"experiments", "keys", "all_keys"},
+    "wandb": {"keys"},
+    "wandb-offline": set(),
+    "tensorboard": set(),
+    "file": {"verl_step_offset"},
+}
+RUN_KEYS = {"performance_key", "entropy_key"}
+REPORT_KEYS = {"out", "formats", "keep"}
+REPORT_FORMATS = ("html", "md", "json")
+#: where the report writer is looked up, first found wins: (module, function, does it stamp + prune itself)
+REPORT_HOOKS: tuple[tuple[str, str, bool], ...] = (
+    ("dashboard.report", "write_scheduled_report", True),  # (store, root, formats, keep)
+    ("entropy_dash.report", "write_report", False),  # (store, out_dir, formats=…)
+)
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*$")
+_STAMP = "%Y%m%dT%H%M%S%fZ"
+
+
+# ---------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class SourceConfig:
+    """One ``[[source]]`` table: what to read, how often, and the options handed to the source."""
+
+    index: int  # 1-based position in the file
+    kind: str
+    uri: str
+    options: Mapping[str, Any]
+    every: float | None = None  # seconds
+    cron: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"source #{self.index} ({self.kind} {self.uri})"
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    out: Path
+    formats: tuple[str, ...] = REPORT_FORMATS
+    keep: int | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    path: Path
+    sources: tuple[SourceConfig, ...]
+    db: str | None = None
+    report: ReportConfig | None = None
+
+
+def parse_interval(value: Any) -> float:
+    """Seconds from ``300``, ``"30s"``, ``"5m"``, ``"1.5h"``, ``"1d"``; ``ValueError`` otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not an interval")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _INTERVAL.match(str(value))
+        if not m:
+            raise ValueError(f"{value!r} is not an interval")
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"{value!r} is not a positive interval")
+    return seconds
+
+
+def load_config(path: str | Path, *, require_trigger: bool = True) -> ScheduleConfig:
+    """Read and check a sources.toml; raises ``ConfigError`` naming the file, the source and the key."""
+    path = Path(path).expanduser()
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    base = path.resolve().parent
+    unknown = set(doc) - {"db", "source", "report"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r} (expected db, [[source]], [report])")
+    db = doc.get("db")
+    if db is not None and (not isinstance(db, str) or not db.strip()):
+        raise ConfigError(f"{path}: key 'db' must be a database URL string, got {db!r}")
+    tables = doc.get("source")
+    if not isinstance(tables, list) or not tables:
+        raise ConfigError(f"{path}: no [[source]] tables: add at least one (kind, uri, every or cron)")
+    sources = tuple(_source(path, base, i, tab, require_trigger) for i, tab in enumerate(tables, start=1))
+    report = _report(path, base, doc["report"]) if "report" in doc else None
+    return ScheduleConfig(path=path, sources=sources, db=_relative_sqlite(db, base) if db else None, report=report)
+
+
+def _source(path: Path, base: Path, index: int, tab: Any, require_trigger: bool) -> SourceConfig:
+    where = f"{path}, source #{index}"
+    if not isinstance(tab, dict):
+        raise ConfigError(f"{where}: expected a [[source]] table")
+
+    def bad(key: str, what: str) -> ConfigError:
+        return ConfigError(f"{where}, key {key!r}: {what}")
+
+    kind = tab.get("kind")
+    if kind is None:
+        raise bad("kind", f"missing; one of {', '.join(KINDS)}")
+    if kind not in KINDS:
+        raise bad("kind", f"unknown source kind {kind!r}; one of {', '.join(KINDS)}")
+    uri = tab.get("uri")
+    if uri is None:
+        hint = "a server URL or store URI" if kind == "mlflow" else (
+            "ENTITY/PROJECT" if kind == "wandb" else "a file or folder path")
+        raise bad("uri", f"missing ({hint})")
+    if not isinstance(uri, str) or not uri.strip():
+        raise bad("uri", f"must be a non-empty string, got {uri!r}")
+    allowed = COMMON_KEYS | KIND_KEYS[kind]
+    for key in tab:
+        if key not in allowed:
+            raise bad(key, f"unknown for a {kind} source (allowed: {', '.join(sorted(allowed))})")
+    if kind in PATH_KINDS:
+        uri = str((base / Path(uri).expanduser()).resolve())
+    elif kind == "wandb" and (len(uri.strip("/").split("/")) != 2):
+        raise bad("uri", f"W&B cloud projects are ENTITY/PROJECT, got {uri!r}")
+
+    every, cron = tab.get("every"), tab.get("cron")
+    if every is not None and cron is not None:
+        raise bad("cron", "give either 'every' or 'cron', not both")
+    seconds = None
+    if every is not None:
+        try:
+            seconds = parse_interval(every)
+        except ValueError as exc:
+            raise bad("every", f"{exc}; use a number of seconds or 30s, 5m, 1h, 1d") from None
+    if cron is not None:
+        if not isinstance(cron, str):
+            raise bad("cron", f"must be a crontab line such as '*/10 * * * *', got {cron!r}")
+        try:
+            _cron_trigger(cron)
+        except ValueError as exc:
+            raise bad("cron", f"{cron!r} is not a crontab line ({exc})") from None
+    if require_trigger and every is None and cron is None:
+        raise bad("every", "missing: give 'every' (e.g. \"5m\") or 'cron' (e.g. \"*/10 * * * *\")")
+
+    options: dict[str, Any] = {}
+    roles = tab.get("roles")
+    if roles is not None:
+        from ingest.keys import ROLES
+
+        if not isinstance(roles, dict):
+            raise bad("roles", "must be a table of metric key = role")
+        for k, r in roles.items():
+            if r not in ROLES:
+                raise bad("roles", f"role {r!r} of {k!r} is not one of {', '.join(ROLES)}")
+        options["roles"] = dict(roles)
+    for key in ("performance_key", "entropy_key"):
+        if key in tab:
+            if not isinstance(tab[key], str) or not tab[key]:
+                raise bad(key, f"must be a metric name, got {tab[key]!r}")
+            options[key] = tab[key]
+    runs = tab.get("runs")
+    if runs is not None:
+        if not isinstance(runs, dict):
+            raise bad("runs", "must be tables [source.runs.\"run name\"] with performance_key/entropy_key")
+        for name, choice in runs.items():
+            if not isinstance(choice, dict) or not choice or set(choice) - RUN_KEYS \
+                    or not all(isinstance(v, str) and v for v in choice.values()):
+                raise bad("runs", f"run {name!r}: expected performance_key and/or entropy_key = metric name")
+        options["runs"] = {n: dict(c) for n, c in runs.items()}
+    for key in ("experiments", "keys"):
+        if key in tab:
+            val = tab[key]
+            if not isinstance(val, list) or not all(isinstance(v, str) and v for v in val):
+                raise bad(key, f"must be a list of names, got {val!r}")
+            options[key] = list(val)
+    if "all_keys" in tab:
+        if not isinstance(tab["all_keys"], bool):
+            raise bad("all_keys", f"must be true or false, got {tab['all_keys']!r}")
+        options["all_keys"] = tab["all_keys"]
+    if "verl_step_offset" in tab:
+        if not isinstance(tab["verl_step_offset"], int) or isinstance(tab["verl_step_offset"], bool):
+            raise bad("verl_step_offset", f"must be an integer, got {tab['verl_step_offset']!r}")
+        options["verl_step_offset"] = tab["verl_step_offset"]
+    return SourceConfig(index=index, kind=kind, uri=uri, options=options, every=seconds, cron=cron)
+
+
+def _report(path: Path, base: Path, tab: Any) -> ReportConfig:
+    def bad(key: str, what: str) -> ConfigError:
+        return ConfigError(f"{path}, [report], key {key!r}: {what}")
+
+    if not isinstance(tab, dict):
+        raise ConfigError(f"{path}: 'report' must be a [report] table")
+    for key in tab:
+        if key not in REPORT_KEYS:
+            raise bad(key, f"unknown (allowed: {', '.join(sorted(REPORT_KEYS))})")
+    out = tab.get("out")
+    if not isinstance(out, str) or not out:
+        raise bad("out", f"missing or not a folder path: {out!r}")
+    formats = tab.get("formats", list(REPORT_FORMATS))
+    if isinstance(formats, str):
+        formats = [f.strip() for f in formats.split(",") if f.strip()]
+    if not isinstance(formats, list) or not formats or any(f not in REPORT_FORMATS for f in formats):
+        raise bad("formats", f"must be a list drawn from {', '.join(REPORT_FORMATS)}, got {formats!r}")
+    keep = tab.get("keep")
+    if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 1):
+        raise bad("keep", f"must be a whole number >= 1, got {keep!r}")
+    return ReportConfig(out=(base / Path(out).expanduser()).resolve(), formats=tuple(formats), keep=keep)
+
+
+def _relative_sqlite(url: str, base: Path) -> str:
+    """``sqlite:///rel.db`` → relative to the config's folder (absolute paths and other URLs unchanged)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url[len(prefix):] not in ("", ":memory:"):
+        return prefix + str(base / url[len(prefix):])
+    return url
+
+
+def _cron_trigger(expr: str) -> Any:
+    from apscheduler.triggers.cron import CronTrigger
+
+    return CronTrigger.from_crontab(expr, timezone=UTC)
+
+
+# ---------------------------------------------------------------------------- sources
+def build_source(kind: str, uri: str, options: Mapping[str, Any] | None = None) -> Any:
+    """The ``ingest.base.Source`` for ``kind`` (the config's kinds; ``wandb-offline`` is a folder of offline
+    runs). Shared by ``entropy-dash ingest`` and the scheduler."""
+    opts = dict(options or {})
+    if kind == "mlflow":
+        from ingest.mlflow_source import MlflowSource
+
+        return MlflowSource(uri, opts)
+    if kind == "wandb":
+        from ingest.wandb_cloud import WandbCloudSource
+
+        return WandbCloudSource(uri, opts)
+    if kind == "wandb-offline":
+        from ingest.wandb_offline import WandbOfflineSource
+
+        return WandbOfflineSource(uri, opts)
+    if kind == "tensorboard":
+        from ingest.tensorboard import TensorBoardSource
+
+        return TensorBoardSource(uri, opts)
+    if kind == "file":
+        from ingest.files import FileSource
+
+        return FileSource(uri, opts)
+    raise ConfigError(f"unknown source kind {kind!r}; one of {', '.join(KINDS)}")
+
+
+# ---------------------------------------------------------------------------- jobs
+class SyncStopped(IngestError):
+    """The scheduler was asked to stop while a sync was running; the runs written so far are complete."""
+
+
+@dataclass
+class Scheduler:
+    """Runs the configured jobs against one store; ``stop`` (set by SIGTERM/SIGINT) ends them early."""
+
+    config: ScheduleConfig
+    store: Any  # db.Store
+    stop: threading.Event = field(default_factory=threading.Event)
+    failures: int = 0
+    _dirty: bool = False  # data changed since the last report
+    _hook_missing_said: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run_source(self, src: SourceConfig) -> bool:
+        """One sync of ``src`` + analyses (+ report); False when it failed (the error is in sync_log)."""
+        from entropy_dash.analysis import refresh_analyses
+        from ingest.sync import sync_source
+
+        if self.stop.is_set():
+            return True
+        with self._lock:
+            try:
+                source = build_source(src.kind, src.uri, src.options)
+                result = sync_source(self.store, source, progress=self._progress)
+            except SyncStopped as exc:
+                log.warning("%s: %s", src.label, exc)
+                return True
+            except EntropyDashError as exc:
+                self.failures += 1
+                log.error("%s: sync failed: %s", src.label, exc)
+                return False
+            for note in result.notes:
+                log.warning("%s: %s", src.label, note)
+            # the changed runs, and any left stale by an earlier job that was stopped or killed
+            analysed = refresh_analyses(self.store) if not self.stop.is_set() else 0
+            self._dirty = self._dirty or bool(result.points or analysed)
+            log.info("%s: %d runs, %d new points, %d runs re-analysed", src.label, result.runs_seen,
+                     result.points, analysed)
+            return True
+
+    def _progress(self, done: int, total: int | None, run: str) -> None:
+        if self.stop.is_set():
+            raise SyncStopped(f"sync stopped by a signal after {done} runs (each of them complete; the next sync "
+                              "resumes from there)")
+
+    def run_report(self) -> None:
+        """Write a report if configured and something changed since the last one (or none exists yet)."""
+        rep = self.config.report
+        if rep is None or self.stop.is_set():
+            return
+        with self._lock:
+            if not self._dirty and _report_dirs(rep.out):
+                return
+            hook = _report_hook()
+            if hook is None:
+                if not self._hook_missing_said:
+                    names = " or ".join(f"{m}.{f}" for m, f, _ in REPORT_HOOKS)
+                    log.warning("report hook: %s is not available in this version; no report written to %s",
+                                names, rep.out)
+                    self._hook_missing_said = True
+                return
+            write, stamps_itself = hook
+            try:
+                if stamps_itself:
+                    write(self.store, rep.out, formats=list(rep.formats), keep=rep.keep)
+                else:
+                    write(self.store, rep.out / datetime.now(UTC).strftime(_STAMP), formats=list(rep.formats))
+                    if rep.keep:
+                        for old in _report_dirs(rep.out)[: -rep.keep]:
+                            shutil.rmtree(old, ignore_errors=True)
+            except EntropyDashError as exc:
+                log.error("report to %s failed: %s", rep.out, exc)
+                return
+            self._dirty = False
+            log.info("report written to %s", (_report_dirs(rep.out) or [rep.out])[-1])
+
+    def job(self, src: SourceConfig) -> None:
+        self.run_source(src)
+        self.run_report()
+
+
+def _report_hook() -> tuple[Callable[..., Any], bool] | None:
+    """The first report writer of ``REPORT_HOOKS`` that exists, looked up when a report is due."""
+    for module, name, stamps_itself in REPORT_HOOKS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module.startswith(exc.name):
+                raise  # the module exists but one of its own imports is missing: a real error
+            continue
+        fn = getattr(mod, name, None)
+        if fn is not None:
+            return fn, stamps_itself
+    return None
+
+
+def _report_dirs(out: Path) -> list[Path]:
+    """The time-stamped report folders in ``out``, oldest first."""
+    if not out.is_dir():
+        return []
+    found = []
+    for p in out.iterdir():
+        try:
+            datetime.strptime(p.name, _STAMP)
+        except ValueError:
+            continue
+        if p.is_dir():
+            found.append(p)
+    return sorted(found, key=lambda p: p.name)
+
+
+# ---------------------------------------------------------------------------- running
+def run(config: ScheduleConfig, *, db: str | None = None, once: bool = False) -> int:
+    """Open the store (``db`` or $ENTROPY_DASH_DB win over the config's ``db``) and run the schedule."""
+    from db import Store
+
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is ours
+    store = Store.open(db or os.environ.get("ENTROPY_DASH_DB") or config.db)
+    sched = Scheduler(config, store)
+    with _signals(sched.stop) as on_stop:
+        if once:
+            for src in config.sources:
+                sched.run_source(src)
+            sched.run_report()
+            return 1 if sched.failures else 0
+        return _run_forever(sched, on_stop)
+
+
+def _run_forever(sched: Scheduler, on_stop: list[Callable[[], None]]) -> int:
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    executor = ThreadPoolExecutor(max_workers=1)
+    aps = BlockingScheduler(executors={"default": executor}, timezone=UTC,
+                            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+    now = datetime.now(UTC)
+    for src in sched.config.sources:
+        if src.cron is not None:
+            trigger, first = _cron_trigger(src.cron), None
+        else:
+            trigger, first = IntervalTrigger(seconds=src.every or 300.0, timezone=UTC), now  # first sync at once
+        kwargs = {"next_run_time": first} if first is not None else {}
+        aps.add_job(sched.job, trigger, args=[src], id=f"source-{src.index}", name=src.label, **kwargs)
+        log.info("scheduled %s: %s", src.label, f"cron {src.cron!r}" if src.cron else f"every {src.every:g} s")
+
+    def shutdown() -> None:
+        if aps.running:
+            aps.shutdown(wait=False)
+
+    on_stop.append(shutdown)
+    if sched.stop.is_set():  # a signal arrived before the scheduler started
+        return 0
+    aps.start()  # returns once shutdown() ran
+    log.info("stopping: waiting for the current job to end")
+    executor.shutdown(wait=True)  # the job in progress stops after the run it is writing
+    log.info("scheduler stopped")
+    return 0
+
+
+class _signals:
+    """SIGTERM/SIGINT set ``stop`` and call the registered callbacks; a second signal forces an exit."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.callbacks: list[Callable[[], None]] = []
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> list[Callable[[], None]]:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self.callbacks
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.stop.is_set():
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("%s received: stopping after the run being written", signal.Signals(signum).name)
+        self.stop.set()
+        for cb in self.callbacks:
+            cb()
