@@ -113,8 +113,10 @@ sync_log = Table(
     Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), nullable=True),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("ended_at", DateTime(timezone=True), nullable=True),
-    Column("status", String(16), nullable=False),  # running | ok | error
+    Column("status", String(16), nullable=False),  # running | ok | error | interrupted
     Column("runs", Integer, nullable=False, default=0),
     Column("points", Integer, nullable=False, default=0),
     Column("error", Text, nullable=True),
+    Column("pid", Integer, nullable=True),  # the process running the job (migration 0002)
+    Column("host", String(255), nullable=True),
 )

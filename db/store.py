@@ -8,6 +8,8 @@ watermarks and its data version land together or not at all, so a killed ingest 
 from __future__ import annotations
 
 import math
+import os
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -248,14 +250,30 @@ class Store:
 
     # ---------------------------------------------------------------- sync log
     def start_sync(self, source_id: int | None) -> int:
+        """Open a sync_log row for a job of this process; first mark jobs whose process died as interrupted."""
+        host, pid = socket.gethostname(), os.getpid()
         with self._writer() as conn, conn.begin():
+            self._close_dead_jobs(conn, host)
             return int(
                 conn.execute(
                     t.sync_log.insert()
-                    .values(source_id=source_id, started_at=_now(), status="running", runs=0, points=0)
+                    .values(source_id=source_id, started_at=_now(), status="running", runs=0, points=0,
+                            pid=pid, host=host)
                     .returning(t.sync_log.c.id)
                 ).scalar_one()
             )
+
+    def _close_dead_jobs(self, conn: Connection, host: str) -> None:
+        rows = conn.execute(
+            select(t.sync_log.c.id, t.sync_log.c.pid).where(t.sync_log.c.status == "running",
+                                                             t.sync_log.c.host == host)
+        ).all()
+        for log_id, pid in rows:
+            if pid is not None and not _alive(pid):
+                conn.execute(update(t.sync_log).where(t.sync_log.c.id == log_id).values(
+                    status="interrupted", ended_at=_now(),
+                    error=f"the job's process (pid {pid} on {host}) ended before it finished (killed?); "
+                          "runs written before that are complete, a later sync fetched the rest"))
 
     def finish_sync(self, log_id: int, *, runs: int, points: int, error: str | None = None) -> None:
         with self._writer() as conn, conn.begin():
@@ -391,6 +409,16 @@ class Store:
 def _nullable(arr: np.ndarray) -> list[float | None]:
     """Floats as a list with None for NaN and ±inf (stored as NULL)."""
     return [v if v == v and v not in (math.inf, -math.inf) else None for v in arr.tolist()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _num(v: Any) -> float | int | None:

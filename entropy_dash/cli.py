@@ -279,15 +279,21 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", metavar="URL", help="database URL (default: $ENTROPY_DASH_DB or "
-                        "sqlite:///entropy-dash.db); PostgreSQL: postgresql://user:pw@host/db")
-    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    common.add_argument("--quiet", "-q", action="store_true", help="no progress bars or info logs")
+    def options(default: Any) -> argparse.ArgumentParser:
+        opts = argparse.ArgumentParser(add_help=False)
+        opts.add_argument("--db", metavar="URL", default=default, help="database URL (default: $ENTROPY_DASH_DB or "
+                          "sqlite:///entropy-dash.db); PostgreSQL: postgresql://user:pw@host/db")
+        opts.add_argument("--debug", action="store_true", default=default, help="show tracebacks and debug logs")
+        opts.add_argument("--quiet", "-q", action="store_true", default=default,
+                          help="no progress bars or info logs")
+        return opts
+
+    # the options work before and after the command; given after it, they must not be reset by its defaults
+    top, common = options(None), options(argparse.SUPPRESS)
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
-    p = argparse.ArgumentParser(prog="entropy-dash", parents=[common],
+    p = argparse.ArgumentParser(prog="entropy-dash", parents=[top],
                                 description="Policy entropy vs performance of RL fine-tuning runs: ingest, "
                                             "fit R = -a*exp(H) + b, predict the ceiling.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

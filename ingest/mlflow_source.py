@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +41,7 @@ MAX_RUNS_PER_CALL = 100
 MAX_POINTS_PER_RUN = 2500
 WINDOW_STEPS = MAX_POINTS_PER_RUN - 1  # one value per step can never fill a window
 BULK_INTERVAL = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
+DEFAULT_CONCURRENCY = 4  # MLflow's server runs 4 workers unless told otherwise
 
 # fail fast on an unreachable server: the sync engine retries with its own backoff
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -61,6 +64,9 @@ class MlflowSource(Source):
         self.extra_keys: set[str] = set(self.options.get("keys") or [])
         self.all_keys = bool(self.options.get("all_keys", False))
         self.is_server = uri.startswith(("http://", "https://"))
+        # concurrent window requests (a store URI is read in-process, one window at a time)
+        self.concurrency = int(self.options.get("concurrency", DEFAULT_CONCURRENCY)) if self.is_server else 1
+        self._local = threading.local()
         self._client: Any = None
         self._runs: list[_Run] | None = None
 
@@ -184,10 +190,18 @@ class MlflowSource(Source):
                 if latest < start:
                     continue  # nothing new for this key
                 todo.setdefault(key, []).append((run.info.external_id, start, latest))
+        windows = [(run_ids, key, start, end) for key, items in todo.items()
+                   for run_ids, start, end in _windows(items)]
         raw: dict[tuple[str, str], list[tuple[int, float, float]]] = {}
-        for key, items in todo.items():
-            for run_ids, start, end in _windows(items):
-                self._fetch_window(run_ids, key, start, end, raw)
+        if self.concurrency > 1 and len(windows) > 1:
+            # windows are independent: a multi-worker tracking server answers several at once
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="mlflow-fetch") as pool:
+                parts = list(pool.map(lambda w: self._fetch_window(*w, {}), windows))
+        else:
+            parts = [self._fetch_window(*w, {}) for w in windows]
+        for part in parts:
+            for k, pts in part.items():
+                raw.setdefault(k, []).extend(pts)
         out = {}
         for (rid, key), pts in raw.items():
             arr = np.array(pts, dtype=float).reshape(-1, 3)
@@ -195,7 +209,8 @@ class MlflowSource(Source):
         return out
 
     def _fetch_window(self, run_ids: list[str], key: str, start: int, end: int,
-                      raw: dict[tuple[str, str], list[tuple[int, float, float]]]) -> None:
+                      raw: dict[tuple[str, str], list[tuple[int, float, float]]]) -> dict:
+        """Fetch one window into ``raw`` (and return it), splitting it where the server might sample."""
         rows = self._bulk_interval(run_ids, key, start, end)
         per_run: dict[str, list[tuple[int, float, float]]] = {r: [] for r in run_ids}
         for rid, step, value, ts in rows:
@@ -211,6 +226,7 @@ class MlflowSource(Source):
             mid = (start + end) // 2
             self._fetch_window(full, key, start, mid, raw)
             self._fetch_window(full, key, mid + 1, end, raw)
+        return raw
 
     def _bulk_interval(self, run_ids: list[str], key: str, start: int, end: int) -> list[tuple[str, int, float, float]]:
         if self.is_server:
@@ -232,15 +248,17 @@ class MlflowSource(Source):
         return [(m.run_id, int(m.step), float(m.value), int(m.timestamp) / 1000.0) for m in got]
 
     def _session(self) -> requests.Session:
-        if not hasattr(self, "_http"):
-            self._http = requests.Session()
+        """One HTTP session per fetching thread (sessions are not safe to share across threads)."""
+        http = getattr(self._local, "http", None)
+        if http is None:
+            http = self._local.http = requests.Session()
             token = os.environ.get("MLFLOW_TRACKING_TOKEN")
             user, pw = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
             if token:
-                self._http.headers["Authorization"] = f"Bearer {token}"
+                http.headers["Authorization"] = f"Bearer {token}"
             elif user and pw:
-                self._http.auth = (user, pw)
-        return self._http
+                http.auth = (user, pw)
+        return http
 
     def _store(self) -> Any:
         from mlflow.tracking._tracking_service.utils import _get_store

@@ -66,8 +66,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 # ------------------------------------------------------------------------------------------ MLflow
 class MlflowServer:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, workers: int = 1) -> None:
         self.root = root
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = root / "mlflow-server.log"
@@ -76,7 +77,7 @@ class MlflowServer:
     def start(self) -> None:
         cmd = [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
                "--default-artifact-root", str(self.root / "artifacts"), "--host", "127.0.0.1",
-               "--port", str(self.port), "--workers", "1"]
+               "--port", str(self.port), "--workers", str(self.workers)]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         wait_http(f"{self.url}/health", self.proc, 120, self.log)

@@ -116,3 +116,11 @@ def test_demo_builds_runs_and_serves_the_dashboard(tmp_path):
     finally:
         stop(proc)
     assert f"http://localhost:{port}" in proc.stdout.read()
+
+
+def test_global_options_work_before_the_command(capsys, tmp_path):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["--db", db, "--quiet", "init"]) == 0
+    assert main(["--db", db, "runs", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert (tmp_path / "s.db").exists() and not (tmp_path / "entropy-dash.db").exists()

@@ -93,7 +93,8 @@ def test_ingest_killed_mid_way_then_rerun_gives_exactly_a_clean_ingest(mlflow_se
     assert rerun.returncode == 0, rerun.stderr
     pd.testing.assert_frame_equal(point_set(db), clean_ingest(tmp_path, mlflow_server.url, sweep))
     log = Store.open(db).sync_log_frame()
-    assert list(log["status"]) == ["ok", "running"]  # the killed job's row stays "running", the rerun's is ok
+    assert list(log["status"]) == ["ok", "interrupted"]  # the rerun saw the killed job's process was gone
+    assert "ended before it finished" in log["error"].iloc[1]
     assert log["points"].iloc[0] == (N_RUNS - done) * (2 * STEPS + 61)
 
 
