@@ -3,7 +3,6 @@ named, Mann–Kendall checked by hand, and the verdicts on the real verl logs.""
 
 from __future__ import annotations
 
-import re
 from itertools import combinations
 from pathlib import Path
 
@@ -11,29 +10,7 @@ import numpy as np
 import pytest
 
 from models.collapse import ALARMS, detect_collapse, trend
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-STEP = re.compile(r"step:(\d+) - ")
-ENTROPY = re.compile(r"actor/entropy_loss:([-\d.eE+]+)")
-SCORE = re.compile(r"val/test_score/openai/gsm8k:([-\d.eE+]+)")
-
-
-def read_verl(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(entropy steps, entropy, validation steps, validation score) as printed (tiny reader for this test)."""
-    hs, hv, rs, rv = [], [], [], []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = ANSI.sub("", line)
-        m = STEP.search(line)
-        if not m:
-            continue
-        if e := ENTROPY.search(line):
-            hs.append(int(m.group(1)))
-            hv.append(float(e.group(1)))
-        if v := SCORE.search(line):
-            rs.append(int(m.group(1)))
-            rv.append(float(v.group(1)))
-    return np.array(hs, float), np.array(hv), np.array(rs, float), np.array(rv)
-
+from tests.real_logs import read_verl
 
 N = 300
 T = np.arange(N, dtype=float)

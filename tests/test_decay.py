@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from models.decay import fit_decay
 from models.errors import FitError
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-STEP = re.compile(r"step:(\d+) - ")
-ENTROPY = re.compile(r"actor/entropy_loss:([-\d.eE+]+)")
-
-
-def read_entropy(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, entropy) from a verl console log, as printed (tiny regex reader for this test only)."""
-    steps, values = [], []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = ANSI.sub("", line)
-        m, e = STEP.search(line), ENTROPY.search(line)
-        if m and e:
-            steps.append(int(m.group(1)))
-            values.append(float(e.group(1)))
-    return np.array(steps, dtype=float), np.array(values)
-
+from tests.real_logs import read_verl
 
 T = np.arange(300, dtype=float)
 
@@ -118,7 +99,7 @@ def test_errors_name_their_cause(steps, entropy, kinds, cause) -> None:
 def test_real_verl_entropy_curves(verl_logs: list[Path]) -> None:
     assert len(verl_logs) == 3
     for path in verl_logs:
-        steps, h = read_entropy(path)
+        steps, h, _, _ = read_verl(path)
         fit = fit_decay(steps, h)
         assert fit.kind in ("exponential", "power"), path.name  # a curve that levels off, not a line
         assert fit.rmse < 0.04, path.name

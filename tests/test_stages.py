@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -10,28 +9,7 @@ import pytest
 
 from models.errors import FitError
 from models.stages import find_stage_boundary
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-STEP = re.compile(r"step:(\d+) - ")
-ENTROPY = re.compile(r"actor/entropy_loss:([-\d.eE+]+)")
-SCORE = re.compile(r"val/test_score/openai/gsm8k:([-\d.eE+]+)")
-
-
-def read_verl(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(entropy steps, entropy, validation steps, validation score) as printed (tiny reader for this test)."""
-    hs, hv, rs, rv = [], [], [], []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = ANSI.sub("", line)
-        m = STEP.search(line)
-        if not m:
-            continue
-        if e := ENTROPY.search(line):
-            hs.append(int(m.group(1)))
-            hv.append(float(e.group(1)))
-        if v := SCORE.search(line):
-            rs.append(int(m.group(1)))
-            rv.append(float(v.group(1)))
-    return np.array(hs, float), np.array(hv), np.array(rs, float), np.array(rv)
+from tests.real_logs import read_verl
 
 
 def ar1(rng: np.random.Generator, n: int, sd: float, rho: float = 0.6) -> np.ndarray:
