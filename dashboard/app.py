@@ -1,6 +1,7 @@
 """Streamlit entry point: `streamlit run dashboard/app.py` (or `entropy-dash dashboard`).
 
-The store comes from $ENTROPY_DASH_DB (the CLI sets it from --db).
+The store comes from $ENTROPY_DASH_DB (the CLI sets it from --db). The run selection made on the Runs page
+carries over to the other pages (session state, mirrored in the URL as ``?runs=…``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ if str(ROOT) not in sys.path:
 
 PAGES = Path(__file__).with_name("app_pages")
 
-st.set_page_config(page_title="entropy-dashboard", page_icon="📉", layout="wide")
+st.set_page_config(page_title="entropy-dashboard", page_icon=":material/trending_down:", layout="wide")
 nav = st.navigation([
-    st.Page(PAGES / "runs.py", title="Runs", icon="📋", url_path="runs", default=True),
-    st.Page(PAGES / "ceiling.py", title="Ceiling", icon="📈", url_path="ceiling"),
+    st.Page(PAGES / "runs.py", title="Runs", icon=":material/table_rows:", url_path="runs", default=True),
+    st.Page(PAGES / "collapse.py", title="Collapse", icon=":material/trending_down:", url_path="collapse"),
+    st.Page(PAGES / "ceiling.py", title="Ceiling", icon=":material/show_chart:", url_path="ceiling"),
+    st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+    st.Page(PAGES / "sources.py", title="Sources", icon=":material/sync:", url_path="sources"),
 ])
 nav.run()

@@ -1,19 +1,31 @@
 """Cached access to the store for the pages.
 
-The store is opened once per process (``st.cache_resource``); query results are cached with
-``st.cache_data`` keyed on the store's data version, so a page reload does not re-query while an ingest
-that adds points or re-analyses runs invalidates them at once.
+The store is opened once per process (``st.cache_resource``). Query results are cached with
+``st.cache_data`` keyed on the store's data version (``Store.data_version``), so a page reload does not
+re-query while an ingest that adds points or re-analyses runs invalidates them at once. Curves are cached
+per run and metric, keyed on that run's own data version, already smoothed and downsampled (≤ 2,000 points
+per trace), so the cache stays small however long the runs are; full-resolution points are read straight
+from ``metric_points`` with one DB-API query per series (no ORM rows: 20k points in ≈20 ms on SQLite).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
+from sqlalchemy import select
 
+from dashboard.curves import Curve, prepare_curve
 from db import Store, resolve_db_url
+from db import schema as t
 from entropy_dash.errors import EntropyDashError
+
+FIX_NO_DB = ("Create it with `entropy-dash init --db {url}` and fill it with `entropy-dash ingest …` "
+             "(mlflow, wandb, tensorboard or file), or try `entropy-dash demo`.")
+FIX_NO_RUNS = ("No runs in the store yet. Ingest some with `entropy-dash ingest mlflow URI` (or `wandb`, "
+               "`tensorboard`, `file`), or run `entropy-dash demo`.")
 
 
 def db_url() -> str:
@@ -29,10 +41,16 @@ def get_store() -> Store | None:
     """The store, or None after telling the user what is missing and which command fixes it."""
     url = db_url()
     try:
-        return _open(url)
+        store = _open(url)
+        store.data_version()  # the file may have been deleted since it was opened
+        return store
     except EntropyDashError as exc:
-        st.warning(f"{exc}\n\nCreate one with `entropy-dash init --db {url}` and fill it with "
-                   "`entropy-dash ingest …`, or try `entropy-dash demo`.")
+        _open.clear()
+        st.warning(f"{exc}\n\n" + FIX_NO_DB.format(url=url))
+        return None
+    except Exception as exc:  # noqa: BLE001 - a broken database must not take the page down
+        _open.clear()
+        st.error(f"cannot read the store at {url}: {type(exc).__name__}: {exc}\n\n" + FIX_NO_DB.format(url=url))
         return None
 
 
@@ -52,6 +70,105 @@ def runs(url: str, version: tuple) -> pd.DataFrame:
     return _open(url).runs_frame()
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def run_keys(url: str, version: tuple) -> pd.DataFrame:
+    return _open(url).run_keys()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def sources(url: str, version: tuple) -> pd.DataFrame:
+    return _open(url).sources_frame()
+
+
+def sync_log(url: str, limit: int = 200) -> pd.DataFrame:
+    """Not cached: a running sync changes it without changing the data version."""
+    return _open(url).sync_log_frame(limit)
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def series(url: str, version: tuple, run_ids: tuple[int, ...], keys: tuple[str, ...]) -> pd.DataFrame:
     return _open(url).series(run_ids, keys)
+
+
+# ------------------------------------------------------------------------------------------ raw points
+def key_id(store: Store, key: str) -> int | None:
+    with store.engine.connect() as conn:
+        return conn.execute(select(t.metric_keys.c.id).where(t.metric_keys.c.name == key)).scalar_one_or_none()
+
+
+def load_points(store: Store, run_id: int, key: str) -> np.ndarray:
+    """Every stored point of one run's metric as an (n, 3) float array: step, value (NaN = non-finite),
+    wall time (NaN = unknown), sorted by step."""
+    kid = key_id(store, key)
+    if kid is None:
+        return np.empty((0, 3))
+    mark = "?" if store.engine.dialect.paramstyle == "qmark" else "%s"
+    sql = (f"SELECT step, value, wall_time FROM metric_points WHERE run_id = {mark} AND key_id = {mark} "
+           "ORDER BY step")
+    raw = store.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(sql, (int(run_id), int(kid)))
+        rows = cur.fetchall()
+        cur.close()
+    finally:
+        raw.close()
+    return np.array(rows, dtype=float).reshape(-1, 3)  # None → NaN
+
+
+def build_curve(store: Store, run_id: int, key: str, smoothing: float, x_axis: str) -> Curve:
+    pts = load_points(store, run_id, key)
+    return prepare_curve(pts[:, 0], pts[:, 1], pts[:, 2], smoothing=smoothing, x_axis=x_axis)
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def curve(url: str, run_id: int, run_version: int, key: str, smoothing: float, x_axis: str) -> Curve:
+    """A run's metric ready to draw; cached on the run's own data version (``runs.data_version``)."""
+    return build_curve(_open(url), run_id, key, smoothing, x_axis)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def run_arrays(url: str, run_id: int, run_version: int, entropy_key: str,
+               performance_key: str) -> tuple[pd.Series, pd.Series]:
+    """Full-resolution finite entropy and performance of one run (for fits, forecasts and residuals)."""
+    store = _open(url)
+    out = []
+    for key in (entropy_key, performance_key):
+        pts = load_points(store, run_id, key)
+        ok = np.isfinite(pts[:, 1])
+        out.append(pd.Series(pts[ok, 1], index=pts[ok, 0].astype(np.int64), name=key))
+    return out[0], out[1]
+
+
+@st.cache_data(show_spinner="re-running the backtest…", max_entries=128)
+def backtest_at(url: str, run_id: int, run_version: int, entropy_key: str, performance_key: str,
+                cutoff: float, run: str) -> dict[str, Any]:
+    """``entropy_dash.analysis.run_backtest`` at another cutoff (same protocol as the stored one)."""
+    from entropy_dash.analysis import run_backtest
+
+    h, r = run_arrays(url, run_id, run_version, entropy_key, performance_key)
+    return run_backtest(h, r, cutoff, run)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def forecast_at(url: str, run_id: int, run_version: int, entropy_key: str, performance_key: str,
+                cutoff: float) -> dict[str, Any]:
+    """The forecast paths behind a backtest (law method band and the baselines) at ``cutoff``."""
+    from entropy_dash.analysis import metric_bounds
+    from models.backtest import cutoff_step_of
+    from models.errors import FitError
+    from models.forecast import forecast
+
+    h, r = run_arrays(url, run_id, run_version, entropy_key, performance_key)
+    try:
+        cstep = cutoff_step_of(h.index.to_numpy(), r.index.to_numpy(), cutoff)
+        horizon = r.index.to_numpy()[r.index.to_numpy() > cstep]
+        if horizon.size == 0:
+            raise FitError(f"no evaluation after the cutoff step {cstep:.0f}", "nothing_after_cutoff")
+        fc = forecast(h.index.to_numpy(), h.to_numpy(), r.index.to_numpy(), r.to_numpy(), cutoff_step=cstep,
+                      horizon_steps=horizon, bounds=metric_bounds(r))
+    except FitError as exc:
+        return {"error": str(exc), "cause": exc.cause}
+    d = fc.to_dict()
+    d["cutoff_step_exact"] = cstep
+    return d

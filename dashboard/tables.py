@@ -1,11 +1,31 @@
-"""Tables the pages show, built from stored analysis results (pure: no Streamlit, no store)."""
+"""Tables the pages show, built from stored analysis results and store frames (pure: no Streamlit, no store).
+
+Strings from runs (names, tags) stay plain text: the pages show these frames with ``st.dataframe``,
+which never interprets markup.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+Z95 = 1.959963984540054
+HIDDEN_TAG_PREFIXES = ("mlflow.",)
+
+
+def _num(v: Any) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
 
 
 def _arrow(first: float | None, last: float | None) -> str:
@@ -14,23 +34,212 @@ def _arrow(first: float | None, last: float | None) -> str:
     return f"{first:.3f} → {last:.3f}"
 
 
-def runs_table(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per run: steps, H first→last, R first→last, a, b, ceiling ± CI, R², status."""
+def tag_list(tags: Mapping[str, Any] | None) -> list[str]:
+    """``key=value`` strings of a run's tags, MLflow's own ``mlflow.*`` tags left out."""
+    return [f"{k}={v}" for k, v in sorted((tags or {}).items()) if not str(k).startswith(HIDDEN_TAG_PREFIXES)]
+
+
+def stage_text(stage: Mapping[str, Any] | None) -> str:
+    """``plateau from step S [lo–hi]`` for a clear switch, else why there is none."""
+    if not stage:
+        return "–"
+    if "cause" in stage:
+        return f"n/a ({stage['cause']})"
+    if stage.get("clear") and stage.get("step") is not None:
+        lo, hi = stage.get("range") or (stage["step"], stage["step"])
+        return f"plateau from step {stage['step']} [{lo}–{hi}]"
+    return "rising / no clear switch"
+
+
+def collapse_text(collapse: Mapping[str, Any] | None) -> str:
+    if not collapse:
+        return "–"
+    if "cause" in collapse:
+        return f"n/a ({collapse['cause']})"
+    verdict = str(collapse.get("verdict"))
+    proj = _num(collapse.get("projected_floor_step"))
+    return f"{verdict} (floor at step {proj:.0f})" if proj is not None and collapse.get("alarm") else verdict
+
+
+def backtest_of(result: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The stored backtest when it was computed successfully, else None."""
+    bt = result.get("backtest")
+    return bt if isinstance(bt, Mapping) and "cause" not in bt and bt.get("error") is not None else None
+
+
+def backtest_text(result: Mapping[str, Any]) -> str:
+    """The run's track record in words: the stored backtest's error, why there is none, or 'no backtest yet'."""
+    bt = result.get("backtest")
+    if not bt:
+        return "no backtest yet"
+    if "cause" in bt:
+        return f"no backtest: {bt.get('cause')}"
+    cut = _num(bt.get("cutoff"))
+    return (f"{bt['error']:+.4f} ({bt.get('method', 'law')} from first {cut:.0%}: predicted "
+            f"{bt['predicted_final']:.4f}, observed {bt['observed_final']:.4f})") if cut is not None else f"{bt['error']:+.4f}"
+
+
+def runs_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per analysed run: metadata, H first→last, R best/last, a, b, ceiling ± CI, headroom, stage,
+    collapse verdict and backtest error (the ceiling's track record)."""
+    meta = runs.set_index("id") if runs is not None and not runs.empty else None
     rows = []
     for r in results:
         law = r.get("law") or {}
+        info = meta.loc[r["run_id"]] if meta is not None and r["run_id"] in meta.index else None
+        bt = backtest_of(r)
+        ci = (law["ceiling_hi"] - law["ceiling_lo"]) / 2 if law and _num(law.get("ceiling_hi")) is not None \
+            and _num(law.get("ceiling_lo")) is not None else None
         rows.append({
-            "run": r["run"],
-            "id": r["run_id"],
+            "id": int(r["run_id"]),
+            "run": str(r["run"]),
+            "project": None if info is None else info.get("project"),
+            "model": None if info is None else info.get("model"),
+            "algorithm": None if info is None else info.get("algorithm"),
+            "tags": "" if info is None else ", ".join(tag_list(info.get("tags"))),
             "steps": r.get("last_step"),
             "H first→last": _arrow(r.get("entropy_first"), r.get("entropy_last")),
-            "R first→last": _arrow(r.get("performance_first"), r.get("last_performance")),
-            "a": law.get("a"),
-            "b": law.get("b"),
-            "ceiling": law.get("ceiling"),
-            "± (95% CI)": (law["ceiling_hi"] - law["ceiling_lo"]) / 2 if law else None,
-            "R²": law.get("r2"),
+            "R best": _num(r.get("best_performance")),
+            "R last": _num(r.get("last_performance")),
+            "a": _num(law.get("a")),
+            "b": _num(law.get("b")),
+            "ceiling": _num(law.get("ceiling")),
+            "± (95% CI)": ci,
+            "headroom": _num(r.get("headroom")),
+            "R²": _num(law.get("r2")),
             "n pairs": law.get("n"),
+            "stage": stage_text(r.get("stage")),
+            "collapse": collapse_text(r.get("collapse")),
+            "backtest error": _num(bt["error"]) if bt else None,
+            "backtest": backtest_text(r),
             "status": "ok" if r["status"] == "ok" else f"{r['status']}: {r['reason']}",
         })
     return pd.DataFrame(rows)
+
+
+def filter_options(table: pd.DataFrame, runs: pd.DataFrame) -> dict[str, list[str]]:
+    """Values to offer in the Runs page filters."""
+    def values(col: str) -> list[str]:
+        return sorted({str(v) for v in table[col] if v is not None and not (isinstance(v, float) and math.isnan(v))}) \
+            if col in table else []
+
+    tags = sorted({t for tg in runs.get("tags", []) for t in tag_list(tg)})
+    return {"project": values("project"), "model": values("model"), "algorithm": values("algorithm"), "tags": tags}
+
+
+def filter_runs(table: pd.DataFrame, runs: pd.DataFrame, *, projects: Iterable[str] = (), models: Iterable[str] = (),
+                algorithms: Iterable[str] = (), tags: Iterable[str] = (), search: str = "") -> pd.DataFrame:
+    """Rows matching every given filter: any of the projects/models/algorithms, all of the tags, and the
+    search text (case-insensitive substring of the run name; plain text, not a pattern)."""
+    keep = np.ones(len(table), dtype=bool)
+    for col, wanted in (("project", projects), ("model", models), ("algorithm", algorithms)):
+        wanted = set(wanted)
+        if wanted:
+            keep &= table[col].map(lambda v, w=wanted: str(v) in w).to_numpy(dtype=bool)
+    wanted_tags = set(tags)
+    if wanted_tags:
+        by_id = {int(i): set(tag_list(tg)) for i, tg in zip(runs["id"], runs["tags"], strict=True)}
+        keep &= table["id"].map(lambda i: wanted_tags <= by_id.get(int(i), set())).to_numpy(dtype=bool)
+    if search.strip():
+        needle = search.strip().lower()
+        keep &= table["run"].map(lambda n: needle in str(n).lower()).to_numpy(dtype=bool)
+    return table[keep].reset_index(drop=True)
+
+
+def ceiling_lift_table(results: Sequence[Mapping[str, Any]], baseline_id: int) -> pd.DataFrame:
+    """Ceiling of each fitted run minus the baseline run's, with a 95% interval for the difference.
+
+    The two fits are independent, so se(lift) = √(se_run² + se_base²); the interval uses the normal quantile
+    (each ceiling's own t interval is wider for very small n — the table shows n)."""
+    fitted = {int(r["run_id"]): r for r in results if r.get("law")}
+    if baseline_id not in fitted:
+        raise KeyError(f"run {baseline_id} has no fitted law to compare against")
+    base = fitted[baseline_id]["law"]
+    rows = []
+    for run_id, r in fitted.items():
+        law = r["law"]
+        lift = law["ceiling"] - base["ceiling"]
+        se = math.hypot(law.get("ceiling_se") or 0.0, base.get("ceiling_se") or 0.0)
+        bt = backtest_of(r)
+        rows.append({"id": run_id, "run": str(r["run"]), "baseline": run_id == baseline_id,
+                     "ceiling": law["ceiling"], "ceiling_lo": law["ceiling_lo"], "ceiling_hi": law["ceiling_hi"],
+                     "lift": lift, "lift_lo": lift - Z95 * se, "lift_hi": lift + Z95 * se,
+                     "lift clear of 0": bool(run_id != baseline_id and (lift - Z95 * se > 0 or lift + Z95 * se < 0)),
+                     "n pairs": law.get("n"), "backtest error": _num(bt["error"]) if bt else None,
+                     "backtest": backtest_text(r)})
+    return pd.DataFrame(rows)
+
+
+def coefficients_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame | None,
+                       sizes: Mapping[int, float | None]) -> pd.DataFrame:
+    """a, b, ceiling (with standard errors and interval), model size and backtest error per fitted run."""
+    meta = runs.set_index("id") if runs is not None and not runs.empty else None
+    rows = []
+    for r in results:
+        law = r.get("law")
+        if not law:
+            continue
+        info = meta.loc[r["run_id"]] if meta is not None and r["run_id"] in meta.index else None
+        bt = backtest_of(r)
+        rows.append({"id": int(r["run_id"]), "run": str(r["run"]),
+                     "model": None if info is None else info.get("model"),
+                     "algorithm": None if info is None else info.get("algorithm"),
+                     "size (B)": sizes.get(int(r["run_id"])),
+                     "a": law["a"], "a se": law["a_se"], "b": law["b"], "b se": law["b_se"],
+                     "ceiling": law["ceiling"], "ceiling_lo": law["ceiling_lo"], "ceiling_hi": law["ceiling_hi"],
+                     "R²": law["r2"], "n pairs": law["n"],
+                     "backtest error": _num(bt["error"]) if bt else None, "backtest": backtest_text(r)})
+    return pd.DataFrame(rows)
+
+
+def baselines_table(bt: Mapping[str, Any]) -> pd.DataFrame:
+    """Every forecast method of one backtest: predicted final, interval, error, whether it covered."""
+    obs = bt["observed_final"]
+    rows = []
+    for name, m in (bt.get("baselines") or {}).items():
+        lo, hi = (m.get("interval") or [None, None])[:2]
+        rows.append({"method": name, "headline": name == bt.get("method"), "predicted": m.get("predicted"),
+                     "interval lo": lo, "interval hi": hi, "observed": obs, "error": m.get("error"),
+                     "covered": bool(lo is not None and hi is not None and lo <= obs <= hi)})
+    return pd.DataFrame(rows)
+
+
+def _text(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, Mapping | list):
+        return json.dumps(v, default=str, sort_keys=True)
+    return str(v)
+
+
+def sources_table(sources: pd.DataFrame, runs: pd.DataFrame, keys: pd.DataFrame, log: pd.DataFrame) -> pd.DataFrame:
+    """Per configured source: kind, uri, options, runs, stored points, and its last sync (time, status,
+    points, error)."""
+    if sources.empty:
+        return pd.DataFrame(columns=["id", "kind", "uri", "options", "runs", "points stored", "last sync",
+                                     "status", "points last sync", "error"])
+    n_runs = runs.groupby("source_id").size() if not runs.empty else pd.Series(dtype=int)
+    pts = pd.Series(dtype=float)
+    if not keys.empty and not runs.empty:
+        per_run = keys.groupby("run_id")["n"].sum()
+        pts = runs.assign(n=runs["id"].map(per_run).fillna(0)).groupby("source_id")["n"].sum()
+    rows = []
+    for s in sources.itertuples(index=False):
+        last = log[log["source_id"] == s.id].sort_values("id").tail(1) if not log.empty else log
+        lr = last.iloc[0] if len(last) else None
+        rows.append({"id": int(s.id), "kind": s.kind, "uri": s.uri, "options": _text(s.options),
+                     "runs": int(n_runs.get(s.id, 0)), "points stored": int(pts.get(s.id, 0)),
+                     "last sync": None if lr is None else _text(lr["ended_at"] or lr["started_at"]),
+                     "status": "never synced" if lr is None else lr["status"],
+                     "points last sync": None if lr is None else int(lr["points"] or 0),
+                     "error": "" if lr is None else _text(lr["error"])})
+    return pd.DataFrame(rows)
+
+
+def sync_log_table(log: pd.DataFrame) -> pd.DataFrame:
+    if log.empty:
+        return pd.DataFrame(columns=["id", "source", "started", "ended", "status", "runs", "points", "error"])
+    return pd.DataFrame({
+        "id": log["id"].astype(int), "source": [f"{k} {u}" if k else "–" for k, u in zip(log["kind"], log["uri"], strict=True)],
+        "started": log["started_at"].map(_text), "ended": log["ended_at"].map(_text), "status": log["status"],
+        "runs": log["runs"], "points": log["points"], "error": log["error"].map(_text)})

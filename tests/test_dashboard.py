@@ -1,26 +1,66 @@
 """The dashboard: every page runs without exception on real stored data (AppTest) and shows the stored
-numbers; the Ceiling page draws its chart in headless Chromium against `streamlit run`."""
+numbers; bad states say what is missing and which command fixes it; the Collapse and Ceiling pages draw
+their charts in headless Chromium against `streamlit run`; a run named with markup shows literally."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard.text import md_text
 from db import Store
-from entropy_dash.analysis import load_results, refresh_analyses
-from entropy_dash.demo_data import log_known_law
+from db.records import RunData, RunInfo, Series
+from entropy_dash.analysis import load_results, refresh_analyses, run_backtest, run_series
+from entropy_dash.demo_data import log_known_law, log_runs
+from entropy_dash.simulator import simulate, sized
+from ingest.files import FileSource
+from ingest.keys import resolve_roles
 from ingest.mlflow_source import MlflowSource
 from ingest.sync import sync_source
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+PAGES = ("runs", "collapse", "ceiling", "compare", "sources")
+MARKUP = "<img src=x onerror=alert(1)>"
+ENTROPY, VAL = "actor/entropy", "val-core/gsm8k-sim/acc/mean@1"
+
+
+def _write(store: Store, source_id: int, ext: str, name: str, series: dict[str, tuple]) -> None:
+    data = RunData(RunInfo(ext, name, project="bad-cases", model="Qwen2.5-1.5B", algorithm="grpo",
+                           tags={"intervention": "none", "note": "<b>bold?</b>"}),
+                   tuple(Series.build(k, s, v, 1.7e9 + 30.0 * np.asarray(s, float)) for k, (s, v) in series.items()))
+    store.write_run(source_id, data, resolve_roles(data.all_keys()))
+
+
+@pytest.fixture(scope="module")
+def sim_store(tmp_path_factory) -> str:
+    """Three simulated GRPO runs ingested through MLflow, plus (written directly) a run named with markup,
+    a run without entropy and a run whose law fit fails."""
+    root = tmp_path_factory.mktemp("dash")
+    tracking = f"sqlite:///{root / 'mlflow.db'}"
+    sims = [simulate(sized(size, seed=seed, steps=80, val_samples=4, **extra))
+            for size, seed, extra in (("0.5B", 1, {}), ("1.5B", 2, {}), ("1.5B", 6, {"clip_cov": 0.02}))]
+    log_runs(sims, tracking, "dash")
+    url = f"sqlite:///{root / 'store.db'}"
+    store = Store.open(url)
+    sync_source(store, MlflowSource(tracking, {"experiments": ["dash"]}))
+    bad = store.source_id("file", str(root / "gone"))  # a source whose path no longer exists
+    hs, hv = sims[2].entropy
+    vs, vv = sims[2].validation
+    _write(store, bad, "markup", MARKUP, {ENTROPY: (hs, hv), VAL: (vs, vv)})
+    _write(store, bad, "noent", "no-entropy-run", {VAL: (vs, vv), "critic/score/mean": sims[0].score})
+    _write(store, bad, "nofit", "two-evals-run", {ENTROPY: (hs, hv), VAL: (vs[:2], vv[:2])})
+    refresh_analyses(store)
+    return url
 
 
 @pytest.fixture(scope="module")
 def law_store(tmp_path_factory) -> str:
-    """A store holding one known-law run and one run without entropy, ingested through MLflow."""
-    root = tmp_path_factory.mktemp("dash")
+    """One known-law run (a = 0.3, b = 1.2: ceiling 0.9) ingested through MLflow."""
+    root = tmp_path_factory.mktemp("law")
     tracking = f"sqlite:///{root / 'mlflow.db'}"
     log_known_law(tracking, "dash", a=0.3, b=1.2, steps=120, noise=0.003, seed=1)
     url = f"sqlite:///{root / 'store.db'}"
@@ -30,59 +70,278 @@ def law_store(tmp_path_factory) -> str:
     return url
 
 
-def _app(monkeypatch, url: str) -> AppTest:
+def _app(monkeypatch, url: str, query: dict[str, str] | None = None) -> AppTest:
     monkeypatch.setenv("ENTROPY_DASH_DB", url)
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=90)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
     at.run()
     assert not at.exception, at.exception
     return at
 
 
-def test_runs_page_shows_the_stored_fit(monkeypatch, law_store):
-    at = _app(monkeypatch, law_store)
-    (table,) = at.dataframe
-    df = table.value
-    (res,) = load_results(Store.open(law_store, create=False))
-    row = df.iloc[0]
-    assert row["run"] == res["run"] and row["ceiling"] == pytest.approx(res["law"]["ceiling"])
-    assert row["a"] == pytest.approx(res["law"]["a"]) and row["R²"] == pytest.approx(res["law"]["r2"])
-    assert row["n pairs"] == res["law"]["n"] == 25
-
-
-def test_ceiling_page_shows_ceiling_and_interval(monkeypatch, law_store):
-    at = _app(monkeypatch, law_store)
-    at.switch_page("app_pages/ceiling.py").run()
+def _page(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"app_pages/{page}.py").run()
     assert not at.exception, at.exception
-    (res,) = load_results(Store.open(law_store, create=False))
+    return at
+
+
+def _results(url: str) -> dict[int, dict]:
+    return {r["run_id"]: r for r in load_results(Store.open(url, create=False))}
+
+
+def _close(a, b) -> bool:
+    if b is None or (isinstance(b, float) and math.isnan(b)):
+        return a is None or (isinstance(a, float) and math.isnan(a))
+    return a == pytest.approx(b)
+
+
+# ------------------------------------------------------------------------------------------ AppTest
+def test_runs_page_shows_every_stored_number(monkeypatch, sim_store):
+    at = _app(monkeypatch, sim_store)
+    df = at.dataframe[0].value.set_index("id")
+    results = _results(sim_store)
+    assert set(df.index) == set(results) and len(results) == 6
+    for run_id, res in results.items():
+        row = df.loc[run_id]
+        law = res.get("law") or {}
+        assert row["run"] == res["run"]
+        for col, val in (("a", law.get("a")), ("b", law.get("b")), ("ceiling", law.get("ceiling")),
+                         ("R²", law.get("r2")), ("headroom", res.get("headroom")),
+                         ("R best", res.get("best_performance")), ("R last", res.get("last_performance"))):
+            assert _close(row[col], val), (run_id, col)
+        bt = res.get("backtest") or {}
+        assert _close(row["backtest error"], bt.get("error") if "cause" not in bt else None)
+        if law:
+            assert row["± (95% CI)"] == pytest.approx((law["ceiling_hi"] - law["ceiling_lo"]) / 2)
+            assert row["collapse"].split(" ")[0] == res["collapse"]["verdict"]
+    by_name = df.set_index("run")
+    assert by_name.loc["no-entropy-run", "status"].startswith("skipped: no entropy")
+    assert by_name.loc["two-evals-run", "status"].startswith("failed")
+    assert by_name.loc[MARKUP, "tags"] == "intervention=none, note=<b>bold?</b>"  # plain text in the table
+    expander_text = " ".join(w.value for w in at.warning)
+    assert md_text("no-entropy-run") in expander_text and "entropy-dash ingest" in expander_text
+    assert md_text(MARKUP) in expander_text or md_text("two-evals-run") in expander_text
+
+
+def test_runs_filters_and_selection_carry_over_in_session_and_url(monkeypatch, sim_store):
+    at = _app(monkeypatch, sim_store)
+    at.text_input(key="f_search").input("IMG SRC").run()
+    assert list(at.dataframe[0].value["run"]) == [MARKUP]
+    at.text_input(key="f_search").input("").run()
+    at.multiselect(key="f_algorithm").select("grpo").run()
+    assert len(at.dataframe[0].value) == 6
+    at.multiselect(key="_pick_runs").set_value([2, 3]).run()
+    assert at.query_params["runs"] == ["2,3"] or at.query_params["runs"] == "2,3"
+    _page(at, "collapse")
+    assert at.multiselect(key="_pick_collapse").value == [2, 3]
+    _page(at, "ceiling")
+    assert at.selectbox(key="_one_ceiling").value == 2
+    _page(at, "compare")
+    assert at.multiselect(key="_pick_compare").value == [2, 3]
+    # a URL alone reproduces the view
+    at2 = _app(monkeypatch, sim_store, {"runs": "3,1"})
+    at2 = _page(at2, "collapse")
+    assert at2.multiselect(key="_pick_collapse").value == [3, 1]
+
+
+def test_collapse_page_shows_stored_verdicts_and_warns_about_missing_entropy(monkeypatch, sim_store):
+    results = _results(sim_store)
+    ids = sorted(results)
+    at = _app(monkeypatch, sim_store, {"runs": ",".join(map(str, ids))})
+    _page(at, "collapse")
+    assert len(at.get("plotly_chart")) == 1
+    table = at.dataframe[0].value.set_index("id")
+    for run_id, res in results.items():
+        coll = res.get("collapse") or {}
+        if coll.get("verdict"):
+            assert table.loc[run_id, "verdict"].split(" ")[0] == coll["verdict"]
+            assert _close(table.loc[run_id, "projected floor step"], coll.get("projected_floor_step"))
+    warnings = " ".join(w.value for w in at.warning)
+    assert md_text("no-entropy-run") in warnings and "no entropy curve" in warnings and "entropy-dash ingest" in warnings
+    at.slider(key="c_smooth").set_value(0.9).run()
+    at.toggle(key="c_log").set_value(True).run()
+    at.radio(key="c_x").set_value("wall time").run()
+    at.selectbox(key="c_group").set_value("model").run()
+    assert not at.exception, at.exception
+
+
+def test_ceiling_page_equals_stored_fit_and_reruns_the_backtest(monkeypatch, sim_store):
+    results = _results(sim_store)
+    at = _app(monkeypatch, sim_store, {"run": "2"})
+    _page(at, "ceiling")
+    res = results[2]
+    law, bt = res["law"], res["backtest"]
+    m = {x.label: x.value for x in at.metric}
+    assert m["ceiling R(H=0)"] == f"{law['ceiling']:.4f}"
+    assert m["95% CI"] == f"{law['ceiling_lo']:.4f} – {law['ceiling_hi']:.4f}"
+    assert m["backtest error"] == f"{bt['error']:+.4f}"
+    assert m[f"predicted final ({bt['method']})"] == f"{bt['predicted_final']:.4f}"
+    assert m["observed final"] == f"{bt['observed_final']:.4f}"
+    assert len(at.get("plotly_chart")) == 3
+    at.slider(key="cutoff").set_value(50).run()
+    assert not at.exception, at.exception
+    h, r = run_series(Store.open(sim_store, create=False), res)
+    again = run_backtest(h, r, 0.5, res["run"])
+    m = {x.label: x.value for x in at.metric}
+    assert m["error (predicted − observed)"] == f"{again['error']:+.4f}"
+    assert m["cutoff step"] == str(again["cutoff_step"])
+    baselines = at.dataframe[0].value.set_index("method")
+    for name, b in again["baselines"].items():
+        assert baselines.loc[name, "error"] == pytest.approx(b["error"])
+
+
+def test_ceiling_page_on_the_known_law(monkeypatch, law_store):
+    at = _page(_app(monkeypatch, law_store), "ceiling")
+    (res,) = _results(law_store).values()
     law = res["law"]
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["ceiling R(H=0)"] == f"{law['ceiling']:.4f}"
-    assert metrics["95% CI"] == f"{law['ceiling_lo']:.4f} – {law['ceiling_hi']:.4f}"
+    m = {x.label: x.value for x in at.metric}
+    assert m["ceiling R(H=0)"] == f"{law['ceiling']:.4f}"
     assert law["ceiling_lo"] < 0.9 < law["ceiling_hi"]
 
 
-def test_pages_say_what_is_missing_on_an_empty_or_absent_store(monkeypatch, tmp_path):
-    at = _app(monkeypatch, f"sqlite:///{tmp_path / 'absent.db'}")
-    assert "entropy-dash init" in at.warning[0].value
-    Store.open(f"sqlite:///{tmp_path / 'empty.db'}")
-    at = _app(monkeypatch, f"sqlite:///{tmp_path / 'empty.db'}")
-    assert "entropy-dash demo" in at.info[0].value
-    at.switch_page("app_pages/ceiling.py").run()
-    assert not at.exception and "No run has a fitted law" in at.info[0].value
+def test_compare_page_coefficients_and_lift_equal_stored_fits(monkeypatch, sim_store):
+    results = _results(sim_store)
+    fitted = sorted(i for i, r in results.items() if r.get("law"))
+    at = _app(monkeypatch, sim_store, {"runs": ",".join(map(str, fitted))})
+    _page(at, "compare")
+    coef = at.dataframe[0].value.set_index("id")
+    for i in fitted:
+        law = results[i]["law"]
+        assert coef.loc[i, "a"] == pytest.approx(law["a"]) and coef.loc[i, "ceiling"] == pytest.approx(law["ceiling"])
+    assert coef.loc[1, "size (B)"] == 0.5 and coef.loc[2, "size (B)"] == 1.5
+    at.selectbox(key="baseline").set_value(2).run()
+    lift = at.dataframe[1].value.set_index("id")
+    base = results[2]["law"]["ceiling"]
+    for i in fitted:
+        assert lift.loc[i, "lift"] == pytest.approx(results[i]["law"]["ceiling"] - base)
+    assert len(at.get("plotly_chart")) == 4  # coefficients, a/b vs size, laws, lift
+
+
+def test_sources_page_and_sync_now(monkeypatch, sim_store):
+    at = _page(_app(monkeypatch, sim_store), "sources")
+    table = at.dataframe[0].value.set_index("kind")
+    assert table.loc["mlflow", "runs"] == 3 and table.loc["file", "runs"] == 3
+    assert table.loc["mlflow", "status"] == "ok" and table.loc["file", "status"] == "never synced"
+    at.selectbox(key="sync_source").set_value(1).run()  # the MLflow source: nothing new, exit 0
+    at.button(key="sync_now").click().run()
+    assert not at.exception, at.exception
+    assert "sync finished" in at.success[0].value
+    at.selectbox(key="sync_source").set_value(2).run()  # its folder is gone: the CLI says so, exit ≠ 0
+    at.button(key="sync_now").click().run()
+    assert "sync failed" in at.error[0].value
+    assert "gone" in at.code[-1].value
+    log = at.dataframe[1].value
+    assert (log["status"] == "ok").sum() >= 2
+
+
+def test_every_page_says_what_is_missing_on_an_absent_or_empty_store(monkeypatch, tmp_path):
+    absent = f"sqlite:///{tmp_path / 'absent.db'}"
+    at = _app(monkeypatch, absent)
+    for page in PAGES:
+        _page(at, page)
+        assert "entropy-dash init" in at.warning[0].value, page
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    Store.open(empty)
+    at = _app(monkeypatch, empty)
+    for page in PAGES:
+        _page(at, page)
+        assert "entropy-dash ingest" in at.info[0].value and "entropy-dash demo" in at.info[0].value, page
+
+
+def test_pages_on_runs_without_a_fit(monkeypatch, tmp_path, sim_store):
+    """Only unfit runs (no entropy; too few evaluations): the pages say why and how to fix it."""
+    url = f"sqlite:///{tmp_path / 'unfit.db'}"
+    store = Store.open(url)
+    sid = store.source_id("file", "/nowhere")
+    steps = np.arange(1, 60)
+    _write(store, sid, "a", "no-entropy-run", {VAL: (steps[::5], np.linspace(0.2, 0.6, 12))})
+    _write(store, sid, "b", "two-evals-run", {ENTROPY: (steps, np.linspace(1.0, 0.2, 59)),
+                                              VAL: (np.array([0, 5]), np.array([0.2, 0.3]))})
+    at = _app(monkeypatch, url)  # ingested but not analysed yet
+    assert "have not been analysed" in at.warning[0].value and "entropy-dash fit" in at.warning[0].value
+    refresh_analyses(store)
+    at = _app(monkeypatch, url)
+    assert len(at.dataframe[0].value) == 2
+    at = _page(_app(monkeypatch, url, {"runs": "1,2"}), "collapse")
+    assert any("no entropy curve" in w.value for w in at.warning)
+    for page in ("ceiling", "compare"):
+        _page(at, page)
+        assert "No run has a fitted law" in at.info[0].value
+        text = " ".join(w.value for w in at.warning)
+        assert md_text("no-entropy-run") in text and "entropy_key" in text, page
+        assert md_text("two-evals-run") in text and "too few" in text.lower() or "at least 3" in text, page
+
+
+def test_pages_on_real_verl_logs(monkeypatch, tmp_path, verl_logs):
+    url = f"sqlite:///{tmp_path / 'verl.db'}"
+    store = Store.open(url)
+    sync_source(store, FileSource(str(verl_logs[0].parent)))
+    refresh_analyses(store)
+    results = _results(url)
+    assert len(results) == len(verl_logs)
+    at = _app(monkeypatch, url, {"runs": ",".join(map(str, results))})
+    df = at.dataframe[0].value.set_index("id")
+    for i, res in results.items():
+        assert df.loc[i, "ceiling"] == pytest.approx(res["law"]["ceiling"])
+    for page in PAGES[1:]:
+        _page(at, page)
+    at = _page(at, "ceiling")
+    first = results[min(results)]["law"]
+    assert {x.label: x.value for x in at.metric}["ceiling R(H=0)"] == f"{first['ceiling']:.4f}"
+
+
+# ------------------------------------------------------------------------------------------ Chromium
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1500, "height": 2600})
+    page.on("dialog", lambda d: pytest.fail(f"a dialog fired: {d.message!r} — markup in a name was executed"))
+    page.goto(url, wait_until="networkidle")
+    return page
+
+
+def _wait_charts(page, n: int) -> None:
+    page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length > 0 && "
+                           f"document.querySelectorAll('.js-plotly-plot').length >= {n}", timeout=60_000)
+    page.wait_for_timeout(800)
 
 
 @pytest.mark.browser
-def test_ceiling_page_draws_chart_in_chromium(law_store, streamlit_app, browser, tmp_path):
-    app = streamlit_app(law_store)
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.goto(f"{app.url}/ceiling", wait_until="networkidle")
-    page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=60_000)
-    page.wait_for_timeout(500)
+def test_collapse_and_ceiling_pages_draw_in_chromium(sim_store, streamlit_app, browser, tmp_path):
+    app = streamlit_app(sim_store)
+    page = _open(browser, f"{app.url}/collapse?runs=1,2,3")
+    _wait_charts(page, 1)
     assert page.locator('[data-testid="stException"]').count() == 0
-    assert page.locator(".js-plotly-plot").count() == 2
+    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 6  # H and R of 3 runs (+ markers)
+    assert "policy entropy H" in page.inner_text("body")
+    page.screenshot(path=str(tmp_path / "collapse.png"))
+    page.goto(f"{app.url}/ceiling?run=2", wait_until="networkidle")
+    _wait_charts(page, 3)
+    assert page.locator('[data-testid="stException"]').count() == 0
     text = page.inner_text("body")
-    assert "ceiling R(H=0)" in text and "0.9" in text
-    shot = tmp_path / "ceiling.png"
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 20_000
+    law = _results(sim_store)[2]["law"]
+    assert "ceiling R(H=0)" in text and f"{law['ceiling']:.4f}" in text and "backtest error" in text
+    page.screenshot(path=str(tmp_path / "ceiling.png"))
+    assert (tmp_path / "collapse.png").stat().st_size > 20_000 and (tmp_path / "ceiling.png").stat().st_size > 20_000
+    page.close()
+
+
+@pytest.mark.browser
+def test_markup_in_a_run_name_shows_literally(sim_store, streamlit_app, browser, tmp_path):
+    app = streamlit_app(sim_store)
+    (markup_id,) = [i for i, r in _results(sim_store).items() if r["run"] == MARKUP]
+    page = _open(browser, f"{app.url}/collapse?runs={markup_id}")
+    _wait_charts(page, 1)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator("img[src='x']").count() == 0
+    legend = page.locator(".js-plotly-plot .legend").first.text_content()
+    assert MARKUP in legend  # plotly shows the escaped name as text
+    assert MARKUP in page.inner_text("body")  # and so does the run picker
+    page.screenshot(path=str(tmp_path / "markup-collapse.png"))
+    page.goto(f"{app.url}/ceiling?run={markup_id}", wait_until="networkidle")
+    _wait_charts(page, 3)
+    assert page.locator("img[src='x']").count() == 0 and MARKUP in page.inner_text("body")
+    page.goto(f"{app.url}/runs", wait_until="networkidle")
+    page.wait_for_timeout(1500)
+    assert page.locator("img[src='x']").count() == 0 and page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(tmp_path / "markup-runs.png"))
     page.close()

@@ -1,0 +1,89 @@
+"""What every page loads first: the store, its runs and their stored analyses — or a message saying what
+is missing and which command fixes it (then the page stops drawing, without raising)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data
+from dashboard.text import md_text, run_label
+from db import Store
+
+FIX_NOT_ANALYSED = "`entropy-dash fit --db {url}` analyses them (ingest does it too)."
+FIX_NO_ENTROPY = ("it logs no policy-entropy metric. Log one (verl `actor/entropy`, TRL/OpenRLHF `entropy`) and "
+                  "re-run `entropy-dash ingest …`, or name the key with `entropy_key` in the source's options; "
+                  "`entropy-dash runs` lists the keys each run has.")
+FIX_NO_PERFORMANCE = ("it logs no performance metric (validation accuracy or reward). Log one and re-run "
+                      "`entropy-dash ingest …`, or name it with `performance_key` in the source's options.")
+
+
+@dataclass
+class Context:
+    store: Store
+    url: str
+    version: tuple
+    results: list[dict[str, Any]]
+    runs: pd.DataFrame
+
+    @property
+    def by_id(self) -> dict[int, dict[str, Any]]:
+        return {int(r["run_id"]): r for r in self.results}
+
+    def labels(self, results: list[dict[str, Any]] | None = None) -> dict[int, str]:
+        return {int(r["run_id"]): run_label(r["run"], r["run_id"]) for r in (results or self.results)}
+
+    def run_version(self, run_id: int) -> int:
+        row = self.runs[self.runs["id"] == run_id]
+        return int(row["data_version"].iloc[0]) if len(row) else 0
+
+    def run_info(self, run_id: int) -> dict[str, Any]:
+        row = self.runs[self.runs["id"] == run_id]
+        return row.iloc[0].to_dict() if len(row) else {}
+
+
+def load() -> Context | None:
+    """The page's data, or None after an st.warning/st.info that names the fix."""
+    store = data.get_store()
+    if store is None:
+        return None
+    url = data.db_url()
+    try:
+        version = data.version(store)
+        runs = data.runs(url, version)
+        results = data.results(url, version)
+    except Exception as exc:  # noqa: BLE001 - an unreadable store is a message, not a traceback
+        st.error(f"cannot read the store at {md_text(url)}: {md_text(type(exc).__name__)}: {md_text(exc)}")
+        return None
+    if runs.empty:
+        st.info(data.FIX_NO_RUNS)
+        return None
+    analysed = {int(r["run_id"]) for r in results}
+    missing = [int(i) for i in runs["id"] if int(i) not in analysed]
+    if missing:
+        st.warning(f"{len(missing)} of {len(runs)} runs have not been analysed yet; "
+                   + FIX_NOT_ANALYSED.format(url=url))
+    if not results:
+        return None
+    return Context(store=store, url=url, version=version, results=results, runs=runs)
+
+
+def why_unfit(result: dict[str, Any]) -> str:
+    """Why a run has no fitted law, and the fix."""
+    reason = str(result.get("reason") or "")
+    if result.get("entropy_key") is None or "no entropy" in reason:
+        return FIX_NO_ENTROPY
+    if result.get("performance_key") is None or "no performance" in reason:
+        return FIX_NO_PERFORMANCE
+    return (f"the law could not be fitted: {reason}. The fit needs at least 3 evaluations paired with entropy "
+            "and some spread in entropy; more evaluations (a smaller `test_freq`) fix most of these.")
+
+
+def show_unfit(results: list[dict[str, Any]]) -> None:
+    """One line per run without a fit: its name (as literal text) and what to do."""
+    for r in results:
+        if not r.get("law"):
+            st.warning(f"**{md_text(run_label(r['run'], r['run_id']))}** has no fitted law: {why_unfit(r)}")

@@ -1,0 +1,32 @@
+"""User strings (run names, tags, keys) made safe for the two places that would interpret them.
+
+* Plotly renders a subset of HTML in trace names, legend titles, annotations and hover text, so a run
+  named ``<b>x</b>`` would turn bold (and anything tag-like is parsed): ``plotly_text`` escapes ``&``,
+  ``<`` and ``>`` as entities, which plotly shows literally.
+* Streamlit markdown (st.info/st.warning/st.caption/st.markdown bodies) would format ``*a*`` or ``[x](y)``:
+  ``md_text`` backslash-escapes every ASCII punctuation character CommonMark lets one escape.
+
+Tables (st.dataframe), st.text, st.code and widget labels/options show strings literally already.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>&$:\"'=])")
+
+
+def plotly_text(value: Any) -> str:
+    """``value`` as text that plotly displays literally (no markup)."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def md_text(value: Any) -> str:
+    """``value`` as Markdown that displays literally (no formatting, links or HTML)."""
+    return _MD_SPECIAL.sub(r"\\\1", str(value)).replace("\n", " ")
+
+
+def run_label(name: Any, run_id: int) -> str:
+    """How a run is named in pickers and legends (before any escaping): ``name (#id)``."""
+    return f"{name} (#{int(run_id)})"
