@@ -154,12 +154,12 @@ def backtest_at(url: str, run_id: int, run_version: int, entropy_key: str, perfo
 def forecast_at(url: str, run_id: int, run_version: int, entropy_key: str, performance_key: str,
                 cutoff: float) -> dict[str, Any]:
     """The forecast paths behind a backtest (law method band and the baselines) at ``cutoff``."""
-    from entropy_dash.analysis import metric_bounds
+    from entropy_dash.analysis import metric_bounds, model_curves
     from models.backtest import cutoff_step_of
     from models.errors import FitError
     from models.forecast import forecast
 
-    h, r = run_arrays(url, run_id, run_version, entropy_key, performance_key)
+    h, r = model_curves(*run_arrays(url, run_id, run_version, entropy_key, performance_key))
     try:
         cstep = cutoff_step_of(h.index.to_numpy(), r.index.to_numpy(), cutoff)
         horizon = r.index.to_numpy()[r.index.to_numpy() > cstep]

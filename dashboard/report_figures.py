@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.figures import ceiling_figure, run_color
-from entropy_dash.analysis import metric_bounds
+from entropy_dash.analysis import metric_bounds, model_curves
 from models.align import align
 from models.backtest import cutoff_step_of
 from models.errors import FitError
@@ -96,6 +96,7 @@ def forecast_figure(h: pd.Series, r: pd.Series, backtest: Mapping[str, Any], run
 
 
 def _forecast(h: pd.Series, r: pd.Series, cstep: float):  # noqa: ANN202 - models.forecast.Forecast | None
+    h, r = model_curves(h, r)  # the curves the stored backtest was computed on
     after = r.index.to_numpy(dtype=float) > cstep
     if not after.any():
         return None

@@ -19,6 +19,7 @@ from models.align import align
 from models.backtest import DEFAULT_CUTOFF, backtest_run
 from models.collapse import detect_collapse
 from models.law import fit_law
+from models.resample import bin_means
 from models.stages import find_stage_boundary
 
 KIND = "summary"
@@ -83,7 +84,7 @@ def analyse_run(run: Mapping[str, Any], keys: pd.DataFrame, series: pd.DataFrame
         "rule": "R(s) pairs with the entropy logged at the first step >= s+1 (the same policy's rollouts); "
                 "the last evaluation falls back to the latest entropy at or before s",
     }
-    hf, rf = h.dropna(), r.dropna()
+    hf, rf = model_curves(h, r)
     out["stage"] = _guarded(lambda: find_stage_boundary(hf.index, hf.to_numpy(), rf.index, rf.to_numpy()).to_dict())
     out["collapse"] = _guarded(lambda: detect_collapse(hf.index, hf.to_numpy(), rf.index, rf.to_numpy()).to_dict())
     out["backtest"] = run_backtest(hf, rf, DEFAULT_CUTOFF, run["name"])
@@ -107,8 +108,19 @@ def metric_bounds(r: pd.Series) -> tuple[float, float] | None:
     return (0.0, 1.0) if len(r) and r.min() >= 0.0 and r.max() <= 1.0 else None
 
 
+def model_curves(h: pd.Series, r: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The finite entropy and performance curves as the trend models see them: at most
+    ``MAX_MODEL_POINTS`` points each (bucket means of longer curves, see models.resample)."""
+    out = []
+    for s in (h.dropna(), r.dropna()):
+        steps, values = bin_means(s.index.to_numpy(), s.to_numpy())
+        out.append(pd.Series(values, index=steps, name=s.name))
+    return out[0], out[1]
+
+
 def run_backtest(h: pd.Series, r: pd.Series, cutoff: float, run: str | None = None) -> dict[str, Any]:
     """Forecast from the first ``cutoff`` of the run, scored against what happened (see models.backtest)."""
+    h, r = model_curves(h, r)
     return _guarded(lambda: backtest_run(h.index.to_numpy(), h.to_numpy(), r.index.to_numpy(), r.to_numpy(),
                                          cutoff=cutoff, run=run, bounds=metric_bounds(r)).to_dict())
 
