@@ -5,7 +5,7 @@ policy entropy and validation accuracy logged at every one of 20,000 steps (4 M 
 ``Store.write_run``), analyses them (law, stage, collapse, backtest — on every 100th point, to keep the
 build short; the figure only needs their markers), then times, in this same process:
 
-* **dashboard**: read each series with one DB-API query (``dashboard.data.load_points``), smooth (debiased
+* **dashboard**: read each series with one DB-API query (``Store.points``), smooth (debiased
   EMA, weight 0.6) and downsample with MinMaxLTTB to ≤ 2,000 points per trace (``dashboard.curves``), build
   the Collapse figure (``dashboard.collapse_figure``) and serialise it to the JSON Streamlit ships;
 * **naive**: read the same series with ``Store.series`` and build the same figure with every point.
@@ -36,7 +36,6 @@ sys.path.insert(0, str(ROOT))
 
 from dashboard.collapse_figure import RunCurves, collapse_figure, naive_points  # noqa: E402
 from dashboard.curves import prepare_curve  # noqa: E402
-from dashboard.data import load_points  # noqa: E402
 from db import Store  # noqa: E402
 from db.records import RunData, RunInfo, Series  # noqa: E402
 from entropy_dash.analysis import KIND, _columns, analyse_run, choose_run_keys, load_results  # noqa: E402
@@ -90,7 +89,7 @@ def dashboard_way(store: Store, results: dict, ids: list[int]) -> tuple[float, f
     curves = {}
     for i in ids:
         for k in (ENTROPY, VAL):
-            p = load_points(store, i, k)
+            p = store.points(i, k)
             curves[(i, k)] = prepare_curve(p[:, 0], p[:, 1], p[:, 2], smoothing=SMOOTHING)
     t_load = time.perf_counter() - t0
     fig = collapse_figure(_runs(results, ids, curves))

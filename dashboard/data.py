@@ -5,7 +5,7 @@ The store is opened once per process (``st.cache_resource``). Query results are 
 re-query while an ingest that adds points or re-analyses runs invalidates them at once. Curves are cached
 per run and metric, keyed on that run's own data version, already smoothed and downsampled (≤ 2,000 points
 per trace), so the cache stays small however long the runs are; full-resolution points are read straight
-from ``metric_points`` with one DB-API query per series (no ORM rows: 20k points in ≈20 ms on SQLite).
+through ``Store.points`` (one DB-API query per series: 20k points in ≈20 ms on SQLite).
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import streamlit as st
-from sqlalchemy import select
 
 from dashboard.curves import Curve, prepare_curve
 from db import Store, resolve_db_url
-from db import schema as t
 from entropy_dash.errors import EntropyDashError
 
 FIX_NO_DB = ("Create it with `entropy-dash init --db {url}` and fill it with `entropy-dash ingest …` "
@@ -90,34 +88,8 @@ def series(url: str, version: tuple, run_ids: tuple[int, ...], keys: tuple[str, 
     return _open(url).series(run_ids, keys)
 
 
-# ------------------------------------------------------------------------------------------ raw points
-def key_id(store: Store, key: str) -> int | None:
-    with store.engine.connect() as conn:
-        return conn.execute(select(t.metric_keys.c.id).where(t.metric_keys.c.name == key)).scalar_one_or_none()
-
-
-def load_points(store: Store, run_id: int, key: str) -> np.ndarray:
-    """Every stored point of one run's metric as an (n, 3) float array: step, value (NaN = non-finite),
-    wall time (NaN = unknown), sorted by step."""
-    kid = key_id(store, key)
-    if kid is None:
-        return np.empty((0, 3))
-    mark = "?" if store.engine.dialect.paramstyle == "qmark" else "%s"
-    sql = (f"SELECT step, value, wall_time FROM metric_points WHERE run_id = {mark} AND key_id = {mark} "
-           "ORDER BY step")
-    raw = store.engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        cur.execute(sql, (int(run_id), int(kid)))
-        rows = cur.fetchall()
-        cur.close()
-    finally:
-        raw.close()
-    return np.array(rows, dtype=float).reshape(-1, 3)  # None → NaN
-
-
 def build_curve(store: Store, run_id: int, key: str, smoothing: float, x_axis: str) -> Curve:
-    pts = load_points(store, run_id, key)
+    pts = store.points(run_id, key)
     return prepare_curve(pts[:, 0], pts[:, 1], pts[:, 2], smoothing=smoothing, x_axis=x_axis)
 
 
@@ -134,7 +106,7 @@ def run_arrays(url: str, run_id: int, run_version: int, entropy_key: str,
     store = _open(url)
     out = []
     for key in (entropy_key, performance_key):
-        pts = load_points(store, run_id, key)
+        pts = store.points(run_id, key)
         ok = np.isfinite(pts[:, 1])
         out.append(pd.Series(pts[ok, 1], index=pts[ok, 0].astype(np.int64), name=key))
     return out[0], out[1]

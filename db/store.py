@@ -341,6 +341,33 @@ class Store:
         df = self._frame(q)
         return df.astype({"value": "float64", "wall_time": "float64"}) if not df.empty else df
 
+    def points(self, run_id: int, key: str) -> np.ndarray:
+        """Every stored point of one run's metric as an (n, 3) float array — step, value (NaN where the
+        source had a non-finite value), wall time (NaN where unknown) — sorted by step. The fast path for
+        drawing: a plain DB-API cursor straight into numpy (about 20 ms for 20,000 points)."""
+        kid = self.key_ids_known([key]).get(key)
+        if kid is None:
+            return np.empty((0, 3))
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        sql = (f"SELECT step, value, wall_time FROM metric_points WHERE run_id = {mark} AND key_id = {mark} "
+               "ORDER BY step")
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute(sql, (int(run_id), int(kid)))
+            rows = cur.fetchall()
+            cur.close()
+        finally:
+            raw.close()
+        return np.array(rows, dtype=float).reshape(-1, 3)  # None → NaN
+
+    def key_ids_known(self, names: Sequence[str]) -> dict[str, int]:
+        """Ids of the given metric keys that exist (nothing is created)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.metric_keys.c.name, t.metric_keys.c.id)
+                                .where(t.metric_keys.c.name.in_(list(names))))
+            return {name: int(i) for name, i in rows}
+
     def count_points(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(t.metric_points)).scalar_one())
@@ -399,7 +426,8 @@ class Store:
         try:
             with self.engine.connect() as conn:
                 result = conn.execute(query)
-                return pd.DataFrame(result.all(), columns=list(result.keys()))
+                # plain tuples: pandas builds a frame from Row objects about ten times slower
+                return pd.DataFrame.from_records([tuple(r) for r in result.all()], columns=list(result.keys()))
         except OperationalError as exc:
             raise StoreError(f"cannot read the store at {self.url}: {exc.orig}") from exc
         except SQLAlchemyError as exc:  # pragma: no cover - unexpected driver errors keep their type

@@ -87,3 +87,13 @@ def test_series_build_rejects_bad_points_naming_them():
 def test_open_without_create_says_which_command_fixes_it(tmp_path):
     with pytest.raises(StoreError, match="entropy-dash init"):
         Store.open(f"sqlite:///{tmp_path / 'none.db'}", create=False)
+
+
+def test_points_fast_path_matches_series(any_store):
+    sid = any_store.source_id("file", "/x")
+    res = any_store.write_run(sid, _run(), ROLES)
+    pts = any_store.points(res.run_id, "val/test_score/gsm8k")
+    assert pts.shape == (2, 3) and list(pts[:, 0]) == [0, 2] and pts[0, 1] == 0.1 and np.isnan(pts[1, 1])
+    h = any_store.points(res.run_id, "actor/entropy")
+    assert list(h[:, 2]) == [101.0, 102.0, 103.0]
+    assert any_store.points(res.run_id, "no/such/key").shape == (0, 3)
