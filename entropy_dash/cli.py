@@ -149,7 +149,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    payload = fit_payload(_store(args, create=False), args.run)
+    payload = fit_payload(_store(args, create=False), args.run, args.robust)
 
     def text() -> str:
         if not payload:
@@ -162,7 +162,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             ci = r["ceiling_ci"]
             lines.append(f"{r['run_id']:>4}  {r['run'][:40]:40}  {_fmt(r['a'], 4):>8}  {_fmt(r['b'], 4):>8}  "
                          f"{_fmt(r['ceiling'], 4):>8}  {_fmt(ci[0], 3):>8}–{_fmt(ci[1], 3):<8}  {_fmt(r['r2']):>6}  "
-                         f"{r['n']:>4}" + ("  ⚠ " + "; ".join(r["flags"]) if r["flags"] else ""))
+                         f"{r['n']:>4}" + (f"  ({r['n_excluded']} outliers set aside)" if r["n_excluded"] else "")
+                         + ("  ⚠ " + "; ".join(r["flags"]) if r["flags"] else ""))
         return "\n".join(lines)
 
     _emit(args, payload, text)
@@ -328,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_runs)
     s = sub.add_parser("fit", parents=[common, as_json], help="law, ceiling + CI per run")
     s.add_argument("--run", metavar="ID", help="one run (id or name)")
+    s.add_argument("--robust", choices=["soft_l1", "huber"],
+                   help="refit with a robust loss that sets aside outlier evaluations")
     s.set_defaults(func=cmd_fit)
     s = sub.add_parser("backtest", parents=[common, as_json],
                        help="per-run predicted vs observed final score + baselines, and the aggregate")

@@ -10,7 +10,9 @@ from typing import Any
 from db import Store
 from entropy_dash.analysis import load_results, refresh_analyses, run_backtest, run_series
 from entropy_dash.errors import ConfigError
+from models.align import align
 from models.backtest import DEFAULT_CUTOFF, RunBacktest, summarise
+from models.law import fit_law_robust
 from models.scaling import fit_scaling_table, model_size_from
 
 
@@ -33,7 +35,12 @@ def runs_payload(store: Store) -> list[dict[str, Any]]:
     return out
 
 
-def fit_payload(store: Store, run: str | None = None) -> list[dict[str, Any]]:
+def fit_payload(store: Store, run: str | None = None, robust: str | None = None) -> list[dict[str, Any]]:
+    """Per run: the law, its ceiling with the 95% interval, stage, collapse and the backtest error.
+
+    ``robust`` ("soft_l1" or "huber") refits the law from the stored points with that loss, setting aside
+    outlier evaluations (``loss`` and ``n_excluded`` say so); the stored analysis is left as it is.
+    """
     refresh_analyses(store)
     results = load_results(store)
     if run is not None:
@@ -43,6 +50,8 @@ def fit_payload(store: Store, run: str | None = None) -> list[dict[str, Any]]:
     out = []
     for res in results:
         law = res.get("law") or {}
+        if robust and law:
+            law = robust_law(store, res, robust)
         out.append({
             "run": res["run"], "run_id": res["run_id"], "status": res["status"], "reason": res["reason"],
             "entropy_key": res["entropy_key"], "performance_key": res["performance_key"],
@@ -50,11 +59,18 @@ def fit_payload(store: Store, run: str | None = None) -> list[dict[str, Any]]:
             "cov_ab": law.get("cov_ab"), "ceiling": law.get("ceiling"), "ceiling_se": law.get("ceiling_se"),
             "ceiling_ci": law.get("ceiling_ci"), "r2": law.get("r2"), "rmse": law.get("rmse"), "n": law.get("n"),
             "h_range": [law.get("h_min"), law.get("h_max")] if law else None,
-            "flags": law.get("flags", []), "best_performance": res.get("best_performance"),
+            "flags": law.get("flags", []), "loss": law.get("loss"), "n_excluded": law.get("n_excluded"),
+            "best_performance": res.get("best_performance"),
             "headroom": res.get("headroom"),
             **_stage_collapse_backtest(res),
         })
     return out
+
+
+def robust_law(store: Store, res: dict[str, Any], loss: str) -> dict[str, Any]:
+    h, r = run_series(store, res)
+    pairs = align(h, r)
+    return fit_law_robust(pairs.entropy, pairs.performance, loss=loss).to_dict()
 
 
 def _stage_collapse_backtest(res: dict[str, Any]) -> dict[str, Any]:

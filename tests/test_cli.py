@@ -66,6 +66,10 @@ def test_verl_logs_fit_stage_collapse_and_backtest(capsys, tmp_path, verl_logs):
     assert sizes["Qwen2.5-0.5B-bsz256_2-prompt1024-resp512-0.567"] == 0.5
     assert sizes["gemma-2-2b-it-ppo-bsz512_4-prompt1024-resp-512-0.640"] == 2.0
     assert {f["coefficient"] for f in scaling["fits"]} == {"a", "b", "ceiling"}
+    robust = {f["run"]: f for f in cli_json(capsys, "fit", "--robust", "soft_l1", "--db", db)}
+    rq = robust["Qwen2.5-0.5B-bsz256_2-prompt1024-resp512-0.567"]
+    assert rq["loss"] == "soft_l1" and rq["n_excluded"] > 0 and rq["n"] == 45 - rq["n_excluded"]
+    assert abs(rq["ceiling"] - 0.567) < abs(q["ceiling"] - 0.567)  # the warm-up evaluations no longer pull it
     again = cli_json(capsys, "ingest", "file", str(verl_logs[0].parent), "--db", db)
     assert again["points"] == 0
 
