@@ -75,21 +75,25 @@ class Store:
 
     # ---------------------------------------------------------------- sources and runs
     def source_id(self, kind: str, uri: str, options: Mapping[str, Any] | None = None) -> int:
-        """Get or create the source row for (kind, uri); ``options`` replace the stored ones when given."""
+        """Get or create the source row for (kind, uri). ``options`` are merged into the stored ones (a key
+        given again replaces its value; keys not given are kept, so a plain re-ingest keeps the user's key
+        choices)."""
         with self._writer() as conn, conn.begin():
-            stmt = self._insert(t.sources).values(
-                kind=kind, uri=uri, options=dict(options or {}), created_at=_now()
-            )
-            if options is not None:
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["kind", "uri"], set_={"options": dict(options)}
-                )
-            else:
-                stmt = stmt.on_conflict_do_nothing(index_elements=["kind", "uri"])
-            conn.execute(stmt)
-            return conn.execute(
-                select(t.sources.c.id).where(t.sources.c.kind == kind, t.sources.c.uri == uri)
-            ).scalar_one()
+            conn.execute(self._insert(t.sources).values(kind=kind, uri=uri, options=dict(options or {}),
+                                                        created_at=_now())
+                         .on_conflict_do_nothing(index_elements=["kind", "uri"]))
+            sid, stored = conn.execute(
+                select(t.sources.c.id, t.sources.c.options).where(t.sources.c.kind == kind, t.sources.c.uri == uri)
+            ).one()
+            merged = {**(stored or {}), **_jsonable(options or {})}
+            if merged != (stored or {}):
+                conn.execute(update(t.sources).where(t.sources.c.id == sid).values(options=merged))
+            return int(sid)
+
+    def run_ids_of_source(self, source_id: int) -> list[int]:
+        with self.engine.connect() as conn:
+            return [int(i) for i in conn.execute(select(t.runs.c.id).where(t.runs.c.source_id == source_id)
+                                                 .order_by(t.runs.c.id)).scalars()]
 
     def sources_frame(self) -> pd.DataFrame:
         return self._frame(select(t.sources).order_by(t.sources.c.id))

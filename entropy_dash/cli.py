@@ -114,7 +114,10 @@ def ingest_and_analyse(store: Any, source: Any, args: argparse.Namespace) -> dic
 
     with _progress(args, f"ingest {source.kind}") as progress:
         result = sync_source(store, source, progress=progress)
-    analysed = refresh_analyses(store, result.changed_run_ids) if result.changed_run_ids else 0
+    if {"entropy_key", "performance_key"} & set(source.options):  # a key choice changes every run's analysis
+        analysed = refresh_analyses(store, store.run_ids_of_source(result.source_id), force=True)
+    else:
+        analysed = refresh_analyses(store, result.changed_run_ids) if result.changed_run_ids else 0
     for note in result.notes:
         log.warning("%s", note)
     return {"source": source.describe(), "runs": result.runs_seen, "points": result.points,
@@ -123,6 +126,8 @@ def ingest_and_analyse(store: Any, source: Any, args: argparse.Namespace) -> dic
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     source = _make_source(args)
+    source.options.update({k: v for k, v in (("entropy_key", args.entropy_key),
+                                             ("performance_key", args.performance_key)) if v})
     source.check()  # an unreachable or unknown source writes nothing, not even an empty database
     store = _store(args)
     summary = ingest_and_analyse(store, source, args)
@@ -293,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     top, common = options(None), options(argparse.SUPPRESS)
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    keys = argparse.ArgumentParser(add_help=False)
+    keys.add_argument("--performance-key", metavar="KEY", help="use this metric as performance for the source's "
+                      "runs (remembered for later ingests; per run: the scheduler's sources.toml)")
+    keys.add_argument("--entropy-key", metavar="KEY", help="use this metric as entropy for the source's runs")
 
     p = argparse.ArgumentParser(prog="entropy-dash", parents=[top],
                                 description="Policy entropy vs performance of RL fine-tuning runs: ingest, "
@@ -311,16 +320,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     ing = sub.add_parser("ingest", parents=[common], help="pull runs from a source into the store")
     isub = ing.add_subparsers(dest="source", required=True, metavar="SOURCE")
-    s = isub.add_parser("mlflow", parents=[common, as_json], help="runs of an MLflow tracking server or store URI")
+    s = isub.add_parser("mlflow", parents=[common, as_json, keys], help="runs of an MLflow tracking server or store URI")
     s.add_argument("uri", help="http://host:5000 or a store URI such as sqlite:///path/mlflow.db")
     s.add_argument("--experiment", action="append", metavar="NAME", help="experiment name (repeatable; default all)")
     s.add_argument("--all-keys", action="store_true", help="fetch every metric, not only the recognised ones")
-    s = isub.add_parser("wandb", parents=[common, as_json], help="a W&B project (cloud API) or offline run folders")
+    s = isub.add_parser("wandb", parents=[common, as_json, keys], help="a W&B project (cloud API) or offline run folders")
     s.add_argument("project", nargs="?", metavar="ENTITY/PROJECT")
     s.add_argument("--offline", metavar="DIR", help="folder of offline runs (wandb/offline-run-*)")
-    s = isub.add_parser("tensorboard", parents=[common, as_json], help="TensorBoard event folders (recursive)")
+    s = isub.add_parser("tensorboard", parents=[common, as_json, keys], help="TensorBoard event folders (recursive)")
     s.add_argument("dir")
-    s = isub.add_parser("file", parents=[common, as_json],
+    s = isub.add_parser("file", parents=[common, as_json, keys],
                         help="csv, jsonl, verl console log, TRL trainer_state.json (a file or a folder)")
     s.add_argument("path")
     ing.set_defaults(func=cmd_ingest)

@@ -128,3 +128,17 @@ def test_global_options_work_before_the_command(capsys, tmp_path):
     assert main(["--db", db, "runs", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
     assert (tmp_path / "s.db").exists() and not (tmp_path / "entropy-dash.db").exists()
+
+
+def test_performance_key_chosen_per_source_is_remembered(capsys, tmp_path, verl_logs):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    log = str(verl_logs[0])
+    cli_json(capsys, "ingest", "file", log, "--db", db, "--performance-key", "critic/score/mean")
+    (run,) = cli_json(capsys, "runs", "--db", db)
+    assert run["performance_key"] == "critic/score/mean" and run["performance_kind"] == "override"
+    cli_json(capsys, "ingest", "file", log, "--db", db)  # a plain re-ingest keeps the choice
+    (fit,) = cli_json(capsys, "fit", "--db", db)
+    assert fit["performance_key"] == "critic/score/mean" and fit["n"] > 400  # training reward every step
+    cli_json(capsys, "ingest", "file", log, "--db", db, "--performance-key", "val/test_score/openai/gsm8k")
+    (fit,) = cli_json(capsys, "fit", "--db", db)
+    assert fit["performance_key"] == "val/test_score/openai/gsm8k" and fit["n"] == 45

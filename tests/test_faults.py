@@ -137,7 +137,8 @@ def test_mlflow_server_stopped_mid_sync_is_logged_and_the_next_run_completes(tmp
         log = Store.open(db).sync_log_frame()
         assert list(log["status"]) == ["error"]
         assert log["error"].iloc[0] == f"cannot reach MLflow tracking server {server.url}: connection refused"
-        assert len(calls) == 2 and server.proc.poll() is not None
+        # windows are fetched concurrently: every request after the first found the server gone
+        assert len(calls) >= 2 and server.proc.poll() is not None
 
         monkeypatch.undo()
         server.start()  # same port, same backend store
