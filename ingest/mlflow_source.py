@@ -41,7 +41,8 @@ MAX_RUNS_PER_CALL = 100
 MAX_POINTS_PER_RUN = 2500
 WINDOW_STEPS = MAX_POINTS_PER_RUN - 1  # one value per step can never fill a window
 BULK_INTERVAL = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
-DEFAULT_CONCURRENCY = 4  # MLflow's server runs 4 workers unless told otherwise
+DEFAULT_CONCURRENCY = 4
+POINTS_PER_CALL = 25_000  # MLflow's server runs 4 workers unless told otherwise
 
 # fail fast on an unreachable server: the sync engine retries with its own backoff
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -281,8 +282,10 @@ def _windows(items: list[tuple[str, int, int]]) -> Iterator[tuple[list[str], int
         while lo <= end:
             hi = min(lo + WINDOW_STEPS - 1, end)
             rids = [r for r, e in members if e >= lo]
-            for i in range(0, len(rids), MAX_RUNS_PER_CALL):
-                yield rids[i : i + MAX_RUNS_PER_CALL], lo, hi
+            # a few huge answers would leave server workers idle: ≈ POINTS_PER_CALL points per request
+            per_call = max(1, min(MAX_RUNS_PER_CALL, POINTS_PER_CALL // (hi - lo + 1)))
+            for i in range(0, len(rids), per_call):
+                yield rids[i : i + per_call], lo, hi
             lo = hi + 1
 
 
