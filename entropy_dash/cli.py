@@ -153,25 +153,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def fit_table(payload: list[dict[str, Any]]) -> str:
+    if not payload:
+        return "no runs yet: ingest some with `entropy-dash ingest …` or try `entropy-dash demo`"
+    lines = [f"{'id':>4}  {'run':40}  {'a':>8}  {'b':>8}  {'ceiling':>8}  {'95% CI':>17}  {'R²':>6}  {'n':>4}"]
+    for r in payload:
+        if r["status"] != "ok":
+            lines.append(f"{r['run_id']:>4}  {r['run'][:40]:40}  {r['status']}: {r['reason']}")
+            continue
+        ci = r["ceiling_ci"]
+        lines.append(f"{r['run_id']:>4}  {r['run'][:40]:40}  {_fmt(r['a'], 4):>8}  {_fmt(r['b'], 4):>8}  "
+                     f"{_fmt(r['ceiling'], 4):>8}  {_fmt(ci[0], 3):>8}–{_fmt(ci[1], 3):<8}  {_fmt(r['r2']):>6}  "
+                     f"{r['n']:>4}" + (f"  ({r['n_excluded']} outliers set aside)" if r["n_excluded"] else "")
+                     + ("  ⚠ " + "; ".join(r["flags"]) if r["flags"] else ""))
+    return "\n".join(lines)
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     payload = fit_payload(_store(args, create=False), args.run, args.robust)
-
-    def text() -> str:
-        if not payload:
-            return "no runs yet: ingest some with `entropy-dash ingest …` or try `entropy-dash demo`"
-        lines = [f"{'id':>4}  {'run':40}  {'a':>8}  {'b':>8}  {'ceiling':>8}  {'95% CI':>17}  {'R²':>6}  {'n':>4}"]
-        for r in payload:
-            if r["status"] != "ok":
-                lines.append(f"{r['run_id']:>4}  {r['run'][:40]:40}  {r['status']}: {r['reason']}")
-                continue
-            ci = r["ceiling_ci"]
-            lines.append(f"{r['run_id']:>4}  {r['run'][:40]:40}  {_fmt(r['a'], 4):>8}  {_fmt(r['b'], 4):>8}  "
-                         f"{_fmt(r['ceiling'], 4):>8}  {_fmt(ci[0], 3):>8}–{_fmt(ci[1], 3):<8}  {_fmt(r['r2']):>6}  "
-                         f"{r['n']:>4}" + (f"  ({r['n_excluded']} outliers set aside)" if r["n_excluded"] else "")
-                         + ("  ⚠ " + "; ".join(r["flags"]) if r["flags"] else ""))
-        return "\n".join(lines)
-
-    _emit(args, payload, text)
+    _emit(args, payload, lambda: fit_table(payload))
     return 0
 
 
@@ -237,8 +237,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     store = _store(args)
     summary = ingest_and_analyse(store, MlflowSource(tracking, {"experiments": [args.experiment]}), args)
     print(f"ingested {summary['runs']} runs ({summary['points']} new points) into {store.url}", file=sys.stderr)
-    args.json = False
-    cmd_fit(argparse.Namespace(**{**vars(args), "run": None}))
+    print(fit_table(fit_payload(store)))
     return _serve(store.url, args.port, open_browser=not args.no_browser)
 
 

@@ -12,10 +12,16 @@ from entropy_dash.errors import IngestError, StoreError
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def any_store(request, tmp_path) -> Store:
+def any_store_url(request, tmp_path) -> str:
+    """An empty database: a SQLite file, or a fresh database on the session's PostgreSQL server."""
     if request.param == "sqlite":
-        return Store.open(f"sqlite:///{tmp_path / 's.db'}")
-    return Store.open(request.getfixturevalue("postgres_url"))
+        return f"sqlite:///{tmp_path / 's.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def any_store(any_store_url) -> Store:
+    return Store.open(any_store_url)
 
 
 def _run(values=(1.0, 0.9, 0.8), steps=(1, 2, 3), name="r1") -> RunData:
@@ -97,3 +103,16 @@ def test_points_fast_path_matches_series(any_store):
     h = any_store.points(res.run_id, "actor/entropy")
     assert list(h[:, 2]) == [101.0, 102.0, 103.0]
     assert any_store.points(res.run_id, "no/such/key").shape == (0, 3)
+
+
+def test_two_processes_create_a_new_store_at_once(any_store_url):
+    """Both migrate the same empty database; the second waits for the first and finds the schema at head."""
+    import subprocess
+    import sys
+
+    code = "import sys; from db import Store; Store.open(sys.argv[1]); print('ok')"
+    procs = [subprocess.Popen([sys.executable, "-c", code, any_store_url], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    assert sorted(inspect(Store.open(any_store_url).engine).get_table_names()).count("metric_points") == 1
