@@ -123,6 +123,9 @@ def _stage(shapes: list[dict], notes: list[dict], r: RunCurves, color: str, *, a
                       "font": {"size": 10, "color": color}, "yanchor": "top", "xanchor": "left"})
 
 
+PROJECTION_REACH = 0.5  # how far past a run's last step (in run lengths) a projected floor step is drawn
+
+
 def _collapse(r: RunCurves, color: str, scatter: type, group: str) -> list:
     """Alarm marker at the last entropy point; projected floor step with the floor level (dotted)."""
     c = r.collapse or {}
@@ -142,11 +145,16 @@ def _collapse(r: RunCurves, color: str, scatter: type, group: str) -> list:
                           "<br>H now %{y:.4f}<extra></extra>"))
     proj, floor = c.get("projected_floor_step"), c.get("floor")
     if _finite(proj) and _finite(floor):
-        px = h.x_at(float(proj))
+        # a projection far past the run would stretch the axis and squeeze every curve: beyond half the
+        # run's length again, the marker stops there and points right (the hover gives the step)
+        limit = last_step + PROJECTION_REACH * (last_step - float(h.step[0]))
+        beyond = float(proj) > limit
+        px = h.x_at(min(float(proj), limit))
         out.append(scatter(
             x=[last_x, px], y=[floor, floor], mode="lines+markers", meta=meta, customdata=[last_step, proj],
             line={"color": color, "dash": "dot", "width": 1},
-            marker={"symbol": ["line-ns", "triangle-down"], "size": [1, 11], "color": color},
+            marker={"symbol": ["line-ns", "triangle-right" if beyond else "triangle-down"], "size": [1, 11],
+                    "color": color},
             legendgroup=group, showlegend=False, name="projected floor",
             hovertemplate="run: %{meta}<br>entropy floor %{y:.4f}<br>projected to reach it at step "
                           f"{float(proj):.0f}<extra></extra>"))

@@ -174,7 +174,7 @@ def test_ceiling_page_equals_stored_fit_and_reruns_the_backtest(monkeypatch, sim
     law, bt = res["law"], res["backtest"]
     m = {x.label: x.value for x in at.metric}
     assert m["ceiling R(H=0)"] == f"{law['ceiling']:.4f}"
-    assert m["95% CI"] == f"{law['ceiling_lo']:.4f} – {law['ceiling_hi']:.4f}"
+    assert m["95% CI"] == f"{law['ceiling_lo']:.3f}–{law['ceiling_hi']:.3f}"
     assert m["backtest error"] == f"{bt['error']:+.4f}"
     assert m[f"predicted final ({bt['method']})"] == f"{bt['predicted_final']:.4f}"
     assert m["observed final"] == f"{bt['observed_final']:.4f}"

@@ -31,9 +31,9 @@ if ctx is not None:
         cols = st.columns(4) + st.columns(4)
         cols[0].metric("ceiling R(H=0)", f"{law['ceiling']:.4f}", help="b − a: the law's prediction once entropy "
                        "is exhausted")
-        cols[1].metric("95% CI", f"{law['ceiling_lo']:.4f} – {law['ceiling_hi']:.4f}")
-        cols[4].metric("a", f"{law['a']:.4f} ± {law['a_se']:.4f}")
-        cols[5].metric("b", f"{law['b']:.4f} ± {law['b_se']:.4f}")
+        cols[1].metric("95% CI", f"{law['ceiling_lo']:.3f}–{law['ceiling_hi']:.3f}")
+        cols[4].metric("a", f"{law['a']:.3f} ± {law['a_se']:.3f}")
+        cols[5].metric("b", f"{law['b']:.3f} ± {law['b_se']:.3f}")
         cols[6].metric("R²", f"{law['r2']:.4f}", help=f"n = {law['n']} paired points")
         headroom = res.get("headroom")
         cols[2].metric("headroom", "–" if headroom is None else f"{headroom:+.4f}",
@@ -79,7 +79,7 @@ if ctx is not None:
             m = st.columns(3) + st.columns(3)
             m[0].metric(f"predicted final ({bt['method']})", f"{bt['predicted_final']:.4f}",
                         help="forecast of the mean of the last evaluations, from the points before the cutoff")
-            m[1].metric("prediction interval", f"{bt['interval'][0]:.4f} – {bt['interval'][1]:.4f}")
+            m[1].metric("prediction interval", f"{bt['interval'][0]:.3f}–{bt['interval'][1]:.3f}")
             m[2].metric("observed final", f"{bt['observed_final']:.4f}",
                         help=f"mean of the evaluations at steps {', '.join(map(str, bt['final_steps']))}")
             m[3].metric("error (predicted − observed)", f"{bt['error']:+.4f}")
