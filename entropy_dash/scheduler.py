@@ -26,8 +26,8 @@ The config file (TOML)::
     formats = ["html", "md", "json"]
     keep = 10                                # older report folders are deleted
 
-The report writer is looked up when a report is due (``REPORT_HOOKS``: ``dashboard.report`` first); when none
-is installed the scheduler says so once in its log and goes on syncing.
+Reports are written by ``dashboard.report.write_scheduled_report`` (time-stamped folders, the last ``keep``
+kept), only when something changed since the last one.
 
 Other per-source keys: ``keys`` (list) and ``all_keys`` (bool) for mlflow, ``keys`` for wandb,
 ``verl_step_offset`` for file. A relative ``sqlite:///`` path in ``db`` is relative to the config file too.
@@ -44,11 +44,9 @@ succeeded, 1 when any failed (its error is in ``sync_log``) — for system cron 
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import re
-import shutil
 import signal
 import threading
 import tomllib
@@ -75,14 +73,8 @@ KIND_KEYS: dict[str, set[str]] = {
 RUN_KEYS = {"performance_key", "entropy_key"}
 REPORT_KEYS = {"out", "formats", "keep"}
 REPORT_FORMATS = ("html", "md", "json")
-#: where the report writer is looked up, first found wins: (module, function, does it stamp + prune itself)
-REPORT_HOOKS: tuple[tuple[str, str, bool], ...] = (
-    ("dashboard.report", "write_scheduled_report", True),  # (store, root, formats, keep)
-    ("entropy_dash.report", "write_report", False),  # (store, out_dir, formats=…)
-)
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*$")
-_STAMP = "%Y%m%dT%H%M%S%fZ"
 
 
 # ---------------------------------------------------------------------------- config
@@ -329,7 +321,6 @@ class Scheduler:
     stop: threading.Event = field(default_factory=threading.Event)
     failures: int = 0
     _dirty: bool = False  # data changed since the last report
-    _hook_missing_said: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run_source(self, src: SourceConfig) -> bool:
@@ -369,65 +360,22 @@ class Scheduler:
         rep = self.config.report
         if rep is None or self.stop.is_set():
             return
+        from dashboard.report import report_folders, write_scheduled_report
+
         with self._lock:
-            if not self._dirty and _report_dirs(rep.out):
+            if not self._dirty and report_folders(rep.out):
                 return
-            hook = _report_hook()
-            if hook is None:
-                if not self._hook_missing_said:
-                    names = " or ".join(f"{m}.{f}" for m, f, _ in REPORT_HOOKS)
-                    log.warning("report hook: %s is not available in this version; no report written to %s",
-                                names, rep.out)
-                    self._hook_missing_said = True
-                return
-            write, stamps_itself = hook
             try:
-                if stamps_itself:
-                    write(self.store, rep.out, formats=list(rep.formats), keep=rep.keep)
-                else:
-                    write(self.store, rep.out / datetime.now(UTC).strftime(_STAMP), formats=list(rep.formats))
-                    if rep.keep:
-                        for old in _report_dirs(rep.out)[: -rep.keep]:
-                            shutil.rmtree(old, ignore_errors=True)
+                write_scheduled_report(self.store, rep.out, formats=list(rep.formats), keep=rep.keep)
             except EntropyDashError as exc:
                 log.error("report to %s failed: %s", rep.out, exc)
                 return
             self._dirty = False
-            log.info("report written to %s", (_report_dirs(rep.out) or [rep.out])[-1])
+            log.info("report written to %s", report_folders(rep.out)[-1])
 
     def job(self, src: SourceConfig) -> None:
         self.run_source(src)
         self.run_report()
-
-
-def _report_hook() -> tuple[Callable[..., Any], bool] | None:
-    """The first report writer of ``REPORT_HOOKS`` that exists, looked up when a report is due."""
-    for module, name, stamps_itself in REPORT_HOOKS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module.startswith(exc.name):
-                raise  # the module exists but one of its own imports is missing: a real error
-            continue
-        fn = getattr(mod, name, None)
-        if fn is not None:
-            return fn, stamps_itself
-    return None
-
-
-def _report_dirs(out: Path) -> list[Path]:
-    """The time-stamped report folders in ``out``, oldest first."""
-    if not out.is_dir():
-        return []
-    found = []
-    for p in out.iterdir():
-        try:
-            datetime.strptime(p.name, _STAMP)
-        except ValueError:
-            continue
-        if p.is_dir():
-            found.append(p)
-    return sorted(found, key=lambda p: p.name)
 
 
 # ---------------------------------------------------------------------------- running
