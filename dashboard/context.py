@@ -82,6 +82,16 @@ def why_unfit(result: dict[str, Any]) -> str:
             "and some spread in entropy; more evaluations (a smaller `test_freq`) fix most of these.")
 
 
+def fitted_or_explain(ctx: Context, what: str) -> list[dict[str, Any]]:
+    """The runs with a fitted law; when there are none, say so (``what``: why the page needs one) and list
+    what each run is missing."""
+    fitted = [r for r in ctx.results if r.get("law")]
+    if not fitted:
+        st.info(f"No run has a fitted law yet{what}. `entropy-dash runs` shows what each run has.")
+        show_unfit(ctx.results)
+    return fitted
+
+
 def show_unfit(results: list[dict[str, Any]]) -> None:
     """One line per run without a fit: its name (as literal text) and what to do."""
     for r in results:

@@ -17,12 +17,9 @@ STORED_CUTOFF = 30
 st.title("Ceiling")
 ctx = context.load()
 if ctx is not None:
-    fitted = [r for r in ctx.results if r.get("law")]
-    if not fitted:
-        st.info("No run has a fitted law yet: a run needs an entropy and a performance metric with at least "
-                "3 paired points. `entropy-dash runs` shows what each run has.")
-        context.show_unfit(ctx.results)
-    else:
+    fitted = context.fitted_or_explain(
+        ctx, ": a run needs an entropy and a performance metric with at least 3 paired points")
+    if fitted:
         labels = ctx.labels(fitted)
         run_id = state.single_run(list(labels), labels, "ceiling")
         res = ctx.by_id[run_id]

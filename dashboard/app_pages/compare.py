@@ -17,12 +17,8 @@ FMT4 = st.column_config.NumberColumn(format="%.4f")
 st.title("Compare")
 ctx = context.load()
 if ctx is not None:
-    fitted = [r for r in ctx.results if r.get("law")]
-    if not fitted:
-        st.info("No run has a fitted law yet, so there is nothing to compare. `entropy-dash runs` shows what each "
-                "run has.")
-        context.show_unfit(ctx.results)
-    else:
+    fitted = context.fitted_or_explain(ctx, ", so there is nothing to compare")
+    if fitted:
         labels = ctx.labels(fitted)
         ids = state.run_picker(labels, "compare", label="Runs (the selection is shared with the other pages)")
         chosen = [ctx.by_id[i] for i in ids]
