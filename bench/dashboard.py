@@ -34,11 +34,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from analysis.pipeline import KIND, _columns, analyse_run, choose_run_keys, load_results  # noqa: E402
 from dashboard.collapse_figure import RunCurves, collapse_figure, naive_points  # noqa: E402
 from dashboard.curves import prepare_curve  # noqa: E402
 from db import Store  # noqa: E402
 from db.records import RunData, RunInfo, Series  # noqa: E402
-from entropy_dash.analysis import KIND, _columns, analyse_run, choose_run_keys, load_results  # noqa: E402
 from ingest.keys import resolve_roles  # noqa: E402
 
 N_RUNS = 100

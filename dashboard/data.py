@@ -18,7 +18,7 @@ import streamlit as st
 
 from dashboard.curves import Curve, prepare_curve
 from db import Store, resolve_db_url
-from entropy_dash.errors import EntropyDashError
+from db.errors import StoreError
 
 FIX_NO_DB = ("Create it with `entropy-dash init --db {url}` and fill it with `entropy-dash ingest …` "
              "(mlflow, wandb, tensorboard or file), or try `entropy-dash demo`.")
@@ -42,7 +42,7 @@ def get_store() -> Store | None:
         store = _open(url)
         store.data_version()  # the file may have been deleted since it was opened
         return store
-    except EntropyDashError as exc:
+    except StoreError as exc:
         _open.clear()
         st.warning(f"{exc}\n\n" + FIX_NO_DB.format(url=url))
         return None
@@ -58,7 +58,7 @@ def version(store: Store) -> tuple:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def results(url: str, version: tuple) -> list[dict[str, Any]]:
-    from entropy_dash.analysis import load_results
+    from analysis.pipeline import load_results
 
     return load_results(_open(url))
 
@@ -115,8 +115,8 @@ def run_arrays(url: str, run_id: int, run_version: int, entropy_key: str,
 @st.cache_data(show_spinner="re-running the backtest…", max_entries=128)
 def backtest_at(url: str, run_id: int, run_version: int, entropy_key: str, performance_key: str,
                 cutoff: float, run: str) -> dict[str, Any]:
-    """``entropy_dash.analysis.run_backtest`` at another cutoff (same protocol as the stored one)."""
-    from entropy_dash.analysis import run_backtest
+    """``analysis.pipeline.run_backtest`` at another cutoff (same protocol as the stored one)."""
+    from analysis.pipeline import run_backtest
 
     h, r = run_arrays(url, run_id, run_version, entropy_key, performance_key)
     return run_backtest(h, r, cutoff, run)
@@ -126,7 +126,7 @@ def backtest_at(url: str, run_id: int, run_version: int, entropy_key: str, perfo
 def forecast_at(url: str, run_id: int, run_version: int, entropy_key: str, performance_key: str,
                 cutoff: float) -> dict[str, Any]:
     """The forecast paths behind a backtest (law method band and the baselines) at ``cutoff``."""
-    from entropy_dash.analysis import metric_bounds, model_curves
+    from analysis.pipeline import metric_bounds, model_curves
     from models.backtest import cutoff_step_of
     from models.errors import FitError
     from models.forecast import forecast

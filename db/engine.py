@@ -8,7 +8,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from entropy_dash.errors import ConfigError
+from db.errors import StoreConfigError
 
 DEFAULT_DB_URL = "sqlite:///entropy-dash.db"
 ENV_VAR = "ENTROPY_DASH_DB"
@@ -29,7 +29,7 @@ def make_engine(url: str | None = None) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise ConfigError(f"not a database URL: {url!r} (expected sqlite:///FILE or postgresql://…)") from exc
+        raise StoreConfigError(f"not a database URL: {url!r} (expected sqlite:///FILE or postgresql://…)") from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 60})
@@ -38,7 +38,7 @@ def make_engine(url: str | None = None) -> Engine:
         return engine
     if backend == "postgresql":
         return create_engine(url, pool_pre_ping=True)
-    raise ConfigError(f"unsupported database {backend!r} in {url!r}: use sqlite:///FILE or postgresql://…")
+    raise StoreConfigError(f"unsupported database {backend!r} in {url!r}: use sqlite:///FILE or postgresql://…")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection

@@ -9,7 +9,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import OperationalError
 
-from entropy_dash.errors import StoreError
+from db.errors import StoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from entropy_dash.errors import IngestError
+from db.errors import RecordError
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,14 @@ class RunInfo:
     algorithm: str | None = None
     started_at: datetime | None = None
     updated_at: datetime | None = None
+    #: the run's planned length in steps and where it came from (e.g. "param trainer/total_training_steps")
+    planned_steps: int | None = None
+    planned_from: str | None = None
+
+    @property
+    def state(self) -> str:
+        """``status`` as the source said it, normalised: running | finished | failed | unknown."""
+        return run_state(self.status)
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,24 +65,24 @@ class Series:
         at = f"{where}, key {key!r}" if where else f"key {key!r}"
         n = len(steps)
         if len(values) != n or (wall_times is not None and len(wall_times) != n):
-            raise IngestError(f"{at}: steps, values and wall times differ in length")
+            raise RecordError(f"{at}: steps, values and wall times differ in length")
         vals = np.asarray(values)
         if vals.dtype.kind not in "fiu":  # strings, booleans, None or mixed objects: name the first bad one
             bad = next((v for v in values if not _is_number(v)), None)
             if bad is not None or vals.dtype.kind != "O":
-                raise IngestError(f"{at}: value {bad!r} is not a number")
+                raise RecordError(f"{at}: value {bad!r} is not a number")
         vals = vals.astype(np.float64)
         try:
             raw_steps = np.asarray(steps, dtype=np.float64)
         except (TypeError, ValueError):
             bad = next((s for s in steps if not _is_number(s)), None)
-            raise IngestError(f"{at}: step {bad!r} is not a number") from None
+            raise RecordError(f"{at}: step {bad!r} is not a number") from None
         if n and (not np.all(np.isfinite(raw_steps)) or np.any(raw_steps != np.round(raw_steps))):
             i = int(np.flatnonzero(~np.isfinite(raw_steps) | (raw_steps != np.round(raw_steps)))[0])
-            raise IngestError(f"{at}: step {steps[i]!r} is not a whole number")
+            raise RecordError(f"{at}: step {steps[i]!r} is not a whole number")
         st = raw_steps.astype(np.int64)
         if n and st.min() < 0:
-            raise IngestError(f"{at}: negative step {int(st.min())}; steps must be >= 0")
+            raise RecordError(f"{at}: negative step {int(st.min())}; steps must be >= 0")
         wt = (
             np.full(n, np.nan)
             if wall_times is None
@@ -108,6 +116,20 @@ class RunData:
 
     def all_keys(self) -> tuple[str, ...]:
         return tuple(self.keys_seen) if self.keys_seen is not None else tuple(s.key for s in self.series)
+
+
+RUN_STATES = ("running", "finished", "failed", "unknown")
+_STATE_WORDS = {
+    "running": "running", "scheduled": "running", "pending": "running",  # MLflow, W&B
+    "finished": "finished", "complete": "finished", "completed": "finished",
+    "failed": "failed", "killed": "failed", "crashed": "failed", "preempted": "failed",
+}
+
+
+def run_state(status: str | None) -> str:
+    """A source's run status (MLflow RUNNING/FINISHED/FAILED/KILLED, W&B running/finished/crashed/…) as one
+    of ``RUN_STATES``; anything else, or no status (a file), is ``unknown``."""
+    return _STATE_WORDS.get(str(status or "").strip().lower(), "unknown")
 
 
 def _is_number(v: Any) -> bool:

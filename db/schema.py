@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -55,6 +56,11 @@ runs = Table(
     Column("keys_seen", JSON, nullable=False, default=list),
     # notes of the last read (e.g. a torn .wandb record), shown by `runs`
     Column("notes", JSON, nullable=False, default=list),
+    # running | finished | failed | unknown, normalised from the source (migration 0003)
+    Column("state", String(16), nullable=True),
+    # the run's planned length in steps when the source (or the user) says so, and where it came from
+    Column("planned_steps", BigInteger, nullable=True),
+    Column("planned_from", String(255), nullable=True),
     UniqueConstraint("source_id", "external_id", name="uq_runs_source_external"),
 )
 
@@ -94,7 +100,43 @@ analyses = Table(
     Column("n", Integer),
     Column("plateau_step", Float),
     Column("collapse_step", Float),
+    # the analysis code's version (analysis.pipeline.ANALYSIS_VERSION): a new version re-analyses (0003)
+    Column("analysis_version", Integer, nullable=False, default=0),
+    Column("status", String(16), nullable=True),  # ok | degenerate | failed | skipped
+    Column("ceiling_raw", Float),  # b − a before bounding to the metric's range
+    Column("forecast_final", Float),  # live forecast at the planned end (running runs only)
+    Column("forecast_lo", Float),
+    Column("forecast_hi", Float),
     UniqueConstraint("run_id", "kind", name="uq_analyses_run_kind"),
+)
+
+# Downsampled levels of each (run, key) series, written at ingest next to the points (migration 0003):
+# pages read these few thousand rows per run instead of every point.
+metric_lod = Table(
+    "metric_lod",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key_id", Integer, ForeignKey("metric_keys.id"), primary_key=True),
+    Column("level", SmallInteger, primary_key=True),
+    Column("step", BigInteger, primary_key=True),
+    Column("value", Float, nullable=True),
+    Column("wall_time", Float, nullable=True),
+)
+
+# What was read of each file of a file source, so that growing files are tailed (migration 0003).
+file_state = Table(
+    "file_state",
+    metadata,
+    Column("source_id", Integer, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("path_hash", String(64), primary_key=True),  # sha256 of the path (paths may be long)
+    Column("path", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime", Float, nullable=False),
+    Column("inode", BigInteger, nullable=True),
+    Column("head_sha", String(64), nullable=False),  # sha256 of the file's first bytes: a rewrite changes it
+    Column("offset", BigInteger, nullable=False),  # bytes parsed (up to the last complete record)
+    Column("parser_state", JSON, nullable=False, default=dict),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 sync_state = Table(

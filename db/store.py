@@ -23,9 +23,9 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from db import schema as t
 from db.engine import make_engine
+from db.errors import StoreError
 from db.migrate import is_initialised, upgrade
 from db.records import RunData
-from entropy_dash.errors import StoreError
 
 POINT_BATCH = 5_000
 
@@ -112,6 +112,9 @@ class Store:
             "algorithm": info.algorithm,
             "started_at": info.started_at,
             "updated_at": info.updated_at,
+            "state": info.state,
+            "planned_steps": info.planned_steps,
+            "planned_from": info.planned_from,
         }
         stmt = self._insert(t.runs).values(source_id=source_id, external_id=info.external_id, **values)
         conn.execute(stmt.on_conflict_do_update(index_elements=["source_id", "external_id"], set_=values))

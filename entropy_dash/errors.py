@@ -1,38 +1,25 @@
-"""The one exception family of the project.
+"""Errors of the command line, and the one place that knows every layer's errors.
 
-Every error a user can cause (bad input, unreachable server, a fit that cannot be made) is an
-``EntropyDashError``; its message says what was wrong and, where it helps, what to do. The CLI prints
-the message and exits with ``exit_code`` (2 for user errors), without a traceback unless ``--debug``.
+Each layer raises its own exceptions (``models.errors``, ``db.errors``, ``ingest.errors``,
+``analysis.errors``, ``reports.errors``); their messages say what was wrong and, where it helps, what to
+do. The CLI prints the message of any of ``USER_ERRORS`` on one line and exits with 2, without a traceback
+unless ``--debug``.
 """
 
 from __future__ import annotations
 
+from analysis.errors import AnalysisError
+from db.errors import StoreError
+from ingest.errors import IngestError
+from models.errors import ModelError
+from reports.errors import ReportError
 
-class EntropyDashError(Exception):
-    """Base of all errors this project raises on purpose."""
-
-    exit_code = 2
-
-
-class ConfigError(EntropyDashError):
-    """A bad command-line value, config file or database URL."""
+EXIT_USER_ERROR = 2
 
 
-class StoreError(EntropyDashError):
-    """The database could not be opened, migrated or written."""
+class ConfigError(Exception):
+    """A bad command-line value or config file (``sources.toml``)."""
 
 
-class IngestError(EntropyDashError):
-    """A source could not be read: unreachable server, unknown experiment, malformed file."""
-
-
-class SourceUnavailable(IngestError):
-    """A server could not be reached or dropped the connection; the sync engine retries these."""
-
-
-class FitError(EntropyDashError):
-    """A fit could not be made; ``cause`` is a short machine-readable reason."""
-
-    def __init__(self, message: str, cause: str = "error") -> None:
-        super().__init__(message)
-        self.cause = cause
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, StoreError, IngestError, ModelError, AnalysisError,
+                                            ReportError)

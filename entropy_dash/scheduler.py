@@ -26,7 +26,7 @@ The config file (TOML)::
     formats = ["html", "md", "json"]
     keep = 10                                # older report folders are deleted
 
-Reports are written by ``dashboard.report.write_scheduled_report`` (time-stamped folders, the last ``keep``
+Reports are written by ``reports.writer.write_scheduled_report`` (time-stamped folders, the last ``keep``
 kept), only when something changed since the last one.
 
 Other per-source keys: ``keys`` (list) and ``all_keys`` (bool) for mlflow, ``keys`` for wandb,
@@ -56,7 +56,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from entropy_dash.errors import ConfigError, EntropyDashError, IngestError
+from entropy_dash.errors import USER_ERRORS, ConfigError
+from ingest.errors import IngestError
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +326,7 @@ class Scheduler:
 
     def run_source(self, src: SourceConfig) -> bool:
         """One sync of ``src`` + analyses (+ report); False when it failed (the error is in sync_log)."""
-        from entropy_dash.analysis import refresh_analyses
+        from analysis.pipeline import refresh_analyses
         from ingest.sync import sync_source
 
         if self.stop.is_set():
@@ -337,7 +338,7 @@ class Scheduler:
             except SyncStopped as exc:
                 log.warning("%s: %s", src.label, exc)
                 return True
-            except EntropyDashError as exc:
+            except USER_ERRORS as exc:
                 self.failures += 1
                 log.error("%s: sync failed: %s", src.label, exc)
                 return False
@@ -360,14 +361,14 @@ class Scheduler:
         rep = self.config.report
         if rep is None or self.stop.is_set():
             return
-        from dashboard.report import report_folders, write_scheduled_report
+        from reports.writer import report_folders, write_scheduled_report
 
         with self._lock:
             if not self._dirty and report_folders(rep.out):
                 return
             try:
                 write_scheduled_report(self.store, rep.out, formats=list(rep.formats), keep=rep.keep)
-            except EntropyDashError as exc:
+            except USER_ERRORS as exc:
                 log.error("report to %s failed: %s", rep.out, exc)
                 return
             self._dirty = False

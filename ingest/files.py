@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from db.records import RunData
-from entropy_dash.errors import IngestError
 from ingest.base import Source, Watermarks
+from ingest.errors import IngestError
 from ingest.tabular import read_table
 from ingest.trl_state import FILE_NAME, latest_states, parse_trainer_state
 from ingest.verl_log import looks_like_verl_log, parse_verl_log

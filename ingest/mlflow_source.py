@@ -33,8 +33,8 @@ import numpy as np
 import requests
 
 from db.records import RunData, RunInfo, Series
-from entropy_dash.errors import IngestError, SourceUnavailable
 from ingest.base import Source, Watermarks
+from ingest.errors import IngestError, SourceUnavailable
 from ingest.keys import resolve_role
 
 MAX_RUNS_PER_CALL = 100

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from db import Store
-from entropy_dash.errors import EntropyDashError, IngestError, SourceUnavailable
+from db.errors import StoreError
 from ingest.base import Source
+from ingest.errors import IngestError, SourceUnavailable
 from ingest.keys import resolve_roles
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def sync_source(
             log.warning("%s — retry %d/%d in %.0f s", exc, attempt, retries, wait)
             time.sleep(wait)
             source = type(source)(source.uri, source.options)  # fresh connection state
-        except EntropyDashError as exc:
+        except (IngestError, StoreError) as exc:
             store.finish_sync(log_id, runs=runs_seen, points=points, error=str(exc))
             raise
         except Exception as exc:  # an unexpected failure is still logged, then surfaces as IngestError

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from db.records import RunData, RunInfo, Series
-from entropy_dash.errors import IngestError
+from ingest.errors import IngestError
 
 CHUNK_ROWS = 200_000
 KEY_COLUMNS = ("key", "metric")

@@ -30,8 +30,8 @@ from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.util import tensor_util
 
 from db.records import RunData, RunInfo, Series
-from entropy_dash.errors import IngestError
 from ingest.base import Source, Watermarks
+from ingest.errors import IngestError
 
 EVENT_GLOB = "events.out.tfevents.*"
 SCALARS_PLUGIN = "scalars"

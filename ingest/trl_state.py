@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from db.records import RunData, RunInfo, Series
-from entropy_dash.errors import IngestError
+from ingest.errors import IngestError
 
 FILE_NAME = "trainer_state.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")

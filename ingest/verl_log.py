@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from db.records import RunData, RunInfo, Series
-from entropy_dash.errors import IngestError
+from ingest.errors import IngestError
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _PREFIX = re.compile(r"^\((?P<tag>[^()]*\bpid=\d+[^()]*)\)\s?")

@@ -34,8 +34,8 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
 from db.records import RunData, RunInfo, Series
-from entropy_dash.errors import EntropyDashError, IngestError
 from ingest.base import Source, Watermarks
+from ingest.errors import IngestError
 from ingest.wandb_offline import flatten_config
 
 API_KEY_ENV = "WANDB_API_KEY"
@@ -90,7 +90,7 @@ class WandbCloudSource(Source):
         """Run one API call; turn any failure into an ``IngestError`` naming the project (key scrubbed)."""
         try:
             return fn()
-        except EntropyDashError:
+        except IngestError:
             raise
         except Exception as exc:
             raise IngestError(

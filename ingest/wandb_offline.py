@@ -47,8 +47,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from google.protobuf.message import DecodeError
 
 from db.records import RunData, RunInfo, Series
-from entropy_dash.errors import IngestError
 from ingest.base import Source, Watermarks
+from ingest.errors import IngestError
 
 if TYPE_CHECKING:  # imported when a file is read: ``import wandb`` takes most of a second
     from wandb.proto import wandb_internal_pb2 as pb

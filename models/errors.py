@@ -1,5 +1,18 @@
-"""Errors raised by the math in ``models`` (part of the project's one exception family)."""
+"""Errors raised by the math in ``models`` (this layer imports nothing else of the project)."""
 
-from entropy_dash.errors import FitError
+from __future__ import annotations
 
-__all__ = ["FitError"]
+
+class ModelError(Exception):
+    """Base of the errors ``models`` raises on purpose."""
+
+
+class FitError(ModelError):
+    """A fit could not be made; ``cause`` is a short machine-readable reason (``too_few_points`` …)."""
+
+    def __init__(self, message: str, cause: str = "error") -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+__all__ = ["FitError", "ModelError"]

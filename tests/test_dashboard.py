@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from analysis.pipeline import load_results, refresh_analyses, run_backtest, run_series
 from dashboard.text import md_text
 from db import Store
 from db.records import RunData, RunInfo, Series
-from entropy_dash.analysis import load_results, refresh_analyses, run_backtest, run_series
 from entropy_dash.demo_data import log_known_law, log_runs
 from entropy_dash.simulator import simulate, sized
 from ingest.files import FileSource

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from entropy_dash.errors import IngestError
+from ingest.errors import IngestError
 from ingest.files import FileSource, detect, discover
 
 VERL = ("\x1b[36m(main_task pid=5)\x1b[0m step:0 - actor/entropy_loss:0.500 - critic/score/mean:0.100\n"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
-from entropy_dash.errors import FitError
+from models.errors import FitError
 from models.law import FLAG_EXTRAPOLATED, FLAG_LAW_FAILS, fit_law, fit_law_many, fit_law_robust
 
 

@@ -15,11 +15,11 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from dashboard.report import _f, _pt, report_folders, write_report, write_scheduled_report
 from db import Store
 from entropy_dash.cli import main
 from entropy_dash.demo_data import log_runs
 from entropy_dash.simulator import demo_sweep, simulate
+from reports.writer import _f, _pt, report_folders, write_report, write_scheduled_report
 
 EVIL = "<img src=x onerror=alert(1)>"
 PIPE = "pipe|run `x` *y*"
@@ -218,7 +218,7 @@ def test_png_figures_are_optional(demo_db, tmp_path):
     store = Store.open(demo_db, create=False)
     written = write_report(store, tmp_path, formats=("md",), runs=["1"], png=True)
     assert written["md"].exists()
-    from dashboard.report import kaleido_available
+    from reports.writer import kaleido_available
 
     if kaleido_available():
         assert sorted(p.name for p in written["figures"].iterdir()) == ["run-1-fit.png", "run-1-forecast.png"]

@@ -16,8 +16,8 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from analysis.pipeline import KIND
 from db import Store
-from entropy_dash.analysis import KIND
 from entropy_dash.cli import main
 from entropy_dash.scheduler import load_config, parse_interval
 

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import inspect
 
 from db import Store
+from db.errors import RecordError, StoreError
 from db.records import RunData, RunInfo, Series
-from entropy_dash.errors import IngestError, StoreError
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -80,11 +80,11 @@ def test_analysis_is_stale_until_recomputed_on_new_points(any_store):
 
 
 def test_series_build_rejects_bad_points_naming_them():
-    with pytest.raises(IngestError, match=r"run\.csv, key 'h': value 'abc' is not a number"):
+    with pytest.raises(RecordError, match=r"run\.csv, key 'h': value 'abc' is not a number"):
         Series.build("h", [1, 2], [0.5, "abc"], where="run.csv")
-    with pytest.raises(IngestError, match="negative step -1"):
+    with pytest.raises(RecordError, match="negative step -1"):
         Series.build("h", [-1, 2], [0.5, 0.4])
-    with pytest.raises(IngestError, match="not a whole number"):
+    with pytest.raises(RecordError, match="not a whole number"):
         Series.build("h", [1.5, 2], [0.5, 0.4])
     dup = Series.build("h", [3, 1, 3], [0.1, 0.2, 0.3], [10.0, 5.0, 7.0])  # latest wall time wins
     assert list(dup.steps) == [1, 3] and list(dup.values) == [0.2, 0.1]

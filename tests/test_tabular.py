@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from entropy_dash.errors import IngestError
 from ingest import tabular
+from ingest.errors import IngestError
 from ingest.tabular import read_table
 
 

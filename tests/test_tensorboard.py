@@ -10,7 +10,7 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary import Writer
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from entropy_dash.errors import IngestError
+from ingest.errors import IngestError
 from ingest.tensorboard import TensorBoardSource, read_records
 
 

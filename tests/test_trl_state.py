@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from entropy_dash.errors import IngestError
+from ingest.errors import IngestError
 from ingest.trl_state import latest_states, parse_trainer_state
 
 

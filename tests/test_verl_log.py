@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from entropy_dash.errors import IngestError
+from ingest.errors import IngestError
 from ingest.verl_log import iter_lines, lenient_config, looks_like_verl_log, parse_verl_log
 
 VAL = "val/test_score/openai/gsm8k"

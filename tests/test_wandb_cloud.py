@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from db.records import RunData
-from entropy_dash.errors import IngestError
+from ingest.errors import IngestError
 from ingest.wandb_cloud import WandbCloudSource
 
 SECRET = "fake-key-0123456789abcdef0123456789abcdef"  # a made-up value, only ever set in the test env

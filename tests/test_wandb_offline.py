@@ -16,7 +16,7 @@ from wandb.proto import wandb_internal_pb2 as pb
 
 from db import Store
 from db.records import RunData
-from entropy_dash.errors import IngestError
+from ingest.errors import IngestError
 from ingest.wandb_offline import BLOCK_LEN, RecordLog, WandbOfflineSource
 
 WRITER = r'''

@@ -13,11 +13,11 @@ from typing import Any
 import pandas as pd
 
 from db import Store
-from entropy_dash.errors import FitError
 from ingest.keys import KeyChoice, choose_keys
 from models.align import align
 from models.backtest import DEFAULT_CUTOFF, backtest_run
 from models.collapse import detect_collapse
+from models.errors import FitError
 from models.law import fit_law
 from models.resample import bin_means
 from models.stages import find_stage_boundary

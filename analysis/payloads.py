@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from analysis.errors import AnalysisError
+from analysis.pipeline import load_results, refresh_analyses, run_backtest, run_series
 from db import Store
-from entropy_dash.analysis import load_results, refresh_analyses, run_backtest, run_series
-from entropy_dash.errors import ConfigError
 from models.align import align
 from models.backtest import DEFAULT_CUTOFF, RunBacktest, summarise
 from models.law import fit_law_robust
@@ -46,7 +46,7 @@ def fit_payload(store: Store, run: str | None = None, robust: str | None = None)
     if run is not None:
         results = [r for r in results if str(r["run_id"]) == run or r["run"] == run]
         if not results:
-            raise ConfigError(f"no run {run!r} in the store: see `entropy-dash runs`")
+            raise AnalysisError(f"no run {run!r} in the store: see `entropy-dash runs`")
     out = []
     for res in results:
         law = res.get("law") or {}
@@ -94,7 +94,7 @@ def backtest_payload(store: Store, cutoff: float = DEFAULT_CUTOFF) -> dict[str, 
     """Per run: the forecast of the final score from the first ``cutoff`` of the run vs what happened,
     with every baseline; then MAE/RMSE per method over all runs and which one won."""
     if not 0.05 <= cutoff <= 0.95:
-        raise ConfigError(f"--cutoff must be a fraction between 0.05 and 0.95, got {cutoff}")
+        raise AnalysisError(f"--cutoff must be a fraction between 0.05 and 0.95, got {cutoff}")
     refresh_analyses(store)
     rows, skipped, scored = [], [], []
     for res in load_results(store):
@@ -124,7 +124,7 @@ def scaling_payload(store: Store, group: str | None = None) -> dict[str, Any]:
     """a, b and ceiling against run attributes (model size, algorithm, intervention), and the log-linear fit
     of each coefficient against model size (per ``group`` value when given: algorithm or intervention)."""
     if group not in (None, "algorithm", "intervention"):
-        raise ConfigError(f"--group must be 'algorithm' or 'intervention', got {group!r}")
+        raise AnalysisError(f"--group must be 'algorithm' or 'intervention', got {group!r}")
     refresh_analyses(store)
     runs = store.runs_frame().set_index("id")
     rows = []

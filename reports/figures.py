@@ -16,8 +16,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis.pipeline import metric_bounds, model_curves
 from dashboard.figures import ceiling_figure, run_color
-from entropy_dash.analysis import metric_bounds, model_curves
 from models.align import align
 from models.backtest import cutoff_step_of
 from models.errors import FitError

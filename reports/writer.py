@@ -1,6 +1,6 @@
 """Ceiling-prediction reports: one self-contained HTML file, a Markdown summary and a JSON document.
 
-Every number comes from ``entropy_dash.payloads`` — the documents ``runs --json``, ``fit --json`` and
+Every number comes from ``analysis.payloads`` — the documents ``runs --json``, ``fit --json`` and
 ``backtest --json`` print — so a report can never disagree with the command line. The HTML inlines
 plotly.js from the installed plotly package (it opens offline, and its Content-Security-Policy forbids any
 network request); every string that came from a user or a log (run names, keys, messages) is escaped.
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from db import Store
-from entropy_dash.errors import ConfigError, StoreError
+from reports.errors import ReportError
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ def collect_report(store: Store, experiments: Sequence[str] | None = None,
     selection, the backtest summary (MAE per method, winner, sentence) is recomputed over the selected runs
     alone — exactly what ``backtest --json`` prints for a store holding only those runs.
     """
-    from entropy_dash.analysis import load_results
-    from entropy_dash.payloads import backtest_payload, fit_payload, runs_payload
+    from analysis.payloads import backtest_payload, fit_payload, runs_payload
+    from analysis.pipeline import load_results
 
     runs_doc = runs_payload(store)  # refreshes stale analyses first (a no-op when the ingest did it)
     fit_doc = fit_payload(store)
@@ -90,16 +90,16 @@ def _select(runs_doc: list[dict[str, Any]], experiments: list[str], runs: list[s
         projects = {r["project"] for r in runs_doc}
         unknown = [e for e in experiments if e not in projects]
         if unknown:
-            raise ConfigError(f"no runs in experiment {unknown[0]!r}; experiments in the store: "
+            raise ReportError(f"no runs in experiment {unknown[0]!r}; experiments in the store: "
                               f"{', '.join(sorted(str(p) for p in projects if p)) or 'none'}")
         keep &= {r["run_id"] for r in runs_doc if r["project"] in experiments}
     if runs:
         for want in runs:
             if not any(str(r["run_id"]) == want or r["run"] == want for r in runs_doc):
-                raise ConfigError(f"no run {want!r} in the store: see `entropy-dash runs`")
+                raise ReportError(f"no run {want!r} in the store: see `entropy-dash runs`")
         keep &= {r["run_id"] for r in runs_doc if str(r["run_id"]) in runs or r["run"] in runs}
     if not keep:
-        raise ConfigError(f"no run matches both --experiment {experiments} and --run {runs}")
+        raise ReportError(f"no run matches both --experiment {experiments} and --run {runs}")
     return keep
 
 
@@ -140,7 +140,7 @@ def write_report(store: Store, out_dir: str | Path, formats: Iterable[str] = FOR
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create the report folder {out}: {exc}") from exc
+        raise ReportError(f"cannot create the report folder {out}: {exc}") from exc
     data = collect_report(store, experiments, runs)
     written: dict[str, Path] = {}
     if "json" in formats:
@@ -166,7 +166,7 @@ def write_scheduled_report(store: Store, root: str | Path, formats: Iterable[str
     ``keep`` such folders are kept (None: all). The folder appears complete or not at all (written under a
     hidden name, then renamed)."""
     if keep is not None and keep < 1:
-        raise ConfigError(f"keep must be at least 1, got {keep}")
+        raise ReportError(f"keep must be at least 1, got {keep}")
     base = Path(root)
     base.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime(STAMP)
@@ -206,7 +206,7 @@ def _formats(formats: Iterable[str] | str) -> tuple[str, ...]:
     out = tuple(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
     bad = [f for f in out if f not in FORMATS]
     if bad or not out:
-        raise ConfigError(f"report format {bad[0] if bad else ''!r} unknown: choose among {', '.join(FORMATS)}")
+        raise ReportError(f"report format {bad[0] if bad else ''!r} unknown: choose among {', '.join(FORMATS)}")
     return out
 
 
@@ -216,7 +216,7 @@ def _write(path: Path, text: str) -> Path:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
-        raise StoreError(f"cannot write the report file {path}: {exc}") from exc
+        raise ReportError(f"cannot write the report file {path}: {exc}") from exc
     return path
 
 
@@ -224,8 +224,8 @@ def _write(path: Path, text: str) -> Path:
 def build_figures(store: Store, data: ReportData) -> dict[int, dict[str, Any]]:
     """Per run id: ``fit`` (R vs H with the law) and ``forecast`` (the backtest) plotly figures, where the
     run has them."""
-    from dashboard.report_figures import fit_figure, forecast_figure
-    from entropy_dash.analysis import run_series
+    from analysis.pipeline import run_series
+    from reports.figures import fit_figure, forecast_figure
 
     figures: dict[int, dict[str, Any]] = {}
     for run_id, res in data.results.items():

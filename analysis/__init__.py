@@ -1,0 +1,1 @@
+"""Per-run analyses over the store: wiring between ``db`` and the pure math in ``models``."""

@@ -1,0 +1,63 @@
+"""What every command shares: opening the store, printing (one JSON document or text), progress bars."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+
+def open_store(args: argparse.Namespace, *, create: bool = True):  # noqa: ANN202 - db.Store, imported lazily
+    from db import Store
+
+    return Store.open(args.db, create=create)
+
+
+def emit(args: argparse.Namespace, payload: Any, text: Callable[[], str]) -> None:
+    if getattr(args, "json", False):
+        json.dump(clean(payload), sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(text() + "\n")
+
+
+def clean(obj: Any) -> Any:
+    """JSON-safe: NaN/inf → null (the output stays strict JSON)."""
+    if isinstance(obj, dict):
+        return {k: clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+@contextmanager
+def progress(args: argparse.Namespace, label: str):  # noqa: ANN202 - yields a progress callback
+    """A rich progress bar on stderr (silenced by --quiet or when stderr is not a terminal... or --json)."""
+    if args.quiet:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[run]}"), TimeElapsedColumn(), console=console,
+                  transient=not console.is_terminal) as bar:
+        task = bar.add_task(label, total=None, run="")
+
+        def update(done: int, total: int | None, run: str) -> None:
+            bar.update(task, completed=done, total=total, run=run[:40])
+
+        yield update
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)

@@ -1,0 +1,1 @@
+"""Reports on ceiling predictions: self-contained HTML, Markdown and JSON (no UI)."""
