@@ -1,123 +1,213 @@
-"""Backtest evidence: forecast the final score from the first 30% of each run, law vs baselines.
+"""Backtest evidence and analysis speed: how well each forecast did on runs it was not tuned on.
 
-Run: ``python bench/backtest.py [--cutoff 0.3] [--seeds 3] [--steps 240] [--n-boot 200]``. Prints, per run and
-as MAE per method (in accuracy points), the ``models.backtest`` protocol on
+Run: ``python bench/backtest.py [--cutoff 0.1 --cutoff 0.3 …] [--quick]``. For each set of finished runs it
+prints, at 10, 20, 30 and 50% cutoffs, the MAE (points of accuracy) and the coverage of the 95% interval of
+every method and of the headline — the headline of each run chosen, and its interval calibrated, on the
+*other* runs of the set only (leave-one-run-out: ``analysis.forecasting``), exactly as ``backtest --json``
+does for a store holding that set. Sets:
 
-1. the demo sweep (``entropy_dash.simulator.demo_sweep()``, 7 GRPO runs),
-2. the same sweep with ``--seeds`` other seeds each (7 × seeds runs),
-3. the real verl console logs in ``../shared/data/verl-console`` (skipped when absent),
+1. the demo sweep (``entropy_dash.simulator.demo_sweep()``, 7 simulated GRPO runs);
+2. 24 more simulated runs: other seeds, learning rates from 0.1 to 1 (some still rising at 30%), harder
+   tasks, noisier validation, an entropy bonus;
+3. the real verl runs in ``../shared/data``: the three console logs and the gsm8k TensorBoard run (its gsm8k
+   benchmark) — skipped when that folder is absent.
 
-each for the current defaults (anchored law, power entropy decay) and for the old configuration
-(``anchor=False``, decay chosen among exponential/power/linear by held-out residual), plus the
-*oracle-entropy* experiment: the law fitted on the pre-cutoff pairs evaluated at the true future entropy
-(the run's own entropy around the final evaluations, ±2 steps), anchored and not — which separates the error
-of the law fit from that of the entropy forecast. Exits 0.
+Then the speed of the whole per-run analysis (law with interval, benchmarks, stages, collapse, backtests at
+four cutoffs; ``analysis.run.analyse_run``) on one core, for 5k-step runs with an evaluation every 10 steps
+and 20k-step runs with one every 50, beside the analysis of the first release measured in the same run (its
+code taken from git, commit ``BASELINE``; skipped when git or that commit is not available).
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from models.backtest import backtest_many, cutoff_step_of  # noqa: E402
-from models.decay import KINDS  # noqa: E402
-from models.forecast import _anchor_level, _fit_law_pre, _pre_cutoff  # noqa: E402
+from analysis.forecasting import backtest_at  # noqa: E402
+from analysis.run import backtest_of  # noqa: E402
+from models.backtest import CUTOFFS  # noqa: E402
+from models.metric_range import metric_range  # noqa: E402
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "verl-console"
-CONFIGS = {"current": {}, "old (no anchor, held-out decay choice)": {"anchor": False, "decay_kinds": KINDS}}
+SHARED = ROOT.parent / "shared" / "data"
+BASELINE = "231b9d6"  # the analysis before forecasts were chosen across runs
 
 
-def simulated(seeds: int, steps: int) -> tuple[dict, dict]:
+# --------------------------------------------------------------------------------------------- run sets
+
+
+def simulated_sets(quick: bool) -> tuple[list, list]:
     from entropy_dash import simulator as sim
 
-    demo, extra = {}, {}
-    for cfg in sim.demo_sweep(steps):
-        run = sim.simulate(cfg)
-        demo[cfg.name] = (*run.entropy, *run.validation)
-    for k in range(seeds):
-        for i, cfg in enumerate(sim.demo_sweep(steps)):
-            c = replace(cfg, seed=100 + 10 * k + i)
-            run = sim.simulate(c)
-            extra[f"{cfg.name}-s{c.seed}"] = (*run.entropy, *run.validation)
+    demo = [_sim_run(sim, cfg, "demo") for cfg in sim.demo_sweep()]
+    extra = []
+    variants = [dict(lr=0.1), dict(lr=0.15), dict(lr=0.25), dict(lr=0.5), dict(lr=1.0), dict(lr=0.5, difficulty=1.6),
+                dict(lr=0.25, val_samples=1), dict(lr=0.5, entropy_bonus=0.005)]
+    sizes = ["0.5B", "1.5B", "7B"]
+    n = 8 if quick else 24
+    for i in range(n):
+        v = variants[i % len(variants)]
+        size = sizes[(i // len(variants)) % len(sizes)]
+        cfg = sim.sized(size, seed=1000 + i, steps=300, **{"val_samples": 4, **v})
+        extra.append(_sim_run(sim, replace(cfg, name=f"{cfg.name}-s{1000 + i}"), "sims"))
     return demo, extra
 
 
-def real() -> dict:
+def _sim_run(sim, cfg, project: str) -> dict:  # noqa: ANN001 - simulator module and config
+    run = sim.simulate(cfg)
+    (hs, hv), (ps, pv) = run.entropy, run.validation
+    return {"name": cfg.name, "project": project, "h": pd.Series(hv, index=hs), "r": pd.Series(pv, index=ps),
+            "key": sim.val_key(cfg.task)}
+
+
+def real_set() -> list:
+    from ingest.tensorboard import read_event_files
     from ingest.verl_log import parse_verl_log
 
-    out = {}
-    for p in sorted(REAL.glob("*.log")):
+    out = []
+    for p in sorted((SHARED / "verl-console").glob("*.log")):
         s = {x.key: x for x in parse_verl_log(p).series}
         e, v = s["actor/entropy_loss"], s["val/test_score/openai/gsm8k"]
-        out[p.name.removesuffix(".log")] = (e.steps, e.values, v.steps, v.values)
+        out.append({"name": p.stem, "project": "verl-console", "h": pd.Series(e.values, index=e.steps),
+                    "r": pd.Series(v.values, index=v.steps), "key": v.key})
+    folder = SHARED / "verl-tensorboard" / "verl_grpo_example_gsm8k_math" / "trtllm-qwen2-7b-tp4-8gpus"
+    series, _ = read_event_files(sorted(folder.glob("events.out.tfevents.*")), str(folder))
+    s = {x.key: x for x in series}
+    e, v = s["actor/entropy"], s["val-core/openai/gsm8k/acc/mean@1"]
+    out.append({"name": "tb-qwen2-7b-gsm8k", "project": "verl-tb", "h": pd.Series(e.values, index=e.steps),
+                "r": pd.Series(v.values, index=v.steps), "key": v.key})
     return out
 
 
-def oracle(runs: dict, cutoff: float) -> dict[str, list[float]]:
-    """Errors (pt) of the pre-cutoff law at the true future entropy, with and without the anchored level."""
-    errs: dict[str, list[float]] = {"oracle law (OLS b)": [], "oracle law (anchored b)": []}
-    for hs, hv, ps, pv in runs.values():
-        hs, hv, ps, pv = (np.asarray(x, dtype=float) for x in (hs, hv, ps, pv))
-        cstep = cutoff_step_of(hs, ps, cutoff)
-        final = ps[ps > cstep][-3:]
-        observed = pv[ps > cstep][-3:].mean()
-        h_true = np.array([hv[np.abs(hs - (s + 1)) <= 2].mean() for s in final])
-        law, _, _, (h, r) = _fit_law_pre(*_pre_cutoff(hs, hv, ps, pv, cstep), "linear", True, with_pairs=True)
-        b_anchor = _anchor_level(law, h, r).b
-        for name, b in (("oracle law (OLS b)", law.b), ("oracle law (anchored b)", b_anchor)):
-            errs[name].append(100 * (np.clip(b - law.a * np.exp(h_true), 0, 1).mean() - observed))
-    return errs
+def results_of(runs: list, cutoffs: list[float]) -> list[dict]:
+    """Result dicts as ``analysis.run`` stores them (just the parts the cross-run layer reads)."""
+    out = []
+    for i, run in enumerate(runs):
+        h, r = run["h"].dropna(), run["r"].dropna()
+        rng = metric_range(run["key"], r.to_numpy())
+        out.append({"run_id": i + 1, "run": run["name"], "project": run["project"], "status": "ok",
+                    "entropy_key": "h", "finished": True, "range": rng.to_dict(),
+                    "backtests": {f"{c:g}": backtest_of(h, r, c, rng, "auto") for c in cutoffs}})
+    return out
 
 
-def report(title: str, runs: dict, cutoff: float, n_boot: int) -> None:
-    print(f"\n## {title} ({len(runs)} runs, cutoff {cutoff:g})")
-    for label, options in CONFIGS.items():
-        t0 = time.perf_counter()
-        batch = backtest_many(runs, cutoff=cutoff, n_boot=n_boot, **options)
-        dt = time.perf_counter() - t0
-        print(f"\n### {label}  [{dt:.1f} s]")
-        if label == "current":
-            names = list(batch.results[0].baselines) if batch.results else []
-            print(f"{'run':52s} {'observed':>8s} " + " ".join(f"{n:>11s}" for n in names) + "   (error, pt)")
-            for b in batch.results:
-                print(f"{(b.run or '')[:52]:52s} {b.observed_final:8.4f} "
-                      + " ".join(f"{100 * b.baselines[n]['error']:+11.2f}" for n in names))
-        for name, why in batch.skipped.items():
-            print(f"skipped {name}: {why[1]}")
-        s = batch.summary
-        if s is None:
+def report(title: str, runs: list, cutoffs: list[float]) -> None:
+    t0 = time.perf_counter()
+    results = results_of(runs, cutoffs)
+    print(f"\n## {title}: {len(runs)} runs  [{time.perf_counter() - t0:.1f} s]")
+    for c in cutoffs:
+        bt = backtest_at(results, c)
+        if bt.summary is None:
+            print(f"cutoff {c:.0%}: no run could be backtested")
             continue
-        print("MAE (pt): " + "  ".join(f"{k} {100 * v.mae:.2f}" for k, v in s.scores.items())
-              + " | coverage: " + "  ".join(f"{k} {v.coverage:.0%}" for k, v in s.scores.items()))
-        print(s.sentence)
-    errs = oracle(runs, cutoff)
-    print("\n### oracle entropy (law fitted before the cutoff, evaluated at the true final entropy)")
-    for k, v in errs.items():
-        print(f"{k}: MAE {np.mean(np.abs(v)):.2f} pt, bias {np.mean(v):+.2f} pt")
+        sc = bt.summary.scores
+        names = ["headline"] + [m for m in sc if m != "headline"]
+        print(f"cutoff {c:.0%} ({bt.summary.n_runs} runs)  MAE pt (coverage): "
+              + "  ".join(f"{m} {100 * sc[m].mae:.2f} ({_pct(sc[m].coverage)})" for m in names))
+        print(f"    {bt.summary.sentence}")
+        for s in bt.skipped:
+            print(f"    skipped {s['run']}: {s['reason']}")
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v:.0%}"
+
+
+# --------------------------------------------------------------------------------------------- speed
+
+SPEED_SCRIPT = r"""
+import sys, time, numpy as np, pandas as pd
+steps, every, n_runs, new = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "new"
+rng = np.random.default_rng(0)
+def run(seed):
+    r = np.random.default_rng(seed)
+    s = np.arange(1, steps + 1); k = r.uniform(20, 200); a = r.uniform(0.4, 0.9)
+    h = 0.05 + 0.8 * (s / k + 1) ** -a + r.normal(0, 0.01, steps)
+    rs = np.arange(0, steps + 1, every); hr = 0.05 + 0.8 * (rs / k + 1) ** -a
+    v = np.clip(1.1 - 0.35 * np.exp(hr) + r.normal(0, 0.01, len(rs)), 0, 1)
+    return pd.Series(h, index=s, name="actor/entropy"), pd.Series(v, index=rs, name="val-core/x/acc/mean@1")
+keys = pd.DataFrame({"key": ["actor/entropy", "val-core/x/acc/mean@1"], "role": ["entropy", "performance"],
+                     "n": [steps, steps // every + 1], "n_nonfinite": [0, 0], "first_step": [1, 0],
+                     "last_step": [steps, steps]})
+row = {"id": 1, "name": "bench", "keys_seen": list(keys["key"]), "state": "finished", "params": {}}
+runs = [run(i) for i in range(n_runs)]
+if new:
+    from analysis.keys import choose_keys
+    from analysis.run import analyse_run
+    from analysis.settings import RunSettings
+    choice = choose_keys(keys["key"], dict(zip(keys["key"], keys["role"])))
+    f = lambda h, r: analyse_run(row, keys, choice, {h.name: h, r.name: r}, RunSettings())
+else:
+    from entropy_dash.analysis import analyse_run
+    from ingest.keys import choose_keys
+    choice = choose_keys(keys["key"], dict(zip(keys["key"], keys["role"])))
+    def f(h, r):
+        s = pd.concat([pd.DataFrame({"key": x.name, "step": x.index, "value": x.values}) for x in (h, r)])
+        return analyse_run(row, keys, s, choice)
+f(*runs[0])
+t0 = time.process_time()
+for h, r in runs:
+    f(h, r)
+print(n_runs / (time.process_time() - t0))
+"""
+
+
+def speed(quick: bool) -> None:
+    print("\n## speed of the whole per-run analysis (one core, CPU time)")
+    old_tree = _baseline_tree()
+    for steps, every in ((5000, 10), (20000, 50)):
+        n = 10 if quick else 30
+        new = _runs_per_second(ROOT, steps, every, n, "new")
+        old = _runs_per_second(old_tree, steps, every, max(2, n // 10), "old") if old_tree else None
+        vs = f"; first release {old:.2f} runs/s: {new / old:.0f}× faster" if old else ""
+        goal = 20 if steps == 5000 else 5
+        print(f"{steps:,} steps, an evaluation every {every}: {new:.1f} runs/s (goal ≥ {goal}){vs}")
+
+
+def _runs_per_second(tree: Path, steps: int, every: int, n: int, which: str) -> float:
+    out = subprocess.run([sys.executable, "-c", SPEED_SCRIPT, str(steps), str(every), str(n), which],
+                         env={"PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                              "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, check=True, cwd=tree)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _baseline_tree() -> Path | None:
+    tmp = Path(tempfile.mkdtemp(prefix="entropy-dash-baseline-"))
+    try:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", BASELINE], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive.stdout, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        print(f"(the first release's code, commit {BASELINE}, is not available from git: no comparison)")
+        return None
+    return tmp
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cutoff", type=float, default=0.3)
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=240)
-    ap.add_argument("--n-boot", type=int, default=200)
+    ap.add_argument("--cutoff", type=float, action="append", help="cutoff fraction (repeatable; default 0.1 0.2 0.3 0.5)")
+    ap.add_argument("--quick", action="store_true", help="fewer simulated runs and speed repetitions")
+    ap.add_argument("--no-speed", action="store_true")
     args = ap.parse_args()
-    demo, extra = simulated(args.seeds, args.steps)
-    report("demo sweep (simulated GRPO)", demo, args.cutoff, args.n_boot)
-    if extra:
-        report(f"demo sweep × {args.seeds} other seeds", extra, args.cutoff, args.n_boot)
-    if REAL.is_dir():
-        report("real verl console logs", real(), args.cutoff, args.n_boot)
+    cutoffs = args.cutoff or list(CUTOFFS)
+    demo, extra = simulated_sets(args.quick)
+    report("demo sweep (simulated GRPO)", demo, cutoffs)
+    report("more simulated runs (seeds, learning rates, difficulty, noise, entropy bonus)", extra, cutoffs)
+    if SHARED.is_dir():
+        report("real verl runs (3 console logs + the gsm8k TensorBoard run)", real_set(), cutoffs)
     else:
-        print(f"\n(no real logs at {REAL}: skipped)")
+        print(f"\n(no real logs at {SHARED}: skipped)")
+    if not args.no_speed:
+        speed(args.quick)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ nav = st.navigation([
     st.Page(PAGES / "collapse.py", title="Collapse", icon=":material/trending_down:", url_path="collapse"),
     st.Page(PAGES / "ceiling.py", title="Ceiling", icon=":material/show_chart:", url_path="ceiling"),
     st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+    st.Page(PAGES / "backtest.py", title="Backtest", icon=":material/query_stats:", url_path="backtest"),
     st.Page(PAGES / "sources.py", title="Sources", icon=":material/sync:", url_path="sources"),
 ])
 nav.run()

@@ -13,7 +13,7 @@ from dashboard import data
 from dashboard.text import md_text, run_label
 from db import Store
 
-FIX_NOT_ANALYSED = "`entropy-dash fit --db {url}` analyses them (ingest does it too)."
+FIX_NOT_ANALYSED = "`entropy-dash analyse --db {url}` analyses and stores them (ingest does it too)."
 FIX_NO_ENTROPY = ("it logs no policy-entropy metric. Log one (verl `actor/entropy`, TRL/OpenRLHF `entropy`) and "
                   "re-run `entropy-dash ingest …`, or name the key with `entropy_key` in the source's options; "
                   "`entropy-dash runs` lists the keys each run has.")
@@ -28,6 +28,11 @@ class Context:
     version: tuple
     results: list[dict[str, Any]]
     runs: pd.DataFrame
+
+    @property
+    def fits(self) -> dict[int, dict[str, Any]]:
+        """``fit --json`` per run id (bounded ceilings, benchmarks, live forecast, the 30% backtest)."""
+        return data.fit_doc(self.url, self.version)
 
     @property
     def by_id(self) -> dict[int, dict[str, Any]]:
@@ -78,6 +83,9 @@ def why_unfit(result: dict[str, Any]) -> str:
         return FIX_NO_ENTROPY
     if result.get("performance_key") is None or "no performance" in reason:
         return FIX_NO_PERFORMANCE
+    if result.get("status") == "degenerate":
+        return (f"{reason}. A ceiling fitted to such a series would mislead, so none is shown"
+                + ("; more evaluations (a smaller `test_freq`) fix this." if "too few" in reason else "."))
     return (f"the law could not be fitted: {reason}. The fit needs at least 3 evaluations paired with entropy "
             "and some spread in entropy; more evaluations (a smaller `test_freq`) fix most of these.")
 

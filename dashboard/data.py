@@ -58,9 +58,33 @@ def version(store: Store) -> tuple:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def results(url: str, version: tuple) -> list[dict[str, Any]]:
-    from analysis.pipeline import load_results
+    """Every run's analysis: stored when fresh, computed in memory when stale (pages never write)."""
+    from analysis.pipeline import current_results
 
-    return load_results(_open(url))
+    return current_results(_open(url))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def fit_doc(url: str, version: tuple) -> dict[int, dict[str, Any]]:
+    """``fit --json`` per run id: bounded ceilings, benchmarks, the live forecast with its track record."""
+    from analysis.payloads import fit_payload
+
+    return {int(r["run_id"]): r for r in fit_payload(_open(url), results(url, version))}
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def backtest_doc(url: str, version: tuple) -> dict[str, Any]:
+    """``backtest --json`` at every stored cutoff (10, 20, 30, 50%)."""
+    return backtest_doc_for(url, version, None)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def backtest_doc_for(url: str, version: tuple, project: str | None) -> dict[str, Any]:
+    """``backtest --json`` over the runs of one experiment/project (all runs when None)."""
+    from analysis.payloads import backtest_payload
+
+    res = [r for r in results(url, version) if project is None or r.get("project") == project]
+    return backtest_payload(_open(url), res)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -112,35 +136,19 @@ def run_arrays(url: str, run_id: int, run_version: int, entropy_key: str,
     return out[0], out[1]
 
 
-@st.cache_data(show_spinner="re-running the backtest…", max_entries=128)
-def backtest_at(url: str, run_id: int, run_version: int, entropy_key: str, performance_key: str,
-                cutoff: float, run: str) -> dict[str, Any]:
-    """``analysis.pipeline.run_backtest`` at another cutoff (same protocol as the stored one)."""
-    from analysis.pipeline import run_backtest
-
-    h, r = run_arrays(url, run_id, run_version, entropy_key, performance_key)
-    return run_backtest(h, r, cutoff, run)
-
-
 @st.cache_data(show_spinner=False, max_entries=128)
-def forecast_at(url: str, run_id: int, run_version: int, entropy_key: str, performance_key: str,
-                cutoff: float) -> dict[str, Any]:
-    """The forecast paths behind a backtest (law method band and the baselines) at ``cutoff``."""
-    from analysis.pipeline import metric_bounds, model_curves
-    from models.backtest import cutoff_step_of
-    from models.errors import FitError
-    from models.forecast import forecast
+def headline_path(url: str, run_id: int, run_version: int, result: dict[str, Any],
+                  headline: dict[str, Any]) -> dict[str, Any] | None:
+    """The headline forecast as a path with its band (``analysis.forecasting.headline_path``) for one run's
+    live forecast (``headline`` from ``fit_doc``) or backtest row (from ``backtest_doc``)."""
+    from analysis.forecasting import headline_path as path_of
+    from analysis.run import warmup_mode
+    from models.metric_range import MetricRange
 
-    h, r = model_curves(*run_arrays(url, run_id, run_version, entropy_key, performance_key))
-    try:
-        cstep = cutoff_step_of(h.index.to_numpy(), r.index.to_numpy(), cutoff)
-        horizon = r.index.to_numpy()[r.index.to_numpy() > cstep]
-        if horizon.size == 0:
-            raise FitError(f"no evaluation after the cutoff step {cstep:.0f}", "nothing_after_cutoff")
-        fc = forecast(h.index.to_numpy(), h.to_numpy(), r.index.to_numpy(), r.to_numpy(), cutoff_step=cstep,
-                      horizon_steps=horizon, bounds=metric_bounds(r))
-    except FitError as exc:
-        return {"error": str(exc), "cause": exc.cause}
-    d = fc.to_dict()
-    d["cutoff_step_exact"] = cstep
-    return d
+    h, r = run_arrays(url, run_id, run_version, result["entropy_key"], result["performance_key"])
+    live = "horizon_step" in headline
+    start = float(headline["from_step"] if live else headline["cutoff_step"])
+    end = float(headline["horizon_step"] if live else np.mean(headline["final_steps"]))
+    return path_of(h, r, cutoff_step=start, end_step=end, rng=MetricRange.from_dict(result.get("range")),
+                   warmup=warmup_mode(result), weights=headline["weights"], final=headline["predicted_final"],
+                   interval=headline["interval"])

@@ -26,8 +26,11 @@ def law_from_result(law: Mapping[str, Any]) -> LawFit:
     return LawFit(**{k: law[k] for k in fields if k in law})
 
 
-def ceiling_figure(pairs: pd.DataFrame, law: Mapping[str, Any], run: str, run_id: int = 0) -> go.Figure:
-    """R vs H: the paired points, the fitted law with its confidence band, and the ceiling at H = 0."""
+def ceiling_figure(pairs: pd.DataFrame, law: Mapping[str, Any], run: str, run_id: int = 0,
+                   excluded: pd.DataFrame | None = None) -> go.Figure:
+    """R vs H: the paired points, the fitted law with its confidence band, and the ceiling at H = 0 (bounded to
+    the metric's range; the law's own b − a named when it leaves it). ``excluded``: warm-up pairs, drawn
+    apart and not part of the fit."""
     fit = law_from_result(law)
     color = run_color(run_id)
     h_hi = max(float(pairs["entropy"].max()) if len(pairs) else fit.h_max, fit.h_max) * 1.05
@@ -45,12 +48,20 @@ def ceiling_figure(pairs: pd.DataFrame, law: Mapping[str, Any], run: str, run_id
         x=pairs["entropy"], y=pairs["performance"], mode="markers", marker={"color": color, "size": 7},
         name=f"{name} (n={len(pairs)})", customdata=pairs[["step"]].to_numpy(), meta=name,
         hovertemplate="run: %{meta}<br>step %{customdata[0]}<br>H %{x:.4f}<br>R %{y:.4f}<extra></extra>"))
+    if excluded is not None and len(excluded):
+        fig.add_trace(go.Scatter(
+            x=excluded["entropy"], y=excluded["performance"], mode="markers",
+            marker={"color": "#9a9a9a", "size": 9, "symbol": "x"}, name=f"warm-up, excluded from the fit "
+            f"(n={len(excluded)})", customdata=excluded[["step"]].to_numpy(),
+            hovertemplate="excluded (warm-up)<br>step %{customdata[0]}<br>H %{x:.4f}<br>R %{y:.4f}<extra></extra>"))
+    c, c_lo, c_hi = law["ceiling"], law["ceiling_lo"], law["ceiling_hi"]  # bounded to the metric's range
+    raw = law.get("ceiling_raw", c)
+    beyond = f"; the law's own b − a = {raw:.3f} leaves the range" if abs(raw - c) > 1e-12 else ""
     fig.add_trace(go.Scatter(
-        x=[0.0], y=[fit.ceiling], mode="markers", marker={"symbol": "star", "size": 14, "color": "black"},
-        error_y={"type": "data", "symmetric": False, "array": [fit.ceiling_hi - fit.ceiling],
-                 "arrayminus": [fit.ceiling - fit.ceiling_lo], "color": "black"},
-        name=f"ceiling R(H=0) = {fit.ceiling:.3f} [{fit.ceiling_lo:.3f}, {fit.ceiling_hi:.3f}]",
-        hovertemplate=f"ceiling %{{y:.4f}}<br>{pct}% CI {fit.ceiling_lo:.4f} – {fit.ceiling_hi:.4f}<extra></extra>"))
+        x=[0.0], y=[c], mode="markers", marker={"symbol": "star", "size": 14, "color": "black"},
+        error_y={"type": "data", "symmetric": False, "array": [c_hi - c], "arrayminus": [c - c_lo], "color": "black"},
+        name=f"ceiling R(H=0) = {c:.3f} [{c_lo:.3f}, {c_hi:.3f}]{beyond}",
+        hovertemplate=f"ceiling %{{y:.4f}}<br>{pct}% CI {c_lo:.4f} – {c_hi:.4f}{beyond}<extra></extra>"))
     fig.update_layout(xaxis_title="entropy H", yaxis_title="performance R", legend={"orientation": "h", "y": -0.2},
                       margin={"t": 30}, height=460)
     return fig
@@ -86,64 +97,69 @@ def residuals_figure(pairs: pd.DataFrame, law: Mapping[str, Any], run: str, run_
     return fig
 
 
-def forecast_figure(perf: pd.Series, fc: Mapping[str, Any] | None, law: Mapping[str, Any] | None, run: str,
-                    run_id: int = 0, *, cutoff_step: float | None = None,
-                    backtest: Mapping[str, Any] | None = None) -> go.Figure:
-    """R vs step: every evaluation, the cutoff, the law forecast after it with its prediction band, the
-    baselines' forecasts (thin), the predicted vs observed final mean, and the ceiling with its interval."""
+def forecast_figure(perf: pd.Series, law: Mapping[str, Any] | None, run: str, run_id: int = 0, *,
+                    path: Mapping[str, Any] | None = None, cutoff_step: float | None = None,
+                    backtest: Mapping[str, Any] | None = None, live: Mapping[str, Any] | None = None,
+                    excluded_steps: tuple[int, ...] | list[int] = ()) -> go.Figure:
+    """R vs step: every evaluation (warm-up ones marked as excluded), the ceiling with its interval, the
+    headline forecast from ``cutoff_step`` as a path with its band (``analysis.forecasting.headline_path``),
+    and either the backtest's predicted vs observed final score or the live forecast at the planned end."""
     color = run_color(run_id)
     name = plotly_text(run)
     fig = go.Figure()
     steps = perf.index.to_numpy(dtype=float)
+    end = float(live["horizon_step"]) if live else (float(steps.max()) if steps.size else 0.0)
     if law and steps.size:
-        x0, x1 = float(steps.min()), float(steps.max())
-        fig.add_trace(go.Scatter(x=[x0, x1, x1, x0], y=[law["ceiling_hi"]] * 2 + [law["ceiling_lo"]] * 2, fill="toself",
-                                 mode="none", fillcolor="rgba(0,0,0,0.08)", hoverinfo="skip",
-                                 name=f"ceiling 95% CI [{law['ceiling_lo']:.3f}, {law['ceiling_hi']:.3f}] (whole run)"))
-        fig.add_trace(go.Scatter(x=[x0, x1], y=[law["ceiling"]] * 2, mode="lines",
-                                 line={"color": "black", "dash": "dash"}, name=f"ceiling {law['ceiling']:.3f} (whole run)",
+        x0 = float(steps.min())
+        fig.add_trace(go.Scatter(x=[x0, end, end, x0], y=[law["ceiling_hi"]] * 2 + [law["ceiling_lo"]] * 2,
+                                 fill="toself", mode="none", fillcolor="rgba(0,0,0,0.08)", hoverinfo="skip",
+                                 name=f"ceiling 95% CI [{law['ceiling_lo']:.3f}, {law['ceiling_hi']:.3f}]"))
+        fig.add_trace(go.Scatter(x=[x0, end], y=[law["ceiling"]] * 2, mode="lines",
+                                 line={"color": "black", "dash": "dash"}, name=f"ceiling {law['ceiling']:.3f}",
                                  hovertemplate="ceiling %{y:.4f}<extra></extra>"))
-    if fc and "cause" not in fc:
-        m = fc["methods"]["law"]
-        fs = np.asarray(fc["steps"], dtype=float)
-        fig.add_trace(go.Scatter(x=np.r_[fs, fs[::-1]], y=np.r_[m["hi"], m["lo"][::-1]], fill="toself", mode="none",
-                                 fillcolor=with_alpha(color, 0.18), hoverinfo="skip",
-                                 name=f"law forecast {round(fc.get('confidence', 0.95) * 100)}% prediction band"))
-        fig.add_trace(go.Scatter(x=fs, y=m["mean"], mode="lines", line={"color": color, "dash": "dash", "width": 2},
-                                 name="law forecast (entropy decay → law)",
-                                 hovertemplate="law forecast<br>step %{x}<br>R %{y:.4f}<extra></extra>"))
-        for method, dash in (("saturating", "dot"), ("last_value", "dashdot"), ("combined", "longdash")):
-            if method in fc["methods"]:
-                mm = fc["methods"][method]
-                fig.add_trace(go.Scatter(x=fs, y=mm["mean"], mode="lines", line={"color": "grey", "dash": dash, "width": 1},
-                                         name=f"{method} baseline", visible="legendonly" if method == "combined" else True,
-                                         hovertemplate=f"{method}<br>step %{{x}}<br>R %{{y:.4f}}<extra></extra>"))
-        if fc.get("ceiling") is not None and fs.size:
-            lo, hi = fc.get("ceiling_interval") or (None, None)
-            fig.add_trace(go.Scatter(x=[fs.min(), fs.max()], y=[fc["ceiling"]] * 2, mode="lines",
-                                     line={"color": color, "dash": "dot", "width": 1},
-                                     name=f"ceiling from the cutoff {fc['ceiling']:.3f}"
-                                          + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""),
-                                     hovertemplate="ceiling from the cutoff %{y:.4f}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=steps, y=perf.to_numpy(), mode="markers+lines" if steps.size <= 300 else "lines",
-                             line={"color": color, "width": 1}, marker={"color": color, "size": 5}, name=name,
-                             meta=name, hovertemplate="run: %{meta}<br>step %{x}<br>R %{y:.4f}<extra></extra>"))
-    if backtest and "cause" not in backtest and backtest.get("final_steps"):
+    if path is not None:
+        ps = np.asarray(path["steps"], dtype=float)
+        fig.add_trace(go.Scatter(x=np.r_[ps, ps[::-1]], y=np.r_[path["hi"], np.asarray(path["lo"])[::-1]],
+                                 fill="toself", mode="none", fillcolor=with_alpha(color, 0.18), hoverinfo="skip",
+                                 name="headline 95% interval (calibrated at the end)"))
+        label = (live or backtest or {}).get("label", "headline")
+        fig.add_trace(go.Scatter(x=ps, y=path["path"], mode="lines", line={"color": color, "dash": "dash", "width": 2},
+                                 name=f"headline forecast ({plotly_text(label)})",
+                                 hovertemplate="headline forecast<br>step %{x:.0f}<br>R %{y:.4f}<extra></extra>"))
+    warm = np.isin(perf.index.to_numpy(), np.asarray(list(excluded_steps), dtype=perf.index.dtype))
+    fig.add_trace(go.Scatter(x=steps[~warm], y=perf.to_numpy()[~warm], mode="markers+lines" if steps.size <= 300
+                             else "lines", line={"color": color, "width": 1}, marker={"color": color, "size": 5},
+                             name=name, meta=name, hovertemplate="run: %{meta}<br>step %{x}<br>R %{y:.4f}<extra></extra>"))
+    if warm.any():
+        fig.add_trace(go.Scatter(x=steps[warm], y=perf.to_numpy()[warm], mode="markers",
+                                 marker={"color": "#9a9a9a", "size": 9, "symbol": "x"},
+                                 name="warm-up evaluations (excluded from the law)",
+                                 hovertemplate="excluded (warm-up)<br>step %{x}<br>R %{y:.4f}<extra></extra>"))
+    if backtest and backtest.get("final_steps"):
         fsx = float(np.mean(backtest["final_steps"]))
-        lo, hi = backtest["interval"]
-        fig.add_trace(go.Scatter(x=[fsx], y=[backtest["predicted_final"]], mode="markers",
-                                 marker={"symbol": "diamond", "size": 12, "color": color, "line": {"color": "black", "width": 1}},
-                                 error_y={"type": "data", "symmetric": False, "array": [hi - backtest["predicted_final"]],
-                                          "arrayminus": [backtest["predicted_final"] - lo]},
-                                 name=f"predicted final mean {backtest['predicted_final']:.3f} [{lo:.3f}, {hi:.3f}]",
-                                 hovertemplate="predicted mean of the last evaluations %{y:.4f}<extra></extra>"))
+        _final_marker(fig, fsx, backtest["predicted_final"], backtest["interval"], color, "predicted final mean")
         fig.add_trace(go.Scatter(x=[fsx], y=[backtest["observed_final"]], mode="markers",
                                  marker={"symbol": "circle-open", "size": 14, "color": "black", "line": {"width": 2}},
                                  name=f"observed final mean {backtest['observed_final']:.3f}",
                                  hovertemplate="observed mean of the last evaluations %{y:.4f}<extra></extra>"))
+    if live:
+        _final_marker(fig, end, live["predicted_final"], live["interval"], color,
+                      f"forecast at the planned end (step {int(end)})")
+        fig.add_vline(x=end, line={"color": "grey", "width": 1, "dash": "dot"},
+                      annotation_text=f"planned end, step {int(end)}", annotation_position="top right")
     if cutoff_step is not None:
         fig.add_vline(x=cutoff_step, line={"color": "black", "width": 1},
-                      annotation_text=f"cutoff step {cutoff_step:.0f}", annotation_position="top left")
+                      annotation_text=(f"now: step {cutoff_step:.0f}" if live else f"cutoff step {cutoff_step:.0f}"),
+                      annotation_position="top left")
     fig.update_layout(xaxis_title="step", yaxis_title="performance R", height=460, margin={"t": 30},
                       legend={"orientation": "h", "y": -0.2})
     return fig
+
+
+def _final_marker(fig: go.Figure, x: float, y: float, interval: Any, color: str, what: str) -> None:
+    lo, hi = interval
+    fig.add_trace(go.Scatter(x=[x], y=[y], mode="markers",
+                             marker={"symbol": "diamond", "size": 12, "color": color, "line": {"color": "black", "width": 1}},
+                             error_y={"type": "data", "symmetric": False, "array": [hi - y], "arrayminus": [y - lo]},
+                             name=f"{what} {y:.3f} [{lo:.3f}, {hi:.3f}]",
+                             hovertemplate=f"{what} %{{y:.4f}}<br>95% interval {lo:.4f} – {hi:.4f}<extra></extra>"))

@@ -61,38 +61,54 @@ def collapse_text(collapse: Mapping[str, Any] | None) -> str:
     return f"{verdict} (floor at step {proj:.0f})" if proj is not None and collapse.get("alarm") else verdict
 
 
-def backtest_of(result: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The stored backtest when it was computed successfully, else None."""
-    bt = result.get("backtest")
-    return bt if isinstance(bt, Mapping) and "cause" not in bt and bt.get("error") is not None else None
+def backtest_of(fit: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The 30% backtest of a run's ``fit --json`` row when it could be made, else None."""
+    bt = (fit or {}).get("backtest")
+    return bt if isinstance(bt, Mapping) and bt.get("error") is not None else None
 
 
-def backtest_text(result: Mapping[str, Any]) -> str:
-    """The run's track record in words: the stored backtest's error, why there is none, or 'no backtest yet'."""
-    bt = result.get("backtest")
+def backtest_text(fit: Mapping[str, Any] | None) -> str:
+    """The run's track record in words: the headline's backtest error at 30%, or why there is none."""
+    bt = (fit or {}).get("backtest")
     if not bt:
         return "no backtest yet"
-    if "cause" in bt:
-        return f"no backtest: {bt.get('cause')}"
-    cut = _num(bt.get("cutoff"))
-    return (f"{bt['error']:+.4f} ({bt.get('method', 'law')} from first {cut:.0%}: predicted "
-            f"{bt['predicted_final']:.4f}, observed {bt['observed_final']:.4f})") if cut is not None else f"{bt['error']:+.4f}"
+    if bt.get("error") is None:
+        return f"no backtest: {bt.get('reason')}"
+    return (f"{bt['error']:+.4f} (headline from the first {bt['cutoff']:.0%}: predicted {bt['predicted_final']:.4f}, "
+            f"observed {bt['observed_final']:.4f})")
 
 
-def runs_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per analysed run: metadata, H first→last, R best/last, a, b, ceiling ± CI, headroom, stage,
-    collapse verdict and backtest error (the ceiling's track record)."""
+def forecast_text(fit: Mapping[str, Any] | None) -> str:
+    """A live run's forecast at its planned end with interval, method and track record, or why there is none."""
+    fc = (fit or {}).get("forecast")
+    if not fc:
+        return str((fit or {}).get("forecast_reason") or "–")
+    record = (f"; backtest MAE {100 * fc['backtest_mae']:.2f} pt on {fc['backtest_n']} finished runs"
+              if fc.get("backtest_mae") is not None else "; no finished runs to learn from yet")
+    return (f"{fc['predicted_final']:.3f} [{fc['interval'][0]:.3f}, {fc['interval'][1]:.3f}] at step "
+            f"{fc['horizon_step']} ({fc['label']}{record})")
+
+
+def runs_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame | None = None,
+               fits: Mapping[int, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """One row per analysed run: metadata, state, H first→last, R best/last, a, b, ceiling ± CI (bounded to the
+    metric's range), headroom, warm-up excluded, stage, collapse, the live forecast at the planned end with
+    its interval and track record, and the backtest error (the ceiling's track record)."""
     meta = runs.set_index("id") if runs is not None and not runs.empty else None
+    fits = fits or {}
     rows = []
     for r in results:
         law = r.get("law") or {}
         info = meta.loc[r["run_id"]] if meta is not None and r["run_id"] in meta.index else None
-        bt = backtest_of(r)
+        fit = fits.get(int(r["run_id"]))
+        bt = backtest_of(fit)
+        fc = (fit or {}).get("forecast") or {}
         ci = (law["ceiling_hi"] - law["ceiling_lo"]) / 2 if law and _num(law.get("ceiling_hi")) is not None \
             and _num(law.get("ceiling_lo")) is not None else None
         rows.append({
             "id": int(r["run_id"]),
             "run": str(r["run"]),
+            "state": r.get("progress") or "–",
             "project": None if info is None else info.get("project"),
             "model": None if info is None else info.get("model"),
             "algorithm": None if info is None else info.get("algorithm"),
@@ -108,10 +124,16 @@ def runs_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame | None =
             "headroom": _num(r.get("headroom")),
             "R²": _num(law.get("r2")),
             "n pairs": law.get("n"),
+            "warm-up excluded": len(r.get("excluded_steps") or []),
+            "benchmarks": len(r.get("benchmarks") or []),
+            "forecast": _num(fc.get("predicted_final")),
+            "forecast interval": (f"{fc['interval'][0]:.3f}–{fc['interval'][1]:.3f}" if fc else ""),
+            "forecast method": fc.get("label", ""),
+            "forecast backtest MAE": _num(fc.get("backtest_mae")),
             "stage": stage_text(r.get("stage")),
             "collapse": collapse_text(r.get("collapse")),
             "backtest error": _num(bt["error"]) if bt else None,
-            "backtest": backtest_text(r),
+            "backtest": backtest_text(fit),
             "status": "ok" if r["status"] == "ok" else f"{r['status']}: {r['reason']}",
         })
     return pd.DataFrame(rows)
@@ -146,7 +168,8 @@ def filter_runs(table: pd.DataFrame, runs: pd.DataFrame, *, projects: Iterable[s
     return table[keep].reset_index(drop=True)
 
 
-def ceiling_lift_table(results: Sequence[Mapping[str, Any]], baseline_id: int) -> pd.DataFrame:
+def ceiling_lift_table(results: Sequence[Mapping[str, Any]], baseline_id: int,
+                       fits: Mapping[int, Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """Ceiling of each fitted run minus the baseline run's, with a 95% interval for the difference.
 
     The two fits are independent, so se(lift) = √(se_run² + se_base²); the interval uses the normal quantile
@@ -160,18 +183,20 @@ def ceiling_lift_table(results: Sequence[Mapping[str, Any]], baseline_id: int) -
         law = r["law"]
         lift = law["ceiling"] - base["ceiling"]
         se = math.hypot(law.get("ceiling_se") or 0.0, base.get("ceiling_se") or 0.0)
-        bt = backtest_of(r)
+        fit = (fits or {}).get(run_id)
+        bt = backtest_of(fit)
         rows.append({"id": run_id, "run": str(r["run"]), "baseline": run_id == baseline_id,
                      "ceiling": law["ceiling"], "ceiling_lo": law["ceiling_lo"], "ceiling_hi": law["ceiling_hi"],
                      "lift": lift, "lift_lo": lift - Z95 * se, "lift_hi": lift + Z95 * se,
                      "lift clear of 0": bool(run_id != baseline_id and (lift - Z95 * se > 0 or lift + Z95 * se < 0)),
                      "n pairs": law.get("n"), "backtest error": _num(bt["error"]) if bt else None,
-                     "backtest": backtest_text(r)})
+                     "backtest": backtest_text(fit)})
     return pd.DataFrame(rows)
 
 
 def coefficients_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame | None,
-                       sizes: Mapping[int, float | None]) -> pd.DataFrame:
+                       sizes: Mapping[int, float | None],
+                       fits: Mapping[int, Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """a, b, ceiling (with standard errors and interval), model size and backtest error per fitted run."""
     meta = runs.set_index("id") if runs is not None and not runs.empty else None
     rows = []
@@ -180,7 +205,8 @@ def coefficients_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame 
         if not law:
             continue
         info = meta.loc[r["run_id"]] if meta is not None and r["run_id"] in meta.index else None
-        bt = backtest_of(r)
+        fit = (fits or {}).get(int(r["run_id"]))
+        bt = backtest_of(fit)
         rows.append({"id": int(r["run_id"]), "run": str(r["run"]),
                      "model": None if info is None else info.get("model"),
                      "algorithm": None if info is None else info.get("algorithm"),
@@ -188,19 +214,22 @@ def coefficients_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame 
                      "a": law["a"], "a se": law["a_se"], "b": law["b"], "b se": law["b_se"],
                      "ceiling": law["ceiling"], "ceiling_lo": law["ceiling_lo"], "ceiling_hi": law["ceiling_hi"],
                      "R²": law["r2"], "n pairs": law["n"],
-                     "backtest error": _num(bt["error"]) if bt else None, "backtest": backtest_text(r)})
+                     "backtest error": _num(bt["error"]) if bt else None, "backtest": backtest_text(fit)})
     return pd.DataFrame(rows)
 
 
-def baselines_table(bt: Mapping[str, Any]) -> pd.DataFrame:
-    """Every forecast method of one backtest: predicted final, interval, error, whether it covered."""
-    obs = bt["observed_final"]
-    rows = []
-    for name, m in (bt.get("baselines") or {}).items():
+def baselines_table(row: Mapping[str, Any]) -> pd.DataFrame:
+    """The headline and every method of one run's backtest row: predicted final, interval, error, covered, and
+    the headline's weight on each method."""
+    obs = row["observed_final"]
+    rows = [{"method": "headline (" + str(row.get("label", "stacked")) + ")", "weight": None,
+             "predicted": row["predicted_final"], "interval lo": row["interval"][0], "interval hi": row["interval"][1],
+             "observed": obs, "error": row["error"], "covered": bool(row["covered"])}]
+    for name, m in (row.get("baselines") or {}).items():
         lo, hi = (m.get("interval") or [None, None])[:2]
-        rows.append({"method": name, "headline": name == bt.get("method"), "predicted": m.get("predicted"),
-                     "interval lo": lo, "interval hi": hi, "observed": obs, "error": m.get("error"),
-                     "covered": bool(lo is not None and hi is not None and lo <= obs <= hi)})
+        rows.append({"method": name, "weight": (row.get("weights") or {}).get(name, 0.0),
+                     "predicted": m.get("predicted"), "interval lo": lo, "interval hi": hi, "observed": obs,
+                     "error": m.get("error"), "covered": bool(m.get("covered"))})
     return pd.DataFrame(rows)
 
 

@@ -29,6 +29,31 @@ def upgrade(engine: Engine) -> None:
         raise StoreError(f"cannot create or upgrade the schema at {engine.url!r}: {exc.orig}") from exc
 
 
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return str(ScriptDirectory.from_config(alembic_config_path_only()).get_current_head())
+
+
+def alembic_config_path_only() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The store's alembic revision (None when it has none)."""
+    from sqlalchemy import text
+
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except OperationalError:
+        return None
+    except Exception:  # noqa: BLE001 - e.g. a ProgrammingError on PostgreSQL: no such table
+        return None
+
+
 def is_initialised(engine: Engine) -> bool:
     try:
         return inspect(engine).has_table("metric_points")

@@ -132,6 +132,29 @@ def run_state(status: str | None) -> str:
     return _STATE_WORDS.get(str(status or "").strip().lower(), "unknown")
 
 
+#: parameters that state a run's planned number of steps, most explicit first (names compared with "/" for
+#: any of "/", "." separators): verl (its config as flattened MLflow params / W&B config), TRL / transformers
+PLANNED_STEP_PARAMS = ("trainer/total_training_steps", "actor_rollout_ref/actor/optim/total_training_steps",
+                       "max_steps", "total_training_steps", "num_training_steps", "total_steps")
+
+
+def planned_length(params: Mapping[str, Any] | None) -> tuple[int | None, str | None]:
+    """The planned number of steps a run's params state, and the param that said it; (None, None) when none
+    does (verl leaves ``total_training_steps`` unset or −1 unless the user sets it; transformers' ``max_steps``
+    is −1 when training is by epochs)."""
+    norm = {str(k).replace(".", "/").lower(): (k, v) for k, v in (params or {}).items()}
+    for want in PLANNED_STEP_PARAMS:
+        for name, (orig, value) in norm.items():
+            if name == want or name.endswith("/" + want):
+                try:
+                    n = int(float(str(value)))
+                except (TypeError, ValueError):
+                    continue
+                if n > 0:
+                    return n, f"param {orig}"
+    return None, None
+
+
 def _is_number(v: Any) -> bool:
     if v is None or isinstance(v, str | bytes | bool):
         return False

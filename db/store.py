@@ -24,8 +24,8 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from db import schema as t
 from db.engine import make_engine
 from db.errors import StoreError
-from db.migrate import is_initialised, upgrade
-from db.records import RunData
+from db.migrate import current_revision, head_revision, is_initialised, upgrade
+from db.records import RunData, RunInfo, planned_length
 
 POINT_BATCH = 5_000
 
@@ -61,6 +61,14 @@ class Store:
                 f"no entropy-dash database at {engine.url.render_as_string(hide_password=True)}: "
                 "run `entropy-dash init` (or an ingest) first"
             )
+        else:
+            have, want = current_revision(engine), head_revision()
+            if have != want:
+                raise StoreError(
+                    f"the store at {engine.url.render_as_string(hide_password=True)} has schema revision {have}, "
+                    f"this version of entropy-dash needs {want}: run `entropy-dash init` (with a role that may "
+                    "alter the schema) to upgrade it"
+                )
         return cls(engine)
 
     @property
@@ -90,6 +98,13 @@ class Store:
                 conn.execute(update(t.sources).where(t.sources.c.id == sid).values(options=merged))
             return int(sid)
 
+    def source_options(self, kind: str, uri: str) -> dict[str, Any] | None:
+        """The stored options of source (kind, uri), None when there is no such source."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.sources.c.options).where(t.sources.c.kind == kind,
+                                                                 t.sources.c.uri == uri)).first()
+        return None if row is None else dict(row[0] or {})
+
     def run_ids_of_source(self, source_id: int) -> list[int]:
         with self.engine.connect() as conn:
             return [int(i) for i in conn.execute(select(t.runs.c.id).where(t.runs.c.source_id == source_id)
@@ -113,8 +128,7 @@ class Store:
             "started_at": info.started_at,
             "updated_at": info.updated_at,
             "state": info.state,
-            "planned_steps": info.planned_steps,
-            "planned_from": info.planned_from,
+            **_planned(info),
         }
         stmt = self._insert(t.runs).values(source_id=source_id, external_id=info.external_id, **values)
         conn.execute(stmt.on_conflict_do_update(index_elements=["source_id", "external_id"], set_=values))
@@ -156,7 +170,10 @@ class Store:
         """
         with self._writer() as conn, conn.begin():
             run_id, version = self._upsert_run(conn, source_id, data)
-            ids = self.key_ids({s.key: roles.get(s.key, "other") for s in data.series}, conn)
+            # every key the source saw gets its row and role (analysis tells recognised from unrecognised
+            # keys by it, fetched or not)
+            seen = dict.fromkeys([*data.all_keys(), *(s.key for s in data.series)])
+            ids = self.key_ids({k: roles.get(k, "other") for k in seen}, conn)
             frames = []
             for s in data.series:
                 if len(s):
@@ -368,6 +385,14 @@ class Store:
             raw.close()
         return np.array(rows, dtype=float).reshape(-1, 3)  # None → NaN
 
+    def key_roles(self, names: Sequence[str] | None = None) -> dict[str, str]:
+        """Stored role of each metric key (of ``names``, or all)."""
+        q = select(t.metric_keys.c.name, t.metric_keys.c.role)
+        if names is not None:
+            q = q.where(t.metric_keys.c.name.in_(list(names)))
+        with self.engine.connect() as conn:
+            return {name: role for name, role in conn.execute(q)}
+
     def key_ids_known(self, names: Sequence[str]) -> dict[str, int]:
         """Ids of the given metric keys that exist (nothing is created)."""
         with self.engine.connect() as conn:
@@ -395,18 +420,21 @@ class Store:
         kind: str,
         data_version: int,
         result: Mapping[str, Any],
-        columns: Mapping[str, float | int | None] | None = None,
+        columns: Mapping[str, Any] | None = None,
     ) -> None:
-        cols = {k: _num(v) for k, v in (columns or {}).items()}
-        values = {
-            "computed_at": _now(),
-            "data_version": data_version,
-            "result": _jsonable(result),
-            **cols,
-        }
-        ins = self._insert(t.analyses).values(run_id=run_id, kind=kind, **values)
+        self.save_analyses([(run_id, kind, data_version, result, columns or {})])
+
+    def save_analyses(self, items: Sequence[tuple[int, str, int, Mapping[str, Any], Mapping[str, Any]]]) -> None:
+        """Upsert analyses rows (run_id, kind, data_version, result, key columns) in one transaction; numeric
+        columns are stored as plain numbers (None for non-finite), text columns as given."""
+        if not items:
+            return
         with self._writer() as conn, conn.begin():
-            conn.execute(ins.on_conflict_do_update(index_elements=["run_id", "kind"], set_=values))
+            for run_id, kind, data_version, result, columns in items:
+                cols = {k: (v if isinstance(v, str) else _num(v)) for k, v in columns.items()}
+                values = {"computed_at": _now(), "data_version": data_version, "result": _jsonable(result), **cols}
+                ins = self._insert(t.analyses).values(run_id=run_id, kind=kind, **values)
+                conn.execute(ins.on_conflict_do_update(index_elements=["run_id", "kind"], set_=values))
 
     def analyses_frame(self, kind: str | None = None, run_ids: Sequence[int] | None = None) -> pd.DataFrame:
         q = select(t.analyses).order_by(t.analyses.c.run_id)
@@ -416,13 +444,15 @@ class Store:
             q = q.where(t.analyses.c.run_id.in_([int(i) for i in run_ids]))
         return self._frame(q)
 
-    def stale_runs(self, kind: str) -> list[int]:
-        """Runs whose analysis of ``kind`` is missing or older than their points."""
+    def stale_runs(self, kind: str, analysis_version: int) -> list[int]:
+        """Runs whose analysis of ``kind`` is missing, older than their points, or made by another version of
+        the analysis code."""
         a = t.analyses
         q = (
             select(t.runs.c.id)
             .join(a, and_(a.c.run_id == t.runs.c.id, a.c.kind == kind), isouter=True)
-            .where((a.c.id.is_(None)) | (a.c.data_version != t.runs.c.data_version))
+            .where((a.c.id.is_(None)) | (a.c.data_version != t.runs.c.data_version)
+                   | (a.c.analysis_version != analysis_version))
             .order_by(t.runs.c.id)
         )
         with self.engine.connect() as conn:
@@ -439,6 +469,12 @@ class Store:
             raise StoreError(f"cannot read the store at {self.url}: {exc.orig}") from exc
         except SQLAlchemyError as exc:  # pragma: no cover - unexpected driver errors keep their type
             raise StoreError(f"store error at {self.url}: {exc}") from exc
+
+
+def _planned(info: RunInfo) -> dict[str, Any]:
+    """The run's planned length as the source set it, else as its params state it."""
+    steps, origin = (info.planned_steps, info.planned_from) if info.planned_steps else planned_length(info.params)
+    return {"planned_steps": steps, "planned_from": origin}
 
 
 def _nullable(arr: np.ndarray) -> list[float | None]:

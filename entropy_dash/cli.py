@@ -17,7 +17,7 @@ from entropy_dash.errors import EXIT_USER_ERROR, USER_ERRORS
 
 #: command name → "module:function" (imported only when the command runs, so `--help` stays fast)
 COMMANDS = {
-    "init": "ingest:cmd_init", "ingest": "ingest:cmd_ingest",
+    "init": "ingest:cmd_init", "ingest": "ingest:cmd_ingest", "analyse": "ingest:cmd_analyse",
     "runs": "read:cmd_runs", "fit": "read:cmd_fit", "backtest": "read:cmd_backtest", "scaling": "read:cmd_scaling",
     "demo": "serve:cmd_demo", "dashboard": "serve:cmd_dashboard",
     "report": "jobs:cmd_report", "schedule": "jobs:cmd_schedule",
@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--performance-key", metavar="KEY", help="use this metric as performance for the source's "
                       "runs (remembered for later ingests; per run: the scheduler's sources.toml)")
     keys.add_argument("--entropy-key", metavar="KEY", help="use this metric as entropy for the source's runs")
+    keys.add_argument("--planned-steps", metavar="N", type=int, help="the planned length of the source's runs in "
+                      "steps, where the source does not say it (remembered; per run: sources.toml)")
 
     p = argparse.ArgumentParser(prog="entropy-dash", parents=[top],
                                 description="Policy entropy vs performance of RL fine-tuning runs: ingest, "
@@ -81,14 +83,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("runs", parents=[common, as_json], help="list runs and the keys chosen for them")
     s.set_defaults(command_name="runs")
-    s = sub.add_parser("fit", parents=[common, as_json], help="law, ceiling + CI per run")
+    s = sub.add_parser("analyse", parents=[common, as_json], help="(re)compute and store the analyses of stale "
+                       "runs (ingest and schedule do it for the runs they change)")
+    s.add_argument("--run", metavar="ID", help="one run (id or name), recomputed even when fresh")
+    s.add_argument("--all", action="store_true", help="recompute every run, fresh or not")
+    s.set_defaults(command_name="analyse")
+    s = sub.add_parser("fit", parents=[common, as_json], help="law, benchmarks, ceiling + CI, stage, collapse, "
+                       "live forecast per run")
     s.add_argument("--run", metavar="ID", help="one run (id or name)")
     s.add_argument("--robust", choices=["soft_l1", "huber"],
                    help="refit with a robust loss that sets aside outlier evaluations")
+    s.add_argument("--keep-warmup", action="store_true", help="fit every evaluation: no warm-up detection")
     s.set_defaults(command_name="fit")
     s = sub.add_parser("backtest", parents=[common, as_json],
-                       help="per-run predicted vs observed final score + baselines, and the aggregate")
-    s.add_argument("--cutoff", type=float, default=0.3, help="fraction of each run's steps to forecast from")
+                       help="per finished run: the forecast of the final score from its first part vs what happened, "
+                            "every method, coverage")
+    s.add_argument("--cutoff", type=float, action="append", metavar="FRACTION",
+                   help="fraction of each run's steps to forecast from (repeatable; default 0.1 0.2 0.3 0.5)")
+    s.add_argument("--keep-warmup", action="store_true", help="fit every evaluation: no warm-up detection")
     s.set_defaults(command_name="backtest")
     s = sub.add_parser("schedule", parents=[common], help="ingest the sources of a config file on interval/cron "
                        "triggers, re-fit, and write reports, until stopped (SIGTERM/Ctrl-C)")

@@ -13,8 +13,13 @@ The config file (TOML)::
     # cron = "*/10 * * * *"                  # … or a crontab line (minute hour day month weekday)
     roles = { "my/entropy" = "entropy" }     # per-source key-role overrides
     performance_key = "val-core/gsm8k/acc/mean_at_1"   # optional per-source choice (also entropy_key)
-    [source.runs."run-name"]                 # optional per-run choice
+    planned_steps = 1200                     # optional: the runs' planned length, where the source lacks it
+    # keep_warmup = true                     # optional: fit every evaluation (no warm-up detection)
+    # warmup_steps = 10                      # optional: the evaluations at or before step 10 are the warm-up
+    # performance_range = [-1.0, 1.0]        # optional: the metric's range (accuracies are [0, 1] anyway)
+    [source.runs."run-name"]                 # optional per-run settings (any of the six above)
     performance_key = "val/test_score/gsm8k"
+    warmup_steps = 20
 
     [[source]]
     kind = "file"
@@ -63,7 +68,8 @@ log = logging.getLogger(__name__)
 
 KINDS = ("mlflow", "wandb", "wandb-offline", "tensorboard", "file")
 PATH_KINDS = ("wandb-offline", "tensorboard", "file")
-COMMON_KEYS = {"kind", "uri", "every", "cron", "roles", "performance_key", "entropy_key", "runs"}
+RUN_KEYS = {"performance_key", "entropy_key", "keep_warmup", "warmup_steps", "performance_range", "planned_steps"}
+COMMON_KEYS = {"kind", "uri", "every", "cron", "roles", "runs"} | RUN_KEYS
 KIND_KEYS: dict[str, set[str]] = {
     "mlflow": {"experiments", "keys", "all_keys"},
     "wandb": {"keys"},
@@ -71,7 +77,6 @@ KIND_KEYS: dict[str, set[str]] = {
     "tensorboard": set(),
     "file": {"verl_step_offset"},
 }
-RUN_KEYS = {"performance_key", "entropy_key"}
 REPORT_KEYS = {"out", "formats", "keep"}
 REPORT_FORMATS = ("html", "md", "json")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -153,6 +158,33 @@ def load_config(path: str | Path, *, require_trigger: bool = True) -> ScheduleCo
     return ScheduleConfig(path=path, sources=sources, db=_relative_sqlite(db, base) if db else None, report=report)
 
 
+def _run_settings(tab: dict[str, Any], bad: Any) -> dict[str, Any]:
+    """The analysis settings of a source or a run (``analysis.settings``), checked."""
+    out: dict[str, Any] = {}
+    for key in ("performance_key", "entropy_key"):
+        if key in tab:
+            if not isinstance(tab[key], str) or not tab[key]:
+                raise bad(key, f"must be a metric name, got {tab[key]!r}")
+            out[key] = tab[key]
+    if "keep_warmup" in tab:
+        if not isinstance(tab["keep_warmup"], bool):
+            raise bad("keep_warmup", f"must be true or false, got {tab['keep_warmup']!r}")
+        out["keep_warmup"] = tab["keep_warmup"]
+    for key in ("warmup_steps", "planned_steps"):
+        if key in tab:
+            v = tab[key]
+            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if key == "warmup_steps" else 1):
+                raise bad(key, f"must be a whole number of steps, got {v!r}")
+            out[key] = v
+    if "performance_range" in tab:
+        v = tab["performance_range"]
+        if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int | float) and not isinstance(x, bool)
+                                                              for x in v) and v[0] < v[1]):
+            raise bad("performance_range", f"must be [lo, hi] with lo < hi, got {v!r}")
+        out["performance_range"] = [float(v[0]), float(v[1])]
+    return out
+
+
 def _source(path: Path, base: Path, index: int, tab: Any, require_trigger: bool) -> SourceConfig:
     where = f"{path}, source #{index}"
     if not isinstance(tab, dict):
@@ -212,20 +244,19 @@ def _source(path: Path, base: Path, index: int, tab: Any, require_trigger: bool)
             if r not in ROLES:
                 raise bad("roles", f"role {r!r} of {k!r} is not one of {', '.join(ROLES)}")
         options["roles"] = dict(roles)
-    for key in ("performance_key", "entropy_key"):
-        if key in tab:
-            if not isinstance(tab[key], str) or not tab[key]:
-                raise bad(key, f"must be a metric name, got {tab[key]!r}")
-            options[key] = tab[key]
+    options.update(_run_settings(tab, bad))
     runs = tab.get("runs")
     if runs is not None:
-        if not isinstance(runs, dict):
-            raise bad("runs", "must be tables [source.runs.\"run name\"] with performance_key/entropy_key")
+        if not isinstance(runs, dict) or not all(isinstance(c, dict) and c for c in runs.values()):
+            raise bad("runs", "must be tables [source.runs.\"run name\"] of per-run settings ("
+                      + ", ".join(sorted(RUN_KEYS)) + ")")
+        options["runs"] = {}
         for name, choice in runs.items():
-            if not isinstance(choice, dict) or not choice or set(choice) - RUN_KEYS \
-                    or not all(isinstance(v, str) and v for v in choice.values()):
-                raise bad("runs", f"run {name!r}: expected performance_key and/or entropy_key = metric name")
-        options["runs"] = {n: dict(c) for n, c in runs.items()}
+            unknown = set(choice) - RUN_KEYS
+            if unknown:
+                raise bad("runs", f"run {name!r}: unknown key {sorted(unknown)[0]!r} (allowed: "
+                          f"{', '.join(sorted(RUN_KEYS))})")
+            options["runs"][name] = _run_settings(choice, lambda k, what, n=name: bad("runs", f"run {n!r}, {k}: {what}"))
     for key in ("experiments", "keys"):
         if key in tab:
             val = tab[key]
@@ -334,6 +365,7 @@ class Scheduler:
         with self._lock:
             try:
                 source = build_source(src.kind, src.uri, src.options)
+                before = self.store.source_options(source.kind, source.uri)
                 result = sync_source(self.store, source, progress=self._progress)
             except SyncStopped as exc:
                 log.warning("%s: %s", src.label, exc)
@@ -344,8 +376,14 @@ class Scheduler:
                 return False
             for note in result.notes:
                 log.warning("%s: %s", src.label, note)
-            # the changed runs, and any left stale by an earlier job that was stopped or killed
-            analysed = refresh_analyses(self.store) if not self.stop.is_set() else 0
+            # the changed runs, and any left stale by an earlier job that was stopped or killed; every run of
+            # the source when its settings (keys, warm-up, range, planned length) changed
+            if self.stop.is_set():
+                analysed = 0
+            elif before is not None and self.store.source_options(source.kind, source.uri) != before:
+                analysed = refresh_analyses(self.store, self.store.run_ids_of_source(result.source_id), force=True)
+            else:
+                analysed = refresh_analyses(self.store)
             self._dirty = self._dirty or bool(result.points or analysed)
             log.info("%s: %d runs, %d new points, %d runs re-analysed", src.label, result.runs_seen,
                      result.points, analysed)

@@ -54,35 +54,34 @@ def align(
 
     Both series are indexed by step. Returns only complete, finite pairs.
     """
-    h = entropy.sort_index()
-    r = performance.sort_index()
-    h_steps = h.index.to_numpy(dtype=np.int64)
-    h_vals = h.to_numpy(dtype=float)
-    r_steps = r.index.to_numpy(dtype=np.int64)
-    r_vals = r.to_numpy(dtype=float)
+    h = entropy if entropy.index.is_monotonic_increasing else entropy.sort_index()
+    r = performance if performance.index.is_monotonic_increasing else performance.sort_index()
+    return align_arrays(h.index.to_numpy(dtype=np.int64), h.to_numpy(dtype=float), r.index.to_numpy(dtype=np.int64),
+                        r.to_numpy(dtype=float), max_gap=max_gap)
+
+
+def align_arrays(h_steps: np.ndarray, h_vals: np.ndarray, r_steps: np.ndarray, r_vals: np.ndarray, *,
+                 max_gap: int | None = None) -> Aligned:
+    """``align`` on arrays sorted by step (int64 steps, float values)."""
     if max_gap is None:
         max_gap = int(max(1, np.median(np.diff(h_steps)))) if len(h_steps) > 1 else 1
 
-    steps, es, hv, rv, fallback, unpaired = [], [], [], [], [], []
-    nonfinite = 0
-    for s, val in zip(r_steps, r_vals, strict=True):
-        j = np.searchsorted(h_steps, s + 1, side="left")  # first entropy step >= s + 1
-        if j < len(h_steps) and h_steps[j] - (s + 1) < max_gap:
-            k, fell_back = j, False
-        elif j > 0 and s - h_steps[j - 1] < max_gap:  # latest entropy step <= s
-            k, fell_back = j - 1, True
-        else:
-            unpaired.append(int(s))
-            continue
-        if not (np.isfinite(h_vals[k]) and np.isfinite(val)):
-            nonfinite += 1
-            continue
-        if fell_back:
-            fallback.append(int(s))
-        steps.append(int(s))
-        es.append(int(h_steps[k]))
-        hv.append(float(h_vals[k]))
-        rv.append(float(val))
+    if len(h_steps) == 0:
+        return Aligned(np.empty(0, np.int64), np.empty(0), np.empty(0), np.empty(0, np.int64), (),
+                       tuple(int(s) for s in r_steps), 0, max_gap)
+    # every evaluation at once: the first entropy step >= s + 1, else (the last evaluation) the latest <= s
+    j = np.searchsorted(h_steps, r_steps + 1, side="left")
+    nxt, prv = np.minimum(j, len(h_steps) - 1), np.maximum(j - 1, 0)
+    fwd = (j < len(h_steps)) & ((h_steps[nxt] - (r_steps + 1)) < max_gap)
+    back = ~fwd & (j > 0) & ((r_steps - h_steps[prv]) < max_gap)
+    k = np.where(fwd, nxt, prv)
+    paired = fwd | back
+    finite = np.isfinite(r_vals) & np.isfinite(h_vals[k])
+    use = paired & finite
+    steps, es, hv, rv = r_steps[use], h_steps[k[use]], h_vals[k[use]], r_vals[use]
+    fallback = [int(s) for s in r_steps[use & back]]
+    unpaired = [int(s) for s in r_steps[~paired]]
+    nonfinite = int((paired & ~finite).sum())
     return Aligned(
         steps=np.asarray(steps, dtype=np.int64),
         entropy=np.asarray(hv, dtype=float),

@@ -40,6 +40,7 @@ from scipy import stats
 
 from models.decay import fit_decay
 from models.errors import FitError
+from models.resample import bin_means
 
 VERDICTS = ("collapsing", "collapsed", "converging", "healthy", "insufficient_data")
 ALARMS = ("collapsing", "collapsed")
@@ -223,10 +224,14 @@ def _insufficient(role: str, need: int, got: int) -> CollapseFinding:
     )
 
 
+DECAY_POINTS = 120
+
+
 def _projection(t: np.ndarray, h: np.ndarray, floor: float) -> tuple[float | None, str | None, dict]:
-    """Step at which the chosen decay model reaches the floor (None if never, or if no model fits)."""
+    """Step at which the chosen decay model reaches the floor (None if never, or if no model fits). The decay
+    models see at most ``DECAY_POINTS`` bucket means (the projection does not change, the cost does)."""
     try:
-        fit = fit_decay(t, h)
+        fit = fit_decay(*bin_means(t, h, DECAY_POINTS))
     except FitError as exc:
         return None, None, {"error": str(exc), "cause": exc.cause}
     step = fit.step_at(floor)

@@ -1,214 +1,98 @@
-"""Forecast a run's performance from its first part: entropy trajectory → law → R, plus honest baselines.
+"""Forecast a run's performance at a later step from its points up to a cutoff, by several methods.
 
-Method ("law"). From the points up to ``cutoff_step``:
+Every method is fitted on the same pre-cutoff data (evaluations after the warm-up, see ``models.warmup``)
+and predicts the mean of the evaluations at ``target_steps`` (the last few evaluations of a finished run in
+a backtest; the planned end step of a live run), bounded to the metric's range:
 
-1. Pair evaluations with entropy (``models.align``: R at step s ↔ entropy of the rollout at step ≥ s + 1) and
-   fit the law R = −a·e^H + b on those pairs (ordinary least squares, or a robust soft-L1/Huber fit with
-   ``loss=``).
-2. Fit the entropy trajectory H(step) on the per-step entropy up to the cutoff (``models.decay.fit_decay``,
-   the power decay by default — see below; ``decay_kinds=`` widens or restricts the choice).
-   Leading evaluations that are off the law because of a format-learning warm-up are dropped first
-   (``warmup_pairs``; ``warmup=False`` keeps them), and the entropy trajectory is then fitted from there.
-3. The forecast at a later step s is R̂(s) = b′ − a·exp(Ĥ(s + 1)) (the +1 is the same pairing rule as in 1),
-   where b′ is the law's level re-estimated on the latest pairs (``anchor=True``, the default): the slope a
-   comes from all the pre-cutoff pairs, the level b′ = mean(R + a·e^H) from the last half of them (at least
-   3; the median of R + a·e^H with a robust loss). ``anchor=False`` uses the OLS intercept b.
+* ``law`` — the entropy trajectory H(step) as a power decay to a floor (``models.curves`` family
+  ``decay``), mapped through the law fitted on the pre-cutoff (H, R) pairs: R̂ = b′ − a·e^Ĥ(s+1). The slope a
+  comes from all pairs; the level b′ = mean(R + a·e^H) from the latest half of them (the early,
+  high-entropy pairs lever the intercept; the level is best measured where the run is now);
+* ``saturating``, ``sigmoid`` (ScaleRL's curve), ``power`` — curves in the step (``models.curves``) with
+  their asymptote inside the metric's range;
+* ``last_value`` — the last evaluation before the cutoff; ``recent_mean`` — the mean of the last three
+  (the naive baselines: "it stays where it is").
 
-Why anchor. The early pairs span high entropy (H ≈ 1 → 0.2) and lever the intercept; a small curvature of R
-against e^H (present in the GRPO simulator: residuals of +4, −4, then a steady +1.5 pt on the low-entropy
-pairs) becomes a 2-pt bias when the line is extrapolated to H ≈ 0.05. Measured with the *true* future entropy
-(oracle) the unanchored law missed the final score by −1.96 pt on the demo sweep, the anchored one by
-−0.81 pt (21 other seeds: −1.68 → −0.88); on the real verl logs the two are within 0.1 pt of each other
-(1.26 vs 1.18 pt MAE; ``bench/backtest.py``). The
-ceiling moves with the level (b′ − a, its interval from var(a)·(x̄ − 1)² + the anchor mean's noise).
+Each method also gets a within-run track record: refitted at rolling origins inside the pre-cutoff
+evaluations (at 50, 65 and 80% of them) and scored on every later pre-cutoff evaluation, errors weighted by
+how far ahead they were predicted (the final score is far ahead). ``rolling_mae`` is that score (used to
+choose a method when there are too few finished runs to learn from); ``scale`` is its root mean square,
+grown with the square root of how much further the target lies than the rolling horizons, plus the
+evaluation noise of the target mean: the method's expected error for this forecast, which split-conformal
+calibration on finished runs turns into an interval (``models.selection``).
 
-Why power decay by default (``decay_kinds=FORECAST_KINDS``). The forecast extrapolates the entropy curve
-2–3× beyond the fitted window. Chosen by held-out (or rolling-origin) residual, which only sees the next few
-steps, the exponential wins often and then levels off at about the entropy already reached (its floor is
-biased toward the end level of a window that stops before the decay does); measured through the law that is
-a +1 pt bias on both the simulated and the real runs, while the power curve f + c·(t + t0)^(−α) keeps
-decaying at a slowing rate, as RL entropy does (log–log slope falling from ≈ 0.9 at 30% to ≈ 0.4 after it
-on the real Qwen logs). ``models.decay.KINDS`` restores the held-out choice.
-
-Uncertainty (a prediction interval, not just a confidence band): ``n_boot`` joint draws, all vectorised —
-
-* law parameters (a, b) from a bivariate Student-t with the fit's covariance and n − 2 degrees of freedom;
-* the entropy trajectory from a moving-block residual bootstrap of the decay fit (blocks of ≈ n^(1/3) steps,
-  because per-step entropy residuals are autocorrelated), each replicate refitted with the chosen decay kind
-  on a local grid of its shape parameter(s) around the fitted one, level parameters in closed form for every
-  (replicate, grid point) at once from sufficient statistics;
-* evaluation noise: the law's residual standard deviation times a Student-t draw.
-
-Natural bounds. The law itself is left untransformed (it is linear in e^H, which is what makes it a law);
-every prediction, every bootstrap path and the ceiling with its interval are *clipped* to ``bounds``
-(default (0, 1) for an accuracy; ``None`` for an unbounded reward). So a ceiling b − a = 1.07 is reported as
-1.0, and an interval never leaves the metric's range.
-
-Baselines, fitted on the same pre-cutoff evaluations:
-
-* ``saturating``: R(t) = c − d·e^(−t/τ) in the step, ``scipy.optimize.curve_fit`` with c bounded to the
-  metric's range and τ between 1% and 20× the observed step span; interval from the parameter covariance
-  (Gaussian draws) plus its residual noise.
-* ``last_value``: the last evaluation at or before the cutoff, flat; interval ± the evaluation noise.
-* ``combined``: a weighted average of the three, weights ∝ 1 / MSE from a *rolling-origin* split of the
-  pre-cutoff evaluations (origins from the middle of the pre-cutoff evaluations to the second-to-last; each
-  method is refitted on the points up to the origin and scored on every later pre-cutoff evaluation, each
-  squared error weighted by how many steps ahead it was predicted — the final score is far ahead). Its
-  interval is that of the mixture (a method is drawn with its weight per bootstrap path), so disagreement
-  between the methods widens it. Nothing after the cutoff is used.
-
-``steps_to_within(pt)``: the first step at which the law's forecast comes within ``pt`` of the (bounded)
-ceiling, solved exactly on the entropy curve: b − a·e^H ≥ ceiling − pt ⇔ H ≤ ln((b − ceiling + pt) / a);
-None when the forecast entropy levels off above that level (the run would plateau short of it).
+``features`` describe the run at the cutoff for the cross-run model (``models.crossrun``): its level,
+slope, how much entropy it has spent, each method's predicted gain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
-from scipy import optimize, stats
 
-from models.align import align
-from models.decay import KINDS, DecayFit, fit_decay  # noqa: F401  (KINDS: the held-out choice, re-exported)
+from models.align import align_arrays
+from models.curves import FAMILIES, N_PARAMS, fit_prefixes
+from models.degenerate import _noise_sd
 from models.errors import FitError
-from models.law import LawFit, fit_law, fit_law_robust
+from models.law import fit_law
+from models.metric_range import MetricRange
+from models.resample import bin_means
+from models.warmup import KEEP, Warmup, detect_warmup, pinned_warmup
 
-METHODS = ("law", "saturating", "last_value", "combined")
-LOSSES = ("linear", "soft_l1", "huber")
-MIN_PAIRS = 4
-MIN_ENTROPY_POINTS = 4
-N_BOOT = 400
-CONFIDENCE = 0.95
-WARMUP_Z = 4.0
-#: share of the (post-warm-up) pre-cutoff pairs that set the law's level when ``anchor=True``
+METHODS = ("law", "saturating", "sigmoid", "power", "last_value", "recent_mean")
+NAIVE = ("last_value", "recent_mean")
+MIN_EVALUATIONS = 4
+MIN_ENTROPY_POINTS = 6  # the power decay has 4 parameters
+RECENT = 3
+ROLLING_ORIGINS = (0.5, 0.65, 0.8)
 ANCHOR_FRACTION = 0.5
-#: decay models the forecast extrapolates with (see the module docstring: why power by default)
-FORECAST_KINDS = ("power",)
-MIN_ANCHOR_PAIRS = 3
-Bounds = tuple[float, float] | None
+#: curves are fitted on at most this many points (bucket means of longer ones): the answer does not change,
+#: the cost does
+MAX_FIT_POINTS = 80
+#: the entropy trajectory keeps more: its decay is extrapolated 2–3× beyond the window, and the bend matters
+MAX_ENTROPY_POINTS = 150
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class MethodForecast:
-    """One method's forecast at the horizon steps: point, prediction interval and bootstrap paths."""
+    """One method's forecast of the target mean, its expected error and its within-run track record."""
 
     name: str
-    steps: np.ndarray
-    mean: np.ndarray  # point forecast at `steps` (bounded)
-    lo: np.ndarray  # prediction interval (parameter uncertainty + evaluation noise), bounded
-    hi: np.ndarray
-    noise_sd: float  # evaluation noise used for the prediction interval
-    paths: np.ndarray  # (n_boot, len(steps)) noise-free bootstrap paths, bounded
+    predicted: float
+    scale: float
+    rolling_mae: float | None
     params: dict[str, float] = field(default_factory=dict)
     note: str = ""
-
-    @property
-    def final(self) -> float:
-        """Point forecast at the last horizon step."""
-        return float(self.mean[-1])
-
-    @property
-    def final_interval(self) -> tuple[float, float]:
-        return (float(self.lo[-1]), float(self.hi[-1]))
-
-    def window(self, steps: Sequence[int] | np.ndarray, *, confidence: float = CONFIDENCE,
-               bounds: Bounds = (0.0, 1.0), seed: int = 0) -> tuple[float, tuple[float, float]]:
-        """Forecast of the *mean* of evaluations at ``steps`` (a subset of the horizon) and its interval.
-
-        The interval averages the bootstrap paths over the steps and adds evaluation noise of the mean
-        (noise_sd / √k), so it is the interval for the quantity a backtest observes.
-        """
-        idx = np.searchsorted(self.steps, np.asarray(steps))
-        if np.any(idx >= len(self.steps)) or np.any(self.steps[np.minimum(idx, len(self.steps) - 1)] != steps):
-            raise FitError("window steps must be horizon steps of the forecast", "bad_option")
-        point = float(self.mean[idx].mean())
-        rng = np.random.default_rng(seed)
-        draws = self.paths[:, idx].mean(axis=1) + rng.standard_normal(len(self.paths)) * self.noise_sd / np.sqrt(
-            len(idx))
-        lo, hi = np.quantile(_clip(draws, bounds), [(1 - confidence) / 2, (1 + confidence) / 2])
-        return point, (float(lo), float(hi))
+    path: np.ndarray = field(default_factory=lambda: np.empty(0))  # the forecast at each target step (bounded)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "steps": self.steps.tolist(), "mean": self.mean.tolist(),
-                "lo": self.lo.tolist(), "hi": self.hi.tolist(), "final": self.final,
-                "final_interval": list(self.final_interval), "noise_sd": self.noise_sd,
+        return {"predicted": self.predicted, "scale": self.scale, "rolling_mae": self.rolling_mae,
                 "params": dict(self.params), "note": self.note}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class Forecast:
-    """Forecast of a run from its points up to ``cutoff_step``, by every method, with its evidence."""
+    """Every method's forecast from the points up to ``cutoff_step``, with the evidence."""
 
-    cutoff_step: int
-    steps: np.ndarray  # horizon steps
+    cutoff_step: float
+    target_steps: tuple[int, ...]
+    n_evaluations: int  # pre-cutoff evaluations used (after the warm-up)
+    warmup: Warmup
+    level: float  # mean of the last RECENT evaluations before the cutoff
+    noise_sd: float
     methods: dict[str, MethodForecast]
-    law: LawFit
-    decay: DecayFit
-    entropy_forecast: np.ndarray  # Ĥ(s + 1) at the horizon steps
-    ceiling: float  # bounded b − a
-    ceiling_interval: tuple[float, float]
-    weights: dict[str, float]  # combination weights (rolling origin)
-    rolling_mse: dict[str, float]  # pre-cutoff rolling-origin MSE per method (inf where it failed)
-    n_pairs: int  # law pairs used
-    n_entropy: int  # entropy points used for the decay fit
-    bounds: Bounds
-    loss: str
-    warmup_end_step: float | None = None  # first entropy step used when a warm-up was dropped
-    confidence: float = CONFIDENCE
-    level_shift: float = 0.0  # anchored level b′ − b of the law (0 when not anchored)
-    anchor_pairs: int = 0  # latest pre-cutoff pairs that set the anchored level (0: not anchored)
-
-    @property
-    def best_before_cutoff(self) -> str:
-        """The method with the smallest rolling-origin error before the cutoff (evidence, not a verdict)."""
-        return min(self.rolling_mse, key=self.rolling_mse.__getitem__)
-
-    def predict(self, method: str = "law") -> np.ndarray:
-        return self._method(method).mean
-
-    def interval(self, method: str = "law") -> tuple[np.ndarray, np.ndarray]:
-        m = self._method(method)
-        return m.lo, m.hi
-
-    def final(self, method: str = "law") -> float:
-        return self._method(method).final
-
-    def steps_to_within(self, pt: float = 0.01) -> float | None:
-        """First step at which the law forecast is within ``pt`` of the bounded ceiling (module docstring)."""
-        a, b = self.law.a, self.law.b + self.level_shift
-        if a <= 0:
-            return None
-        arg = (b - self.ceiling + pt) / a
-        if arg <= 0:
-            return None
-        level = float(np.log(arg))
-        s = self.decay.step_at(level)
-        return None if s is None else max(float(s) - 1.0, float(self.decay.step_min) - 1.0)
-
-    def _method(self, name: str) -> MethodForecast:
-        if name not in self.methods:
-            raise FitError(f"unknown forecast method {name!r}: choose among {list(self.methods)}", "bad_option")
-        return self.methods[name]
+    failed: dict[str, str]  # method → why it could not forecast
+    features: dict[str, float]
+    entropy_at_target: float | None
 
     def to_dict(self) -> dict:
-        return {
-            "cutoff_step": self.cutoff_step, "steps": self.steps.tolist(),
-            "methods": {k: v.to_dict() for k, v in self.methods.items()},
-            "law": self.law.to_dict(), "decay": self.decay.to_dict(),
-            "entropy_forecast": self.entropy_forecast.tolist(), "ceiling": self.ceiling,
-            "ceiling_interval": list(self.ceiling_interval), "weights": dict(self.weights),
-            "rolling_mse": dict(self.rolling_mse), "best_before_cutoff": self.best_before_cutoff,
-            "steps_to_within_1pt": self.steps_to_within(0.01), "n_pairs": self.n_pairs,
-            "n_entropy": self.n_entropy, "bounds": list(self.bounds) if self.bounds else None,
-            "loss": self.loss, "warmup_end_step": self.warmup_end_step, "confidence": self.confidence,
-            "level_shift": self.level_shift, "anchor_pairs": self.anchor_pairs,
-        }
-
-
-# --- entry point ------------------------------------------------------------------------------------
+        return {"cutoff_step": self.cutoff_step, "target_steps": list(self.target_steps),
+                "n_evaluations": self.n_evaluations, "warmup": self.warmup.to_dict(), "level": self.level,
+                "noise_sd": self.noise_sd, "methods": {k: v.to_dict() for k, v in self.methods.items()},
+                "failed": dict(self.failed), "features": dict(self.features),
+                "entropy_at_target": self.entropy_at_target}
 
 
 def forecast(
@@ -218,399 +102,214 @@ def forecast(
     perf: Sequence[float] | np.ndarray,
     *,
     cutoff_step: float,
-    horizon_steps: Sequence[float] | np.ndarray,
-    bounds: Bounds = (0.0, 1.0),
-    loss: str = "linear",
-    warmup: bool = True,
-    decay_kinds: Sequence[str] = FORECAST_KINDS,
-    n_boot: int = N_BOOT,
-    confidence: float = CONFIDENCE,
-    seed: int = 0,
-    anchor: bool = True,
+    target_steps: Sequence[float] | np.ndarray,
+    rng: MetricRange,
+    warmup: str | int = "auto",
 ) -> Forecast:
-    """Forecast R at ``horizon_steps`` from the points at or before ``cutoff_step`` (method in the module).
+    """Forecast the mean of R at ``target_steps`` from the points at or before ``cutoff_step``.
 
-    Raises ``FitError`` (cause ``too_few_points_before_cutoff``, ``non_finite``, ``no_entropy_spread``…)
-    when the pre-cutoff data cannot support the law or the decay fit.
+    ``warmup``: "auto" (detected on the pre-cutoff pairs), "keep" (nothing excluded) or a step (evaluations
+    at or before it excluded). Raises ``FitError`` (cause ``too_few_points_before_cutoff``) when fewer than
+    ``MIN_EVALUATIONS`` evaluations remain before the cutoff.
     """
-    if loss not in LOSSES:
-        raise FitError(f"unknown loss {loss!r}: use one of {list(LOSSES)}", "bad_option")
-    hs, hv, ps, pv = _pre_cutoff(entropy_steps, entropy, perf_steps, perf, cutoff_step)
-    steps = np.sort(np.asarray(horizon_steps, dtype=float).ravel())
-    if steps.size == 0:
-        raise FitError("no horizon steps to forecast", "bad_option")
-    rng = np.random.default_rng(seed)
+    hs, hv = _finite_before(entropy_steps, entropy, cutoff_step)
+    ps, pv = _finite_before(perf_steps, perf, cutoff_step)
+    target = np.sort(np.asarray(target_steps, dtype=float).ravel())
+    if target.size == 0:
+        raise FitError("no target steps to forecast", "bad_option")
+    warm = _warmup(hs, hv, ps, pv, warmup)
+    if warm.n:
+        keep = ~np.isin(ps, np.asarray(warm.steps, dtype=float))
+        ps, pv = ps[keep], pv[keep]
+        hs, hv = hs[hs > warm.steps[-1]], hv[hs > warm.steps[-1]]
+    if len(pv) < MIN_EVALUATIONS:
+        raise FitError(f"only {len(pv)} evaluations at or before step {cutoff_step:.0f}"
+                       + (" after the warm-up" if warm.n else "") + f"; a forecast needs at least {MIN_EVALUATIONS}",
+                       "too_few_points_before_cutoff")
+    level = float(np.mean(pv[-RECENT:]))
+    noise = _noise_sd(pv)
+    bs, bv = bin_means(ps, pv, MAX_FIT_POINTS)
+    bs = bs.astype(float)
+    origins = _origins(len(bs))
+    horizon = float(np.mean(target)) - float(bs[-1])
+    target_noise = noise / np.sqrt(len(target))
+    lo, hi = _bounds(rng)
 
-    law, n_pairs, warm_end, (h_pairs, r_pairs) = _fit_law_pre(hs, hv, ps, pv, loss, warmup, with_pairs=True)
-    level = _anchor_level(law, h_pairs, r_pairs) if anchor else None
-    if warm_end is not None:  # the entropy trajectory is fitted after the warm-up too
-        keep = hs >= warm_end
-        hs, hv = hs[keep], hv[keep]
-    decay = fit_decay(hs, hv, kinds=decay_kinds)
-    h_paths = _decay_bootstrap(decay, hs, hv, steps + 1, n_boot, rng)
-    methods = {
-        "law": _law_method(law, decay, steps, h_paths, bounds, confidence, rng, level),
-        "saturating": _saturating_method(ps, pv, steps, bounds, n_boot, confidence, rng),
-        "last_value": _last_value_method(ps, pv, steps, bounds, n_boot, confidence, rng, law.sigma),
-    }
-    mse = _rolling_origin_mse(hs, hv, ps, pv, loss, bounds, warmup, decay_kinds, anchor)
-    weights = _weights(mse)
-    methods["combined"] = _combine(methods, weights, steps, bounds, confidence, rng)
-    ceiling, (lo, hi) = _ceiling(law, level, confidence)
-    lo, hi = _clip(np.array([lo, hi]), bounds)
-    return Forecast(
-        cutoff_step=int(cutoff_step), steps=steps, methods=methods, law=law, decay=decay,
-        entropy_forecast=decay.predict(steps + 1), ceiling=float(_clip(ceiling, bounds)),
-        ceiling_interval=(float(lo), float(hi)), weights=weights, rolling_mse=mse, n_pairs=n_pairs,
-        n_entropy=len(hs), bounds=bounds, loss=loss, warmup_end_step=warm_end, confidence=confidence,
-        level_shift=0.0 if level is None else level.b - law.b, anchor_pairs=0 if level is None else level.m,
-    )
-
-
-# --- data -------------------------------------------------------------------------------------------
-
-
-def _pre_cutoff(entropy_steps, entropy, perf_steps, perf, cutoff_step):
-    """Finite points at or before the cutoff, sorted by step."""
-    out = []
-    for s, v, role in ((entropy_steps, entropy, "entropy"), (perf_steps, perf, "performance")):
-        s = np.asarray(s, dtype=float).ravel()
-        v = np.asarray(v, dtype=float).ravel()
-        if s.shape != v.shape:
-            raise FitError(f"{role} steps and values differ in length: {s.size} vs {v.size}", "shape")
-        keep = np.isfinite(s) & np.isfinite(v) & (s <= cutoff_step)
-        order = np.argsort(s[keep], kind="stable")
-        out += [s[keep][order], v[keep][order]]
-    hs, hv, ps, pv = out
-    if len(hs) < MIN_ENTROPY_POINTS:
-        raise FitError(f"need at least {MIN_ENTROPY_POINTS} entropy points at or before step {cutoff_step:g} "
-                       f"to forecast the entropy trajectory, got {len(hs)}", "too_few_points_before_cutoff")
-    if len(pv) < MIN_PAIRS:
-        raise FitError(f"need at least {MIN_PAIRS} evaluations at or before step {cutoff_step:g} to fit the "
-                       f"law and the baselines, got {len(pv)}; use a later cutoff", "too_few_points_before_cutoff")
-    return hs, hv, ps, pv
-
-
-def _pairs(hs, hv, ps, pv) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Aligned (entropy, performance) pairs with their performance and entropy steps."""
-    a = align(pd.Series(hv, index=hs.astype(np.int64)), pd.Series(pv, index=ps.astype(np.int64)))
-    return a.entropy, a.performance, a.steps.astype(float), a.entropy_steps.astype(float)
-
-
-def warmup_pairs(h: np.ndarray, r: np.ndarray, *, z: float = WARMUP_Z) -> int:
-    """Number of leading pairs to drop as a warm-up (format learning) that is not on the law.
-
-    Early in many runs accuracy jumps while entropy has not moved yet (the model learns the answer
-    format): those evaluations sit far *below* the law of the later points and, having the highest
-    entropy, lever the fit. Working backwards from a clean tail (the law fitted on pairs[k:], starting at
-    k = min(n // 3, n − 6)), pair k − 1 joins while it is not more than ``z`` prediction standard errors
-    below that fit (one-sided: only the "not there yet" direction); the first pair that is marks the end
-    of the warm-up, and it and everything before it are dropped. Runs whose first pairs follow the law
-    lose nothing.
-    """
-    n = len(h)
-    k = min(n // 3, n - 6)
-    while k > 0:
-        try:
-            law = fit_law(h[k:], r[k:])
-        except FitError:
-            return 0
-        lo, _ = law.interval(h[k - 1], prediction=True)
-        se = (law.predict(h[k - 1]) - lo) / t_quantile(law.confidence, law.dof)
-        if r[k - 1] < law.predict(h[k - 1]) - z * max(float(se), 1e-12):
-            return k
-        k -= 1
-    return 0
-
-
-def _fit_law_pre(hs, hv, ps, pv, loss: str, warmup: bool, *, with_pairs: bool = False):
-    """Law on the pre-cutoff pairs (after the warm-up, if any); returns it, the pairs used and the first
-    entropy step after the warm-up (None when nothing was trimmed), and with ``with_pairs`` the (h, r) pairs."""
-    h, r, _, es = _pairs(hs, hv, ps, pv)
-    k = warmup_pairs(h, r) if warmup else 0
-    h, r = h[k:], r[k:]
-    if len(h) < MIN_PAIRS:
-        raise FitError(f"only {len(h)} (entropy, performance) pairs before the cutoff; the law needs at least "
-                       f"{MIN_PAIRS} for a forecast", "too_few_points_before_cutoff")
-    law = fit_law(h, r) if loss == "linear" else fit_law_robust(h, r, loss=loss)
-    out = law, len(h), (float(es[k]) if k else None)
-    return (*out, (h, r)) if with_pairs else out
-
-
-@dataclass(frozen=True)
-class _Level:
-    """The law's level re-estimated on the latest pairs: b′ = mean(r + a·e^h) over the last ``m`` pairs."""
-
-    b: float
-    m: int
-    r_mean: float  # mean R of the anchor pairs
-    x_mean: float  # mean e^H of the anchor pairs (b′ = r_mean + a·x_mean)
-    sd: float  # standard error of r_mean from the law's residual noise
-
-
-def _anchor_level(law: LawFit, h: np.ndarray, r: np.ndarray) -> _Level:
-    """Level of the law from the latest ``ANCHOR_FRACTION`` of the pairs, slope a from the whole fit.
-
-    The early pairs span high entropy and lever the OLS intercept; the law's curvature in a real or simulated
-    run is small but its extrapolation from H ≈ 1 to H ≈ 0.1 turns it into points of bias. The slope is what
-    the early pairs measure well; the level is best measured where the run is now.
-    """
-    m = min(len(h), max(MIN_ANCHOR_PAIRS, int(np.ceil(ANCHOR_FRACTION * len(h)))))
-    x = np.exp(h[-m:])
-    # a robust law fit gets a robust level: the median of r + a·e^h (an outlier evaluation cannot move it)
-    level = np.median if law.loss != "linear" else np.mean
-    b = float(level(r[-m:] + law.a * x))
-    x_mean = float(np.mean(x))
-    r_mean = b - law.a * x_mean
-    sigma = law.sigma if np.isfinite(law.sigma) else 0.0
-    return _Level(b=r_mean + law.a * x_mean, m=m, r_mean=r_mean, x_mean=x_mean, sd=sigma / np.sqrt(m))
-
-
-def _ceiling(law: LawFit, level: _Level | None, confidence: float) -> tuple[float, tuple[float, float]]:
-    """b − a with its t-interval; anchored: b′ − a = r̄ + a·(x̄ − 1), var = (x̄ − 1)²·var(a) + sd(r̄)²."""
-    if level is None:
-        return law.ceiling, (law.ceiling_lo, law.ceiling_hi)
-    c = level.b - law.a
-    se = float(np.sqrt((level.x_mean - 1) ** 2 * law.a_se**2 + level.sd**2))
-    q = t_quantile(confidence, law.dof) * se
-    return c, (c - q, c + q)
-
-
-def t_quantile(confidence: float, dof: int) -> float:
-    return float(stats.t.ppf(0.5 + confidence / 2, max(dof, 1)))
-
-
-def _clip(x, bounds: Bounds):
-    return x if bounds is None else np.clip(x, bounds[0], bounds[1])
-
-
-def _quantiles(draws: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = np.quantile(draws, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
-    return lo, hi
-
-
-# --- law method -------------------------------------------------------------------------------------
-
-
-def _law_method(law: LawFit, decay: DecayFit, steps, h_paths, bounds, confidence, rng,
-                level: _Level | None = None) -> MethodForecast:
-    """R̂ = b − a·exp(Ĥ(s+1)); paths from (a, b) Student-t draws × decay bootstrap paths. Anchored, b is
-    b′ = r̄ + a·x̄ for every drawn a, plus the anchor mean's own noise."""
-    n_boot = len(h_paths)
-    dof = max(law.dof, 1)
-    ab = _mvt_draws(np.array([law.a, law.b]), law.param_cov(), dof, n_boot, rng)
-    b_draw, b_point = ab[:, 1:2], law.b
-    params = {"a": law.a, "b": law.b}
-    if level is not None:
-        b_draw = level.r_mean + ab[:, 0:1] * level.x_mean + level.sd * rng.standard_t(dof, size=(n_boot, 1))
-        b_point = level.b
-        params |= {"b_anchored": level.b, "anchor_pairs": float(level.m)}
-    paths = _clip(b_draw - ab[:, 0:1] * np.exp(h_paths), bounds)
-    noise = law.sigma * rng.standard_t(dof, size=paths.shape)
-    lo, hi = _quantiles(_clip(paths + noise, bounds), confidence)
-    mean = _clip(b_point - law.a * np.exp(decay.predict(steps + 1)), bounds)
-    note = f"entropy decay: {decay.kind}" + (f"; level from the last {level.m} pairs" if level else "")
-    return MethodForecast("law", steps, mean, lo, hi, law.sigma, paths, params=params, note=note)
-
-
-def _mvt_draws(mean: np.ndarray, cov: np.ndarray, dof: int, n: int, rng) -> np.ndarray:
-    """Multivariate Student-t draws (normal draws scaled by √(dof/χ²))."""
-    cov = np.where(np.isfinite(cov), cov, 0.0)
-    z = rng.multivariate_normal(np.zeros(len(mean)), cov, size=n, method="eigh")
-    return mean + z * np.sqrt(dof / rng.chisquare(dof, size=n))[:, None]
-
-
-def _decay_bootstrap(decay: DecayFit, hs, hv, at, n_boot: int, rng) -> np.ndarray:
-    """Moving-block residual bootstrap of the decay fit, each replicate refitted (vectorised); Ĥ at ``at``."""
-    t = hs - decay.step_min
-    fitted = decay.predict(hs)
-    resid = hv - fitted
-    n = len(hv)
-    block = max(2, int(round(n ** (1 / 3))))
-    n_blocks = -(-n // block)
-    starts = rng.integers(0, max(n - block, 0) + 1, size=(n_boot, n_blocks))
-    idx = (starts[:, :, None] + np.arange(block)).reshape(n_boot, -1)[:, :n]
-    y = fitted[None, :] + resid[idx]
-    grid, basis = _local_grid(decay)
-    b_obs = basis(grid, t)  # G × n
-    b_at = basis(grid, np.asarray(at, dtype=float) - decay.step_min)  # G × m
-    f, c, g = _best_levels(y, b_obs, floor=decay.kind != "linear")
-    return f[:, None] + c[:, None] * b_at[g]
-
-
-def _local_grid(decay: DecayFit) -> tuple[np.ndarray, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
-    """Shape-parameter grid around the fitted shape and the basis B(grid, t) with H = f + c·B."""
-    p = decay.params
-    mult = np.exp(np.linspace(-1.2, 1.2, 25))
-    if decay.kind == "exponential":
-        grid = (p["tau"] * mult)[:, None]
-
-        def basis(g, t):
-            return np.exp(-t[None, :] / g[:, 0:1])
-    elif decay.kind == "power":
-        m = np.exp(np.linspace(-1.0, 1.0, 9))
-        grid = np.stack(np.meshgrid(p["t0"] * m, p["alpha"] * m, indexing="ij"), axis=-1).reshape(-1, 2)
-
-        def basis(g, t):
-            return np.power(np.maximum(t[None, :] + g[:, 0:1], 1e-12), -g[:, 1:2])
-    else:
-        grid = np.zeros((1, 1))
-
-        def basis(g, t):
-            return np.broadcast_to(-t[None, :], (len(g), len(t)))
-    return grid, basis
-
-
-def _best_levels(y: np.ndarray, b: np.ndarray, *, floor: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For every replicate row of y (R × n) and grid row of b (G × n): least squares y ≈ f + c·b, with f ≥ 0
-    when ``floor``; returns f, c and the grid index of the smallest residual sum of squares per replicate.
-
-    Uses sufficient statistics only (R × G matrices), so the cost is one (R × n)·(n × G) product.
-    """
-    n = y.shape[1]
-    sy, syy = y.sum(axis=1)[:, None], (y * y).sum(axis=1)[:, None]
-    sb, sbb = b.sum(axis=1)[None, :], (b * b).sum(axis=1)[None, :]
-    sby = y @ b.T
-    with np.errstate(invalid="ignore", divide="ignore"):
-        c = (sby - sb * sy / n) / (sbb - sb * sb / n)
-        f = (sy - c * sb) / n
-        if floor:
-            c0 = sby / sbb
-            neg = f < 0
-            f, c = np.where(neg, 0.0, f), np.where(neg, c0, c)
-        rss = syy - 2 * f * sy - 2 * c * sby + n * f * f + 2 * f * c * sb + c * c * sbb
-    rss = np.where(np.isfinite(rss), rss, np.inf)
-    g = np.argmin(rss, axis=1)
-    rows = np.arange(len(y))
-    return f[rows, g], c[rows, g], g
-
-
-# --- baselines --------------------------------------------------------------------------------------
-
-
-def _saturating_fit(ps, pv, bounds: Bounds) -> tuple[np.ndarray, np.ndarray, float]:
-    """R(t) = c − d·e^(−(t − t₀)/τ) by bounded curve_fit (t₀ the first step); returns params, cov, noise sd."""
-    t = ps - ps[0]
-    span = max(float(t[-1]), 1.0)
-    lo_v, hi_v = (bounds if bounds is not None else
-                  (float(pv.min() - 10 * np.ptp(pv) - 1), float(pv.max() + 10 * np.ptp(pv) + 1)))
-    width = hi_v - lo_v
-    c0 = float(np.clip(pv[-1] + 0.1 * np.ptp(pv), lo_v, hi_v))
-    p0 = [c0, float(np.clip(c0 - pv[0], -width, width)), span / 3]
-    lower, upper = [lo_v, -width, 0.01 * span], [hi_v, width, 20 * span]
-    p0 = list(np.clip(p0, np.array(lower) + 1e-9, np.array(upper) - 1e-9))
-    try:
-        popt, pcov = optimize.curve_fit(_sat, t, pv, p0=p0, bounds=(lower, upper), maxfev=5000)
-    except (RuntimeError, ValueError) as exc:
-        raise FitError(f"saturating curve could not be fitted: {exc}", "saturating_failed") from exc
-    resid = pv - _sat(t, *popt)
-    sd = float(np.sqrt((resid**2).sum() / max(len(pv) - 3, 1)))
-    return popt, pcov, sd
-
-
-def _sat(t, c, d, tau):
-    return c - d * np.exp(-t / tau)
-
-
-def _saturating_method(ps, pv, steps, bounds, n_boot, confidence, rng) -> MethodForecast:
-    t = steps - ps[0]
-    try:
-        popt, pcov, sd = _saturating_fit(ps, pv, bounds)
-    except FitError as exc:  # fall back to flat, and say so
-        m = _last_value_method(ps, pv, steps, bounds, n_boot, confidence, rng, float(np.std(pv)))
-        return MethodForecast("saturating", steps, m.mean, m.lo, m.hi, m.noise_sd, m.paths, note=str(exc))
-    cov = np.where(np.isfinite(pcov), pcov, 0.0)
-    draws = rng.multivariate_normal(popt, cov, size=n_boot, method="eigh")
-    draws[:, 2] = np.maximum(draws[:, 2], 1e-9)
-    paths = _clip(_sat(t[None, :], draws[:, 0:1], draws[:, 1:2], draws[:, 2:3]), bounds)
-    lo, hi = _quantiles(_clip(paths + sd * rng.standard_normal(paths.shape), bounds), confidence)
-    mean = _clip(_sat(t, *popt), bounds)
-    return MethodForecast("saturating", steps, mean, lo, hi, sd, paths,
-                          params={"c": float(popt[0]), "d": float(popt[1]), "tau": float(popt[2])})
-
-
-def _last_value_method(ps, pv, steps, bounds, n_boot, confidence, rng, noise_sd: float) -> MethodForecast:
-    """Flat at the last pre-cutoff evaluation; interval ± evaluation noise (drift ignored: a naive baseline)."""
-    last = float(pv[-1])
-    mean = _clip(np.full(len(steps), last), bounds)
-    paths = np.broadcast_to(mean, (n_boot, len(steps))).copy()
-    lo, hi = _quantiles(_clip(paths + noise_sd * rng.standard_normal(paths.shape), bounds), confidence)
-    return MethodForecast("last_value", steps, mean, lo, hi, noise_sd, paths, params={"last": last})
-
-
-# --- combination ------------------------------------------------------------------------------------
-
-
-def _point_forecasts(hs, hv, ps, pv, at, loss: str, bounds: Bounds, warmup: bool,
-                     kinds: Sequence[str] = FORECAST_KINDS, anchor: bool = True) -> dict[str, np.ndarray]:
-    """Point forecasts of every base method at steps ``at`` from the given points (NaN where one fails)."""
-    out: dict[str, np.ndarray] = {}
-    try:
-        law, _, warm_end, (h, r) = _fit_law_pre(hs, hv, ps, pv, loss, warmup, with_pairs=True)
-        b = _anchor_level(law, h, r).b if anchor else law.b
-        keep = hs >= (warm_end if warm_end is not None else -np.inf)
-        h_fc = fit_decay(hs[keep], hv[keep], kinds=kinds).predict(at + 1)
-        out["law"] = _clip(b - law.a * np.exp(h_fc), bounds)
-    except FitError:
-        out["law"] = np.full(len(at), np.nan)
-    try:
-        popt, _, _ = _saturating_fit(ps, pv, bounds)
-        out["saturating"] = _clip(_sat(at - ps[0], *popt), bounds)
-    except FitError:
-        out["saturating"] = np.full(len(at), np.nan)
-    out["last_value"] = np.full(len(at), float(pv[-1]))
-    return out
-
-
-def _rolling_origin_mse(hs, hv, ps, pv, loss: str, bounds: Bounds, warmup: bool,
-                        kinds: Sequence[str] = FORECAST_KINDS, anchor: bool = True) -> dict[str, float]:
-    """Horizon-weighted mean squared error of each method refitted at origins inside the pre-cutoff evaluations."""
-    n = len(ps)
-    first = max(MIN_PAIRS - 1, n // 2 - 1)
-    errs: dict[str, list[float]] = {"law": [], "saturating": [], "last_value": []}
-    wts: list[float] = []
-    for i in range(first, n - 1):
-        origin = ps[i]
-        keep_h = hs <= origin
-        if keep_h.sum() < MIN_ENTROPY_POINTS:
+    methods: dict[str, MethodForecast] = {}
+    failed: dict[str, str] = {}
+    for family in FAMILIES:
+        try:  # rolling origins with too few points for this family are left out
+            fam_origins = [k for k in origins if k + 1 >= N_PARAMS[family] + 2]
+            fits = fit_prefixes(family, bs, bv, [*fam_origins, len(bs) - 1], lo=lo, hi=hi, refine_last_only=True)
+        except FitError as exc:
+            failed[family] = str(exc)
             continue
-        pred = _point_forecasts(hs[keep_h], hv[keep_h], ps[: i + 1], pv[: i + 1], ps[i + 1:], loss, bounds,
-                                warmup, kinds, anchor)
-        for k, v in pred.items():
-            errs[k].extend(((np.asarray(v) - pv[i + 1:]) ** 2).tolist())
-        wts.extend(_horizon_weight(ps[i + 1:] - origin).tolist())
-    w = np.asarray(wts)
-    return {k: (float(np.average(v, weights=w)) if v and np.all(np.isfinite(v)) else float("inf"))
-            for k, v in errs.items()}
+        final = fits.fit(len(fam_origins))
+        path = rng.clip(final.predict(target))
+        pred = float(np.mean(path))
+        roll = [rng.clip(fits.predict_points(i)) for i in range(len(fam_origins))]
+        mae, scale = _track_record(bs, bv, fam_origins, roll, horizon, target_noise)
+        methods[family] = MethodForecast(family, pred, scale, mae, {**final.params, "asymptote": final.asymptote},
+                                         path=np.atleast_1d(path))
+
+    h_target = None
+    try:
+        law_fc, h_target = _law(hs, hv, ps, pv, bs, bv, origins, target, horizon, target_noise, rng)
+        methods["law"] = law_fc
+    except FitError as exc:
+        failed["law"] = str(exc)
+
+    for name, window in (("last_value", 1), ("recent_mean", RECENT)):
+        roll = [np.full(len(bv), np.mean(bv[max(0, k - window + 1):k + 1])) for k in origins]
+        mae, scale = _track_record(bs, bv, origins, roll, horizon, target_noise)
+        value = float(pv[-1]) if window == 1 else level
+        methods[name] = MethodForecast(name, float(rng.clip(value)), scale, mae, {"value": value},
+                                       path=np.full(len(target), float(rng.clip(value))))
+
+    features = _features(hs, hv, ps, pv, level, noise, methods, target, rng)
+    return Forecast(float(cutoff_step), tuple(int(s) for s in target), len(pv), warm, level, noise,
+                    {m: methods[m] for m in METHODS if m in methods}, failed, features, h_target)
 
 
-def _horizon_weight(ahead: np.ndarray) -> np.ndarray:
-    """Weight of a rolling-origin error ∝ how far ahead it was predicted: the forecast that matters (the
-    final score) is far ahead, and at one or two evaluations ahead a flat last value always looks good."""
-    return np.maximum(np.asarray(ahead, dtype=float), 1e-9)
+# --- data ----------------------------------------------------------------------------------------------
 
 
-def _weights(mse: dict[str, float]) -> dict[str, float]:
-    """Inverse-MSE weights over the methods that could be scored (equal if none or all errors are zero)."""
-    finite = {k: v for k, v in mse.items() if np.isfinite(v)}
-    if not finite:
-        return {k: 1.0 / len(mse) for k in mse}
-    inv = {k: 1.0 / max(v, 1e-12) for k, v in finite.items()}
-    total = sum(inv.values())
-    return {k: inv.get(k, 0.0) / total for k in mse}
+def _finite_before(steps, values, cutoff_step: float) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(steps, dtype=float).ravel()
+    v = np.asarray(values, dtype=float).ravel()
+    if s.shape != v.shape:
+        raise FitError(f"steps and values differ in length: {s.size} vs {v.size}", "shape")
+    keep = np.isfinite(s) & np.isfinite(v) & (s <= cutoff_step)
+    order = np.argsort(s[keep], kind="stable")
+    return s[keep][order], v[keep][order]
 
 
-def _combine(methods: dict[str, MethodForecast], weights: dict[str, float], steps, bounds, confidence,
-             rng) -> MethodForecast:
-    """Weighted point forecast; interval of the mixture (each path drawn from one method by its weight)."""
-    names = list(weights)
-    w = np.array([weights[k] for k in names])
-    mean = _clip(sum(weights[k] * methods[k].mean for k in names), bounds)
-    n_boot = len(methods[names[0]].paths)
-    pick = rng.choice(len(names), size=n_boot, p=w / w.sum())
-    paths = np.stack([methods[k].paths for k in names])[pick, np.arange(n_boot)]
-    sd = np.array([methods[k].noise_sd for k in names])[pick]
-    lo, hi = _quantiles(_clip(paths + sd[:, None] * rng.standard_normal(paths.shape), bounds), confidence)
-    noise = float(np.sqrt(np.sum(w * np.array([methods[k].noise_sd for k in names]) ** 2)))
-    return MethodForecast("combined", steps, mean, lo, hi, noise, paths,
-                          params={f"w_{k}": weights[k] for k in names})
+def _pairs(hs, hv, ps, pv):
+    a = align_arrays(hs.astype(np.int64), hv, ps.astype(np.int64), pv)
+    return a.entropy, a.performance, a.steps.astype(float)
+
+
+def _warmup(hs, hv, ps, pv, mode: str | int) -> Warmup:
+    if mode == "keep":
+        return KEEP
+    if not isinstance(mode, str):
+        return pinned_warmup(ps, int(mode))
+    if len(hs) < MIN_ENTROPY_POINTS:
+        return detect_warmup(np.array([]), np.array([]), np.array([]))
+    h, r, steps = _pairs(hs, hv, ps, pv)
+    return detect_warmup(h, r, steps)
+
+
+def _bounds(rng: MetricRange) -> tuple[float, float]:
+    b = rng.bounds
+    return (-np.inf, np.inf) if b is None else b
+
+
+def _origins(n: int) -> list[int]:
+    """Rolling-origin point indices inside n pre-cutoff points (each leaves later points to score)."""
+    out = sorted({int(round(q * (n - 1))) for q in ROLLING_ORIGINS})
+    return [k for k in out if k + 1 >= MIN_EVALUATIONS and k < n - 1]
+
+
+def _track_record(steps: np.ndarray, values: np.ndarray, origins: list[int], predictions: list[np.ndarray],
+                  horizon: float, target_noise: float) -> tuple[float | None, float]:
+    """Horizon-weighted rolling-origin MAE, and the expected error at ``horizon`` (module docstring)."""
+    err, w = [], []
+    for k, pred in zip(origins, predictions, strict=True):
+        ahead = steps[k + 1:] - steps[k]
+        err.append(pred[k + 1:] - values[k + 1:])
+        w.append(ahead)
+    if not err:
+        return None, float(np.hypot(target_noise, np.std(values) if len(values) > 1 else 0.0))
+    e, wt = np.concatenate(err), np.concatenate(w)
+    if wt.sum() <= 0 or not np.all(np.isfinite(e)):
+        return None, float(np.hypot(target_noise, np.std(values)))
+    mae = float(np.average(np.abs(e), weights=wt))
+    rms = float(np.sqrt(np.average(e * e, weights=wt)))
+    mean_ahead = float(np.average(wt, weights=wt))
+    grow = np.sqrt(max(1.0, horizon / mean_ahead)) if mean_ahead > 0 else 1.0
+    return mae, float(np.hypot(rms * grow, target_noise))
+
+
+# --- the law through the entropy trajectory -----------------------------------------------------------------
+
+
+def _law(hs, hv, ps, pv, bs, bv, origins, target, horizon, target_noise, rng: MetricRange):
+    """The law method (module docstring) at the cutoff and at the rolling origins."""
+    if len(hs) < MIN_ENTROPY_POINTS:
+        raise FitError(f"only {len(hs)} entropy points before the cutoff", "too_few_points_before_cutoff")
+    h, r, pair_steps = _pairs(hs, hv, ps, pv)
+    if len(h) < MIN_EVALUATIONS:
+        raise FitError(f"only {len(h)} (entropy, performance) pairs before the cutoff", "too_few_points_before_cutoff")
+    law = fit_law(h, r)
+    if not law.holds:
+        raise FitError(f"the law does not hold before the cutoff (a = {law.a:.3g} ≤ 0)", "law_does_not_hold")
+    ehs, ehv = bin_means(hs, hv, MAX_ENTROPY_POINTS)
+    ehs = ehs.astype(float)
+    # entropy origins at the same steps as the performance origins
+    h_origins = [int(np.searchsorted(ehs, bs[k], side="right") - 1) for k in origins]
+    usable = [i for i, k in enumerate(h_origins) if k + 1 >= N_PARAMS["decay"] + 2]
+    floors = [max(_end_level(ehv[:k + 1]), 0.0) for k in [h_origins[i] for i in usable]] + [max(_end_level(ehv), 0.0)]
+    decay = fit_prefixes("decay", ehs, ehv, [h_origins[i] for i in usable] + [len(ehs) - 1], lo=0.0,
+                         hi=np.asarray(floors), refine_last_only=True)
+    final = decay.fit(len(usable))
+    h_target = final.predict(target + 1)
+    b_level = _anchored_level(law.a, h, r)
+    path = rng.clip(b_level - law.a * np.exp(h_target))
+    pred = float(np.mean(path))
+    roll, used = [], []
+    for j, i in enumerate(usable):
+        m = int(np.searchsorted(pair_steps, bs[origins[i]], side="right"))
+        if m < MIN_EVALUATIONS:
+            continue
+        try:
+            law_k = fit_law(h[:m], r[:m])
+        except FitError:
+            continue
+        b_k = _anchored_level(law_k.a, h[:m], r[:m])
+        h_fc = decay.fit(j).predict(bs + 1)
+        roll.append(rng.clip(b_k - law_k.a * np.exp(h_fc)))
+        used.append(origins[i])
+    mae, scale = _track_record(bs, bv, used, roll, horizon, target_noise)
+    params = {"a": law.a, "b": law.b, "b_anchored": b_level, "r2": law.r2, "entropy_floor": final.asymptote,
+              "entropy_at_target": float(np.mean(h_target))}
+    note = f"entropy: power decay to {final.asymptote:.3f}; level from the last {_anchor_m(len(h))} pairs"
+    return MethodForecast("law", pred, scale, mae, params, note, np.atleast_1d(path)), float(np.mean(h_target))
+
+
+def _anchor_m(n: int) -> int:
+    return min(n, max(3, int(np.ceil(ANCHOR_FRACTION * n))))
+
+
+def _anchored_level(a: float, h: np.ndarray, r: np.ndarray) -> float:
+    m = _anchor_m(len(h))
+    return float(np.mean(r[-m:] + a * np.exp(h[-m:])))
+
+
+def _end_level(h: np.ndarray) -> float:
+    k = min(len(h), max(5, int(np.ceil(0.1 * len(h)))))
+    return float(np.median(h[-k:]))
+
+
+# --- features for the cross-run model ------------------------------------------------------------------------
+
+
+def _features(hs, hv, ps, pv, level, noise, methods, target, rng: MetricRange) -> dict[str, float]:
+    """The run at the cutoff, for ``models.crossrun`` (gains are in the metric's units; see there)."""
+    half = max(2, len(ps) // 2)
+    x, y = ps[-half:], pv[-half:]
+    slope = float(np.polyfit(x, y, 1)[0]) if np.ptp(x) > 0 else 0.0
+    ahead = float(np.mean(target) - ps[-1])
+    feats = {"level": level, "last": float(pv[-1]), "noise_sd": noise, "slope_gain": slope * ahead,
+             "spread": float(np.std(pv)), "first": float(pv[0])}
+    for m in ("law", "saturating", "sigmoid", "power"):
+        feats[f"gain_{m}"] = methods[m].predicted - level if m in methods else float("nan")
+    if len(hv):
+        h_now = float(np.mean(hv[-max(1, min(10, len(hv) // 10)):]))
+        h_first = float(np.mean(hv[:max(1, min(5, len(hv) // 10))]))
+        feats["entropy_now"] = h_now
+        feats["entropy_spent"] = 1.0 - h_now / h_first if h_first > 0 else float("nan")
+    feats["law_a"] = methods["law"].params["a"] if "law" in methods else float("nan")
+    span = float(ps[-1] - ps[0])
+    feats["horizon_ratio"] = ahead / span if span > 0 else float("nan")
+    return feats

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 from scipy import optimize, stats
@@ -21,6 +22,10 @@ CONFIDENCE = 0.95
 #: the ceiling is "far extrapolated" when H = 0 lies further below the lowest observed entropy than the
 #: whole observed entropy range is wide
 EXTRAPOLATION_LIMIT = 1.0
+
+#: larger |H| is no mean token entropy (ln of a 256k vocabulary is 12.5) and e^H overflows near 710
+MAX_ENTROPY = 50.0
+MAX_PERFORMANCE = 1e100
 
 FLAG_LAW_FAILS = "law does not hold here (a <= 0: performance does not rise as entropy falls)"
 FLAG_EXTRAPOLATED = "ceiling extrapolated far beyond the observed entropy range"
@@ -163,6 +168,8 @@ class LawFitBatch:
 _MESSAGES = {
     "too_few_points": "need at least 3 paired (entropy, performance) points to fit the law, got {n}",
     "non_finite": "entropy or performance contains NaN or infinite values; drop them before fitting",
+    "out_of_range": f"entropy beyond ±{MAX_ENTROPY:g} nats or performance beyond ±{MAX_PERFORMANCE:g}: not a mean "
+                    "token entropy or a score (e^H would overflow); check the metric keys",
     "no_entropy_spread": "entropy does not vary across the {n} paired points, so the law cannot be fitted",
 }
 
@@ -179,6 +186,10 @@ def fit_law_many(h: np.ndarray, r: np.ndarray, *, confidence: float = CONFIDENCE
         raise FitError(f"entropy and performance arrays differ in shape: {h.shape} vs {r.shape}", "shape")
     pad = np.isnan(h) & np.isnan(r)
     bad = ~pad & ~(np.isfinite(h) & np.isfinite(r))
+    with np.errstate(invalid="ignore"):
+        # finite but beyond what e^H and R² can hold: refused, never overflowed
+        out_of_range = ~pad & ~bad & ((np.abs(h) > MAX_ENTROPY) | (np.abs(r) > MAX_PERFORMANCE))
+    bad = bad | out_of_range
     used = ~pad & ~bad
     n = used.sum(axis=1).astype(float)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -202,16 +213,18 @@ def fit_law_many(h: np.ndarray, r: np.ndarray, *, confidence: float = CONFIDENCE
         cov_ab = x_mean * sigma2 / sxx  # cov(−slope, b) = −cov(slope, b) = x̄σ²/Sxx
         ceiling = b + slope
         ceiling_se = np.sqrt(sigma2 * (1.0 / n + (1.0 - x_mean) ** 2 / sxx))
-        tq = stats.t.ppf(0.5 + confidence / 2, np.maximum(dof, 1))
-        r2 = np.where(syy > 0, 1.0 - ssr / syy, np.where(ssr <= 1e-30, 1.0, np.nan))
+        tq = _t_quantiles(confidence, np.maximum(dof, 1))
+        r2 = np.where(syy > 0, 1.0 - ssr / syy, np.nan)  # no variance in R: R² is undefined, never 1
         rmse = np.sqrt(ssr / n)
         h_min = np.where(used, h, np.inf).min(axis=1)
         h_max = np.where(used, h, -np.inf).max(axis=1)
 
     spread = sxx > 1e-12 * np.maximum(x_mean**2, 1e-300)
     error: list[str | None] = []
-    for ni, bi, si in zip(n, bad.any(axis=1), spread, strict=True):
-        if bi:
+    for ni, bi, oi, si in zip(n, bad.any(axis=1), out_of_range.any(axis=1), spread, strict=True):
+        if oi:
+            error.append("out_of_range")
+        elif bi:
             error.append("non_finite")
         elif ni < 3:
             error.append("too_few_points")
@@ -244,6 +257,8 @@ def fit_law(h: Sequence[float] | np.ndarray, r: Sequence[float] | np.ndarray, *,
                        "shape")
     if not (np.all(np.isfinite(h)) and np.all(np.isfinite(r))):
         raise FitError(_MESSAGES["non_finite"], "non_finite")
+    if h.size and (np.abs(h).max() > MAX_ENTROPY or np.abs(r).max() > MAX_PERFORMANCE):
+        raise FitError(_MESSAGES["out_of_range"], "out_of_range")
     return fit_law_many(h[None, :], r[None, :], confidence=confidence).fit(0)
 
 
@@ -275,5 +290,17 @@ def _mad(v: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(v - np.median(v))))
 
 
+@lru_cache(maxsize=4096)
 def _t_quantile(confidence: float, dof: int) -> float:
-    return float(stats.t.ppf(0.5 + confidence / 2, max(dof, 1)))
+    """Two-sided Student-t quantile (cached: scipy's ppf costs far more than the fit itself)."""
+    return float(stats.t.ppf(0.5 + confidence / 2, max(int(dof), 1)))
+
+
+def _t_quantiles(confidence: float, dof: np.ndarray) -> np.ndarray:
+    """``_t_quantile`` for an array of degrees of freedom (one scipy call per distinct value)."""
+    dof = np.asarray(dof, dtype=float)
+    ok = np.isfinite(dof)
+    out = np.full(dof.shape, np.nan)
+    uniq, inv = np.unique(dof[ok], return_inverse=True)
+    out[ok] = np.array([_t_quantile(confidence, int(d)) for d in uniq])[inv]
+    return out

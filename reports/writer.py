@@ -61,25 +61,27 @@ def collect_report(store: Store, experiments: Sequence[str] | None = None,
 
     ``experiments`` match a run's project (MLflow experiment, W&B project); ``runs`` match a run id or
     name. Both given: runs matching both. A name that matches nothing is an error naming it. With a
-    selection, the backtest summary (MAE per method, winner, sentence) is recomputed over the selected runs
-    alone — exactly what ``backtest --json`` prints for a store holding only those runs.
+    selection, the backtest (headline weights, intervals, MAE per method, sentence) is recomputed over the
+    selected runs alone — exactly what ``backtest --json`` prints for a store holding only those runs; the
+    live forecasts of runs in progress still learn from every finished run of the store.
+    Nothing is written to the store: stale analyses are computed in memory.
     """
     from analysis.payloads import backtest_payload, fit_payload, runs_payload
-    from analysis.pipeline import load_results
+    from analysis.pipeline import current_results
 
-    runs_doc = runs_payload(store)  # refreshes stale analyses first (a no-op when the ingest did it)
-    fit_doc = fit_payload(store)
-    bt_doc = backtest_payload(store)
-    results = {int(r["run_id"]): r for r in load_results(store)}
+    all_results = current_results(store)
+    runs_doc = runs_payload(store, all_results)
+    fit_doc = fit_payload(store, all_results)
     keep = _select(runs_doc, list(experiments or []), list(runs or []))
+    selected = all_results if keep is None else [r for r in all_results if r["run_id"] in keep]
     if keep is not None:
         runs_doc = [r for r in runs_doc if r["run_id"] in keep]
         fit_doc = [r for r in fit_doc if r["run_id"] in keep]
-        bt_doc = _restrict_backtest(bt_doc, keep, results)
-        results = {k: v for k, v in results.items() if k in keep}
+    bt_doc = backtest_payload(store, selected)
     return ReportData(generated_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
                       store=store.url, filters={"experiments": list(experiments or []), "runs": list(runs or [])},
-                      runs=runs_doc, fit=fit_doc, backtest=bt_doc, results=results)
+                      runs=runs_doc, fit=fit_doc, backtest=bt_doc,
+                      results={int(r["run_id"]): r for r in selected})
 
 
 def _select(runs_doc: list[dict[str, Any]], experiments: list[str], runs: list[str]) -> set[int] | None:
@@ -101,16 +103,6 @@ def _select(runs_doc: list[dict[str, Any]], experiments: list[str], runs: list[s
     if not keep:
         raise ReportError(f"no run matches both --experiment {experiments} and --run {runs}")
     return keep
-
-
-def _restrict_backtest(doc: dict[str, Any], keep: set[int], results: Mapping[int, dict[str, Any]]) -> dict[str, Any]:
-    from models.backtest import RunBacktest, summarise
-
-    rows = [r for r in doc["runs"] if r["run_id"] in keep]
-    skipped = [s for s in doc["skipped"] if s["run_id"] in keep]
-    scored = [RunBacktest.from_dict(results[r["run_id"]]["backtest"]) for r in rows]
-    summary = summarise(scored).to_dict() if scored else None
-    return {**doc, "runs": rows, "skipped": skipped, "summary": summary}
 
 
 def json_safe(obj: Any) -> Any:
@@ -222,11 +214,13 @@ def _write(path: Path, text: str) -> Path:
 
 # ---------------------------------------------------------------------------- figures
 def build_figures(store: Store, data: ReportData) -> dict[int, dict[str, Any]]:
-    """Per run id: ``fit`` (R vs H with the law) and ``forecast`` (the backtest) plotly figures, where the
-    run has them."""
+    """Per run id: ``fit`` (R vs H with the law) and ``forecast`` (the live forecast of a run in progress, or
+    the backtest of a finished one at the report's cutoff) plotly figures, where the run has them."""
     from analysis.pipeline import run_series
     from reports.figures import fit_figure, forecast_figure
 
+    backtests = {r["run_id"]: r for r in data.backtest.get("runs") or []}
+    live = {f["run_id"]: f["forecast"] for f in data.fit if f.get("forecast")}
     figures: dict[int, dict[str, Any]] = {}
     for run_id, res in data.results.items():
         if res.get("status") == "skipped" or not res.get("entropy_key") or not res.get("performance_key"):
@@ -234,10 +228,10 @@ def build_figures(store: Store, data: ReportData) -> dict[int, dict[str, Any]]:
         h, r = run_series(store, res)
         figs: dict[str, Any] = {}
         if res.get("law"):
-            figs["fit"] = fit_figure(h, r, res["law"], res["run"], run_id)
-        bt = res.get("backtest") or {}
-        if bt and "cause" not in bt:
-            figs["forecast"] = forecast_figure(h, r, bt, res["run"], run_id)
+            figs["fit"] = fit_figure(h, r, res)
+        headline = live.get(run_id) or backtests.get(run_id)
+        if headline and res.get("range"):
+            figs["forecast"] = forecast_figure(h, r, res, headline)
         if figs:
             figures[run_id] = figs
     return figures
@@ -284,10 +278,12 @@ HOW_CEILING = (
     "Headroom is the ceiling minus the best evaluation so far. 1 pt = 0.01 of the metric."
 )
 HOW_BACKTEST = (
-    "Backtest: from the first {cutoff:.0%} of each run's steps only, the entropy trajectory is forecast (decay "
-    "fit), mapped through a law fitted on those early points, and the run's final score (mean of its last 3 "
-    "evaluations) is predicted; the error is predicted − observed. The same is done with naive baselines "
-    "(last value, a saturating curve in the step, and a weighted combination) so the law's error has a yardstick."
+    "Backtest: from the first part of each finished run's steps only, its final score (the mean of its last 3 "
+    "evaluations) is forecast by every method — the law through an entropy forecast, saturating, sigmoid and "
+    "power curves in the step, the last value, the mean of the last three evaluations, and a model learned from "
+    "the other finished runs — and the error is predicted − observed. The headline is a weighted mean of the "
+    "methods whose weights were learned on the other finished runs only (the run never grades its own "
+    "forecast), with a 95% interval calibrated on their errors. Runs still in progress are never backtested."
 )
 
 
@@ -305,6 +301,8 @@ class SummaryRow:
     plateau: str
     collapse: str
     backtest_error: str
+    progress: str
+    forecast: str
 
 
 def _f(v: Any, digits: int = 3) -> str:
@@ -331,11 +329,16 @@ def summary_rows(data: ReportData) -> list[SummaryRow]:
         if col.get("projected_floor_step") is not None:
             collapse += f" (floor ≈ step {_f(col['projected_floor_step'], 0)})"
         bt = f.get("backtest") or {}
+        fc = f.get("forecast")
+        forecast = (f"{_f(fc['predicted_final'])} [{_f(fc['interval'][0])}, {_f(fc['interval'][1])}] at step "
+                    f"{fc['horizon_step']}" + (f", backtest MAE {_pt(fc['backtest_mae'], sign=False)} (n {fc['backtest_n']})"
+                                                if fc.get("backtest_mae") is not None else "")) if fc else "–"
         rows.append(SummaryRow(
             run_id=f["run_id"], run=f["run"], status=f["status"], ceiling=_f(f.get("ceiling")),
             interval=f"{_f(ci[0])} – {_f(ci[1])}" if f.get("ceiling") is not None else "–",
             best=_f(f.get("best_performance")), headroom=_pt(f.get("headroom")), plateau=plateau,
-            collapse=collapse, backtest_error=_pt(bt.get("error")) if bt.get("error") is not None else "–"))
+            collapse=collapse, backtest_error=_pt(bt.get("error")) if bt.get("error") is not None else "–",
+            progress=f.get("progress") or "–", forecast=forecast))
     return rows
 
 
@@ -347,7 +350,15 @@ def run_sentences(fit: Mapping[str, Any], runs_row: Mapping[str, Any] | None, *,
     keys = f"Entropy key {fit['entropy_key']}, performance key {fit['performance_key']}"
     if detail and runs_row and runs_row.get("key_reason"):
         keys += f" ({runs_row['key_reason']})"
-    out = [keys + "."]
+    out = [keys + ".", f"State: {fit.get('progress') or 'unknown'}."]
+    if fit.get("excluded_steps"):
+        out.append(f"{(fit.get('warmup') or {}).get('reason') or 'Warm-up excluded'}; these evaluations are left out "
+                   "of the law.")
+    if len(fit.get("benchmarks") or []) > 1:
+        out.append("Benchmarks: " + "; ".join(
+            f"{b['benchmark']}: " + (f"ceiling {_f(b['ceiling'])} [{_f(b['ceiling_ci'][0])}, {_f(b['ceiling_ci'][1])}], "
+                                     f"R² {_f(b['r2'])}" if b["status"] == "ok" else str(b["reason"]))
+            for b in fit["benchmarks"]) + f" (headline: {fit['performance_key']}).")
     if fit["status"] != "ok" or fit.get("a") is None:
         out.append(f"No law could be fitted: {fit['reason']}.")
     else:
@@ -373,14 +384,26 @@ def run_sentences(fit: Mapping[str, Any], runs_row: Mapping[str, Any] | None, *,
         out.append(f"Collapse check: {col.get('verdict') or 'not available'}"
                    + (f" — {col.get('message') or ''}." if detail else
                       (f" (entropy floor projected at step {_f(floor, 0)})." if floor is not None else ".")))
+    fc = fit.get("forecast")
+    if fc:
+        record = (f"; this forecast's track record on {fc['backtest_n']} finished runs at {fc['backtest_cutoff']:.0%}: "
+                  f"MAE {_pt(fc['backtest_mae'], sign=False)}" + (f", its interval covered {_f(100 * fc['coverage'], 0)}%"
+                                                                    if fc.get("coverage") is not None else "")
+                  if fc.get("backtest_mae") is not None else
+                  "; too few finished runs to learn from: the weights come from this run's own rolling-origin errors")
+        out.append(f"Forecast: at its planned end (step {fc['horizon_step']}) the run should score "
+                   f"{_f(fc['predicted_final'])} (95% interval {_f(fc['interval'][0])} to {_f(fc['interval'][1])}; "
+                   f"{fc['label']}){record}.")
+    elif fit.get("forecast_reason") and not fit.get("finished"):
+        out.append(f"No forecast: {fit['forecast_reason']}.")
     bt = fit.get("backtest") or {}
     if bt.get("error") is not None:
         lo, hi = bt["interval"]
         covered = "inside" if lo <= bt["observed_final"] <= hi else "outside"
-        out.append(f"Backtest: from the first {bt['cutoff']:.0%} of the run, the {bt['method']} forecast of the "
-                   f"final score was {_f(bt['predicted_final'])} (95% interval {_f(lo)} to {_f(hi)}); the run "
-                   f"ended at {_f(bt['observed_final'])}, an error of {_pt(bt['error'])} ({covered} the interval).")
-    else:
+        out.append(f"Backtest: from the first {bt['cutoff']:.0%} of the run, the headline forecast of the final score "
+                   f"was {_f(bt['predicted_final'])} (95% interval {_f(lo)} to {_f(hi)}); the run ended at "
+                   f"{_f(bt['observed_final'])}, an error of {_pt(bt['error'])} ({covered} the interval).")
+    elif fit.get("finished"):
         out.append(f"Backtest not possible: {bt.get('reason') or 'not computed'}.")
     return out
 
@@ -405,13 +428,13 @@ def render_markdown(data: ReportData) -> str:
     if not rows:
         lines.append("No runs yet: ingest some with `entropy-dash ingest …`.")
         return "\n".join(lines) + "\n"
-    head = ["run", "id", "ceiling R(H=0)", "95% CI", "best so far", "headroom", "plateau", "collapse",
-            f"backtest error ({bt['cutoff']:.0%} cutoff)"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "|".join(["---", "---:", "---:", "---", "---:", "---:", "---", "---",
-                                                               "---:"]) + "|"]
+    head = ["run", "id", "state", "ceiling R(H=0)", "95% CI", "best so far", "headroom", "plateau", "collapse",
+            f"backtest error ({bt['cutoff']:.0%} cutoff)", "forecast at the planned end"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "|".join(["---", "---:", "---", "---:", "---", "---:", "---:", "---",
+                                                               "---", "---:", "---"]) + "|"]
     for r in rows:
-        cells = [r.run, str(r.run_id), r.ceiling if r.status == "ok" else r.status, r.interval, r.best, r.headroom,
-                 r.plateau, r.collapse, r.backtest_error]
+        cells = [r.run, str(r.run_id), r.progress, r.ceiling if r.status == "ok" else r.status, r.interval, r.best,
+                 r.headroom, r.plateau, r.collapse, r.backtest_error, r.forecast]
         lines.append("| " + " | ".join(md(c) for c in cells) + " |")
     lines.append("")
     summary = bt.get("summary")
@@ -420,6 +443,11 @@ def render_markdown(data: ReportData) -> str:
         lines.append("")
         lines.append("MAE per method: " + " · ".join(f"{md(m)} {_pt(s['mae'], sign=False)}"
                                                      for m, s in summary["scores"].items()))
+        lines.append("")
+        lines.append("Headline error against the cutoff: " + " · ".join(
+            f"{d['cutoff']:.0%}: {_pt(d['summary']['scores']['headline']['mae'], sign=False)} "
+            f"(coverage {_f(100 * d['summary']['scores']['headline']['coverage'], 0)}%, {d['summary']['n_runs']} runs)"
+            for d in bt.get("cutoffs") or [] if d.get("summary")))
         lines.append("")
     runs_by_id = {r["run_id"]: r for r in data.runs}
     lines += ["### Runs", ""]
@@ -484,32 +512,47 @@ def _html_filters(data: ReportData) -> str:
 
 
 def _html_summary(rows: list[SummaryRow], cutoff: float) -> str:
-    head = ("<tr><th>run</th><th>id</th><th>ceiling R(H=0)</th><th>95% CI</th><th>best so far</th>"
-            f"<th>headroom</th><th>plateau</th><th>collapse</th><th>backtest error ({cutoff:.0%} cutoff)</th></tr>")
+    head = ("<tr><th>run</th><th>id</th><th>state</th><th>ceiling R(H=0)</th><th>95% CI</th><th>best so far</th>"
+            f"<th>headroom</th><th>plateau</th><th>collapse</th><th>backtest error ({cutoff:.0%} cutoff)</th>"
+            "<th>forecast at the planned end</th></tr>")
     lines = []
     for r in rows:
         status = "" if r.status == "ok" else f" <span class='status-{esc(r.status)}'>({esc(r.status)})</span>"
         lines.append(
             f"<tr><td><a href='#run-{r.run_id}'>{esc(r.run)}</a>{status}</td><td class='num'>{r.run_id}</td>"
+            f"<td>{esc(r.progress)}</td>"
             f"<td class='num'>{esc(r.ceiling)}</td><td>{esc(r.interval)}</td><td class='num'>{esc(r.best)}</td>"
             f"<td class='num'>{esc(r.headroom)}</td><td>{esc(r.plateau)}</td><td>{esc(r.collapse)}</td>"
-            f"<td class='num'>{esc(r.backtest_error)}</td></tr>")
+            f"<td class='num'>{esc(r.backtest_error)}</td><td>{esc(r.forecast)}</td></tr>")
     return "<h2>Summary</h2><table class='summary'>" + head + "".join(lines) + "</table>"
 
 
 def _html_backtest(bt: Mapping[str, Any]) -> str:
-    out = [f"<h2>How well the forecasts backtested</h2><p>{esc(HOW_BACKTEST.format(cutoff=bt['cutoff']))}</p>"]
+    out = [f"<h2>How well the forecasts backtested</h2><p>{esc(HOW_BACKTEST)}</p>"]
     summary = bt.get("summary")
     if summary:
         out.append(f"<p class='sentence'>{esc(summary['sentence'])}</p>")
-        out.append("<table class='mae'><tr><th>method</th><th>MAE</th><th>RMSE</th><th>interval coverage</th>"
-                   "<th>runs</th></tr>")
+        out.append(f"<table class='mae'><tr><th>method ({bt['cutoff']:.0%} cutoff)</th><th>MAE</th><th>RMSE</th>"
+                   "<th>interval coverage</th><th>runs</th></tr>")
         for m, s in summary["scores"].items():
-            mark = " (winner)" if m == summary["winner"] else ""
+            mark = " (lowest MAE)" if m == summary["winner"] else ""
             out.append(f"<tr><td>{esc(m)}{mark}</td><td class='num'>{_pt(s['mae'], sign=False)}</td>"
                        f"<td class='num'>{_pt(s['rmse'], sign=False)}</td>"
-                       f"<td class='num'>{_f(100 * s['coverage'], 0)}%</td><td class='num'>{s['n']}</td></tr>")
+                       f"<td class='num'>{_f(100 * s['coverage'], 0) if s['coverage'] is not None else '–'}%</td>"
+                       f"<td class='num'>{s['n']}</td></tr>")
         out.append("</table>")
+        docs = [d for d in bt.get("cutoffs") or [] if d.get("summary")]
+        if docs:  # from which point can the forecast be trusted on runs like these?
+            out.append("<p>Error of the headline against how much of the run it saw:</p><table class='cutoffs'><tr>"
+                       "<th>cutoff</th><th>runs</th><th>headline MAE</th><th>coverage</th><th>best single method</th></tr>")
+            for d in docs:
+                sc = d["summary"]["scores"]
+                best = d["summary"]["best_method"]
+                out.append(f"<tr><td>{d['cutoff']:.0%}</td><td class='num'>{d['summary']['n_runs']}</td>"
+                           f"<td class='num'>{_pt(sc['headline']['mae'], sign=False)}</td>"
+                           f"<td class='num'>{_f(100 * sc['headline']['coverage'], 0)}%</td>"
+                           f"<td>{esc(best)} {_pt(sc[best]['mae'], sign=False)}</td></tr>")
+            out.append("</table>")
     else:
         out.append("<p>No run could be backtested yet.</p>")
     if bt.get("skipped"):
@@ -529,6 +572,8 @@ def _html_run(f: Mapping[str, Any], runs_row: Mapping[str, Any] | None, figs: Ma
                  ("R²", _f(f["r2"], 4)), ("paired points", str(f["n"])), ("best so far", _f(f["best_performance"], 4)),
                  ("headroom", _pt(f["headroom"]))]
         bt = f.get("backtest") or {}
+        if f.get("ceiling_raw") is not None and abs(f["ceiling_raw"] - f["ceiling"]) > 1e-12:
+            cells.insert(3, ("b − a (unbounded)", _f(f["ceiling_raw"], 4)))
         if bt.get("error") is not None:
             cells += [("backtest predicted", f"{_f(bt['predicted_final'], 4)} [{_f(bt['interval'][0], 4)}, "
                                              f"{_f(bt['interval'][1], 4)}]"),

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analysis.pipeline import load_results, refresh_analyses, run_backtest, run_series
+from analysis.payloads import backtest_payload, fit_payload
+from analysis.pipeline import current_results, refresh_analyses
 from dashboard.text import md_text
 from db import Store
 from db.records import RunData, RunInfo, Series
@@ -23,7 +24,7 @@ from ingest.mlflow_source import MlflowSource
 from ingest.sync import sync_source
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-PAGES = ("runs", "collapse", "ceiling", "compare", "sources")
+PAGES = ("runs", "collapse", "ceiling", "compare", "backtest", "sources")
 MARKUP = "<img src=x onerror=alert(1)>"
 ENTROPY, VAL = "actor/entropy", "val-core/gsm8k-sim/acc/mean@1"
 
@@ -87,7 +88,12 @@ def _page(at: AppTest, page: str) -> AppTest:
 
 
 def _results(url: str) -> dict[int, dict]:
-    return {r["run_id"]: r for r in load_results(Store.open(url, create=False))}
+    return {r["run_id"]: r for r in current_results(Store.open(url, create=False))}
+
+
+def _fits(url: str) -> dict[int, dict]:
+    store = Store.open(url, create=False)
+    return {r["run_id"]: r for r in fit_payload(store, current_results(store))}
 
 
 def _close(a, b) -> bool:
@@ -100,7 +106,7 @@ def _close(a, b) -> bool:
 def test_runs_page_shows_every_stored_number(monkeypatch, sim_store):
     at = _app(monkeypatch, sim_store)
     df = at.dataframe[0].value.set_index("id")
-    results = _results(sim_store)
+    results, fits = _results(sim_store), _fits(sim_store)
     assert set(df.index) == set(results) and len(results) == 6
     for run_id, res in results.items():
         row = df.loc[run_id]
@@ -110,14 +116,14 @@ def test_runs_page_shows_every_stored_number(monkeypatch, sim_store):
                          ("R²", law.get("r2")), ("headroom", res.get("headroom")),
                          ("R best", res.get("best_performance")), ("R last", res.get("last_performance"))):
             assert _close(row[col], val), (run_id, col)
-        bt = res.get("backtest") or {}
-        assert _close(row["backtest error"], bt.get("error") if "cause" not in bt else None)
+        assert _close(row["backtest error"], fits[run_id]["backtest"].get("error"))
+        assert row["state"] == res["progress"]
         if law:
             assert row["± (95% CI)"] == pytest.approx((law["ceiling_hi"] - law["ceiling_lo"]) / 2)
             assert row["collapse"].split(" ")[0] == res["collapse"]["verdict"]
     by_name = df.set_index("run")
     assert by_name.loc["no-entropy-run", "status"].startswith("skipped: no entropy")
-    assert by_name.loc["two-evals-run", "status"].startswith("failed")
+    assert by_name.loc["two-evals-run", "status"].startswith("degenerate: too few evaluations")
     assert by_name.loc[MARKUP, "tags"] == "intervention=none, note=<b>bold?</b>"  # plain text in the table
     expander_text = " ".join(w.value for w in at.warning)
     assert md_text("no-entropy-run") in expander_text and "entropy-dash ingest" in expander_text
@@ -166,29 +172,30 @@ def test_collapse_page_shows_stored_verdicts_and_warns_about_missing_entropy(mon
     assert not at.exception, at.exception
 
 
-def test_ceiling_page_equals_stored_fit_and_reruns_the_backtest(monkeypatch, sim_store):
-    results = _results(sim_store)
+def test_ceiling_page_equals_stored_fit_and_shows_the_backtest_at_each_cutoff(monkeypatch, sim_store):
+    results, fits = _results(sim_store), _fits(sim_store)
     at = _app(monkeypatch, sim_store, {"run": "2"})
     _page(at, "ceiling")
-    res = results[2]
-    law, bt = res["law"], res["backtest"]
+    res, bt = results[2], fits[2]["backtest"]
+    law = res["law"]
     m = {x.label: x.value for x in at.metric}
     assert m["ceiling R(H=0)"] == f"{law['ceiling']:.4f}"
     assert m["95% CI"] == f"{law['ceiling_lo']:.3f}–{law['ceiling_hi']:.3f}"
-    assert m["backtest error"] == f"{bt['error']:+.4f}"
-    assert m[f"predicted final ({bt['method']})"] == f"{bt['predicted_final']:.4f}"
+    assert m["backtest error (30%)"] == f"{bt['error']:+.4f}"
+    assert m["predicted final"] == f"{bt['predicted_final']:.4f}"
     assert m["observed final"] == f"{bt['observed_final']:.4f}"
     assert len(at.get("plotly_chart")) == 3
-    at.slider(key="cutoff").set_value(50).run()
+    doc = backtest_payload(Store.open(sim_store, create=False), list(results.values()))
+    at.select_slider(key="cutoff").set_value(0.5).run()
     assert not at.exception, at.exception
-    h, r = run_series(Store.open(sim_store, create=False), res)
-    again = run_backtest(h, r, 0.5, res["run"])
+    row = next(r for d in doc["cutoffs"] if d["cutoff"] == 0.5 for r in d["runs"] if r["run_id"] == 2)
     m = {x.label: x.value for x in at.metric}
-    assert m["error (predicted − observed)"] == f"{again['error']:+.4f}"
-    assert m["cutoff step"] == str(again["cutoff_step"])
-    baselines = at.dataframe[0].value.set_index("method")
-    for name, b in again["baselines"].items():
-        assert baselines.loc[name, "error"] == pytest.approx(b["error"])
+    assert m["error"] == f"{row['error']:+.4f}" and m["predicted final"] == f"{row['predicted_final']:.4f}"
+    table = at.dataframe[0].value.set_index("method")
+    for name, b in row["baselines"].items():
+        assert table.loc[name, "error"] == pytest.approx(b["error"])
+        assert table.loc[name, "weight"] == pytest.approx(row["weights"].get(name, 0.0))
+    assert sum(row["weights"].values()) == pytest.approx(1.0)
 
 
 def test_ceiling_page_on_the_known_law(monkeypatch, law_store):
@@ -258,19 +265,22 @@ def test_pages_on_runs_without_a_fit(monkeypatch, tmp_path, sim_store):
     _write(store, sid, "a", "no-entropy-run", {VAL: (steps[::5], np.linspace(0.2, 0.6, 12))})
     _write(store, sid, "b", "two-evals-run", {ENTROPY: (steps, np.linspace(1.0, 0.2, 59)),
                                               VAL: (np.array([0, 5]), np.array([0.2, 0.3]))})
-    at = _app(monkeypatch, url)  # ingested but not analysed yet
-    assert "have not been analysed" in at.warning[0].value and "entropy-dash fit" in at.warning[0].value
+    at = _app(monkeypatch, url)  # ingested but not analysed yet: the pages analyse in memory, writing nothing
+    assert len(at.dataframe[0].value) == 2
+    assert Store.open(url, create=False).analyses_frame().empty
     refresh_analyses(store)
     at = _app(monkeypatch, url)
     assert len(at.dataframe[0].value) == 2
     at = _page(_app(monkeypatch, url, {"runs": "1,2"}), "collapse")
     assert any("no entropy curve" in w.value for w in at.warning)
-    for page in ("ceiling", "compare"):
-        _page(at, page)
-        assert "No run has a fitted law" in at.info[0].value
-        text = " ".join(w.value for w in at.warning)
-        assert md_text("no-entropy-run") in text and "entropy_key" in text, page
-        assert md_text("two-evals-run") in text and "too few" in text.lower() or "at least 3" in text, page
+    _page(at, "compare")
+    assert "No run has a fitted law" in at.info[0].value
+    text = " ".join(w.value for w in at.warning)
+    assert md_text("no-entropy-run") in text and "entropy_key" in text
+    assert md_text("two-evals-run") in text and "too few evaluations" in text
+    _page(at, "ceiling")  # the run with entropy is shown with its status instead of numbers
+    text = " ".join(w.value for w in at.warning)
+    assert "too few evaluations" in text and not at.metric
 
 
 def test_pages_on_real_verl_logs(monkeypatch, tmp_path, verl_logs):
@@ -319,7 +329,7 @@ def test_collapse_and_ceiling_pages_draw_in_chromium(sim_store, streamlit_app, b
     assert page.locator('[data-testid="stException"]').count() == 0
     text = page.inner_text("body")
     law = _results(sim_store)[2]["law"]
-    assert "ceiling R(H=0)" in text and f"{law['ceiling']:.4f}" in text and "backtest error" in text
+    assert "ceiling R(H=0)" in text and f"{law['ceiling']:.4f}" in text and "backtest error (30%)" in text
     page.screenshot(path=str(tmp_path / "ceiling.png"))
     assert (tmp_path / "collapse.png").stat().st_size > 20_000 and (tmp_path / "ceiling.png").stat().st_size > 20_000
     page.close()

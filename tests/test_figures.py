@@ -21,6 +21,7 @@ from dashboard.tables import (
     backtest_text,
     ceiling_lift_table,
     filter_runs,
+    forecast_text,
     runs_table,
     stage_text,
     tag_list,
@@ -143,17 +144,23 @@ def test_ceiling_figure_and_residuals():
     np.testing.assert_allclose(res["fitted"] + res["residual"], pairs["performance"])
 
 
-def test_forecast_figure_draws_band_cutoff_and_finals():
+def test_forecast_figure_draws_path_band_cutoff_warmup_and_finals():
     perf = pd.Series(np.linspace(0.2, 0.8, 30), index=np.arange(30) * 10)
-    steps = (np.arange(20, 30) * 10).tolist()
-    m = {"mean": [0.7] * 10, "lo": [0.6] * 10, "hi": [0.8] * 10}
-    fc = {"steps": steps, "methods": {"law": m, "saturating": m, "last_value": m}, "ceiling": 0.9,
-          "ceiling_interval": [0.85, 0.95], "confidence": 0.95}
-    bt = {"predicted_final": 0.7, "interval": [0.65, 0.75], "observed_final": 0.79, "final_steps": [270, 280, 290]}
-    fig = forecast_figure(perf, fc, _law(), "r", 1, cutoff_step=195.0, backtest=bt)
+    ps = np.linspace(195.0, 280.0, 10)
+    path = {"steps": ps, "path": np.full(10, 0.7), "lo": np.full(10, 0.65), "hi": np.full(10, 0.75)}
+    bt = {"predicted_final": 0.7, "interval": [0.65, 0.75], "observed_final": 0.79, "final_steps": [270, 280, 290],
+          "label": "stacked: law 60%, saturating 40%"}
+    fig = forecast_figure(perf, _law(), "r", 1, path=path, cutoff_step=195.0, backtest=bt, excluded_steps=[0])
     names = " | ".join(t.name or "" for t in fig.data)
-    assert "prediction band" in names and "predicted final mean 0.700" in names and "observed final mean 0.790" in names
+    assert "headline 95% interval" in names and "headline forecast (stacked: law 60%, saturating 40%)" in names
+    assert "predicted final mean 0.700 [0.650, 0.750]" in names and "observed final mean 0.790" in names
+    assert "warm-up evaluations (excluded from the law)" in names
     assert any(s.x0 == 195.0 for s in fig.layout.shapes)
+    live = {"predicted_final": 0.82, "interval": [0.78, 0.86], "horizon_step": 600, "label": "stacked: law 100%"}
+    fig = forecast_figure(perf, _law(), "r", 1, path=path, cutoff_step=290.0, live=live)
+    names = " | ".join(t.name or "" for t in fig.data)
+    assert "forecast at the planned end (step 600) 0.820 [0.780, 0.860]" in names
+    assert {s.x0 for s in fig.layout.shapes} >= {290.0, 600.0}
 
 
 def test_runs_table_and_filters():
@@ -163,15 +170,18 @@ def test_runs_table_and_filters():
          "entropy_first": 1.2, "entropy_last": 0.2, "best_performance": 0.6, "last_performance": 0.58,
          "headroom": law["ceiling"] - 0.6, "stage": {"clear": True, "step": 40, "range": [35, 45]},
          "collapse": {"verdict": "collapsing", "alarm": True, "projected_floor_step": 150.0},
-         "backtest": {"error": -0.01, "predicted_final": 0.57, "observed_final": 0.58, "cutoff": 0.3, "method": "law"}},
+         "progress": "finished at step 100", "excluded_steps": [0, 10]},
         {"run_id": 2, "run": "no-entropy", "status": "skipped", "reason": "no entropy metric", "law": None},
     ]
     runs = pd.DataFrame({"id": [1, 2], "project": ["p", "q"], "model": ["7B", None], "algorithm": ["grpo", "ppo"],
                          "tags": [{"intervention": "none", "mlflow.runName": "x"}, {}]})
-    t = runs_table(results, runs)
+    fits = {1: {"backtest": {"error": -0.01, "predicted_final": 0.57, "observed_final": 0.58, "cutoff": 0.3},
+                "forecast": None}}
+    t = runs_table(results, runs, fits)
     assert t.loc[0, "run"] == MARKUP and t.loc[0, "ceiling"] == pytest.approx(law["ceiling"])
     assert t.loc[0, "stage"] == "plateau from step 40 [35–45]" and t.loc[0, "collapse"].startswith("collapsing")
     assert t.loc[0, "backtest error"] == -0.01 and t.loc[0, "tags"] == "intervention=none"
+    assert t.loc[0, "state"] == "finished at step 100" and t.loc[0, "warm-up excluded"] == 2
     assert t.loc[1, "backtest"] == "no backtest yet" and np.isnan(t.loc[1, "ceiling"])
     assert list(filter_runs(t, runs, search="IMG")["id"]) == [1]
     assert list(filter_runs(t, runs, algorithms=["ppo"])["id"]) == [2]
@@ -179,7 +189,14 @@ def test_runs_table_and_filters():
     assert list(filter_runs(t, runs, search=".*")["id"]) == []  # plain text, not a pattern
     assert tag_list({"mlflow.user": "u", "a": 1}) == ["a=1"]
     assert stage_text({"error": "x", "cause": "too_few_points"}) == "n/a (too_few_points)"
-    assert backtest_text({"backtest": {"error": "no eval", "cause": "nothing_after_cutoff"}}).startswith("no backtest")
+    assert backtest_text({"backtest": {"error": None, "reason": "no evaluation after the cutoff"}}) == \
+        "no backtest: no evaluation after the cutoff"
+    live = {"forecast": {"predicted_final": 0.8, "interval": [0.7, 0.9], "horizon_step": 600,
+                         "label": "stacked: law 100%", "backtest_mae": 0.012, "backtest_n": 9}}
+    assert forecast_text(live) == ("0.800 [0.700, 0.900] at step 600 (stacked: law 100%; backtest MAE 1.20 pt on 9 "
+                                   "finished runs)")
+    assert forecast_text({"forecast": None, "forecast_reason": "finished: no forecast, see its backtest"}).startswith(
+        "finished")
 
 
 def test_ceiling_lift_and_compare_figures():

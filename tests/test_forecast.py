@@ -1,4 +1,5 @@
-"""Forecast from the first 30% of a run: law vs baselines on synthetic law-following runs."""
+"""Forecasts: the curve fitter, every method on runs whose answer is known, the backtest protocol, the
+cross-run model and the stacked, conformally calibrated headline (never trained on the run it predicts)."""
 
 from __future__ import annotations
 
@@ -6,167 +7,193 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.align import align
+from models import crossrun, selection
+from models.backtest import backtest_run
+from models.curves import fit_curve, fit_prefixes
 from models.errors import FitError
-from models.forecast import METHODS, forecast, warmup_pairs
+from models.forecast import METHODS, forecast
+from models.metric_range import MetricRange
 
-T = 250
+UNIT = MetricRange(0.0, 1.0, "accuracy", "")
 
 
-def synthetic_run(seed: int, *, steps: int = T, every: int = 5, a: float = 0.3, b: float = 1.05, h0: float = 1.0,
-                  floor: float = 0.1, tau: float | None = None, h_noise: float = 0.01, r_noise: float = 0.01,
-                  warmup_evals: int = 0):
-    """Entropy every step (exponential decay, 1% multiplicative noise); evaluations every ``every`` steps
-    from step 0, R = b − a·e^H(policy) + noise. ``warmup_evals`` leading evaluations score ≈ 0 while entropy
-    stays flat (a format-learning phase that is not on the law). Returns (hs, h, ps, r, r_true)."""
+def _run(seed: int = 0, n_steps: int = 600, every: int = 10, a: float = 0.3, b: float = 1.1, noise: float = 0.004,
+         decay: float = 80.0):
     rng = np.random.default_rng(seed)
-    tau = tau or steps / 3
-    shift = warmup_evals * every
-
-    def h_of(s):
-        s = np.asarray(s, dtype=float)
-        return floor + (h0 - floor) * np.exp(-np.maximum(s - shift, 0) / tau)
-
-    hs = np.arange(1, steps + 1)
-    h = h_of(hs - 1) * (1 + h_noise * rng.standard_normal(steps))
-    ps = np.arange(0, steps + 1, every)
-    r_true = b - a * np.exp(h_of(ps))
-    r_true[:warmup_evals] = 0.01
-    r = r_true + r_noise * rng.standard_normal(len(ps))
-    return hs, h, ps, r, r_true
+    hs = np.arange(1, n_steps + 1, dtype=float)
+    hv = 0.05 + 0.8 * (hs / decay + 1) ** -0.7 + rng.normal(0, 0.005, n_steps)
+    ps = np.arange(0, n_steps + 1, every, dtype=float)
+    pv = b - a * np.exp(0.05 + 0.8 * ((ps + 1) / decay + 1) ** -0.7) + rng.normal(0, noise, len(ps))
+    return hs, hv, ps, pv
 
 
-def _final(ps, r_true, cut):
-    post = ps[ps > cut]
-    return post, float(r_true[-3:].mean())
+# ------------------------------------------------------------------------------------------ curves
+@pytest.mark.parametrize("family,truth", [
+    ("saturating", lambda t: 0.8 - 0.5 * np.exp(-t / 300)),
+    ("power", lambda t: 0.8 - 2.0 * (t + 100) ** -0.5),
+    ("sigmoid", lambda t: 0.2 + 0.6 / (1 + (400 / (t + 1)) ** 1.6)),
+])
+def test_each_curve_family_recovers_its_own_shape(family, truth):
+    s = np.arange(0, 1500, 10.0)
+    rng = np.random.default_rng(0)
+    fit = fit_curve(family, s, truth(s) + rng.normal(0, 0.003, len(s)), lo=0, hi=1)
+    assert fit.rmse < 0.0045
+    later = np.array([2000.0, 3000.0])
+    assert np.abs(fit.predict(later) - truth(later)).max() < 0.02
 
 
-def test_law_predicts_final_within_a_point_and_beats_last_value():
-    law_err, last_err = [], []
-    for seed in range(10):
-        hs, h, ps, r, rt = synthetic_run(seed)
-        cut = 0.3 * T
-        post, truth = _final(ps, rt, cut)
-        fc = forecast(hs, h, ps, r, cutoff_step=cut, horizon_steps=post)
-        assert set(fc.methods) == set(METHODS)
-        law_err.append(abs(fc.methods["law"].window(post[-3:])[0] - truth))
-        last_err.append(abs(fc.methods["last_value"].window(post[-3:])[0] - truth))
-        assert fc.n_pairs == 16 and fc.warmup_end_step is None
-        assert sum(fc.weights.values()) == pytest.approx(1.0)
-        assert abs(fc.ceiling - 0.75) < 0.05  # b − a, extrapolated to H = 0 from 30% of the run
-        lo, hi = fc.ceiling_interval
-        assert lo <= fc.ceiling <= hi
-    assert np.mean(law_err) < 0.012 and max(law_err) < 0.03  # about a point on average (0.97 pt measured)
-    assert min(last_err) > 0.08  # still rising at the cutoff: the last value misses most of the gain
-    assert np.mean(law_err) < np.mean(last_err) / 8
+def test_asymptote_stays_in_the_range():
+    s = np.arange(0, 300, 10.0)
+    steep = 0.5 + 0.002 * s  # a straight line would pass 1 at step 250
+    for family in ("saturating", "sigmoid", "power"):
+        fit = fit_curve(family, s, steep, lo=0, hi=1)
+        assert fit.asymptote <= 1.0 + 1e-12, family
 
 
-def test_interval_covers_truth_in_most_seeds():
-    covered = 0
-    for seed in range(20):
-        hs, h, ps, r, rt = synthetic_run(100 + seed)
-        post = ps[ps > 0.3 * T]
-        fc = forecast(hs, h, ps, r, cutoff_step=0.3 * T, horizon_steps=post, n_boot=300, seed=seed)
-        _, (lo, hi) = fc.methods["law"].window(post[-3:])
-        covered += lo <= r[-3:].mean() <= hi
-    assert covered >= 16
+def test_prefix_fits_fit_their_prefix_as_well_as_a_fit_of_it_alone():
+    s = np.arange(0, 1000, 10.0)
+    y = 0.7 - 0.4 * np.exp(-s / 200) + np.random.default_rng(1).normal(0, 0.01, len(s))
+    fits = fit_prefixes("saturating", s, y, [30, 60, 99], lo=0, hi=1)
+    for i, k in enumerate((30, 60, 99)):
+        alone = fit_curve("saturating", s[: k + 1], y[: k + 1], lo=0, hi=1)
+        assert fits.fit(i).n == k + 1
+        assert fits.fit(i).rmse == pytest.approx(alone.rmse, rel=0.02)  # the grids differ with the span only
+        assert np.allclose(fits.predict_points(i)[: k + 1], alone.predict(s[: k + 1]), atol=0.01)
 
 
-def test_predictions_respect_bounds():
-    # b − a = 1.1 > 1: an accuracy cannot get there; entropy decays toward 0
-    hs, h, ps, r, _ = synthetic_run(3, a=0.4, b=1.5, floor=0.0, tau=50)
-    r = np.minimum(r, 1.0)
-    post = ps[ps > 75]
-    fc = forecast(hs, h, ps, r, cutoff_step=75, horizon_steps=post)
+def test_a_curve_is_never_fitted_on_fewer_points_than_parameters_plus_two():
+    s = np.arange(0, 50, 10.0)
+    with pytest.raises(FitError, match="needs at least 6 points"):
+        fit_curve("power", s, np.linspace(0.2, 0.5, len(s)))
+
+
+# ------------------------------------------------------------------------------------------ methods
+def test_every_method_forecasts_a_law_following_run():
+    hs, hv, ps, pv = _run()
+    fc = forecast(hs, hv, ps, pv, cutoff_step=180, target_steps=ps[-3:], rng=UNIT)
+    truth = float(np.mean(pv[-3:]))
+    assert set(fc.methods) == set(METHODS)
+    assert abs(fc.methods["law"].predicted - truth) < 0.01  # the law knows the shape of this run
+    for m in ("saturating", "sigmoid", "power"):  # curves in the step only approximate it
+        assert abs(fc.methods[m].predicted - truth) < 0.1, m
+    assert fc.methods["last_value"].predicted == pytest.approx(pv[ps <= 180][-1])
+    assert fc.methods["recent_mean"].predicted == pytest.approx(pv[ps <= 180][-3:].mean())
     for m in fc.methods.values():
-        assert np.all(m.mean <= 1.0) and np.all(m.hi <= 1.0) and np.all(m.lo >= 0.0)
-        assert np.all(m.paths <= 1.0)
-    assert fc.ceiling == 1.0 and fc.ceiling_interval[1] <= 1.0
-    assert fc.law.ceiling > 1.0  # the unbounded fit says more; the bounded forecast clips it
-    free = forecast(hs, h, ps, r, cutoff_step=75, horizon_steps=post, bounds=None)
-    assert free.ceiling > 1.0
+        assert 0.0 <= m.predicted <= 1.0 and m.scale > 0 and m.rolling_mae is not None
+    assert fc.features["entropy_spent"] > 0.3 and fc.features["gain_law"] > 0
 
 
-def test_steps_to_within_a_point_of_the_ceiling():
-    a, b, tau = 0.3, 1.0, 60.0
-    hs, h, ps, r, _ = synthetic_run(5, a=a, b=b, floor=0.0, tau=tau, steps=600, every=10)
-    fc = forecast(hs, h, ps, r, cutoff_step=180, horizon_steps=ps[ps > 180], decay_kinds=("exponential",))
-    # truth: a·(e^H − 1) ≤ 0.01 ⇔ H ≤ ln(1 + 0.01/a); H(s) = e^(−s/τ)
-    true_step = -tau * np.log(np.log(1 + 0.01 / a))
-    got = fc.steps_to_within(0.01)
-    assert got is not None and abs(got - true_step) / true_step < 0.25
-    # with an entropy floor the run never gets within 1 pt of b − a (it plateaus below it)
-    hs, h, ps, r, _ = synthetic_run(5, floor=0.3)
-    fc = forecast(hs, h, ps, r, cutoff_step=75, horizon_steps=ps[ps > 75], decay_kinds=("exponential",))
-    assert fc.steps_to_within(0.01) is None
-
-
-def test_warmup_phase_is_dropped():
-    hs, h, ps, r, rt = synthetic_run(2, warmup_evals=3)
-    post, truth = _final(ps, rt, 75)
-    fc = forecast(hs, h, ps, r, cutoff_step=75, horizon_steps=post)
-    assert fc.warmup_end_step is not None and 15 <= fc.warmup_end_step <= 21
-    raw = forecast(hs, h, ps, r, cutoff_step=75, horizon_steps=post, warmup=False)
-    with_trim = abs(fc.methods["law"].window(post[-3:])[0] - truth)
-    without = abs(raw.methods["law"].window(post[-3:])[0] - truth)
-    assert with_trim < 0.02 and without > 2 * with_trim
-    # no false warm-up on law-following runs
-    for seed in range(10):
-        hs, h, ps, r, _ = synthetic_run(seed)
-        al = align(pd.Series(h, index=hs), pd.Series(r, index=ps))
-        assert warmup_pairs(al.entropy[:16], al.performance[:16]) == 0
-
-
-def test_robust_loss_resists_an_outlier_evaluation():
-    hs, h, ps, r, rt = synthetic_run(4)
-    r = r.copy()
-    r[8] = 0.05  # a broken evaluation before the cutoff
-    post, truth = _final(ps, rt, 75)
-    errs = {}
-    for loss in ("linear", "soft_l1", "huber"):
-        fc = forecast(hs, h, ps, r, cutoff_step=75, horizon_steps=post, loss=loss, warmup=False)
-        assert fc.loss == loss and fc.law.loss == loss
-        errs[loss] = abs(fc.methods["law"].window(post[-3:])[0] - truth)
-    assert errs["soft_l1"] < 0.015 and errs["huber"] < 0.015
-    assert errs["soft_l1"] < errs["linear"]
-
-
-def test_too_little_data_before_the_cutoff_is_a_typed_error():
-    hs, h, ps, r, _ = synthetic_run(0)
-    with pytest.raises(FitError) as e:
-        forecast(hs, h, ps, r, cutoff_step=10, horizon_steps=ps[ps > 10])
-    assert e.value.cause == "too_few_points_before_cutoff"
-    with pytest.raises(FitError) as e:
-        forecast(hs, h, ps, r, cutoff_step=75, horizon_steps=ps[ps > 75], loss="cauchy")
-    assert e.value.cause == "bad_option"
-
-
-def test_forecast_on_the_grpo_simulator_reports_every_method():
-    from entropy_dash import simulator as sim
-    run = sim.simulate(sim.SimConfig(steps=120, seed=1))
-    (hs, h), (ps, r) = run.entropy, run.validation
-    fc = forecast(hs, h, ps, r, cutoff_step=36, horizon_steps=ps[ps > 36])
+def test_forecasts_never_leave_the_metric_range():
+    hs, hv, ps, pv = _run(a=0.05, b=1.04)  # near 1 already
+    fc = forecast(hs, hv, ps, pv, cutoff_step=200, target_steps=[5000], rng=UNIT)
     for m in fc.methods.values():
-        assert np.all(np.isfinite(m.mean)) and np.all((m.lo <= m.mean + 1e-9) & (m.mean <= m.hi + 1e-9))
-    assert fc.to_dict()["methods"]["law"]["final"] == fc.final("law")
+        assert m.predicted <= 1.0 and np.all(m.path <= 1.0)
 
 
-def test_anchored_level_and_its_ceiling():
-    """The law's level b′ = mean(R + a·e^H) over the last half of the pre-cutoff pairs; anchor=False keeps b."""
-    hs, h, ps, r, _ = synthetic_run(7)
-    post = ps[ps > 75]
-    fc = forecast(hs, h, ps, r, cutoff_step=75, horizon_steps=post)
-    free = forecast(hs, h, ps, r, cutoff_step=75, horizon_steps=post, anchor=False)
-    assert fc.anchor_pairs == 8 and free.anchor_pairs == 0 and free.level_shift == 0.0
-    al = align(pd.Series(h[hs <= 75], index=hs[hs <= 75]), pd.Series(r[ps <= 75], index=ps[ps <= 75]))
-    hh, rr = al.entropy, al.performance
-    assert len(hh) == fc.n_pairs == 16
-    b_anchor = float(np.mean(rr[-8:] + fc.law.a * np.exp(hh[-8:])))
-    assert fc.level_shift == pytest.approx(b_anchor - fc.law.b)
-    assert fc.methods["law"].params["b_anchored"] == pytest.approx(b_anchor)
-    assert fc.ceiling == pytest.approx(min(b_anchor - fc.law.a, 1.0))
-    assert fc.ceiling_interval[0] <= fc.ceiling <= fc.ceiling_interval[1]
-    assert free.ceiling == pytest.approx(min(free.law.ceiling, 1.0))
-    # on a run that follows the law exactly the level barely moves
-    assert abs(fc.level_shift) < 0.01
-    assert fc.to_dict()["level_shift"] == fc.level_shift
+def test_the_warmup_before_the_cutoff_is_left_out_of_every_forecast():
+    hs, hv, ps, pv = _run()
+    pv = pv.copy()
+    pv[0] = 0.05
+    fc = forecast(hs, hv, ps, pv, cutoff_step=180, target_steps=ps[-3:], rng=UNIT)
+    assert fc.warmup.steps == (0,) and fc.n_evaluations == int((ps <= 180).sum()) - 1
+    kept = forecast(hs, hv, ps, pv, cutoff_step=180, target_steps=ps[-3:], rng=UNIT, warmup="keep")
+    assert kept.warmup.n == 0 and kept.n_evaluations == fc.n_evaluations + 1
+
+
+def test_too_few_evaluations_before_the_cutoff_say_so():
+    hs, hv, ps, pv = _run()
+    with pytest.raises(FitError, match="only 3 evaluations") as err:
+        forecast(hs, hv, ps, pv, cutoff_step=25, target_steps=[500], rng=UNIT)
+    assert err.value.cause == "too_few_points_before_cutoff"
+
+
+def test_backtest_protocol():
+    hs, hv, ps, pv = _run()
+    bt = backtest_run(hs, hv, ps, pv, cutoff=0.3, rng=UNIT)
+    assert bt.cutoff_step == pytest.approx(0.3 * 600)
+    assert bt.final_steps == (580, 590, 600) and bt.observed_final == pytest.approx(pv[-3:].mean())
+    assert bt.errors["law"] == pytest.approx(bt.forecast.methods["law"].predicted - bt.observed_final)
+    with pytest.raises(FitError) as err:
+        backtest_run(hs, hv, ps[:3], pv[:3], cutoff=0.9, rng=UNIT)
+    assert err.value.cause == "nothing_after_cutoff"
+
+
+# ------------------------------------------------------------------------------------------ across runs
+def _table(errors: dict[str, list[float]], observed: list[float] | None = None) -> selection.Table:
+    methods = tuple(errors)
+    n = len(next(iter(errors.values())))
+    obs = np.array(observed or [0.5] * n)
+    pred = np.column_stack([obs + np.array(errors[m]) for m in methods])
+    return selection.Table(tuple(range(1, n + 1)), (None,) * n, methods, pred, np.full(pred.shape, 0.01),
+                           np.full(pred.shape, np.nan), obs, np.zeros(n), np.ones(n))
+
+
+def test_headline_weights_are_learned_without_the_run_itself():
+    t = _table({"good": [0.01, -0.01, 0.01, -0.01, 0.5], "bad": [0.05, -0.05, 0.05, -0.05, 0.0]})
+    heads = selection.loro_headlines(t)
+    w = heads[0].weights
+    # over runs 2..5 "good" has MAE 0.1325 and "bad" 0.0375: weights ∝ 1/MAE²
+    assert w["bad"] / w["good"] == pytest.approx((0.1325 / 0.0375) ** 2)
+    # the last run's own huge "good" error does not enter its own weights
+    assert heads[4].weights["good"] > 0.9 and heads[4].rule == "finished runs" and heads[4].pool == 4
+
+
+def test_conformal_multiplier_is_finite_sample_valid_and_says_when_it_is_not_calibrated():
+    scores = np.arange(1, 21, dtype=float)  # 20 runs: rank ⌈21·0.95⌉ = 20
+    q, calibrated = selection.conformal_q(scores)
+    assert q == 20 and calibrated
+    q, calibrated = selection.conformal_q(np.array([0.5, 1.0, 3.0]))  # t(2 dof) × RMS
+    assert q == pytest.approx(4.302653 * np.sqrt((0.25 + 1 + 9) / 3), rel=1e-5) and not calibrated
+    q, _ = selection.conformal_q(np.array([0.1]))
+    assert q == pytest.approx(selection.Z)
+
+
+def test_summary_sentences_are_true():
+    beat = _table({"m1": [0.02, -0.02, 0.02, -0.02], "m2": [-0.02, 0.02, -0.02, 0.02]})
+    s = selection.summarise(beat, selection.loro_headlines(beat), 0.3)
+    assert s.scores["headline"].mae < s.scores["m1"].mae and s.headline_beat_all
+    assert "beat every single method" in s.sentence and f"{100 * s.scores['headline'].mae:.2f} pt" in s.sentence
+    lose = _table({"good": [0.01, 0.01, 0.01, 0.01], "bad": [0.05, 0.05, 0.05, 0.05]})
+    s = selection.summarise(lose, selection.loro_headlines(lose), 0.3)
+    assert not s.headline_beat_all and s.scores["headline"].mae > s.scores["good"].mae
+    assert "good alone did better" in s.sentence and "did not beat every method" in s.sentence
+
+
+def test_cross_run_model_learns_what_followed_and_never_sees_the_run_it_predicts():
+    rng = np.random.default_rng(0)
+    points = []
+    for _ in range(12):  # every run gains 60% of what its saturating curve predicts, plus noise
+        level, gain = rng.uniform(0.3, 0.6), rng.uniform(0.02, 0.2)
+        observed = level + 0.6 * gain + rng.normal(0, 0.002)
+        points.append(crossrun.RunPoint({"gain_saturating": gain, "entropy_spent": rng.uniform(0.3, 0.9)},
+                                        level, 0.0, 1.0, 0.05, observed))
+    pred, scale = crossrun.loro(points)
+    obs = np.array([p.observed for p in points])
+    naive = np.array([p.level + p.features["gain_saturating"] for p in points])
+    assert np.mean(np.abs(pred - obs)) < 0.3 * np.mean(np.abs(naive - obs))
+    moved = list(points)
+    moved[0] = crossrun.RunPoint(points[0].features, points[0].level, 0, 1, 0.05, observed=0.99)
+    again, _ = crossrun.loro(moved)
+    assert again[0] == pytest.approx(pred[0])  # run 0's own outcome never enters its forecast
+    assert not np.isnan(pred).any() and np.all(scale > 0)
+    assert np.isnan(crossrun.loro(points[:5])[0]).all()  # too few runs to learn from: no forecast
+
+
+def test_stacked_backtest_on_simulated_runs_beats_every_method_and_covers(tmp_path):
+    from analysis.forecasting import backtest_at
+    from analysis.run import backtest_of
+
+    results = []
+    for i in range(14):
+        hs, hv, ps, pv = _run(seed=i, a=0.25 + 0.02 * (i % 5), b=1.05 + 0.01 * (i % 3), decay=60 + 10 * (i % 4),
+                              noise=0.006)
+        h, r = pd.Series(hv, index=hs.astype(int)), pd.Series(pv, index=ps.astype(int))
+        results.append({"run_id": i + 1, "run": f"r{i}", "project": "p", "status": "ok", "entropy_key": "h",
+                        "finished": True, "range": UNIT.to_dict(),
+                        "backtests": {"0.3": backtest_of(h, r, 0.3, UNIT, "auto")}})
+    bt = backtest_at(results, 0.3)
+    s = bt.summary
+    assert s.n_runs == 14 and s.scores["headline"].mae < 0.01
+    assert s.scores["headline"].mae <= min(s.scores[m].mae for m in ("last_value", "recent_mean", "saturating"))
+    assert s.scores["headline"].coverage >= 0.85
+    assert all(abs(sum(h.weights.values()) - 1) < 1e-9 for h in bt.headlines)

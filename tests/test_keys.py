@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.keys import choose_keys, resolve_role, resolve_roles
+from analysis.keys import benchmark_name, choose_keys, training_data
+from ingest.keys import resolve_role, resolve_roles
 
 
 @pytest.mark.parametrize(
@@ -42,24 +43,45 @@ def test_overrides_win():
                                                                             "actor/entropy": "entropy"}
 
 
+def _choose(keys, **kw):
+    return choose_keys(keys, resolve_roles(keys), **kw)
+
+
 def test_validation_accuracy_beats_reward_beats_training_reward_and_core_beats_aux():
     keys = ["actor/entropy", "actor/entropy_loss", "critic/score/mean", "val-aux/gsm8k/acc/mean@1",
             "val-core/gsm8k/reward/mean@1", "val-core/gsm8k/acc/mean@4", "val-core/gsm8k/acc/mean@1", "timing/gen"]
-    c = choose_keys(keys)
+    c = _choose(keys)
     assert c.entropy == "actor/entropy"  # newer verl name beats the older one
     assert c.performance == "val-core/gsm8k/acc/mean@1" and c.performance_kind == "val_acc"
-    assert "also had" in c.reason and c.unrecognised == ("timing/gen",)
-    assert choose_keys(["actor/entropy", "val-core/x/reward/mean@1", "critic/score/mean"]).performance_kind == "val_reward"
-    train = choose_keys(["actor/entropy", "critic/score/mean", "critic/rewards/mean"])
+    assert c.benchmarks == ("val-core/gsm8k/acc/mean@1",) and c.unrecognised == ("timing/gen",)
+    assert _choose(["actor/entropy", "val-core/x/reward/mean@1", "critic/score/mean"]).performance_kind == "val_reward"
+    train = _choose(["actor/entropy", "critic/score/mean", "critic/rewards/mean"])
     assert train.performance == "critic/score/mean" and train.performance_kind == "train_reward"
     assert "no validation metric" in train.reason
 
 
+def test_every_benchmark_is_listed_and_the_headline_follows_the_stated_rule():
+    keys = ["actor/entropy", "val-core/openai/gsm8k/acc/mean@1", "val-core/DigitalLearningGmbH/MATH-lighteval/acc/mean@1",
+            "val-aux/openai/gsm8k/reward/mean@1"]
+    by_name = _choose(keys)
+    assert by_name.benchmarks == ("val-core/DigitalLearningGmbH/MATH-lighteval/acc/mean@1",
+                                  "val-core/openai/gsm8k/acc/mean@1") and by_name.rule == "name"
+    assert [benchmark_name(k) for k in by_name.benchmarks] == ["DigitalLearningGmbH/MATH-lighteval", "openai/gsm8k"]
+    trained = _choose(keys, params={"data/train_files": "~/data/gsm8k/train.parquet"})
+    assert trained.performance == "val-core/openai/gsm8k/acc/mean@1" and trained.rule == "training data"
+    assert "the benchmark of the run's training data" in trained.reason
+    both = _choose(keys, params={"data.train_files": "['~/data/gsm8k/train.parquet', '~/data/math/train.parquet']"})
+    assert both.rule == "name"  # trained on both: the rule cannot decide by the training data
+    user = _choose(keys, performance_key="val-core/openai/gsm8k/acc/mean@1")
+    assert user.rule == "user" and user.benchmarks[0] == "val-core/openai/gsm8k/acc/mean@1" and len(user.benchmarks) == 2
+    assert training_data({"trainer/total_epochs": 3}) is None
+
+
 def test_user_choice_per_run_and_missing_metrics():
     keys = ["entropy", "eval_accuracy", "eval_reward"]
-    c = choose_keys(keys, performance_key="eval_reward")
+    c = _choose(keys, performance_key="eval_reward")
     assert c.performance == "eval_reward" and c.performance_kind == "override"
-    c = choose_keys(keys, performance_key="not-there")
+    c = _choose(keys, performance_key="not-there")
     assert c.performance == "eval_accuracy" and "override 'not-there' not in this run" in c.reason
-    none = choose_keys(["train/loss"])
+    none = _choose(["train/loss"])
     assert none.entropy is None and none.performance is None and none.reason == "no performance metric"

@@ -19,7 +19,7 @@ from db import Store
 from entropy_dash.cli import main
 from entropy_dash.demo_data import log_runs
 from entropy_dash.simulator import demo_sweep, simulate
-from reports.writer import _f, _pt, report_folders, write_report, write_scheduled_report
+from reports.writer import _f, _pt, md, report_folders, write_report, write_scheduled_report
 
 EVIL = "<img src=x onerror=alert(1)>"
 PIPE = "pipe|run `x` *y*"
@@ -167,15 +167,16 @@ def test_markdown_table_is_well_formed(demo_db, tmp_path, capsys):
     lines = text.splitlines()
     table = [ln for ln in lines if ln.startswith("|")]
     cells = [re.split(r"(?<!\\)\|", ln)[1:-1] for ln in table]
-    assert len(table) == 2 + 9 and len({len(c) for c in cells}) == 1 and len(cells[0]) == 9
+    assert len(table) == 2 + 9 and len({len(c) for c in cells}) == 1 and len(cells[0]) == 11
     assert all(re.fullmatch(r"-{3,}:?", c) for c in cells[1])
     fit = {f["run_id"]: f for f in cli_json(capsys, "fit", "--db", demo_db)}
     for row in cells[2:]:
         f = fit[int(row[1].strip())]
-        assert row[2].strip() == _f(f["ceiling"]) and row[8].strip() == _pt(f["backtest"]["error"])
+        assert row[2].strip() == md(f["progress"]) and row[3].strip() == _f(f["ceiling"])
+        assert row[9].strip() == _pt(f["backtest"]["error"])
     bullets = [ln for ln in lines if ln.startswith("- **")]
     assert len(bullets) == 9
-    assert "MAE per method: law " in text
+    assert "MAE per method: headline " in text and "Headline error against the cutoff: 20%" in text
 
 
 def test_markup_in_a_run_name_stays_text_in_every_format(demo_db, tmp_path, capsys):

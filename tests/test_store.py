@@ -71,12 +71,15 @@ def test_nonfinite_values_are_kept_as_null_and_counted(any_store):
 def test_analysis_is_stale_until_recomputed_on_new_points(any_store):
     sid = any_store.source_id("file", "/x")
     res = any_store.write_run(sid, _run(), ROLES)
-    assert any_store.stale_runs("summary") == [res.run_id]
-    any_store.save_analysis(res.run_id, "summary", res.data_version, {"x": float("nan")}, {"a": 0.3})
-    assert any_store.stale_runs("summary") == []
-    assert any_store.analyses_frame("summary").loc[0, "result"] == {"x": None}
+    assert any_store.stale_runs("summary", 2) == [res.run_id]
+    any_store.save_analysis(res.run_id, "summary", res.data_version, {"x": float("nan")},
+                            {"a": 0.3, "analysis_version": 2, "status": "ok"})
+    assert any_store.stale_runs("summary", 2) == []
+    assert any_store.stale_runs("summary", 3) == [res.run_id]  # made by another version of the analysis
+    row = any_store.analyses_frame("summary").loc[0]
+    assert row["result"] == {"x": None} and row["status"] == "ok" and row["analysis_version"] == 2
     any_store.write_run(sid, _run(values=(1.0, 0.9, 0.8, 0.75), steps=(1, 2, 3, 4)), ROLES)
-    assert any_store.stale_runs("summary") == [res.run_id]
+    assert any_store.stale_runs("summary", 2) == [res.run_id]
 
 
 def test_series_build_rejects_bad_points_naming_them():

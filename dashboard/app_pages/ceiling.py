@@ -1,95 +1,145 @@
-"""Ceiling: per run, R vs H with the fitted law, its band and the ceiling R(H=0) with its interval; the
-law's residuals; R vs step with the forecast band from a cutoff (the backtest re-run from the first k% of
-steps: predicted vs what happened, next to every baseline)."""
+"""Ceiling: per run and benchmark, R vs H with the fitted law, its band and the ceiling R(H=0) with its interval
+(bounded to the metric's range; warm-up evaluations marked and excluded); the law's residuals; and R vs step
+with the headline forecast: to the planned end for a run in progress, or the backtest from a cutoff for a
+finished run — always with its interval and its track record."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import context, data, state
 from dashboard.figures import ceiling_figure, forecast_figure, residuals_figure
-from dashboard.tables import backtest_of, baselines_table
+from dashboard.tables import baselines_table
 from dashboard.text import md_text
 from models.align import align
 
-STORED_CUTOFF = 30
+FMT4 = st.column_config.NumberColumn(format="%.4f")
 
 st.title("Ceiling")
 ctx = context.load()
 if ctx is not None:
-    fitted = context.fitted_or_explain(
-        ctx, ": a run needs an entropy and a performance metric with at least 3 paired points")
-    if fitted:
-        labels = ctx.labels(fitted)
+    shown = [r for r in ctx.results if r.get("status") != "skipped"]
+    if not shown:
+        st.info("No run has an entropy and a performance metric yet. `entropy-dash runs` shows what each run has.")
+        context.show_unfit(ctx.results)
+    else:
+        labels = ctx.labels(shown)
         run_id = state.single_run(list(labels), labels, "ceiling")
         res = ctx.by_id[run_id]
-        law = res["law"]
-        stored_bt = backtest_of(res)
-        cols = st.columns(4) + st.columns(4)
-        cols[0].metric("ceiling R(H=0)", f"{law['ceiling']:.4f}", help="b − a: the law's prediction once entropy "
-                       "is exhausted")
-        cols[1].metric("95% CI", f"{law['ceiling_lo']:.3f}–{law['ceiling_hi']:.3f}")
-        cols[4].metric("a", f"{law['a']:.3f} ± {law['a_se']:.3f}")
-        cols[5].metric("b", f"{law['b']:.3f} ± {law['b_se']:.3f}")
-        cols[6].metric("R²", f"{law['r2']:.4f}", help=f"n = {law['n']} paired points")
-        headroom = res.get("headroom")
-        cols[2].metric("headroom", "–" if headroom is None else f"{headroom:+.4f}",
-                       help="ceiling − best performance so far")
-        cols[3].metric("backtest error", "no backtest yet" if res.get("backtest") is None else
-                       (f"{stored_bt['error']:+.4f}" if stored_bt else "n/a"),
-                       help="track record: the forecast of the final score from the first 30% of this run minus "
-                            "what happened" + ("" if stored_bt or res.get("backtest") is None else
-                                               f" — not computed: {res['backtest'].get('error')}"))
-        for flag in law.get("flags", []):
-            st.warning(flag)
-
-        h, r = data.run_arrays(ctx.url, run_id, ctx.run_version(run_id), res["entropy_key"], res["performance_key"])
-        pairs = align(h, r).to_frame()
-        left, right = st.columns(2)
-        with left:
-            st.subheader("R vs H: the law and its ceiling")
-            st.plotly_chart(ceiling_figure(pairs, law, res["run"], run_id), key="ceiling_chart")
-        with right:
-            st.subheader("Residuals of the law")
-            st.plotly_chart(residuals_figure(pairs, law, res["run"], run_id), key="residuals_chart")
-            st.caption(f"entropy: {md_text(res['entropy_key'])} · performance: {md_text(res['performance_key'])} — "
-                       f"{md_text(res['key_reason'])}")
-
-        st.subheader("R vs step: forecast from the first part of the run")
-        cutoff_pct = st.slider("cutoff: forecast from the first k% of steps, then compare with what happened",
-                               10, 90, STORED_CUTOFF, 5, format="%d%%", key="cutoff")
-        cutoff = cutoff_pct / 100
+        fit = ctx.fits.get(run_id, {})
         version = ctx.run_version(run_id)
-        if cutoff_pct == STORED_CUTOFF and res.get("backtest") is not None:
-            bt = res["backtest"]
-            origin = "stored backtest"
+        st.caption(f"**{md_text(res.get('progress') or '')}** · entropy {md_text(res['entropy_key'])} · "
+                   f"{md_text(res.get('key_reason') or '')}")
+
+        benches = res.get("benchmarks") or []
+        keys = [b["key"] for b in benches]
+        if len(keys) > 1:
+            key = st.selectbox("benchmark (the headline first, by the rule: your key › the training data's benchmark "
+                               "› the first by name that can be fitted)", keys, index=keys.index(res["performance_key"]),
+                               format_func=lambda k: next(b["benchmark"] for b in benches if b["key"] == k)
+                               + (" (headline)" if k == res["performance_key"] else ""), key="c_bench")
         else:
-            bt = data.backtest_at(ctx.url, run_id, version, res["entropy_key"], res["performance_key"], cutoff,
-                                  res["run"])
-            origin = f"re-run at {cutoff_pct}%"
-        fc = data.forecast_at(ctx.url, run_id, version, res["entropy_key"], res["performance_key"], cutoff)
-        if "cause" in bt:
-            st.warning(f"No backtest at a {cutoff_pct}% cutoff: {md_text(bt.get('error'))}. Try a later cutoff.")
-            bt_ok = None
+            key = res["performance_key"]
+        bench = next((b for b in benches if b["key"] == key), {"status": res["status"], "reason": res["reason"],
+                                                               "law": res.get("law"), "excluded_steps": []})
+        law = bench.get("law")
+        h, r = data.run_arrays(ctx.url, run_id, version, res["entropy_key"], key)
+
+        if law is None:
+            st.warning(f"**{md_text(bench['status'])}**: {md_text(bench.get('reason'))} — no ceiling is shown for "
+                       "this benchmark (a law fitted here would mislead).")
         else:
-            bt_ok = bt
-            m = st.columns(3) + st.columns(3)
-            m[0].metric(f"predicted final ({bt['method']})", f"{bt['predicted_final']:.4f}",
-                        help="forecast of the mean of the last evaluations, from the points before the cutoff")
-            m[1].metric("prediction interval", f"{bt['interval'][0]:.3f}–{bt['interval'][1]:.3f}")
-            m[2].metric("observed final", f"{bt['observed_final']:.4f}",
-                        help=f"mean of the evaluations at steps {', '.join(map(str, bt['final_steps']))}")
-            m[3].metric("error (predicted − observed)", f"{bt['error']:+.4f}")
-            m[4].metric("inside the interval", "yes" if bt.get("covered") else "no")
-            m[5].metric("cutoff step", f"{bt['cutoff_step']}", help=f"{bt['n_pairs_before_cutoff']} paired points "
-                        "before it")
-            st.caption(f"{origin}; cutoff step {bt['cutoff_step']}, {bt['n_pairs_before_cutoff']} paired points before "
-                       f"it; best method before the cutoff (rolling origin): {bt.get('best_before_cutoff') or '–'}")
-        cutoff_step = fc.get("cutoff_step_exact") if "cause" not in fc else None
-        st.plotly_chart(forecast_figure(r, fc if "cause" not in fc else None, law, res["run"], run_id,
-                                        cutoff_step=cutoff_step, backtest=bt_ok), key="forecast_chart")
-        if bt_ok:
-            st.dataframe(baselines_table(bt_ok), hide_index=True,
-                         column_config={c: st.column_config.NumberColumn(format="%.4f")
-                                        for c in ("predicted", "interval lo", "interval hi", "observed")}
-                         | {"error": st.column_config.NumberColumn(format="%+.4f")})
+            cols = st.columns(4) + st.columns(4)
+            cols[0].metric("ceiling R(H=0)", f"{law['ceiling']:.4f}", help="b − a: the law's prediction once entropy is "
+                           "exhausted, kept inside the metric's range")
+            cols[1].metric("95% CI", f"{law['ceiling_lo']:.3f}–{law['ceiling_hi']:.3f}")
+            headroom = (law["ceiling"] - bench["best"]) if bench.get("best") is not None else None
+            cols[2].metric("headroom", "–" if headroom is None else f"{headroom:+.4f}",
+                           help="ceiling − best performance so far")
+            bt = (fit.get("backtest") or {}) if key == res["performance_key"] else {}
+            cols[3].metric("backtest error (30%)", f"{bt['error']:+.4f}" if bt.get("error") is not None else "n/a",
+                           help="track record: the headline forecast of the final score from the first 30% of this "
+                                "run minus what happened" + (f" — {bt.get('reason')}" if bt.get("reason") else ""))
+            cols[4].metric("a", f"{law['a']:.3f} ± {law['a_se']:.3f}")
+            cols[5].metric("b", f"{law['b']:.3f} ± {law['b_se']:.3f}")
+            cols[6].metric("R²", f"{law['r2']:.4f}", help=f"n = {law['n']} paired evaluations")
+            cols[7].metric("b − a (unbounded)", f"{law.get('ceiling_raw', law['ceiling']):.4f}",
+                           help=(law.get("range") or {}).get("reason"))
+            for flag in law.get("flags", []):
+                st.warning(flag)
+
+            pairs = align(h, r).to_frame()
+            warm = pairs["step"].isin(bench.get("excluded_steps") or [])
+            if warm.any():
+                st.info(f"{int(warm.sum())} warm-up evaluation(s) excluded (steps "
+                        f"{', '.join(map(str, pairs['step'][warm]))}): {md_text(res.get('warmup', {}).get('reason'))}. "
+                        "`entropy-dash fit --keep-warmup` (or `keep_warmup = true` in sources.toml) fits them too.")
+            left, right = st.columns(2)
+            with left:
+                st.subheader("R vs H: the law and its ceiling")
+                st.plotly_chart(ceiling_figure(pairs[~warm], law, res["run"], run_id, pairs[warm]), key="ceiling_chart")
+            with right:
+                st.subheader("Residuals of the law")
+                st.plotly_chart(residuals_figure(pairs[~warm], law, res["run"], run_id), key="residuals_chart")
+
+        if key == res["performance_key"]:
+            live = fit.get("forecast")
+            if live:
+                st.subheader(f"Forecast to the planned end (step {live['horizon_step']})")
+                m = st.columns(4)
+                m[0].metric("predicted final", f"{live['predicted_final']:.4f}", help=live["label"])
+                m[1].metric("95% interval", f"{live['interval'][0]:.3f}–{live['interval'][1]:.3f}",
+                            help="calibrated on the finished runs' errors" if live["calibrated"] else
+                            "fewer than 19 finished runs: a Student-t interval of the size of their errors (not calibrated)")
+                m[2].metric("track record (MAE)", "–" if live["backtest_mae"] is None else
+                            f"{100 * live['backtest_mae']:.2f} pt",
+                            help=f"this forecast's error on {live['backtest_n']} finished runs at "
+                                 f"{live['backtest_cutoff']:.0%} of their length")
+                m[3].metric("interval coverage", "–" if live.get("coverage") is None else f"{live['coverage']:.0%}")
+                st.caption(f"{md_text(live['label'])}; weights learned on {live['backtest_n']} finished runs "
+                           f"({md_text(live['rule'])}).")
+                path = data.headline_path(ctx.url, run_id, version, res, live)
+                st.plotly_chart(forecast_figure(r, law, res["run"], run_id, path=path, cutoff_step=live["from_step"],
+                                                live=live, excluded_steps=res.get("excluded_steps") or []),
+                                key="forecast_chart")
+            elif res.get("finished"):
+                st.subheader("Backtest: the forecast from the first part of the run vs what happened")
+                doc = data.backtest_doc(ctx.url, ctx.version)
+                cut = st.select_slider("cutoff: forecast from the first k% of steps", [d["cutoff"] for d in doc["cutoffs"]],
+                                       value=0.3, format_func=lambda c: f"{c:.0%}", key="cutoff")
+                cdoc = next(d for d in doc["cutoffs"] if d["cutoff"] == cut)
+                row = next((x for x in cdoc["runs"] if x["run_id"] == run_id), None)
+                if row is None:
+                    why = next((x["reason"] for x in cdoc["skipped"] if x["run_id"] == run_id), "not backtested")
+                    st.warning(f"No backtest at a {cut:.0%} cutoff: {md_text(why)}. Try a later cutoff.")
+                else:
+                    m = st.columns(5)
+                    m[0].metric("predicted final", f"{row['predicted_final']:.4f}", help=row["label"])
+                    m[1].metric("95% interval", f"{row['interval'][0]:.3f}–{row['interval'][1]:.3f}")
+                    m[2].metric("observed final", f"{row['observed_final']:.4f}",
+                                help=f"mean of the evaluations at steps {', '.join(map(str, row['final_steps']))}")
+                    m[3].metric("error", f"{row['error']:+.4f}")
+                    m[4].metric("inside the interval", "yes" if row["covered"] else "no")
+                    st.caption(f"{md_text(row['label'])}; weights learned on the {row['pool']} other finished runs "
+                               f"({md_text(row['rule'])}). {md_text(cdoc['summary']['sentence'])}")
+                    path = data.headline_path(ctx.url, run_id, version, res, row)
+                    st.plotly_chart(forecast_figure(r, law, res["run"], run_id, path=path,
+                                                    cutoff_step=row["cutoff_step"], backtest=row,
+                                                    excluded_steps=res.get("excluded_steps") or []),
+                                    key="forecast_chart")
+                    st.dataframe(baselines_table(row), hide_index=True,
+                                 column_config={c: FMT4 for c in ("predicted", "interval lo", "interval hi", "observed")}
+                                 | {"error": st.column_config.NumberColumn(format="%+.4f"),
+                                    "weight": st.column_config.NumberColumn(format="%.2f")})
+            else:
+                st.info(f"No forecast: {md_text(fit.get('forecast_reason') or res.get('progress'))}.")
+        st.dataframe(pd.DataFrame([{"benchmark": b["benchmark"], "key": b["key"], "status": b["status"],
+                                    "ceiling": (b.get("law") or {}).get("ceiling"),
+                                    "95% CI": "–" if not b.get("law") else
+                                    f"{b['law']['ceiling_lo']:.3f}–{b['law']['ceiling_hi']:.3f}",
+                                    "R²": (b.get("law") or {}).get("r2"), "best": b.get("best"),
+                                    "warm-up excluded": len(b.get("excluded_steps") or []),
+                                    "reason": b.get("reason") or ""} for b in benches]),
+                     hide_index=True, key="benchmarks_table", column_config={"ceiling": FMT4, "R²": FMT4,
+                                                                             "best": FMT4})

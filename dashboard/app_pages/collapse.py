@@ -50,7 +50,7 @@ if ctx is not None:
         rows.append({"id": run_id, "run": str(res["run"]), "verdict": collapse_text(coll),
                      "H start": coll.get("h_start"), "H now": coll.get("h_now"), "floor": coll.get("floor"),
                      "projected floor step": coll.get("projected_floor_step"), "decay": coll.get("decay_kind"),
-                     "stage": stage_text(res.get("stage")), "backtest (track record)": backtest_text(res),
+                     "stage": stage_text(res.get("stage")), "backtest (track record)": backtest_text(ctx.fits.get(run_id)),
                      "message": coll.get("message") or coll.get("error") or "",
                      "points drawn H / stored": f"{hc.x.size} / {hc.n_total}" if hc else "–",
                      "points drawn R / stored": f"{rc.x.size} / {rc.n_total}" if rc else "–"})

@@ -30,7 +30,7 @@ if ctx is not None:
                 info = ctx.run_info(int(r["run_id"]))
                 sizes[int(r["run_id"])] = model_size_from(info.get("model"), info.get("name"),
                                                           info.get("params"), info.get("tags"))
-            table = coefficients_table(chosen, ctx.runs, sizes)
+            table = coefficients_table(chosen, ctx.runs, sizes, ctx.fits)
             st.subheader("Law coefficients and ceiling per run")
             st.plotly_chart(coefficients_figure(table), key="coef_chart")
             st.dataframe(table, hide_index=True,
@@ -72,7 +72,7 @@ if ctx is not None:
             base_opts = [int(r["run_id"]) for r in chosen]
             baseline = st.selectbox("baseline run", base_opts, index=base_opts.index(base_default),
                                     format_func=labels.get, key="baseline")
-            lift = ceiling_lift_table(chosen, baseline)
+            lift = ceiling_lift_table(chosen, baseline, ctx.fits)
             if len(lift) > 1:
                 st.plotly_chart(lift_figure(lift), key="lift_chart")
             st.dataframe(pd.DataFrame(lift), hide_index=True,

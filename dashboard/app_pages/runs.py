@@ -11,9 +11,13 @@ from dashboard import context, state
 from dashboard.tables import filter_options, filter_runs, runs_table
 
 NUM = {c: st.column_config.NumberColumn(format="%.4f")
-       for c in ("R best", "R last", "a", "b", "ceiling", "± (95% CI)", "headroom", "R²", "backtest error")}
+       for c in ("R best", "R last", "a", "b", "ceiling", "± (95% CI)", "headroom", "R²", "backtest error", "forecast",
+                 "forecast backtest MAE")}
 HELP = {
     "headroom": "ceiling − best performance so far",
+    "forecast": "runs in progress: the headline forecast of the score at the planned end",
+    "forecast backtest MAE": "the forecast's error on the store's finished runs (its track record)",
+    "state": "finished, or in progress: step so far of the planned length",
     "backtest error": "track record: forecast of the final score from the first 30% of the run minus what happened",
     "± (95% CI)": "half-width of the ceiling's 95% confidence interval",
 }
@@ -21,7 +25,7 @@ HELP = {
 st.title("Runs")
 ctx = context.load()
 if ctx is not None:
-    table = runs_table(ctx.results, ctx.runs)
+    table = runs_table(ctx.results, ctx.runs, ctx.fits)
     opts = filter_options(table, ctx.runs)
     c = st.columns([1, 1, 1, 2, 2])
     projects = c[0].multiselect("project / experiment", opts["project"], key="f_project")

@@ -50,12 +50,14 @@ def ingest_and_analyse(store: Any, source: Any, args: argparse.Namespace) -> dic
     from analysis.pipeline import refresh_analyses
     from ingest.sync import sync_source
 
+    before = store.source_options(source.kind, source.uri)
     with progress(args, f"ingest {source.kind}") as bar:
         result = sync_source(store, source, progress=bar)
-    if {"entropy_key", "performance_key"} & set(source.options):  # a key choice changes every run's analysis
+    if before is not None and store.source_options(source.kind, source.uri) != before:
+        # a new key choice, warm-up, range or planned length changes every analysis of the source
         analysed = refresh_analyses(store, store.run_ids_of_source(result.source_id), force=True)
-    else:
-        analysed = refresh_analyses(store, result.changed_run_ids) if result.changed_run_ids else 0
+    else:  # the runs that changed, and any left stale (an older analysis version, an interrupted job)
+        analysed = refresh_analyses(store)
     for note in result.notes:
         log.warning("%s", note)
     return {"source": source.describe(), "runs": result.runs_seen, "points": result.points,
@@ -65,10 +67,28 @@ def ingest_and_analyse(store: Any, source: Any, args: argparse.Namespace) -> dic
 def cmd_ingest(args: argparse.Namespace) -> int:
     source = _make_source(args)
     source.options.update({k: v for k, v in (("entropy_key", args.entropy_key),
-                                             ("performance_key", args.performance_key)) if v})
+                                             ("performance_key", args.performance_key),
+                                             ("planned_steps", args.planned_steps)) if v})
     source.check()  # an unreachable or unknown source writes nothing, not even an empty database
     store = open_store(args)
     summary = ingest_and_analyse(store, source, args)
     emit(args, summary, lambda: f"{summary['source']}: {summary['runs']} runs, {summary['points']} new points, "
                                  f"{summary['analysed']} runs re-analysed")
+    return 0
+
+
+def cmd_analyse(args: argparse.Namespace) -> int:
+    """Recompute and store the analyses of stale runs (every run with --all, or one with --run)."""
+    from analysis.pipeline import refresh_analyses
+
+    store = open_store(args)
+    ids = None
+    if args.run is not None:
+        runs = store.runs_frame()
+        match = runs[(runs["id"].astype(str) == args.run) | (runs["name"] == args.run)]
+        if match.empty:
+            raise ConfigError(f"no run {args.run!r} in the store: see `entropy-dash runs`")
+        ids = [int(i) for i in match["id"]]
+    n = refresh_analyses(store, ids, force=args.all or ids is not None)
+    emit(args, {"analysed": n}, lambda: f"{n} run{'s' if n != 1 else ''} analysed and stored")
     return 0

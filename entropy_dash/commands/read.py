@@ -1,25 +1,41 @@
-"""Read commands: `runs`, `fit`, `backtest`, `scaling` (text tables, or one JSON document with --json)."""
+"""Read commands: `runs`, `fit`, `backtest`, `scaling` (text tables, or one JSON document with --json).
+
+They never write: stale analyses are computed in memory (``analysis.pipeline.current_results``), so they work
+under a database role that may only SELECT.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from analysis.payloads import backtest_payload, fit_payload, runs_payload, scaling_payload
 from entropy_dash.commands.output import emit, fmt, open_store
+
+NO_RUNS = "no runs yet: ingest some with `entropy-dash ingest …` or try `entropy-dash demo`"
+
+
+def _results(args: argparse.Namespace):  # noqa: ANN202 - (Store, list of result dicts)
+    from analysis.pipeline import Options, current_results
+
+    store = open_store(args, create=False)
+    return store, current_results(store, options=Options(keep_warmup=bool(getattr(args, "keep_warmup", False))))
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    payload = runs_payload(open_store(args, create=False))
+    from analysis.payloads import runs_payload
+
+    store, results = _results(args)
+    payload = runs_payload(store, results)
 
     def text() -> str:
         if not payload:
-            return "no runs yet: ingest some with `entropy-dash ingest …` or try `entropy-dash demo`"
-        lines = [f"{'id':>4}  {'run':40}  {'entropy key':22}  {'performance key':38}  {'H pts':>6}  {'R pts':>6}  last"]
+            return NO_RUNS
+        lines = [f"{'id':>4}  {'run':40}  {'entropy key':22}  {'performance key':38}  {'H pts':>6}  {'R pts':>6}  "
+                 "state"]
         for r in payload:
             lines.append(f"{r['run_id']:>4}  {r['run'][:40]:40}  {(r['entropy_key'] or '–')[:22]:22}  "
                          f"{(r['performance_key'] or '–')[:38]:38}  {r['n_entropy']:>6}  {r['n_performance']:>6}  "
-                         f"{fmt(r['last_step'])}" + (f"   ({r['reason']})" if r["reason"] else ""))
+                         f"{r['progress'] or '–'}" + (f"   ({r['reason']})" if r["reason"] else ""))
         return "\n".join(lines)
 
     emit(args, payload, text)
@@ -28,52 +44,94 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def fit_table(payload: list[dict[str, Any]]) -> str:
     if not payload:
-        return "no runs yet: ingest some with `entropy-dash ingest …` or try `entropy-dash demo`"
+        return NO_RUNS
     lines = [f"{'id':>4}  {'run':40}  {'a':>8}  {'b':>8}  {'ceiling':>8}  {'95% CI':>17}  {'R²':>6}  {'n':>4}"]
     for r in payload:
         if r["status"] != "ok":
             lines.append(f"{r['run_id']:>4}  {r['run'][:40]:40}  {r['status']}: {r['reason']}")
-            continue
-        ci = r["ceiling_ci"]
-        lines.append(f"{r['run_id']:>4}  {r['run'][:40]:40}  {fmt(r['a'], 4):>8}  {fmt(r['b'], 4):>8}  "
-                     f"{fmt(r['ceiling'], 4):>8}  {fmt(ci[0], 3):>8}–{fmt(ci[1], 3):<8}  {fmt(r['r2']):>6}  "
-                     f"{r['n']:>4}" + (f"  ({r['n_excluded']} outliers set aside)" if r["n_excluded"] else "")
-                     + ("  ⚠ " + "; ".join(r["flags"]) if r["flags"] else ""))
+        else:
+            ci = r["ceiling_ci"]
+            lines.append(f"{r['run_id']:>4}  {r['run'][:40]:40}  {fmt(r['a'], 4):>8}  {fmt(r['b'], 4):>8}  "
+                         f"{fmt(r['ceiling'], 4):>8}  {fmt(ci[0], 3):>8}–{fmt(ci[1], 3):<8}  {fmt(r['r2']):>6}  "
+                         f"{r['n']:>4}" + (f"  ({r['n_excluded']} outliers set aside)" if r["n_excluded"] else ""))
+            lines += [f"{'':6}⚠ {flag}" for flag in r["flags"]]
+        detail = [r["progress"] or ""]
+        if r["excluded_steps"]:
+            detail.append(f"warm-up excluded: steps {_steps(r['excluded_steps'])}")
+        if len(r["benchmarks"]) > 1:
+            detail.append("benchmarks: " + "; ".join(_bench(b) for b in r["benchmarks"]))
+        fc = r["forecast"]
+        if fc:
+            mae = "" if fc["backtest_mae"] is None else (f", backtest MAE {100 * fc['backtest_mae']:.2f} pt over "
+                                                         f"{fc['backtest_n']} finished runs at {fc['backtest_cutoff']:.0%}")
+            detail.append(f"forecast at step {fc['horizon_step']}: {fc['predicted_final']:.3f} "
+                          f"[{fc['interval'][0]:.3f}, {fc['interval'][1]:.3f}] ({fc['method']}{mae})")
+        bt = r["backtest"]
+        if bt.get("error") is not None:
+            detail.append(f"backtest at 30%: {bt['method']} {bt['predicted_final']:.3f} vs observed "
+                          f"{bt['observed_final']:.3f} ({100 * bt['error']:+.1f} pt)")
+        lines += [f"{'':6}{d}" for d in detail if d]
     return "\n".join(lines)
 
 
+def _bench(b: dict[str, Any]) -> str:
+    if b["status"] != "ok":
+        return f"{b['benchmark']} {b['status']}"
+    return f"{b['benchmark']} ceiling {b['ceiling']:.3f} (R² {b['r2']:.2f})"
+
+
+def _steps(steps: list[int]) -> str:
+    return ", ".join(map(str, steps)) if len(steps) <= 6 else f"{steps[0]}–{steps[-1]} ({len(steps)})"
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
-    payload = fit_payload(open_store(args, create=False), args.run, args.robust)
+    from analysis.payloads import fit_payload
+
+    store, results = _results(args)
+    payload = fit_payload(store, results, args.run, args.robust)
     emit(args, payload, lambda: fit_table(payload))
     return 0
 
 
+def backtest_text(payload: dict[str, Any]) -> str:
+    lines = []
+    for doc in payload["cutoffs"]:
+        lines.append(f"\nbacktest from the first {doc['cutoff']:.0%} of each finished run: forecast of the final "
+                     "score (mean of the last 3 evaluations); error in points")
+        if not doc["runs"]:
+            lines.append("  no finished run can be backtested at this cutoff")
+        else:
+            methods = list(doc["summary"]["scores"])
+            lines.append(f"  {'run':40}  {'observed':>8}  {'headline':>22}")
+            for r in doc["runs"]:
+                lines.append(f"  {r['run'][:40]:40}  {r['observed_final']:>8.3f}  {r['predicted_final']:>7.3f} "
+                             f"({100 * r['error']:+5.1f}) {r['method'][:11]:11}" + ("" if r["covered"] else "  ✗ outside"))
+            scores = doc["summary"]["scores"]
+            lines.append("  MAE (pt), coverage of the 95% interval: " + ", ".join(
+                f"{m} {100 * scores[m]['mae']:.2f} ({_pct(scores[m]['coverage'])})" for m in methods))
+            lines.append("  " + doc["summary"]["sentence"])
+        lines += [f"  skipped {s['run']}: {s['reason']}" for s in doc["skipped"]]
+    return "\n".join(lines).lstrip("\n")
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v:.0%}"
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
-    payload = backtest_payload(open_store(args, create=False), args.cutoff)
+    from analysis.payloads import backtest_payload
 
-    def text() -> str:
-        if not payload["runs"]:
-            return "no run can be backtested yet" + "".join(f"\n  {s['run']}: {s['reason']}" for s in payload["skipped"])
-        methods = list(payload["runs"][0]["baselines"])
-        head = f"{'run':40}  {'observed':>8}  " + "  ".join(f"{m:>11}" for m in methods)
-        lines = [f"backtest: forecast from the first {payload['cutoff']:.0%} of each run vs its final score "
-                 "(mean of the last 3 evaluations); error in points", head]
-        for r in payload["runs"]:
-            cells = "  ".join(f"{r['baselines'][m]['predicted']:.3f}({100 * r['baselines'][m]['error']:+.1f})"
-                              for m in methods)
-            lines.append(f"{r['run'][:40]:40}  {r['observed_final']:>8.3f}  {cells}")
-        lines += [f"  skipped {s['run']}: {s['reason']}" for s in payload["skipped"]]
-        summary = payload["summary"]
-        lines.append("MAE (pt): " + ", ".join(f"{m} {100 * v['mae']:.2f}" for m, v in summary["scores"].items()))
-        lines.append(summary["sentence"])
-        return "\n".join(lines)
-
-    emit(args, payload, text)
+    store, results = _results(args)
+    payload = backtest_payload(store, results, args.cutoff)
+    emit(args, payload, lambda: backtest_text(payload))
     return 0
 
 
 def cmd_scaling(args: argparse.Namespace) -> int:
-    payload = scaling_payload(open_store(args, create=False), args.group)
+    from analysis.payloads import scaling_payload
+
+    store, results = _results(args)
+    payload = scaling_payload(store, results, args.group)
 
     def text() -> str:
         lines = [f"{'run':40}  {'size (B)':>8}  {'algorithm':10}  {'intervention':14}  {'a':>7}  {'b':>7}  {'ceiling':>7}"]

@@ -27,7 +27,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     store = open_store(args)
     summary = ingest_and_analyse(store, MlflowSource(tracking, {"experiments": [args.experiment]}), args)
     print(f"ingested {summary['runs']} runs ({summary['points']} new points) into {store.url}", file=sys.stderr)
-    print(fit_table(fit_payload(store)))
+    from analysis.pipeline import current_results
+
+    print(fit_table(fit_payload(store, current_results(store))))
     return _serve(store.url, args.port, open_browser=not args.no_browser)
 
 

@@ -1,0 +1,280 @@
+"""Everything computed for one run, from its stored points: a JSON-able dict (kind ``summary`` in ``analyses``).
+
+Per run:
+
+* state and planned length: ``finished`` (usable as a finished run in backtests) or not, and the words every
+  page shows ("in progress: step 373 of 600");
+* per benchmark (``analysis.keys``): the metric's range (``models.metric_range``), the warm-up excluded
+  (``models.warmup``), a degenerate status (``models.degenerate``) or the law with its ceiling bounded to the
+  range (the raw b − a kept as ``ceiling_raw``, and a flag in words when it leaves the range);
+* the headline benchmark: the first in the key choice's order whose law could be fitted;
+* stage boundary and collapse verdict on the entropy and headline curves;
+* backtests at ``models.backtest.CUTOFFS`` (finished runs) and the live forecast to the planned end (runs in
+  progress with a known planned length): every method's prediction, expected error and features. Which method
+  is shown and its calibrated interval are decided across runs (``analysis.forecasting``).
+
+Any failure of one part is contained: the part says why (``{"error", "cause"}``) and the rest is kept; a
+failure of the whole run becomes its status ``failed`` with the reason (``analyse_run_safely``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.keys import KeyChoice, benchmark_name
+from analysis.settings import RunSettings
+from db.records import planned_length
+from models.align import Aligned, align
+from models.backtest import CUTOFFS, backtest_run
+from models.collapse import detect_collapse
+from models.degenerate import check_law, check_series
+from models.errors import FitError
+from models.forecast import forecast
+from models.law import fit_law
+from models.metric_range import MetricRange, metric_range
+from models.resample import bin_means
+from models.stages import find_stage_boundary
+from models.warmup import KEEP, Warmup, detect_warmup, pinned_warmup
+
+#: bumped whenever what is computed changes: stored analyses of an older version are recomputed
+ANALYSIS_VERSION = 2
+#: a run is finished when it reached its planned length (within this share of it)
+FINISHED_SHARE = 0.98
+#: the trend models (stage, collapse) see at most this many points per curve (bucket means of longer ones)
+TREND_POINTS = 300
+
+PAIRING_RULE = ("R(s) pairs with the entropy logged at the first step >= s+1 (the same policy's rollouts); "
+                "the last evaluation falls back to the latest entropy at or before s")
+
+
+def progress(state: str | None, last_step: int | None, planned: int | None) -> tuple[bool, str]:
+    """Whether a run counts as finished, and how every page says where it is."""
+    state = state or "unknown"
+    if last_step is None:
+        return False, "no points"
+    of = f" of {planned}" if planned else ""
+    reached = planned is None or (last_step is not None and last_step >= FINISHED_SHARE * planned)
+    if state == "running":
+        return False, f"in progress: step {last_step}{of}" + ("" if planned else " (planned length unknown)")
+    if state == "failed":
+        return (reached and planned is not None), f"{'failed' if not reached else 'ended (failed)'} at step {last_step}{of}"
+    if not reached:
+        what = "in progress" if state == "unknown" else "stopped early"
+        return False, f"{what}: step {last_step}{of}"
+    if state == "finished":
+        return True, f"finished at step {last_step}{of}"
+    return True, f"ended at step {last_step}{of} (assumed finished: the source does not say)"
+
+
+def analyse_run(run: Mapping[str, Any], stats: pd.DataFrame, choice: KeyChoice, series: Mapping[str, pd.Series],
+                settings: RunSettings) -> dict[str, Any]:
+    """The analysis of one run (module docstring). ``stats`` are the run's rows of ``Store.run_keys``;
+    ``series`` holds the finite points of the chosen entropy key and of every benchmark key."""
+    stats = stats.set_index("key") if not stats.empty else pd.DataFrame()
+    planned, planned_from = _planned(run, settings)
+    last_step = int(stats["last_step"].max()) if not stats.empty else None
+    finished, progress_text = progress(run.get("state"), last_step, planned)
+    out: dict[str, Any] = {
+        "run_id": int(run["id"]), "run": run["name"], "project": run.get("project"),
+        "analysis_version": ANALYSIS_VERSION,
+        "entropy_key": choice.entropy, "performance_key": choice.performance,
+        "performance_kind": choice.performance_kind, "key_reason": choice.reason, "headline_rule": choice.rule,
+        "unrecognised_keys": list(choice.unrecognised), "status": "ok", "reason": None, "law": None,
+        "state": run.get("state") or "unknown", "planned_steps": planned, "planned_from": planned_from,
+        "last_step": last_step, "finished": finished, "progress": progress_text,
+        "benchmarks": [], "backtests": {}, "live": None,
+    }
+    for role, key in (("entropy", choice.entropy), ("performance", choice.performance)):
+        has = key is not None and key in stats.index
+        out[f"n_{role}"] = int(stats.loc[key, "n"]) if has else 0
+        out[f"n_{role}_nonfinite"] = int(stats.loc[key, "n_nonfinite"]) if has else 0
+    missing = [r for r, k in (("entropy", choice.entropy), ("performance", choice.performance))
+               if k is None or k not in stats.index]
+    if missing:
+        seen = list(run.get("keys_seen") or stats.index)
+        out.update(status="skipped", reason=f"no {' and no '.join(missing)} metric (keys seen: "
+                   f"{', '.join(seen[:12]) or 'none'}{'…' if len(seen) > 12 else ''})")
+        return out
+
+    h = series[choice.entropy]
+    benches = [_benchmark(h, series[k], k, settings) for k in choice.benchmarks if k in series]
+    out["benchmarks"] = [b["summary"] for b in benches]
+    head = benches[0] if choice.rule == "user" else next((b for b in benches if b["summary"]["status"] == "ok"),
+                                                          benches[0])
+    key, r, rng, warm = head["key"], head["r"], head["range"], head["warmup"]
+    bsum = head["summary"]
+    out.update(performance_key=key, status=bsum["status"], reason=bsum["reason"], law=bsum["law"],
+               range=rng.to_dict(), warmup=warm.to_dict(), excluded_steps=list(warm.steps),
+               alignment=head["alignment"], degenerate=bsum.get("degenerate"), law_rejected=bsum.get("law_rejected"))
+    if key != choice.performance:
+        first = benches[0]["summary"]
+        out["key_reason"] = (f"{key}: the first benchmark whose law could be fitted ({first['benchmark']}: "
+                             f"{first['reason']}); " + choice.reason)
+    out["n_performance"] = int(stats.loc[key, "n"]) if key in stats.index else 0
+    out["n_performance_nonfinite"] = int(stats.loc[key, "n_nonfinite"]) if key in stats.index else 0
+    out.update(_levels(h, r, out["law"]))
+
+    hf, rf = _trend_curves(h, r.drop(index=list(warm.steps), errors="ignore"))
+    out["stage"] = _guarded(lambda: find_stage_boundary(hf.index, hf.to_numpy(), rf.index, rf.to_numpy()).to_dict())
+    out["collapse"] = _guarded(lambda: detect_collapse(hf.index, hf.to_numpy(), rf.index, rf.to_numpy()).to_dict())
+
+    warm_mode = settings.warmup
+    if finished:
+        for c in CUTOFFS:
+            out["backtests"][f"{c:g}"] = backtest_of(h, r, c, rng, warm_mode)
+    elif planned and last_step is not None and planned > last_step:
+        out["live"] = live_of(h, r, planned, rng, warm_mode)
+    return out
+
+
+def backtest_of(h: pd.Series, r: pd.Series, cutoff: float, rng: MetricRange, warmup: str | int) -> dict[str, Any]:
+    """One cutoff's backtest as stored: every method's forecast and what happened (or why there is none)."""
+    def compute() -> dict[str, Any]:
+        bt = backtest_run(h.index.to_numpy(), h.to_numpy(), r.index.to_numpy(), r.to_numpy(), cutoff=cutoff,
+                          rng=rng, warmup=warmup)
+        return _compact(bt.forecast) | {"cutoff": cutoff, "cutoff_step": bt.cutoff_step,
+                                        "observed_final": bt.observed_final, "final_steps": list(bt.final_steps)}
+    return _guarded(compute)
+
+
+def live_of(h: pd.Series, r: pd.Series, planned: int, rng: MetricRange, warmup: str | int) -> dict[str, Any]:
+    """Every method's forecast of the score at the planned end, from everything seen so far."""
+    def compute() -> dict[str, Any]:
+        last = float(max(h.index.max(), r.index.max()))
+        first = float(min(h.index.min(), r.index.min()))
+        fc = forecast(h.index.to_numpy(), h.to_numpy(), r.index.to_numpy(), r.to_numpy(), cutoff_step=last,
+                      target_steps=[planned], rng=rng, warmup=warmup)
+        frac = (last - first) / (planned - first) if planned > first else 1.0
+        return _compact(fc) | {"horizon_step": planned, "from_step": last, "fraction_done": frac}
+    return _guarded(compute)
+
+
+def _compact(fc) -> dict[str, Any]:  # noqa: ANN001 - models.forecast.Forecast
+    return {"methods": {m: {"predicted": f.predicted, "scale": f.scale, "rolling_mae": f.rolling_mae,
+                            "note": f.note} for m, f in fc.methods.items()},
+            "failed": dict(fc.failed), "features": dict(fc.features), "level": fc.level, "noise_sd": fc.noise_sd,
+            "n_evaluations": fc.n_evaluations, "warmup_steps": list(fc.warmup.steps),
+            "entropy_at_target": fc.entropy_at_target}
+
+
+# --- one benchmark ------------------------------------------------------------------------------------------
+
+
+def _benchmark(h: pd.Series, r: pd.Series, key: str, settings: RunSettings) -> dict[str, Any]:
+    """Range, warm-up, degenerate status or the bounded law of one benchmark."""
+    rng = metric_range(key, r.to_numpy(), settings.performance_range)
+    pairs = align(h, r)
+    warm = _warmup(pairs, settings.warmup)
+    keep = ~np.isin(pairs.steps, np.asarray(warm.steps, dtype=np.int64))
+    hp, rp, sp = pairs.entropy[keep], pairs.performance[keep], pairs.steps[keep]
+    summary: dict[str, Any] = {
+        "key": key, "benchmark": benchmark_name(key), "status": "ok", "reason": None, "law": None,
+        "range": rng.to_dict(), "excluded_steps": list(warm.steps), "warmup_reason": warm.reason,
+        "n": int(keep.sum()), "best": _num(r.max()), "last": _num(r.iloc[-1]) if len(r) else None,
+        "first": _num(r.iloc[0]) if len(r) else None,
+    }
+    bad = check_series(sp, rp, rng)
+    if bad is None:
+        try:
+            law = fit_law(hp, rp)
+        except FitError as exc:
+            summary.update(status="failed", reason=f"{exc} [{exc.cause}]")
+        else:
+            rejected = check_law(law)
+            if rejected is None:
+                summary["law"] = bounded_law(law.to_dict(), rng, summary["best"])
+            else:
+                bad = rejected
+                summary["law_rejected"] = law.to_dict()
+    if bad is not None:
+        summary.update(status="degenerate", reason=bad.reason, degenerate=bad.to_dict())
+    alignment = {"n_pairs": len(pairs), "n_used": int(keep.sum()), "fallback_steps": list(pairs.fallback_steps),
+                 "unpaired_steps": list(pairs.unpaired_steps), "n_nonfinite": pairs.n_nonfinite,
+                 "max_gap": pairs.max_gap, "rule": PAIRING_RULE}
+    return {"key": key, "r": r, "range": rng, "warmup": warm, "summary": summary, "alignment": alignment}
+
+
+def bounded_law(law: dict[str, Any], rng: MetricRange, best: float | None) -> dict[str, Any]:
+    """The law's dict with its ceiling and interval inside the metric's range; the raw values kept, and a flag
+    in words when b − a leaves the range."""
+    raw, lo, hi = law["ceiling"], law["ceiling_lo"], law["ceiling_hi"]
+    out = dict(law)
+    out.update(ceiling=rng.clip(raw), ceiling_lo=rng.clip(lo), ceiling_hi=rng.clip(hi), ceiling_raw=raw,
+               ceiling_lo_raw=lo, ceiling_hi_raw=hi, range=rng.to_dict())
+    out["ceiling_ci"] = [out["ceiling_lo"], out["ceiling_hi"]]
+    flags = list(law.get("flags", []))
+    if rng.above(raw):
+        near = best is not None and rng.lo is not None and best >= rng.hi - 0.1 * (rng.hi - rng.lo)
+        flags.append(f"the law extrapolates above {rng.hi:g} (b − a = {raw:.4f}): "
+                     + ("the run is already near perfect" if near else f"the ceiling is shown as {rng.hi:g}"))
+    elif rng.below(raw):
+        flags.append(f"the law extrapolates below {rng.lo:g} (b − a = {raw:.4f}): the ceiling is shown as {rng.lo:g}")
+    out["flags"] = flags
+    return out
+
+
+def warmup_mode(result: Mapping[str, Any]) -> str | int:
+    """The warm-up setting a stored result was computed with (for forecasts recomputed from it)."""
+    warm = result.get("warmup") or {}
+    if warm.get("mode") == "keep":
+        return "keep"
+    if warm.get("mode") == "pinned":
+        return max(warm.get("excluded_steps") or [0])
+    return "auto"
+
+
+def _warmup(pairs: Aligned, mode: str | int) -> Warmup:
+    if mode == "keep":
+        return KEEP
+    if not isinstance(mode, str):
+        return pinned_warmup(pairs.steps, int(mode))
+    return detect_warmup(pairs.entropy, pairs.performance, pairs.steps)
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+
+def _planned(run: Mapping[str, Any], settings: RunSettings) -> tuple[int | None, str | None]:
+    if settings.planned_steps:
+        return settings.planned_steps, "user"
+    if run.get("planned_steps") is not None and not pd.isna(run.get("planned_steps")):
+        return int(run["planned_steps"]), run.get("planned_from")
+    return planned_length(run.get("params"))
+
+
+def _levels(h: pd.Series, r: pd.Series, law: Mapping[str, Any] | None) -> dict[str, Any]:
+    best = _num(r.max()) if len(r) else None
+    return {"best_performance": best, "last_performance": _num(r.iloc[-1]) if len(r) else None,
+            "performance_first": _num(r.iloc[0]) if len(r) else None,
+            "entropy_first": _num(h.iloc[0]) if len(h) else None, "entropy_last": _num(h.iloc[-1]) if len(h) else None,
+            "headroom": (law["ceiling"] - best) if law and best is not None else None}
+
+
+def _trend_curves(h: pd.Series, r: pd.Series) -> tuple[pd.Series, pd.Series]:
+    out = []
+    for s in (h, r):
+        steps, values = bin_means(s.index.to_numpy(), s.to_numpy(), TREND_POINTS)
+        out.append(pd.Series(values, index=steps, name=s.name))
+    return out[0], out[1]
+
+
+def _guarded(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A part that cannot be made says why instead of failing the whole run."""
+    try:
+        return compute()
+    except FitError as exc:
+        return {"error": str(exc), "cause": exc.cause}
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}", "cause": "numerical"}
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) else None

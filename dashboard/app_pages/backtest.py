@@ -1,0 +1,53 @@
+"""Backtest: from which point can the forecast be trusted on runs like mine? The headline's error and interval
+coverage against the share of the run it saw (10, 20, 30, 50%), every method beside it, over the finished runs
+of the store or of one experiment — each run forecast with weights learned without it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import context, data
+from dashboard.text import md_text, plotly_text
+
+st.title("Backtest")
+ctx = context.load()
+if ctx is not None:
+    projects = sorted({str(r.get("project")) for r in ctx.results if r.get("project")})
+    scope = st.selectbox("finished runs of", ["every experiment", *projects], key="bt_scope")
+    doc = data.backtest_doc_for(ctx.url, ctx.version, None if scope == "every experiment" else scope)
+    docs = [d for d in doc["cutoffs"] if d.get("summary")]
+    if not docs:
+        st.info("No finished run can be backtested yet: a backtest needs runs that reached their end (runs in "
+                "progress are never used as finished ones) with enough evaluations before the cutoff.")
+        for d in doc["cutoffs"][:1]:
+            for s in d["skipped"]:
+                st.caption(f"{md_text(s['run'])}: {md_text(s['reason'])}")
+    else:
+        methods = list(docs[0]["summary"]["scores"])
+        fig = go.Figure()
+        for m in methods:
+            xs = [d["cutoff"] * 100 for d in docs if m in d["summary"]["scores"]]
+            ys = [100 * d["summary"]["scores"][m]["mae"] for d in docs if m in d["summary"]["scores"]]
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=plotly_text(m),
+                                     line={"width": 4 if m == "headline" else 1.5,
+                                           "color": "black" if m == "headline" else None}))
+        fig.update_layout(xaxis_title="cutoff: share of the run seen (%)", yaxis_title="MAE of the final score (pt)",
+                          height=420, margin={"t": 20}, legend={"orientation": "h", "y": -0.25})
+        st.plotly_chart(fig, key="backtest_chart")
+        table = pd.DataFrame([{
+            "cutoff": f"{d['cutoff']:.0%}", "finished runs": d["summary"]["n_runs"],
+            "headline MAE (pt)": 100 * d["summary"]["scores"]["headline"]["mae"],
+            "headline coverage": d["summary"]["scores"]["headline"]["coverage"],
+            "best single method": d["summary"]["best_method"],
+            "its MAE (pt)": 100 * d["summary"]["scores"][d["summary"]["best_method"]]["mae"],
+        } for d in docs])
+        st.dataframe(table, hide_index=True, key="backtest_table",
+                     column_config={"headline MAE (pt)": st.column_config.NumberColumn(format="%.2f"),
+                                    "its MAE (pt)": st.column_config.NumberColumn(format="%.2f"),
+                                    "headline coverage": st.column_config.NumberColumn(format="%.2f")})
+        for d in docs:
+            st.markdown(f"**{d['cutoff']:.0%}** — {md_text(d['summary']['sentence'])}")
+        st.caption("MAE in points of the metric (0.01 of an accuracy); coverage: the share of runs whose final "
+                   "score fell inside the stated 95% interval.")

@@ -1,0 +1,128 @@
+"""A forecast learned from finished runs: what runs like this one did after the point it has reached.
+
+Each run at a cutoff is described by ``models.forecast`` features: the gains its curve methods and the law
+predict from its level to the target, the gain its recent slope projects, how much of its entropy it has
+spent and how far the target lies (in units of the span seen). The model is a ridge regression of the gain
+that actually followed — on a bounded scale: logit((x − lo)/(hi − lo)) for a metric with a range (so a
+predicted gain near the top shrinks, and the forecast never leaves [lo, hi]); for an unbounded one, gains in
+units of the run's own spread before the cutoff.
+
+It is only used with at least ``MIN_TRAIN_RUNS`` finished runs to learn from, and in a backtest it is never
+trained on the run it predicts (leave-one-run-out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+FEATURES = ("gain_saturating", "gain_sigmoid", "gain_power", "gain_law", "slope_gain", "entropy_spent",
+            "horizon_ratio")
+GAIN_FEATURES = ("gain_saturating", "gain_sigmoid", "gain_power", "gain_law", "slope_gain")
+MIN_TRAIN_RUNS = 6
+RIDGE = 3.0
+EPS = 0.005
+
+
+@dataclass(frozen=True)
+class RunPoint:
+    """One run at one cutoff, as the cross-run model sees it."""
+
+    features: Mapping[str, float]
+    level: float
+    lo: float  # the metric's range (±inf when unbounded)
+    hi: float
+    unit: float  # scale of gains for an unbounded metric (the run's spread before the cutoff)
+    observed: float = float("nan")  # the final score (finished runs)
+
+
+def _to_t(x: np.ndarray, p: RunPoint) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    if np.isfinite(p.lo) and np.isfinite(p.hi):
+        u = np.clip((x - p.lo) / (p.hi - p.lo), EPS, 1 - EPS)
+        return np.log(u / (1 - u))
+    return (x - p.level) / p.unit
+
+
+def _from_t(t: float, p: RunPoint) -> float:
+    if np.isfinite(p.lo) and np.isfinite(p.hi):
+        return float(p.lo + (p.hi - p.lo) / (1 + np.exp(-t)))
+    return float(p.level + p.unit * t)
+
+
+def design_row(p: RunPoint) -> np.ndarray:
+    """Features on the model's scale: gains as differences of T(level + gain) − T(level)."""
+    base = _to_t(np.array([p.level]), p)[0]
+    row = []
+    for name in FEATURES:
+        raw = p.features.get(name)
+        v = np.nan if raw is None else float(raw)  # stored results hold None where a feature was not finite
+        if name in GAIN_FEATURES:
+            v = _to_t(np.array([p.level + v]), p)[0] - base if np.isfinite(v) else 0.0
+        row.append(v)
+    return np.array(row, dtype=float)
+
+
+def target(p: RunPoint) -> float:
+    return float(_to_t(np.array([p.observed]), p)[0] - _to_t(np.array([p.level]), p)[0])
+
+
+@dataclass(frozen=True)
+class Model:
+    coef: np.ndarray
+    intercept: float
+    mean: np.ndarray
+    sd: np.ndarray
+    fill: np.ndarray  # per-feature value used where a run's feature is missing
+    rmse: float  # in-sample error in the metric's units (the scale of its forecasts)
+    n: int
+
+    def predict(self, p: RunPoint) -> float:
+        x = design_row(p)
+        x = np.where(np.isfinite(x), x, self.fill)
+        t = self.intercept + float(((x - self.mean) / self.sd) @ self.coef)
+        base = _to_t(np.array([p.level]), p)[0]
+        return _from_t(base + t, p)
+
+
+def fit(points: Sequence[RunPoint]) -> Model:
+    """Ridge regression of the realised gain on the features (module docstring)."""
+    X = np.array([design_row(p) for p in points])
+    y = np.array([target(p) for p in points])
+    finite = np.isfinite(X)
+    fill = np.array([np.median(X[finite[:, j], j]) if finite[:, j].any() else 0.0 for j in range(X.shape[1])])
+    X = np.where(np.isfinite(X), X, fill)
+    mean, sd = X.mean(axis=0), X.std(axis=0)
+    sd = np.where(sd > 1e-12, sd, 1.0)
+    Z = (X - mean) / sd
+    ym = float(y.mean())
+    coef = np.linalg.solve(Z.T @ Z + RIDGE * np.eye(Z.shape[1]), Z.T @ (y - ym))
+    model = Model(coef, ym, mean, sd, fill, 0.0, len(points))
+    err = [model.predict(p) - p.observed for p in points]
+    return Model(coef, ym, mean, sd, fill, float(np.sqrt(np.mean(np.square(err)))), len(points))
+
+
+def loro(points: Sequence[RunPoint], groups: Sequence[str | None] | None = None,
+         min_group: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Leave-one-run-out forecasts and scales of every run (NaN with too few other runs): the model for run
+    i is fitted on the other runs of its group when the group has ``min_group`` of them, else on all others."""
+    n = len(points)
+    pred, scale = np.full(n, np.nan), np.full(n, np.nan)
+    for i in range(n):
+        others = _pool(i, n, groups, min_group)
+        if len(others) < MIN_TRAIN_RUNS:
+            continue
+        m = fit([points[j] for j in others])
+        pred[i], scale[i] = m.predict(points[i]), m.rmse
+    return pred, scale
+
+
+def _pool(i: int | None, n: int, groups: Sequence[str | None] | None, min_group: int) -> list[int]:
+    others = [j for j in range(n) if j != i]
+    if groups is not None and i is not None and groups[i] is not None:
+        same = [j for j in others if groups[j] == groups[i]]
+        if len(same) >= min_group:
+            return same
+    return others
