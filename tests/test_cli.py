@@ -119,7 +119,7 @@ def test_demo_builds_runs_and_serves_the_dashboard(tmp_path):
         assert len(store.analyses_frame("summary")) == 7
     finally:
         stop(proc)
-    assert f"http://localhost:{port}" in proc.stdout.read()
+    assert f"dashboard: http://127.0.0.1:{port}" in proc.stdout.read()
 
 
 def test_global_options_work_before_the_command(capsys, tmp_path):
