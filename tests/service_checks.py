@@ -89,11 +89,21 @@ def listening_addresses(port: int) -> set[str]:
 
 
 def read_every_page(browser, base_url: str, query: str = "") -> dict[str, str]:  # noqa: ANN001 - playwright
-    """Each page's visible text and HTML once it has drawn (title shown, no spinner left)."""
+    """Each page once it has drawn (title shown, no spinner left): its visible text, its HTML, and every
+    message the server sent it over the websocket (tables are drawn on a canvas: their cells are only in
+    those messages, as Arrow data with plain UTF-8 strings)."""
     out = {}
     page = browser.new_page(viewport={"width": 1500, "height": 2200})
+    frames: list[str] = []
+
+    def on_socket(ws) -> None:  # noqa: ANN001 - playwright WebSocket
+        ws.on("framereceived", lambda payload: frames.append(
+            payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload))
+
+    page.on("websocket", on_socket)
     try:
         for name in PAGES:
+            frames.clear()
             page.goto(f"{base_url}/{name}{query}", wait_until="networkidle")
             page.wait_for_function(
                 "([t]) => [...document.querySelectorAll('h1')].some(h => h.innerText.includes(t))",
@@ -101,7 +111,7 @@ def read_every_page(browser, base_url: str, query: str = "") -> dict[str, str]: 
             page.wait_for_function("() => !document.querySelector('[data-testid=\"stSpinner\"]')", timeout=90_000)
             page.wait_for_timeout(1000)
             assert page.locator('[data-testid="stException"]').count() == 0, (name, page.inner_text("body"))
-            out[name] = page.inner_text("body") + "\n" + page.content()
+            out[name] = "\n".join([page.inner_text("body"), page.content(), *frames])
     finally:
         page.close()
     return out
