@@ -138,6 +138,7 @@ def test_planted_password_appears_nowhere(mlflow_server, browser, tmp_path):
             assert done.returncode == code, (name, debug, done.stdout, done.stderr)
         return done
 
+    run("init", "init", "--db", db)
     first = _cli("ingest", "mlflow", tracked, "--experiment", "secrets", "--db", db)
     outputs["ingest"] = first.stdout + first.stderr
     assert first.returncode == 0, first.stderr

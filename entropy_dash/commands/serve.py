@@ -38,7 +38,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def streamlit_command(host: str, port: int) -> list[str]:
     """``streamlit run dashboard/app.py`` as a service: headless always (no first-run e-mail prompt, no browser
     of its own), no usage statistics, bound to ``host``; its welcome banner (which would list network and
-    external addresses, looking the latter up on the internet) is replaced by our own line."""
+    external addresses, looking the latter up on the internet) is replaced by our own line; no developer
+    menu (Deploy) and no watching of the source files."""
     from pathlib import Path
 
     import dashboard
@@ -46,7 +47,8 @@ def streamlit_command(host: str, port: int) -> list[str]:
     app = Path(dashboard.__file__).with_name("app.py")
     return [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
             "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--logger.hideWelcomeMessage", "true"]
+            "--logger.hideWelcomeMessage", "true", "--client.toolbarMode", "viewer",
+            "--server.fileWatcherType", "none"]
 
 
 def local_url(host: str, port: int) -> str:
