@@ -6,10 +6,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    STREAMLIT_SERVER_ADDRESS=0.0.0.0 \
-    STREAMLIT_SERVER_HEADLESS=true \
-    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
 
@@ -20,6 +17,8 @@ COPY entropy_dash ./entropy_dash
 COPY db ./db
 COPY ingest ./ingest
 COPY models ./models
+COPY analysis ./analysis
+COPY reports ./reports
 COPY dashboard ./dashboard
 RUN pip install -c constraints.txt -e . \
     && entropy-dash --help > /dev/null
@@ -33,4 +32,6 @@ RUN chmod 0755 /usr/local/bin/entropy-dash-entrypoint \
 USER app
 EXPOSE 8501 5000
 ENTRYPOINT ["entropy-dash-entrypoint"]
-CMD ["dashboard", "--port", "8501", "--no-browser"]
+# `entropy-dash dashboard` runs Streamlit headless itself; inside the container it listens on every interface
+# (the compose file publishes the port on the host's loopback only)
+CMD ["dashboard", "--host", "0.0.0.0", "--port", "8501", "--no-browser"]

@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8501
+HOST   ?= 127.0.0.1
 
 .PHONY: install system-deps demo test bench lint clean
 
@@ -27,7 +28,7 @@ system-deps:
 	fi
 
 demo: install
-	$(BIN)/entropy-dash demo --port $(PORT)
+	$(BIN)/entropy-dash demo --port $(PORT) --host $(HOST)
 
 test: install system-deps
 	$(BIN)/ruff check .

@@ -19,6 +19,21 @@ if str(ROOT) not in sys.path:
 PAGES = Path(__file__).with_name("app_pages")
 
 st.set_page_config(page_title="entropy-dashboard", page_icon=":material/trending_down:", layout="wide")
+
+
+def _login_configured() -> bool:
+    """Streamlit's OIDC login is configured: an ``[auth]`` table in .streamlit/secrets.toml."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no secrets file at all
+        return False
+
+
+if _login_configured() and not st.user.get("is_logged_in", False):
+    st.title("entropy-dashboard")
+    st.write("Log in to see the runs.")
+    st.button("Log in", on_click=st.login, type="primary", key="login")
+    st.stop()
 nav = st.navigation([
     st.Page(PAGES / "runs.py", title="Runs", icon=":material/table_rows:", url_path="runs", default=True),
     st.Page(PAGES / "collapse.py", title="Collapse", icon=":material/trending_down:", url_path="collapse"),

@@ -12,6 +12,7 @@ import streamlit as st
 from dashboard import data
 from dashboard.text import md_text, run_label
 from db import Store
+from db.masking import mask_secrets
 
 FIX_NOT_ANALYSED = "`entropy-dash analyse --db {url}` analyses and stores them (ingest does it too)."
 FIX_NO_ENTROPY = ("it logs no policy-entropy metric. Log one (verl `actor/entropy`, TRL/OpenRLHF `entropy`) and "
@@ -61,7 +62,8 @@ def load() -> Context | None:
         runs = data.runs(url, version)
         results = data.results(url, version)
     except Exception as exc:  # noqa: BLE001 - an unreadable store is a message, not a traceback
-        st.error(f"cannot read the store at {md_text(url)}: {md_text(type(exc).__name__)}: {md_text(exc)}")
+        st.error(f"cannot read the store at {md_text(data.shown_url())}: {md_text(type(exc).__name__)}: "
+                 f"{md_text(mask_secrets(str(exc)))}")
         return None
     if runs.empty:
         st.info(data.FIX_NO_RUNS)
@@ -70,7 +72,7 @@ def load() -> Context | None:
     missing = [int(i) for i in runs["id"] if int(i) not in analysed]
     if missing:
         st.warning(f"{len(missing)} of {len(runs)} runs have not been analysed yet; "
-                   + FIX_NOT_ANALYSED.format(url=url))
+                   + FIX_NOT_ANALYSED.format(url=data.shown_url()))
     if not results:
         return None
     return Context(store=store, url=url, version=version, results=results, runs=runs)

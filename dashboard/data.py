@@ -19,6 +19,7 @@ import streamlit as st
 from dashboard.curves import Curve, prepare_curve
 from db import Store, resolve_db_url
 from db.errors import StoreError
+from db.masking import mask_secrets, mask_url
 
 FIX_NO_DB = ("Create it with `entropy-dash init --db {url}` and fill it with `entropy-dash ingest …` "
              "(mlflow, wandb, tensorboard or file), or try `entropy-dash demo`.")
@@ -28,6 +29,11 @@ FIX_NO_RUNS = ("No runs in the store yet. Ingest some with `entropy-dash ingest 
 
 def db_url() -> str:
     return resolve_db_url(None)
+
+
+def shown_url() -> str:
+    """The store's URL as pages show it: password masked."""
+    return mask_url(db_url())
 
 
 @st.cache_resource(show_spinner=False)
@@ -44,12 +50,23 @@ def get_store() -> Store | None:
         return store
     except StoreError as exc:
         _open.clear()
-        st.warning(f"{exc}\n\n" + FIX_NO_DB.format(url=url))
+        st.warning(f"{exc}\n\n" + FIX_NO_DB.format(url=shown_url()))
         return None
     except Exception as exc:  # noqa: BLE001 - a broken database must not take the page down
         _open.clear()
-        st.error(f"cannot read the store at {url}: {type(exc).__name__}: {exc}\n\n" + FIX_NO_DB.format(url=url))
+        st.error(mask_secrets(f"cannot read the store at {url}: {type(exc).__name__}: {exc}\n\n")
+                 + FIX_NO_DB.format(url=shown_url()))
         return None
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def _writable(url: str) -> bool:
+    return _open(url).is_writable()
+
+
+def is_writable() -> bool:
+    """Whether this dashboard's connection may write to the store (checked at most once a minute)."""
+    return _writable(db_url())
 
 
 def version(store: Store) -> tuple:

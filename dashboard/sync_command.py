@@ -1,15 +1,27 @@
-"""The Sources page's "sync now": run ``entropy-dash ingest <kind> <uri> --db URL --quiet`` for a source in a
-subprocess (the dashboard never imports ``ingest``) and report its outcome."""
+"""The Sources page's "sync now": ``entropy-dash ingest <kind> <uri>`` for a source, run in the background (a
+subprocess; the dashboard never imports ``ingest``), its progress and outcome read by polling.
+
+The store's URL reaches the subprocess through ``ENTROPY_DASH_DB`` in its environment, never its command line;
+a stored URI's masked password (``http://user:***@host``) is taken by the ingest from the environment
+(``MLFLOW_TRACKING_PASSWORD``). One job per source at a time, shared by every browser session of this
+dashboard process.
+"""
 
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from db.masking import mask_secrets
 
 TIMEOUT_S = 1800
 
@@ -18,7 +30,7 @@ TIMEOUT_S = 1800
 class SyncOutcome:
     command: list[str]
     returncode: int | None  # None when it timed out or could not start
-    stdout: str
+    stdout: str  # stdout and stderr of the command, interleaved, passwords masked
     stderr: str
     seconds: float
 
@@ -27,14 +39,66 @@ class SyncOutcome:
         return self.returncode == 0
 
 
+@dataclass
+class SyncJob:
+    """One background ingest: its process and its output file."""
+
+    source_id: int
+    command: list[str]
+    proc: subprocess.Popen | None
+    output: Path
+    started: float = field(default_factory=time.monotonic)
+    outcome: SyncOutcome | None = None
+    error: str = ""  # why it could not start
+
+    @property
+    def running(self) -> bool:
+        return self.poll() is None
+
+    @property
+    def seconds(self) -> float:
+        return (self.outcome.seconds if self.outcome else time.monotonic() - self.started)
+
+    def tail(self, chars: int = 4000) -> str:
+        try:
+            with self.output.open("rb") as fh:
+                fh.seek(max(0, self.output.stat().st_size - chars))
+                text = fh.read().decode(errors="replace")
+        except OSError:
+            text = ""
+        return mask_secrets((text + ("\n" + self.error if self.error else "")).strip())
+
+    def poll(self, timeout: float = TIMEOUT_S) -> SyncOutcome | None:
+        """The outcome once the process ended (None while it runs); a job past ``timeout`` is stopped."""
+        if self.outcome is not None:
+            return self.outcome
+        code: int | None = None
+        if self.proc is not None:
+            code = self.proc.poll()
+            if code is None:
+                if time.monotonic() - self.started <= timeout:
+                    return None
+                self.proc.kill()
+                self.proc.wait()
+                self.error = f"timed out after {timeout:.0f} s: stopped (the runs it wrote are complete)"
+                code = None
+        self.outcome = SyncOutcome(self.command, code, self.tail(), self.error, time.monotonic() - self.started)
+        return self.outcome
+
+
+_jobs: dict[int, SyncJob] = {}
+_lock = threading.Lock()
+
+
 def cli_prefix() -> list[str]:
     """The ``entropy-dash`` of this environment (the venv's script, else ``python -m entropy_dash.cli``)."""
     script = Path(sys.executable).with_name("entropy-dash")
     return [str(script)] if script.exists() else [sys.executable, "-m", "entropy_dash.cli"]
 
 
-def ingest_command(kind: str, uri: str, options: Mapping[str, Any] | None, db_url: str) -> list[str]:
-    """The CLI command that syncs one configured source again (with the options the CLI can express)."""
+def ingest_command(kind: str, uri: str, options: Mapping[str, Any] | None) -> list[str]:
+    """The CLI command that syncs one configured source again (with the options the CLI can express); the
+    store comes from ``ENTROPY_DASH_DB``."""
     opts = dict(options or {})
     args = ["ingest", kind]
     if kind == "mlflow":
@@ -47,22 +111,35 @@ def ingest_command(kind: str, uri: str, options: Mapping[str, Any] | None, db_ur
         args += ["--offline", uri] if Path(uri).is_absolute() else [uri]
     else:  # tensorboard DIR, file PATH
         args.append(uri)
-    return [*cli_prefix(), *args, "--db", db_url, "--quiet"]
+    return [*cli_prefix(), *args]
 
 
-def run_sync(kind: str, uri: str, options: Mapping[str, Any] | None, db_url: str,
-             timeout: float = TIMEOUT_S) -> SyncOutcome:
-    cmd = ingest_command(kind, uri, options, db_url)
-    start = time.monotonic()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        return SyncOutcome(cmd, None, _s(exc.stdout), _s(exc.stderr) + f"\ntimed out after {timeout:.0f} s",
-                           time.monotonic() - start)
-    except OSError as exc:
-        return SyncOutcome(cmd, None, "", f"could not start: {exc}", time.monotonic() - start)
-    return SyncOutcome(cmd, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
+def shown(command: list[str]) -> str:
+    return shlex.join(["entropy-dash", *command[len(cli_prefix()):]])
 
 
-def _s(v: str | bytes | None) -> str:
-    return v.decode(errors="replace") if isinstance(v, bytes) else (v or "")
+def job(source_id: int) -> SyncJob | None:
+    with _lock:
+        return _jobs.get(source_id)
+
+
+def start_sync(source_id: int, kind: str, uri: str, options: Mapping[str, Any] | None, db_url: str) -> SyncJob:
+    """Start the ingest of a source in the background (or return the one already running for it)."""
+    with _lock:
+        current = _jobs.get(source_id)
+        if current is not None and current.running:
+            return current
+        if current is not None:
+            current.output.unlink(missing_ok=True)
+        cmd = ingest_command(kind, uri, options)
+        fd, name = tempfile.mkstemp(prefix=f"entropy-dash-sync-{source_id}-", suffix=".log")
+        env = {**os.environ, "ENTROPY_DASH_DB": db_url}
+        try:
+            with os.fdopen(fd, "wb") as out:
+                proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+            new = SyncJob(source_id, cmd, proc, Path(name))
+        except OSError as exc:
+            new = SyncJob(source_id, cmd, None, Path(name), error=f"could not start: {exc}")
+        _jobs[source_id] = new
+        return new

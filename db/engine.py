@@ -6,9 +6,10 @@ import os
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from db.errors import StoreConfigError
+from db.masking import mask_secrets, mask_url
 
 DEFAULT_DB_URL = "sqlite:///entropy-dash.db"
 ENV_VAR = "ENTROPY_DASH_DB"
@@ -26,19 +27,25 @@ def resolve_db_url(url: str | None = None) -> str:
 
 def make_engine(url: str | None = None) -> Engine:
     url = resolve_db_url(url)
+    shown = mask_url(url)  # a mistyped URL is echoed without its password
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StoreConfigError(f"not a database URL: {url!r} (expected sqlite:///FILE or postgresql://…)") from exc
+    except (ArgumentError, ValueError) as exc:
+        raise StoreConfigError(f"not a database URL: {shown!r} ({mask_secrets(str(exc))}; expected "
+                               "sqlite:///FILE or postgresql://user:password@host:5432/db)") from exc
     backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 60})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    if backend == "postgresql":
-        return create_engine(url, pool_pre_ping=True)
-    raise StoreConfigError(f"unsupported database {backend!r} in {url!r}: use sqlite:///FILE or postgresql://…")
+    try:
+        if backend == "sqlite":
+            engine = create_engine(url, connect_args={"timeout": 60})
+            read_only = str(parsed.query.get("mode", "")) == "ro"  # sqlite:///file:PATH?mode=ro&uri=true
+            event.listen(engine, "connect", _sqlite_read_only_pragmas if read_only else _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
+            return engine
+        if backend == "postgresql":
+            return create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise StoreConfigError(f"cannot open {shown!r}: {mask_secrets(str(exc))}") from exc
+    raise StoreConfigError(f"unsupported database {backend!r} in {shown!r}: use sqlite:///FILE or postgresql://…")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
@@ -48,6 +55,13 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API conne
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=60000")  # two ingests at once wait for each other
+    cur.close()
+
+
+def _sqlite_read_only_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=60000")  # the journal mode is the file's: a read-only one cannot change it
     cur.close()
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from db import schema as t
 from db.engine import make_engine
 from db.errors import StoreError
+from db.masking import MASK, mask_secrets, mask_url
 from db.migrate import current_revision, head_revision, is_initialised, upgrade
 from db.records import RunData, RunInfo, planned_length
 
@@ -75,6 +76,25 @@ class Store:
     def url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
 
+    def is_writable(self) -> bool:
+        """Whether this connection may write (ingest, analyses): PostgreSQL — the role may INSERT into
+        metric_points and its sessions are not read-only; SQLite — the URL is not ``mode=ro`` and the file and
+        its folder (for the WAL files) are writable."""
+        if self._dialect == "postgresql":
+            with self.engine.connect() as conn:
+                return bool(conn.exec_driver_sql(
+                    "SELECT has_table_privilege(current_user, 'metric_points', 'INSERT') "
+                    "AND current_setting('transaction_read_only') = 'off'").scalar())
+        url = self.engine.url
+        if str(url.query.get("mode", "")) == "ro" or "mode=ro" in str(url.database or ""):
+            return False
+        path = url.database or ""
+        if path in ("", ":memory:") or path.startswith("file::memory:"):
+            return True
+        path = path.removeprefix("file:").split("?", 1)[0]
+        folder = os.path.dirname(os.path.abspath(path))
+        return os.access(folder, os.W_OK) and (not os.path.exists(path) or os.access(path, os.W_OK))
+
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
 
@@ -85,8 +105,11 @@ class Store:
     def source_id(self, kind: str, uri: str, options: Mapping[str, Any] | None = None) -> int:
         """Get or create the source row for (kind, uri). ``options`` are merged into the stored ones (a key
         given again replaces its value; keys not given are kept, so a plain re-ingest keeps the user's key
-        choices)."""
+        choices). The URI is stored with its password masked (``http://user:***@host``): credentials are
+        never written to the store (a source row written with one before is rewritten masked)."""
+        uri = mask_url(uri)
         with self._writer() as conn, conn.begin():
+            self._mask_stored_uri(conn, kind, uri)
             conn.execute(self._insert(t.sources).values(kind=kind, uri=uri, options=dict(options or {}),
                                                         created_at=_now())
                          .on_conflict_do_nothing(index_elements=["kind", "uri"]))
@@ -102,8 +125,18 @@ class Store:
         """The stored options of source (kind, uri), None when there is no such source."""
         with self.engine.connect() as conn:
             row = conn.execute(select(t.sources.c.options).where(t.sources.c.kind == kind,
-                                                                 t.sources.c.uri == uri)).first()
+                                                                 t.sources.c.uri == mask_url(uri))).first()
         return None if row is None else dict(row[0] or {})
+
+    def _mask_stored_uri(self, conn: Connection, kind: str, uri: str) -> None:
+        if MASK not in uri:
+            return  # there was no password in it: nothing to look for
+        rows = conn.execute(select(t.sources.c.id, t.sources.c.uri).where(t.sources.c.kind == kind)).all()
+        stored = {u for _, u in rows}
+        for sid, old in rows:
+            if old != uri and mask_url(old) == uri and uri not in stored:
+                conn.execute(update(t.sources).where(t.sources.c.id == sid).values(uri=uri))
+                return
 
     def run_ids_of_source(self, source_id: int) -> list[int]:
         with self.engine.connect() as conn:
@@ -111,7 +144,7 @@ class Store:
                                                  .order_by(t.runs.c.id)).scalars()]
 
     def sources_frame(self) -> pd.DataFrame:
-        return self._frame(select(t.sources).order_by(t.sources.c.id))
+        return _masked(self._frame(select(t.sources).order_by(t.sources.c.id)), "uri")
 
     def _upsert_run(self, conn: Connection, source_id: int, data: RunData) -> tuple[int, int]:
         info = data.run
@@ -304,7 +337,8 @@ class Store:
             conn.execute(
                 update(t.sync_log)
                 .where(t.sync_log.c.id == log_id)
-                .values(ended_at=_now(), runs=runs, points=points, error=error, status="error" if error else "ok")
+                .values(ended_at=_now(), runs=runs, points=points, error=mask_secrets(error) if error else error,
+                        status="error" if error else "ok")
             )
 
     def sync_log_frame(self, limit: int = 200) -> pd.DataFrame:
@@ -314,7 +348,7 @@ class Store:
             .order_by(t.sync_log.c.id.desc())
             .limit(limit)
         )
-        return self._frame(q)
+        return _masked(self._frame(q), "uri", "error")
 
     # ---------------------------------------------------------------- reads
     def runs_frame(self, run_ids: Sequence[int] | None = None) -> pd.DataFrame:
@@ -326,7 +360,7 @@ class Store:
         )
         if run_ids is not None:
             q = q.where(t.runs.c.id.in_([int(i) for i in run_ids]))
-        return self._frame(q)
+        return _masked(self._frame(q), "source_uri")
 
     def run_keys(self, run_ids: Sequence[int] | None = None) -> pd.DataFrame:
         """Per run and key: role, points, non-finite points, first and last step."""
@@ -466,9 +500,17 @@ class Store:
                 # plain tuples: pandas builds a frame from Row objects about ten times slower
                 return pd.DataFrame.from_records([tuple(r) for r in result.all()], columns=list(result.keys()))
         except OperationalError as exc:
-            raise StoreError(f"cannot read the store at {self.url}: {exc.orig}") from exc
+            raise StoreError(f"cannot read the store at {self.url}: {mask_secrets(str(exc.orig))}") from exc
         except SQLAlchemyError as exc:  # pragma: no cover - unexpected driver errors keep their type
-            raise StoreError(f"store error at {self.url}: {exc}") from exc
+            raise StoreError(f"store error at {self.url}: {mask_secrets(str(exc))}") from exc
+
+
+def _masked(df: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """Text columns with any URL password masked (rows written before URIs were stored masked)."""
+    for col in columns:
+        if col in df and len(df):
+            df[col] = [mask_secrets(v, ()) if isinstance(v, str) else v for v in df[col]]
+    return df
 
 
 def _planned(info: RunInfo) -> dict[str, Any]:

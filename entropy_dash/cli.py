@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import Any
 
+from db.masking import mask_logs, mask_secrets
 from entropy_dash.errors import EXIT_USER_ERROR, USER_ERRORS
 
 #: command name → "module:function" (imported only when the command runs, so `--help` stays fast)
@@ -63,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dir", default="demo-data", help="where the demo's MLflow store goes (default: ./demo-data)")
     s.add_argument("--experiment", default="entropy-demo", help="MLflow experiment name of the demo runs")
     s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every "
+                   "interface — put a reverse proxy with authentication in front first)")
     s.set_defaults(command_name="demo")
 
     ing = sub.add_parser("ingest", parents=[common], help="pull runs from a source into the store")
@@ -121,8 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--png", action=argparse.BooleanOptionalAction, default=None,
                    help="PNG figures via kaleido + Chromium (default: when kaleido is installed)")
     s.set_defaults(command_name="report")
-    s = sub.add_parser("dashboard", parents=[common], help="start the Streamlit dashboard")
+    s = sub.add_parser("dashboard", parents=[common], help="start the Streamlit dashboard (headless; opens your "
+                       "browser once it answers)")
     s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every "
+                   "interface — put a reverse proxy with authentication in front first)")
     s.add_argument("--no-browser", action="store_true", help="do not open a browser")
     s.set_defaults(command_name="dashboard")
     return p
@@ -134,12 +140,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("alembic", "mlflow", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    mask_logs()  # every log line, --debug included, shows URLs with their password masked
+    logging.captureWarnings(True)
     try:
         return int(_command(args.command_name)(args) or 0)
     except USER_ERRORS as exc:
         if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
+            _print_traceback()
+        print(f"error: {mask_secrets(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -147,6 +155,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `entropy-dash fit --json | head`
         sys.stderr.close()
         return 0
+    except Exception:  # a bug: its traceback, with any URL's password masked
+        _print_traceback()
+        return 1
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    print(mask_secrets(traceback.format_exc()), end="", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from db.masking import mask_url
 from entropy_dash.errors import USER_ERRORS, ConfigError
 from ingest.errors import IngestError
 
@@ -97,7 +98,7 @@ class SourceConfig:
 
     @property
     def label(self) -> str:
-        return f"source #{self.index} ({self.kind} {self.uri})"
+        return f"source #{self.index} ({self.kind} {mask_url(self.uri)})"  # logged: never a password
 
 
 @dataclass(frozen=True)

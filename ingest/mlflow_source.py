@@ -32,8 +32,10 @@ from typing import Any
 import numpy as np
 import requests
 
+from db.masking import mask_secrets
 from db.records import RunData, RunInfo, Series
 from ingest.base import Source, Watermarks
+from ingest.credentials import split_credentials
 from ingest.errors import IngestError, SourceUnavailable
 from ingest.keys import resolve_role
 
@@ -61,6 +63,8 @@ class MlflowSource(Source):
 
     def __init__(self, uri: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(uri, options)
+        # self.uri is shown and stored (password masked); connect_uri carries the real one
+        self.uri, self.connect_uri = split_credentials(uri, self.options)
         self.experiments: list[str] = list(self.options.get("experiments") or [])
         self.extra_keys: set[str] = set(self.options.get("keys") or [])
         self.all_keys = bool(self.options.get("all_keys", False))
@@ -79,12 +83,12 @@ class MlflowSource(Source):
 
             if self.is_server:
                 self._check_reachable()
-            self._client = MlflowClient(tracking_uri=self.uri)
+            self._client = MlflowClient(tracking_uri=self.connect_uri)
         return self._client
 
     def _check_reachable(self) -> None:
         try:
-            resp = requests.get(self.uri.rstrip("/") + "/health", timeout=10)
+            resp = requests.get(self.connect_uri.rstrip("/") + "/health", timeout=10)
         except requests.RequestException as exc:
             raise SourceUnavailable(f"cannot reach MLflow tracking server {self.uri}: {_short(exc)}") from exc
         if resp.status_code >= 400:
@@ -234,7 +238,7 @@ class MlflowSource(Source):
             params = {"run_ids": run_ids, "metric_key": key, "start_step": start, "end_step": end,
                       "max_results": MAX_POINTS_PER_RUN}
             try:
-                resp = self._session().get(self.uri.rstrip("/") + BULK_INTERVAL, params=params, timeout=120)
+                resp = self._session().get(self.connect_uri.rstrip("/") + BULK_INTERVAL, params=params, timeout=120)
             except requests.RequestException as exc:
                 raise SourceUnavailable(f"cannot reach MLflow tracking server {self.uri}: {_short(exc)}") from exc
             if resp.status_code != 200:
@@ -264,7 +268,7 @@ class MlflowSource(Source):
     def _store(self) -> Any:
         from mlflow.tracking._tracking_service.utils import _get_store
 
-        return _get_store(self.uri)
+        return _get_store(self.connect_uri)
 
 
 def _windows(items: list[tuple[str, int, int]]) -> Iterator[tuple[list[str], int, int]]:
@@ -308,8 +312,8 @@ def _first(params: Mapping[str, str], tags: Mapping[str, str], names: Sequence[s
 
 
 def _short(exc: BaseException) -> str:
-    """The useful part of a connection or MLflow error, on one line."""
-    text = str(exc)
+    """The useful part of a connection or MLflow error, on one line (any URL's password masked)."""
+    text = mask_secrets(str(exc))
     m = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
     if m:
         return m.group(1).strip().lower()

@@ -133,7 +133,7 @@ def test_demo_builds_runs_and_serves_the_dashboard(tmp_path):
         assert len(store.analyses_frame("summary")) == 7
     finally:
         stop(proc)
-    assert f"http://localhost:{port}" in proc.stdout.read()
+    assert f"dashboard: http://127.0.0.1:{port}" in proc.stdout.read()
 
 
 def test_global_options_work_before_the_command(capsys, tmp_path):
@@ -156,3 +156,20 @@ def test_performance_key_chosen_per_source_is_remembered(capsys, tmp_path, verl_
     cli_json(capsys, "ingest", "file", log, "--db", db, "--performance-key", "val/test_score/openai/gsm8k")
     (fit,) = cli_json(capsys, "fit", "--db", db)
     assert fit["performance_key"] == "val/test_score/openai/gsm8k" and fit["n"] == 45 - len(fit["excluded_steps"])
+
+
+def test_dashboard_and_demo_serve_headless_on_loopback_unless_told():
+    from entropy_dash.cli import build_parser
+    from entropy_dash.commands.serve import local_url, streamlit_command
+
+    for argv in (["dashboard"], ["demo"]):
+        args = build_parser().parse_args(argv)
+        assert args.host == "127.0.0.1" and args.port == 8501 and not args.no_browser
+    assert build_parser().parse_args(["dashboard", "--host", "0.0.0.0"]).host == "0.0.0.0"
+    cmd = streamlit_command("0.0.0.0", 8600)
+    opts = dict(zip(cmd[5::2], cmd[6::2], strict=True))
+    assert opts["--server.headless"] == "true" and opts["--server.address"] == "0.0.0.0"
+    assert opts["--browser.gatherUsageStats"] == "false" and opts["--server.port"] == "8600"
+    # the URL printed and opened is the loopback one, whatever the bind address
+    assert local_url("0.0.0.0", 8600) == local_url("127.0.0.1", 8600) == "http://127.0.0.1:8600"
+    assert local_url("10.1.2.3", 8600) == "http://10.1.2.3:8600" and local_url("::1", 1) == "http://[::1]:1"

@@ -5,6 +5,7 @@ their charts in headless Chromium against `streamlit run`; a run named with mark
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -225,21 +226,48 @@ def test_compare_page_coefficients_and_lift_equal_stored_fits(monkeypatch, sim_s
     assert len(at.get("plotly_chart")) == 4  # coefficients, a/b vs size, laws, lift
 
 
-def test_sources_page_and_sync_now(monkeypatch, sim_store):
+def _sync_now(at: AppTest, source_id: int) -> AppTest:
+    """Click "sync now" and poll the page (as its fragment does every second) until the job has ended; the
+    page answers while the ingest runs in the background."""
+    at.selectbox(key="sync_source").set_value(source_id).run()
+    at.button(key="sync_now").click().run()
+    assert not at.exception, at.exception
+    deadline, polls = time.monotonic() + 300, 0
+    while not (at.success or at.error):
+        assert time.monotonic() < deadline, "the sync did not end"
+        assert any("running for" in i.value for i in at.info)  # progress, while the page stays usable
+        assert polls == 0 or at.button(key="sync_now").disabled  # one job per source at a time
+        time.sleep(0.5)
+        at.run()
+        polls += 1
+        assert not at.exception, at.exception
+    assert polls >= 1  # the click returned before the ingest ended
+    return at
+
+
+def test_sources_page_and_sync_now_in_the_background(monkeypatch, sim_store):
     at = _page(_app(monkeypatch, sim_store), "sources")
     table = at.dataframe[0].value.set_index("kind")
     assert table.loc["mlflow", "runs"] == 3 and table.loc["file", "runs"] == 3
     assert table.loc["mlflow", "status"] == "ok" and table.loc["file", "status"] == "never synced"
-    at.selectbox(key="sync_source").set_value(1).run()  # the MLflow source: nothing new, exit 0
-    at.button(key="sync_now").click().run()
-    assert not at.exception, at.exception
+    at = _sync_now(at, 1)  # the MLflow source: nothing new, exit 0
     assert "sync finished" in at.success[0].value
-    at.selectbox(key="sync_source").set_value(2).run()  # its folder is gone: the CLI says so, exit ≠ 0
-    at.button(key="sync_now").click().run()
+    assert at.code[0].value.startswith("entropy-dash ingest mlflow sqlite:///") and "--db" not in at.code[0].value
+    at = _sync_now(at, 2)  # its folder is gone: the CLI says so, exit ≠ 0
     assert "sync failed" in at.error[0].value
     assert "gone" in at.code[-1].value
     log = at.dataframe[1].value
     assert (log["status"] == "ok").sum() >= 2
+
+
+def test_sync_now_is_hidden_on_a_read_only_store(monkeypatch, sim_store):
+    url = f"sqlite:///file:{sim_store.removeprefix('sqlite:///')}?mode=ro&uri=true"
+    assert not Store.open(url, create=False).is_writable()
+    assert Store.open(sim_store, create=False).is_writable()
+    at = _page(_app(monkeypatch, url), "sources")
+    assert len(at.dataframe[0].value) == 2  # the sources are shown …
+    assert not [b for b in at.button if b.key == "sync_now"]  # … but not the button
+    assert any("read-only" in i.value and "entropy-dash schedule" in i.value for i in at.info)
 
 
 def test_every_page_says_what_is_missing_on_an_absent_or_empty_store(monkeypatch, tmp_path):
@@ -355,3 +383,16 @@ def test_markup_in_a_run_name_shows_literally(sim_store, streamlit_app, browser,
     assert page.locator("img[src='x']").count() == 0 and page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(tmp_path / "markup-runs.png"))
     page.close()
+
+
+def test_login_is_required_when_streamlit_auth_is_configured(monkeypatch, law_store):
+    monkeypatch.setenv("ENTROPY_DASH_DB", law_store)
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.secrets["auth"] = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "x" * 32,
+                          "client_id": "id", "client_secret": "s",
+                          "server_metadata_url": "https://idp.example/.well-known/openid-configuration"}
+    at.run()
+    assert not at.exception, at.exception
+    assert [b.label for b in at.button] == ["Log in"] and not at.dataframe  # no data before logging in
+    plain = _app(monkeypatch, law_store)  # without [auth]: no login (the deployment puts a proxy in front)
+    assert not [b for b in plain.button if b.label == "Log in"] and len(plain.dataframe[0].value) == 1

@@ -1,8 +1,10 @@
 """The docker-compose deployment, tested without Docker: the compose file and Dockerfile say what they must,
 and every service's command, with the compose file's own environment variables, runs here against the
 PostgreSQL server the test session starts (roles from deploy/init-db.sh, schema from the migrations run by
-the ingest role, mlflow server → ingest → report → dashboard as the read-only role), and the dashboard's
-role really cannot write."""
+the ingest role, mlflow server → ingest → report → the dashboard as the read-only role, started as a
+service — no terminal, empty HOME — and read page by page in Chromium), with no password of .env or of the
+tracking server's URL in any output, page, report or table; the dashboard's role really cannot write, and
+it runs every read command and page after an ingest that left analyses stale."""
 
 from __future__ import annotations
 
@@ -18,10 +20,16 @@ import psycopg
 import pytest
 import requests
 import yaml
-from streamlit.testing.v1 import AppTest
 
 from entropy_dash.demo_data import log_known_law
 from tests.fixtures_servers import free_port, stop, wait_http
+from tests.service_checks import (
+    ServiceDashboard,
+    assert_no_secret,
+    dump_tables,
+    listening_addresses,
+    read_every_page,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -32,6 +40,7 @@ ENV_EXAMPLE = dict(
 _VAR = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
 pytestmark = pytest.mark.postgres
+TRACKER_PLANT = "Pl4nted-Tr4cker-Pw"  # the tracking server's password, in the source's URL only
 
 
 def interpolate(value: str, env: dict[str, str]) -> str:
@@ -71,7 +80,14 @@ def test_compose_file_has_the_services_volumes_healthcheck_and_loopback_ports():
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert services[name]["build"] == "." and services[name]["image"] == "entropy-dashboard:latest"
     assert services["ingest"]["command"][:3] == ["schedule", "--config", "/config/sources.toml"]
-    assert services["dashboard"]["command"][0] == "dashboard"
+    dash = services["dashboard"]["command"]
+    assert dash[0] == "dashboard" and "--no-browser" in dash
+    assert dash[dash.index("--host") + 1] == "0.0.0.0"  # inside the container; published on loopback below
+    # no password (nor a variable holding one) on any command line
+    for name, service in services.items():
+        for field in ("command", "entrypoint"):
+            line = " ".join(map(str, service.get(field) or []))
+            assert "PASSWORD" not in line and "://" not in line.replace("http://mlflow", ""), (name, line)
     # published ports: loopback only, with .env.example and with no .env at all
     for env in (ENV_EXAMPLE, {}):
         for name in ("dashboard", "mlflow"):
@@ -100,7 +116,12 @@ def test_dockerfile_is_slim_non_root_pinned_and_runs_entropy_dash():
     assert any(k == "RUN" and "-c constraints.txt" in v for k, v in instr)
     entrypoint = json.loads(first["ENTRYPOINT"])
     cmd = json.loads(first["CMD"])
-    assert cmd[0] == "dashboard" and "--no-browser" in cmd
+    assert cmd[0] == "dashboard" and "--no-browser" in cmd and cmd[cmd.index("--host") + 1] == "0.0.0.0"
+    assert "STREAMLIT_" not in text  # the command runs Streamlit headless itself
+    # every package of the project is in the image
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    copied = {v.split()[0] for k, v in instr if k == "COPY"}
+    assert {p.rstrip("*") for p in packages["include"]} <= copied, copied
     # the entrypoint is deploy/entrypoint.sh, which ends by exec-ing entropy-dash with the arguments
     (copy,) = [v for k, v in instr if k == "COPY" and v.startswith("deploy/entrypoint.sh")]
     assert copy.split()[1].endswith("/" + entrypoint[0])
@@ -121,7 +142,7 @@ def deployment(postgres_server):
         done = subprocess.run(["bash", str(ROOT / "deploy" / "init-db.sh")], env=run_env, capture_output=True,
                               text=True, timeout=120)
         assert done.returncode == 0, done.stderr
-    return {"env": env, "port": postgres_server.port}
+    return {"env": env, "port": postgres_server.port, "superuser_url": postgres_server.url("entropy_dash")}
 
 
 def run_service(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
@@ -131,8 +152,10 @@ def run_service(args: list[str], env: dict[str, str], timeout: float = 600) -> s
                           text=True, timeout=timeout)
 
 
-def test_services_run_on_postgres_mlflow_ingest_report_dashboard(deployment, tmp_path, monkeypatch):
+@pytest.mark.browser
+def test_services_run_on_postgres_mlflow_ingest_report_dashboard(deployment, browser, tmp_path):
     env, port = deployment["env"], deployment["port"]
+    outputs: dict[str, str] = {}
 
     # mlflow: the compose command on the mlflow database, as the mlflow role
     ml = COMPOSE["services"]["mlflow"]
@@ -158,15 +181,21 @@ def test_services_run_on_postgres_mlflow_ingest_report_dashboard(deployment, tmp
         log_known_law(url, "deploy", a=0.3, b=1.2, steps=120, noise=0.003, seed=1)
         log_known_law(url, "deploy", a=0.2, b=1.0, steps=120, noise=0.003, seed=2)
 
-        # ingest: the compose command, config = deploy/sources.toml pointed at this server and a local folder
+        # ingest: the compose command, config = deploy/sources.toml pointed at this server (through a URL with
+        # credentials, as for a tracking server with a login) and a local folder
+        tracked = url.replace("http://", f"http://tracker:{TRACKER_PLANT}@")
         config = (ROOT / "deploy" / "sources.toml").read_text()
-        config = config.replace("http://mlflow:5000", url).replace('"/reports"', f'"{tmp_path / "reports"}"')
+        config = config.replace("http://mlflow:5000", tracked).replace('"/reports"', f'"{tmp_path / "reports"}"')
         (tmp_path / "sources.toml").write_text(config)
         ingest = COMPOSE["services"]["ingest"]["command"]
         ingest = [a.replace("/config/sources.toml", str(tmp_path / "sources.toml")) for a in ingest]
         writer = service_env("ingest", env, port)
         assert writer["ENTROPY_DASH_MIGRATE"] == "1"
         done = run_service([*ingest, "--once"], writer)
+        outputs["ingest"] = done.stdout + done.stderr
+        assert done.returncode == 0, done.stderr
+        done = run_service(["--debug", *ingest, "--once"], writer)
+        outputs["ingest --debug"] = done.stdout + done.stderr
         assert done.returncode == 0, done.stderr
     finally:
         stop(proc)
@@ -174,38 +203,49 @@ def test_services_run_on_postgres_mlflow_ingest_report_dashboard(deployment, tmp
     reader = service_env("dashboard", env, port)
     # report: as the read-only role (analyses are fresh, so nothing needs writing); equal to the CLI's numbers
     done = run_service(["report", "--out", str(tmp_path / "report")], reader)
+    outputs["report"] = done.stdout + done.stderr
     assert done.returncode == 0, done.stderr
     doc = json.loads((tmp_path / "report" / "report.json").read_text())
     fit = run_service(["fit", "--json", "--quiet"], writer)
     assert fit.returncode == 0, fit.stderr
     assert doc["fit"] == json.loads(fit.stdout) and len(doc["fit"]) == 2
     assert all(f["status"] == "ok" for f in doc["fit"])
-    assert "entropy_reader" in doc["store"] and "change-me" not in doc["store"]  # password hidden
+    assert doc["store"].startswith("postgresql+psycopg://entropy_reader:***@")  # password hidden
+    assert {r["source"] for r in doc["runs"]} == {f"mlflow http://tracker:***@127.0.0.1:{ml_port}"}
+    for args in (["runs", "--json"], ["--debug", "fit", "--json"], ["--debug", "backtest", "--json"]):
+        done = run_service(args, reader)
+        outputs[" ".join(args)] = done.stdout + done.stderr
+        assert done.returncode == 0, done.stderr
 
-    # dashboard: the pages render as the read-only role (AppTest) …
-    monkeypatch.setenv("ENTROPY_DASH_DB", reader["ENTROPY_DASH_DB"])
-    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    table = at.dataframe[0].value
-    assert sorted(table["run"]) == sorted(f["run"] for f in doc["fit"])
-    at.switch_page("app_pages/ceiling.py").run()
-    assert not at.exception, at.exception
-    # … and the service's own command serves them
+    # dashboard: the service's own command as a service manager starts it — its own session, stdin from
+    # /dev/null, an empty HOME — as the read-only role; bound to loopback here (every interface in the container)
     dash = COMPOSE["services"]["dashboard"]["command"]
-    dash_port = free_port()
-    dash = [str(dash_port) if a == "8501" else a for a in dash]
-    dash_env = {**os.environ, **reader, "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-                "STREAMLIT_SERVER_ADDRESS": "127.0.0.1", "STREAMLIT_SERVER_HEADLESS": "true",
-                "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    dlog = tmp_path / "dashboard.log"
-    with open(dlog, "ab") as out:
-        proc = subprocess.Popen(["sh", str(ROOT / "deploy" / "entrypoint.sh"), *dash], env=dash_env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    dash = ["{port}" if a == "8501" else a for a in dash]
+    dash[dash.index("--host") + 1] = "127.0.0.1"
+    app = ServiceDashboard(dash, reader, tmp_path, entrypoint=ROOT / "deploy" / "entrypoint.sh")
     try:
-        wait_http(f"http://127.0.0.1:{dash_port}/_stcore/health", proc, 120, dlog)
+        assert listening_addresses(app.port) == {"127.0.0.1"}
+        pages = read_every_page(browser, app.url)
     finally:
-        stop(proc)
+        app.stop()
+    assert all(f["run"] in pages["runs"] for f in doc["fit"])
+    assert "read-only" in pages["sources"] and "entropy-dash schedule" in pages["sources"]
+    assert "sync now" not in pages["sources"].split("Sync log")[0].split("Sync now", 1)[1]  # no button
+    assert f"http://tracker:***@127.0.0.1:{ml_port}" in pages["sources"]
+    outputs["dashboard"] = app.output()
+    assert f"dashboard: {app.url}" in outputs["dashboard"] and not app.opened()  # --no-browser
+
+    # no password of .env nor of the tracking server's URL anywhere
+    secrets = [TRACKER_PLANT, *(v for k, v in env.items() if k.endswith("PASSWORD") and v)]
+    assert len(secrets) == 5
+    for name, out in {**outputs, **{f"page {k}": v for k, v in pages.items()}}.items():
+        assert_no_secret(out, secrets, name)
+    for path in [*(tmp_path / "report").rglob("*"), *(tmp_path / "reports").rglob("*")]:
+        if path.is_file():
+            assert_no_secret(path.read_text(errors="replace"), secrets, str(path))
+    tables = dump_tables(deployment["superuser_url"])
+    assert "tracker:***@" in tables
+    assert_no_secret(tables, secrets, "the store's tables")
 
 
 def _reader_conn(port: int, password: str) -> psycopg.Connection:
@@ -241,3 +281,46 @@ def test_dashboard_role_cannot_write(deployment, verl_logs):
     done = run_service(["ingest", "file", str(verl_logs[0]), "--quiet"], reader)
     assert done.returncode != 0 and "read-only" in done.stderr, done.stderr
     assert run_service(["runs", "--json", "--quiet"], reader).stdout == before.stdout
+
+
+def test_read_only_role_reads_runs_whose_analyses_are_stale(deployment, verl_logs, browser, tmp_path):
+    """After an ingest, new points arrive that no analysis has seen yet (written straight into the store, as
+    a sync stopped before its analyses would leave them): the read-only role still runs every read command
+    and every page."""
+    import numpy as np
+
+    from db import Store
+    from db.records import RunData, RunInfo, Series
+
+    env, port = deployment["env"], deployment["port"]
+    writer = service_env("ingest", env, port)
+    done = run_service(["ingest", "file", str(verl_logs[0]), "--quiet"], writer)
+    assert done.returncode == 0, done.stderr
+    store = Store.open(writer["ENTROPY_DASH_DB"], create=False)
+    runs = store.runs_frame()
+    run = runs[runs["source_kind"] == "file"].iloc[0]
+    keys = store.run_keys([int(run["id"])])
+    roles = {k: r for k, r in zip(keys["key"], keys["role"], strict=True) if r in ("entropy", "performance")}
+    assert sorted(roles.values()) == ["entropy", "performance"]
+    last = int(keys["last_step"].max())
+    steps = np.arange(last + 1, last + 11)
+    series = tuple(Series.build(k, steps, np.linspace(0.3, 0.29, 10) if r == "entropy" else np.full(10, 0.6),
+                                1.8e9 + steps) for k, r in roles.items())
+    res = store.write_run(int(run["source_id"]), RunData(RunInfo(run["external_id"], run["name"],
+                                                                 project=run["project"]), series), roles)
+    assert res.run_id == int(run["id"]) and res.points == 20
+    assert int(run["id"]) in store.stale_runs("summary")
+
+    reader = service_env("dashboard", env, port)
+    for args in (["runs", "--json"], ["fit", "--json"], ["backtest", "--json"],
+                 ["report", "--out", str(tmp_path / "report")]):
+        done = run_service([*args, "--quiet"], reader)
+        if done.returncode != 0:
+            pytest.fail(f"{' '.join(args)} as the read-only role: exit {done.returncode}\n{done.stderr[-2500:]}")
+    assert int(run["id"]) in store.stale_runs("summary")  # nothing was written by the reads
+    app = ServiceDashboard(["dashboard", "--port", "{port}", "--no-browser"], reader, tmp_path)
+    try:
+        pages = read_every_page(browser, app.url, f"?runs={int(run['id'])}")
+    finally:
+        app.stop()
+    assert str(run["name"]) in pages["runs"] and "read-only" in pages["sources"]

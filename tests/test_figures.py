@@ -16,7 +16,7 @@ from dashboard.curves import prepare_curve
 from dashboard.downsample import MAX_POINTS, downsample_index
 from dashboard.figures import ceiling_figure, forecast_figure, residuals
 from dashboard.smoothing import ema_debiased
-from dashboard.sync_command import ingest_command
+from dashboard.sync_command import ingest_command, shown
 from dashboard.tables import (
     backtest_text,
     ceiling_lift_table,
@@ -219,8 +219,8 @@ def test_ceiling_lift_and_compare_figures():
 
 
 def test_sync_command_is_the_cli_ingest():
-    cmd = ingest_command("mlflow", "sqlite:///m.db", {"experiments": ["e1", "e2"]}, "sqlite:///s.db")
-    assert cmd[-10:-3] == ["ingest", "mlflow", "sqlite:///m.db", "--experiment", "e1", "--experiment", "e2"]
-    assert cmd[-3:] == ["--db", "sqlite:///s.db", "--quiet"]
-    assert ingest_command("wandb", "/abs/dir", {}, "u")[-6:-3] == ["wandb", "--offline", "/abs/dir"]
-    assert ingest_command("file", "/x.log", None, "u")[-5:-3] == ["file", "/x.log"]
+    cmd = ingest_command("mlflow", "http://u:***@h:5000", {"experiments": ["e1", "e2"]})
+    assert cmd[-7:] == ["ingest", "mlflow", "http://u:***@h:5000", "--experiment", "e1", "--experiment", "e2"]
+    assert shown(cmd) == "entropy-dash ingest mlflow 'http://u:***@h:5000' --experiment e1 --experiment e2"
+    assert ingest_command("wandb", "/abs/dir", {})[-3:] == ["wandb", "--offline", "/abs/dir"]
+    assert ingest_command("file", "/x.log", None)[-2:] == ["file", "/x.log"]  # the store: $ENTROPY_DASH_DB
