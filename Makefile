@@ -32,15 +32,18 @@ demo: install
 
 test: install system-deps
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 bench: install
 	$(BIN)/python bench/fit.py
+	$(BIN)/python bench/backtest.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/dashboard.py
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache demo-data entropy-dash.db*

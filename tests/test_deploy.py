@@ -21,6 +21,7 @@ import pytest
 import requests
 import yaml
 
+from analysis.run import ANALYSIS_VERSION
 from entropy_dash.demo_data import log_known_law
 from tests.fixtures_servers import free_port, stop, wait_http
 from tests.service_checks import (
@@ -309,7 +310,7 @@ def test_read_only_role_reads_runs_whose_analyses_are_stale(deployment, verl_log
     res = store.write_run(int(run["source_id"]), RunData(RunInfo(run["external_id"], run["name"],
                                                                  project=run["project"]), series), roles)
     assert res.run_id == int(run["id"]) and res.points == 20
-    assert int(run["id"]) in store.stale_runs("summary")
+    assert int(run["id"]) in store.stale_runs("summary", ANALYSIS_VERSION)
 
     reader = service_env("dashboard", env, port)
     for args in (["runs", "--json"], ["fit", "--json"], ["backtest", "--json"],
@@ -317,7 +318,7 @@ def test_read_only_role_reads_runs_whose_analyses_are_stale(deployment, verl_log
         done = run_service([*args, "--quiet"], reader)
         if done.returncode != 0:
             pytest.fail(f"{' '.join(args)} as the read-only role: exit {done.returncode}\n{done.stderr[-2500:]}")
-    assert int(run["id"]) in store.stale_runs("summary")  # nothing was written by the reads
+    assert int(run["id"]) in store.stale_runs("summary", ANALYSIS_VERSION)  # nothing was written by the reads
     app = ServiceDashboard(["dashboard", "--port", "{port}", "--no-browser"], reader, tmp_path)
     try:
         pages = read_every_page(browser, app.url, f"?runs={int(run['id'])}")
