@@ -18,7 +18,9 @@ reason, and every other run is analysed as usual.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -102,8 +104,8 @@ def refresh_analyses(store: Store, run_ids: Sequence[int] | None = None, *, forc
         todo = stale if run_ids is None else [i for i in stale if i in {int(j) for j in run_ids}]
     if not todo:
         return 0
+    versions = store.runs_frame(todo).set_index("id")["data_version"].to_dict()
     results = analyse_ids(store, todo)
-    versions = dict(zip(store.runs_frame(todo)["id"], store.runs_frame(todo)["data_version"], strict=True))
     store.save_analyses([(r["run_id"], KIND, int(versions[r["run_id"]]), r, columns(r)) for r in results])
     return len(results)
 
@@ -133,7 +135,9 @@ def analyse_ids(store: Store, run_ids: Sequence[int], options: Options = Options
         return list(_analyse(store, ids, options))
     url = store.engine.url.render_as_string(hide_password=False)
     chunks = [ids[i::workers] for i in range(workers)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # fork is cheap but unsafe in a process with other threads (the scheduler, the dashboard's server)
+    context = multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         parts = list(pool.map(_worker, [url] * workers, chunks, [options] * workers))
     by_id = {r["run_id"]: r for part in parts for r in part}
     return [by_id[i] for i in ids]

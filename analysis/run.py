@@ -45,7 +45,7 @@ ANALYSIS_VERSION = 2
 #: a run is finished when it reached its planned length (within this share of it)
 FINISHED_SHARE = 0.98
 #: the trend models (stage, collapse) see at most this many points per curve (bucket means of longer ones)
-TREND_POINTS = 300
+TREND_POINTS = 200
 
 PAIRING_RULE = ("R(s) pairs with the entropy logged at the first step >= s+1 (the same policy's rollouts); "
                 "the last evaluation falls back to the latest entropy at or before s")

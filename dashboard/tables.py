@@ -185,7 +185,8 @@ def ceiling_lift_table(results: Sequence[Mapping[str, Any]], baseline_id: int,
         se = math.hypot(law.get("ceiling_se") or 0.0, base.get("ceiling_se") or 0.0)
         fit = (fits or {}).get(run_id)
         bt = backtest_of(fit)
-        rows.append({"id": run_id, "run": str(r["run"]), "baseline": run_id == baseline_id,
+        rows.append({"id": run_id, "run": str(r["run"]), "state": r.get("progress") or "–",
+                     "baseline": run_id == baseline_id,
                      "ceiling": law["ceiling"], "ceiling_lo": law["ceiling_lo"], "ceiling_hi": law["ceiling_hi"],
                      "lift": lift, "lift_lo": lift - Z95 * se, "lift_hi": lift + Z95 * se,
                      "lift clear of 0": bool(run_id != baseline_id and (lift - Z95 * se > 0 or lift + Z95 * se < 0)),
@@ -207,7 +208,7 @@ def coefficients_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame 
         info = meta.loc[r["run_id"]] if meta is not None and r["run_id"] in meta.index else None
         fit = (fits or {}).get(int(r["run_id"]))
         bt = backtest_of(fit)
-        rows.append({"id": int(r["run_id"]), "run": str(r["run"]),
+        rows.append({"id": int(r["run_id"]), "run": str(r["run"]), "state": r.get("progress") or "–",
                      "model": None if info is None else info.get("model"),
                      "algorithm": None if info is None else info.get("algorithm"),
                      "size (B)": sizes.get(int(r["run_id"])),

@@ -203,9 +203,12 @@ def _local(g: np.ndarray, step: np.ndarray) -> np.ndarray:
 def _solve(U: np.ndarray, V: np.ndarray, y: np.ndarray, k: np.ndarray, asym: int, lo, hi):
     """p, q and the residual sum of squares (grid × origins) of y ≈ p·U + q·V on points 0..k, the asymptote
     kept in [lo, hi]."""
-    cs = {name: np.cumsum(a, axis=1)[:, k] for name, a in
-          (("uu", U * U), ("uv", U * V), ("vv", V * V), ("uy", U * y), ("vy", V * y))}
-    syy = np.cumsum(y * y)[k][None, :]
+    # sums over points 0..k for every origin k at once: one product with a 0/1 prefix mask
+    mask = (np.arange(len(y))[:, None] <= k[None, :]).astype(float)
+    g = len(U)
+    stacked = np.concatenate([U * U, U * V, V * V, U * y, V * y]) @ mask
+    cs = {name: stacked[i * g:(i + 1) * g] for i, name in enumerate(("uu", "uv", "vv", "uy", "vy"))}
+    syy = ((y * y) @ mask)[None, :]
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         det = cs["uu"] * cs["vv"] - cs["uv"] ** 2
         p = (cs["vv"] * cs["uy"] - cs["uv"] * cs["vy"]) / det

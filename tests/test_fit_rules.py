@@ -159,3 +159,24 @@ def test_alignment_of_unsorted_series_equals_sorted():
     r = pd.Series([0.2, 0.1], index=[2, 0])
     a = align(h, r)
     assert list(a.steps) == [0, 2] and list(a.entropy) == [0.4, 0.5]
+
+
+# ------------------------------------------------------------------------------------------ state
+def test_planned_length_and_state_from_what_sources_log():
+    from analysis.run import progress
+    from db.records import planned_length, run_state
+
+    assert planned_length({"trainer/total_training_steps": "600"}) == (600, "param trainer/total_training_steps")
+    assert planned_length({"trainer.total_training_steps": None,  # W&B config, flattened with "."
+                           "actor_rollout_ref.actor.optim.total_training_steps": 435})[0] == 435
+    assert planned_length({"max_steps": -1, "num_train_epochs": 3}) == (None, None)  # TRL training by epochs
+    assert planned_length({"max_steps": 1200})[0] == 1200
+    assert planned_length({"trainer/total_epochs": 15}) == (None, None)  # epochs alone do not give steps
+    assert [run_state(s) for s in ("RUNNING", "FINISHED", "KILLED", "crashed", None)] == \
+        ["running", "finished", "failed", "failed", "unknown"]
+    assert progress("running", 373, 600) == (False, "in progress: step 373 of 600")
+    assert progress("unknown", 373, 600) == (False, "in progress: step 373 of 600")
+    assert progress("finished", 373, 600) == (False, "stopped early: step 373 of 600")
+    assert progress("finished", 600, 600) == (True, "finished at step 600 of 600")
+    assert progress("unknown", 435, None) == (True, "ended at step 435 (assumed finished: the source does not say)")
+    assert progress("failed", 200, 600) == (False, "failed at step 200 of 600")

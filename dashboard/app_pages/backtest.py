@@ -51,3 +51,8 @@ if ctx is not None:
             st.markdown(f"**{d['cutoff']:.0%}** — {md_text(d['summary']['sentence'])}")
         st.caption("MAE in points of the metric (0.01 of an accuracy); coverage: the share of runs whose final "
                    "score fell inside the stated 95% interval.")
+        skipped = doc["skipped"]
+        if skipped:
+            with st.expander(f"{len(skipped)} run(s) not backtested at {doc['cutoff']:.0%}: why"):
+                for s in skipped:
+                    st.caption(f"{md_text(s['run'])}: {md_text(s['reason'])}")
