@@ -24,21 +24,40 @@ def resolve_db_url(url: str | None = None) -> str:
     return url
 
 
+#: the DB-API driver each backend is used with (the ones this project installs)
+DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+
+
 def make_engine(url: str | None = None) -> Engine:
     url = resolve_db_url(url)
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StoreConfigError(f"not a database URL: {url!r} (expected sqlite:///FILE or postgresql://…)") from exc
+    except ArgumentError:
+        raise StoreConfigError(f"not a database URL: {_masked(url)!r} (expected sqlite:///FILE or "
+                               "postgresql://…)") from None
     backend = parsed.get_backend_name()
+    if backend not in DRIVERS:
+        raise StoreConfigError(f"unsupported database {backend!r} in {_masked(url)!r}: use sqlite:///FILE or "
+                               "postgresql://…")
+    driver = parsed.get_driver_name()
+    if driver != DRIVERS[backend]:
+        plain = "sqlite:///FILE" if backend == "sqlite" else "postgresql://user:password@host/db"
+        raise StoreConfigError(f"database driver {driver!r} in {_masked(url)!r} is not supported: write the URL as "
+                               f"{plain} (the {DRIVERS[backend]} driver is used)")
     if backend == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    if backend == "postgresql":
-        return create_engine(url, pool_pre_ping=True)
-    raise StoreConfigError(f"unsupported database {backend!r} in {url!r}: use sqlite:///FILE or postgresql://…")
+    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+
+def _masked(url: str) -> str:
+    """``url`` with its password hidden, for messages (a URL that does not parse is shown cut short)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url if len(url) <= 200 else url[:200] + "…"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
