@@ -200,7 +200,7 @@ def read_file(found: Detected, *, verl_step_offset: int | None = None,
     if found.fmt == "verl_log":
         v = read_verl_log(path, step_offset=verl_step_offset, resume=resume, end=st.st_size, settled=settled)
         runs, offset, parser, rows = ([v.run] if v.run else []), v.offset, v.state, 1
-        notices += list(v.notices)
+        notices += [] if v.run else list(v.notices)  # a run carries its own notices
     elif found.fmt == "trainer_state":
         run = parse_trainer_state(path)
         offset, rows = st.st_size, sum(len(s) for s in run.series)

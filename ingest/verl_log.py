@@ -484,7 +484,8 @@ def _assemble(parsed: _Parsed, step_offset: int | None, notes: list[str], resume
     if resume is None and parsed.initial:
         for k, v in parsed.initial.items():
             pts.add(k, 0, v, 0)
-    last = max((s.step for s in training), default=before)
+    last = max((s.step for s in training), default=None)
+    last = before if last is None else last if before is None else max(last, before)
     if parsed.final:
         at = (last + step_offset) if last is not None else 0
         for k, v in parsed.final.items():
@@ -564,7 +565,7 @@ def read_verl_log(path: str | Path, *, step_offset: int | None = None, resume: t
     new_state: dict[str, Any] = {}
     if training_started:
         prev_last = None if state is None else state.get("last_step")
-        last_whole = max((s.step for s in whole), default=prev_last)
+        last_whole = max([s.step for s in whole] + ([] if prev_last is None else [prev_last]), default=None)
         new_state = {**info, "step_offset": offset, "line": reader.tail.line,
                      "last_step": last_whole,
                      "last_keys": _train_keys(whole[-1].metrics) if whole else (state or {}).get("last_keys"),
