@@ -36,6 +36,7 @@ test: install system-deps
 bench: install
 	$(BIN)/python bench/fit.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/ingest_file.py
 	$(BIN)/python bench/dashboard.py
 
 lint: install
