@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python bench/fit.py
 	$(BIN)/python bench/backtest.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/ingest_file.py
 	$(BIN)/python bench/dashboard.py
 
 lint: install

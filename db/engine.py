@@ -25,6 +25,10 @@ def resolve_db_url(url: str | None = None) -> str:
     return url
 
 
+#: the DB-API driver each backend is used with (the ones this project installs)
+DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+
+
 def make_engine(url: str | None = None) -> Engine:
     url = resolve_db_url(url)
     shown = mask_url(url)  # a mistyped URL is echoed without its password
@@ -32,8 +36,16 @@ def make_engine(url: str | None = None) -> Engine:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
         raise StoreConfigError(f"not a database URL: {shown!r} ({mask_secrets(str(exc))}; expected "
-                               "sqlite:///FILE or postgresql://user:password@host:5432/db)") from exc
+                               "sqlite:///FILE or postgresql://user:password@host:5432/db)") from None
     backend = parsed.get_backend_name()
+    if backend not in DRIVERS:
+        raise StoreConfigError(f"unsupported database {backend!r} in {shown!r}: use sqlite:///FILE or "
+                               "postgresql://…")
+    driver = parsed.get_driver_name()
+    if driver != DRIVERS[backend]:
+        plain = "sqlite:///FILE" if backend == "sqlite" else "postgresql://user:password@host/db"
+        raise StoreConfigError(f"database driver {driver!r} in {shown!r} is not supported: write the URL as "
+                               f"{plain} (the {DRIVERS[backend]} driver is used)")
     try:
         if backend == "sqlite":
             engine = create_engine(url, connect_args={"timeout": 60})
@@ -41,11 +53,9 @@ def make_engine(url: str | None = None) -> Engine:
             event.listen(engine, "connect", _sqlite_read_only_pragmas if read_only else _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)
             return engine
-        if backend == "postgresql":
-            return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-        raise StoreConfigError(f"cannot open {shown!r}: {mask_secrets(str(exc))}") from exc
-    raise StoreConfigError(f"unsupported database {backend!r} in {shown!r}: use sqlite:///FILE or postgresql://…")
+        raise StoreConfigError(f"cannot open {shown!r}: {mask_secrets(str(exc))}") from None
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection

@@ -2,55 +2,64 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, inspect
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from db.errors import StoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+_REVISION = re.compile(r"""^(down_revision|revision)\s*=\s*["']?([^"'\s]+)["']?""", re.MULTILINE)
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine) -> Any:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
     return cfg
 
 
+def head_revision() -> str:
+    """The newest revision of ``migrations/versions`` (the one no other revision names as its parent)."""
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        found = dict((k, v) for k, v in _REVISION.findall(path.read_text()))
+        if "revision" in found:
+            revisions.add(found["revision"])
+            parents.add(found.get("down_revision"))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else ""
+
+
+def _at_head(engine: Engine) -> bool:
+    """The store's revision is the newest one (read without importing alembic: start-up stays fast)."""
+    current = current_revision(engine)
+    return bool(current) and current == head_revision()
+
+
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest revision; safe to call on every start."""
+    """Bring the schema to the newest revision; safe to call on every start (a no-op at head)."""
+    if _at_head(engine):
+        return
+    from alembic import command
+
     try:
         command.upgrade(alembic_config(engine), "head")
     except OperationalError as exc:
         raise StoreError(f"cannot create or upgrade the schema at {engine.url!r}: {exc.orig}") from exc
 
 
-def head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
-    return str(ScriptDirectory.from_config(alembic_config_path_only()).get_current_head())
-
-
-def alembic_config_path_only() -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    return cfg
-
-
 def current_revision(engine: Engine) -> str | None:
     """The store's alembic revision (None when it has none)."""
-    from sqlalchemy import text
-
     try:
         with engine.connect() as conn:
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except OperationalError:
-        return None
-    except Exception:  # noqa: BLE001 - e.g. a ProgrammingError on PostgreSQL: no such table
+    except (OperationalError, ProgrammingError):
         return None
 
 

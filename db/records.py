@@ -3,6 +3,7 @@
 ``Series.build`` is the one place where raw (step, value, wall_time) triples are checked: steps must be
 non-negative integers, values numbers (non-finite ones are kept and counted, never fitted), and a step
 seen twice keeps the value with the latest wall time. Errors name the source, run and key.
+Steps are whole numbers in [0, 2^53] (``db.limits.MAX_STEP``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from db.errors import RecordError
+from db.limits import MAX_STEP
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class Series:
     steps: np.ndarray
     values: np.ndarray
     wall_times: np.ndarray  # float64 unix seconds, NaN where unknown
+    #: the source line of each point (file sources), for messages that name it; None when not known
+    lines: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -60,8 +64,10 @@ class Series:
         wall_times: Sequence[Any] | np.ndarray | None = None,
         *,
         where: str = "",
+        lines: Sequence[int] | np.ndarray | None = None,
     ) -> Series:
-        """Validate and normalise raw points; ``where`` (file, run) is put into every error message."""
+        """Validate and normalise raw points; ``where`` (file, run) is put into every error message.
+        ``lines`` (optional) are the source lines of the points, kept alongside them."""
         at = f"{where}, key {key!r}" if where else f"key {key!r}"
         n = len(steps)
         if len(values) != n or (wall_times is not None and len(wall_times) != n):
@@ -81,6 +87,9 @@ class Series:
             i = int(np.flatnonzero(~np.isfinite(raw_steps) | (raw_steps != np.round(raw_steps)))[0])
             raise RecordError(f"{at}: step {steps[i]!r} is not a whole number")
         st = raw_steps.astype(np.int64)
+        if n and raw_steps.max() > MAX_STEP:
+            raise RecordError(f"{at}: step {steps[int(np.argmax(raw_steps))]!r} is too large; steps must be "
+                              f"at most 2^53 ({MAX_STEP})")
         if n and st.min() < 0:
             raise RecordError(f"{at}: negative step {int(st.min())}; steps must be >= 0")
         wt = (
@@ -94,14 +103,30 @@ class Series:
         keep = np.ones(n, dtype=bool)
         if n:
             keep[:-1] = st[1:] != st[:-1]
-        return cls(key=key, steps=st[keep], values=vals[keep], wall_times=wt[keep])
+        ln = None if lines is None else np.asarray(lines, dtype=np.int64)[order][keep]
+        return cls(key=key, steps=st[keep], values=vals[keep], wall_times=wt[keep], lines=ln)
 
     def after(self, step: int | None) -> Series:
         """The points with step > ``step`` (all of them when ``step`` is None)."""
         if step is None:
             return self
         m = self.steps > step
-        return Series(self.key, self.steps[m], self.values[m], self.wall_times[m])
+        return Series(self.key, self.steps[m], self.values[m], self.wall_times[m],
+                      None if self.lines is None else self.lines[m])
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What a file source read of one file (table ``file_state``): saved with the points it gave, so a
+    later sync parses only what was appended (see ``ingest.tailing``)."""
+
+    path: str  # resolved path
+    size: int
+    mtime: float
+    inode: int | None
+    head_sha: str  # sha256 of the file's first bytes (parser_state["head_len"] of them)
+    offset: int  # bytes parsed, up to the end of the last complete record
+    parser_state: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -113,6 +138,14 @@ class RunData:
     notes: tuple[str, ...] = ()  # e.g. "torn record at byte 1234: read 812 complete records before it"
     #: every metric name the source has for this run, including keys it did not fetch (default: the series')
     keys_seen: tuple[str, ...] | None = None
+    #: the file the run was read from (file sources), named in messages
+    origin: str | None = None
+    #: a tail read (only what was appended to a file): keys_seen and notes are merged into the stored ones
+    partial: bool = False
+    #: said to the user about this read only (e.g. a torn last line left for the next sync); not stored
+    notices: tuple[str, ...] = ()
+    #: file read positions written in the same transaction as this run's points
+    file_states: tuple[FileState, ...] = ()
 
     def all_keys(self) -> tuple[str, ...]:
         return tuple(self.keys_seen) if self.keys_seen is not None else tuple(s.key for s in self.series)

@@ -13,22 +13,33 @@ import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import Connection, Engine, and_, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
+from db import limits
 from db import schema as t
 from db.engine import make_engine
 from db.errors import StoreError
 from db.masking import MASK, mask_secrets, mask_url
 from db.migrate import current_revision, head_revision, is_initialised, upgrade
-from db.records import RunData, RunInfo, planned_length
+from db.records import FileState, RunData, RunInfo, planned_length
 
 POINT_BATCH = 5_000
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    class _LazyModule:
+        """pandas, imported on first use: a sync that finds nothing new never needs it (start-up stays fast)."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(import_module("pandas"), name)
+
+    pd = _LazyModule()
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ class Store:
     def open(cls, url: str | None = None, *, create: bool = True) -> Store:
         """Open the store at ``url`` (``--db``/``$ENTROPY_DASH_DB``/default); migrate it when ``create``."""
         engine = make_engine(url)
+        _check_reachable(engine)
         if create:
             upgrade(engine)
         elif not is_initialised(engine):
@@ -96,7 +108,9 @@ class Store:
         return os.access(folder, os.W_OK) and (not os.path.exists(path) or os.access(path, os.W_OK))
 
     def _insert(self, table: Any) -> Any:
-        return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
+        # the dialect's own insert (for its upsert), imported for the backend in use only
+        dialect = import_module(f"sqlalchemy.dialects.{'postgresql' if self._dialect == 'postgresql' else 'sqlite'}")
+        return dialect.insert(table)
 
     def _writer(self) -> Connection:
         return self.engine.connect().execution_options(writer=True)
@@ -148,26 +162,35 @@ class Store:
 
     def _upsert_run(self, conn: Connection, source_id: int, data: RunData) -> tuple[int, int]:
         info = data.run
+        ext = limits.external_id(info.external_id)
+        keys_seen, notes = sorted(data.all_keys()), list(data.notes)
+        if data.partial:  # a tail read saw only some keys: merge with what earlier reads stored
+            stored = conn.execute(select(t.runs.c.keys_seen, t.runs.c.notes).where(
+                t.runs.c.source_id == source_id, t.runs.c.external_id == ext)).first()
+            if stored is not None:
+                keys_seen = sorted({*(stored.keys_seen or []), *keys_seen})
+                notes = [*(stored.notes or []), *notes]
+        cut = limits.RUN_COLUMN_CHARS
         values = {
-            "keys_seen": sorted(data.all_keys()),
-            "notes": list(data.notes),
-            "project": info.project,
+            "keys_seen": keys_seen,
+            "notes": limits.notes(notes),
+            "project": limits.text_column(info.project, cut["project"]),
             "name": info.name,
-            "status": info.status,
-            "params": _jsonable(info.params),
-            "tags": _jsonable(info.tags),
-            "model": info.model,
-            "algorithm": info.algorithm,
+            "status": limits.text_column(info.status, cut["status"]),
+            "params": limits.clean_json(_jsonable(info.params)),
+            "tags": limits.clean_json(_jsonable(info.tags)),
+            "model": limits.text_column(info.model, cut["model"]),
+            "algorithm": limits.text_column(info.algorithm, cut["algorithm"]),
             "started_at": info.started_at,
             "updated_at": info.updated_at,
             "state": info.state,
-            **_planned(info),
+            **_planned(info, cut["planned_from"]),
         }
-        stmt = self._insert(t.runs).values(source_id=source_id, external_id=info.external_id, **values)
+        stmt = self._insert(t.runs).values(source_id=source_id, external_id=ext, **values)
         conn.execute(stmt.on_conflict_do_update(index_elements=["source_id", "external_id"], set_=values))
         row = conn.execute(
             select(t.runs.c.id, t.runs.c.data_version).where(
-                t.runs.c.source_id == source_id, t.runs.c.external_id == info.external_id
+                t.runs.c.source_id == source_id, t.runs.c.external_id == ext
             )
         ).one()
         return int(row.id), int(row.data_version)
@@ -200,7 +223,10 @@ class Store:
         """Upsert one run and its points in one transaction; only new or changed points are written.
 
         ``roles`` maps every key in ``data.series`` to its role (used only when the key is new).
+        ``data.file_states`` (file sources) are saved in the same transaction: an offset never moves past
+        points that were not written. Names and keys over the limits of ``db.limits`` are a ``RecordError``.
         """
+        limits.check_run(data)
         with self._writer() as conn, conn.begin():
             run_id, version = self._upsert_run(conn, source_id, data)
             # every key the source saw gets its row and role (analysis tells recognised from unrecognised
@@ -225,6 +251,8 @@ class Store:
             if written:
                 version += 1
                 conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(data_version=version))
+            if data.file_states:
+                self._save_file_states(conn, source_id, data.file_states)
         return WriteResult(run_id=run_id, points=written, data_version=version)
 
     def _changed_points(self, conn: Connection, run_id: int, new: pd.DataFrame) -> pd.DataFrame:
@@ -333,6 +361,9 @@ class Store:
                           "runs written before that are complete, a later sync fetched the rest"))
 
     def finish_sync(self, log_id: int, *, runs: int, points: int, error: str | None = None) -> None:
+        """Close a sync_log row; ``error`` is kept as one line of at most ``limits.MAX_ERROR_CHARS``."""
+        if error is not None:
+            error = limits.one_line(error).replace("\0", "\ufffd")
         with self._writer() as conn, conn.begin():
             conn.execute(
                 update(t.sync_log)
@@ -349,6 +380,32 @@ class Store:
             .limit(limit)
         )
         return _masked(self._frame(q), "uri", "error")
+
+    # ---------------------------------------------------------------- file tailing
+    def file_states(self, source_id: int) -> dict[str, FileState]:
+        """What was read of each file of a file source: {resolved path: FileState}."""
+        fs = t.file_state
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(fs).where(fs.c.source_id == source_id)).all()
+        return {r.path: FileState(path=r.path, size=int(r.size), mtime=float(r.mtime),
+                                  inode=None if r.inode is None else int(r.inode), head_sha=r.head_sha,
+                                  offset=int(r.offset), parser_state=dict(r.parser_state or {}))
+                for r in rows}
+
+    def save_file_states(self, source_id: int, states: Sequence[FileState]) -> None:
+        """Save file read positions that came with no points (e.g. only blank lines were appended)."""
+        if states:
+            with self._writer() as conn, conn.begin():
+                self._save_file_states(conn, source_id, states)
+
+    def _save_file_states(self, conn: Connection, source_id: int, states: Sequence[FileState]) -> None:
+        rows = [{"source_id": source_id, "path_hash": _path_hash(s.path), "path": s.path, "size": s.size,
+                 "mtime": s.mtime, "inode": s.inode, "head_sha": s.head_sha, "offset": s.offset,
+                 "parser_state": _jsonable(s.parser_state), "updated_at": _now()} for s in states]
+        stmt = self._insert(t.file_state)
+        cols = ("path", "size", "mtime", "inode", "head_sha", "offset", "parser_state", "updated_at")
+        conn.execute(stmt.on_conflict_do_update(index_elements=["source_id", "path_hash"],
+                                                set_={c: getattr(stmt.excluded, c) for c in cols}), rows)
 
     # ---------------------------------------------------------------- reads
     def runs_frame(self, run_ids: Sequence[int] | None = None) -> pd.DataFrame:
@@ -513,10 +570,38 @@ def _masked(df: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return df
 
 
-def _planned(info: RunInfo) -> dict[str, Any]:
+def _planned(info: RunInfo, cut: int) -> dict[str, Any]:
     """The run's planned length as the source set it, else as its params state it."""
     steps, origin = (info.planned_steps, info.planned_from) if info.planned_steps else planned_length(info.params)
-    return {"planned_steps": steps, "planned_from": origin}
+    return {"planned_steps": steps, "planned_from": limits.text_column(origin, cut)}
+
+
+def _check_reachable(engine: Engine) -> None:
+    """Connect once: an unreachable server, a file that is no SQLite database or a folder that does not exist
+    is a one-line ``StoreError`` naming it (instead of 'no database … run init' or a traceback)."""
+    url = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("SELECT count(*) FROM sqlite_master")
+    except DBAPIError as exc:
+        reason = limits.one_line(str(exc.orig), 300)
+        if engine.dialect.name == "sqlite":
+            path = engine.url.database or ":memory:"
+            if "not a database" in reason or "malformed" in reason:
+                raise StoreError(f"{path} is not an SQLite database ({reason}): give another --db file") from None
+            raise StoreError(f"cannot open the SQLite database {path}: {reason} (does its folder exist, is it "
+                             "writable?)") from None
+        if "does not exist" in reason or "authentication" in reason or "password" in reason:
+            raise StoreError(f"cannot connect to {url}: {reason}") from None
+        raise StoreError(f"cannot reach the PostgreSQL server of {url} (is it running, is the address right?): "
+                         f"{reason}") from None
+
+
+def _path_hash(path: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _nullable(arr: np.ndarray) -> list[float | None]:

@@ -77,11 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = isub.add_parser("wandb", parents=[common, as_json, keys], help="a W&B project (cloud API) or offline run folders")
     s.add_argument("project", nargs="?", metavar="ENTITY/PROJECT")
     s.add_argument("--offline", metavar="DIR", help="folder of offline runs (wandb/offline-run-*)")
-    s = isub.add_parser("tensorboard", parents=[common, as_json, keys], help="TensorBoard event folders (recursive)")
+    fail_fast = argparse.ArgumentParser(add_help=False)
+    fail_fast.add_argument("--fail-fast", action="store_true", help="stop at the first file (or run folder) that "
+                           "cannot be read; default: skip it, read the others, then exit 2 naming it")
+    s = isub.add_parser("tensorboard", parents=[common, as_json, keys, fail_fast],
+                        help="TensorBoard event folders (recursive)")
     s.add_argument("dir")
-    s = isub.add_parser("file", parents=[common, as_json, keys],
+    s = isub.add_parser("file", parents=[common, as_json, keys, fail_fast],
                         help="csv, jsonl, verl console log, TRL trainer_state.json (a file or a folder)")
     s.add_argument("path")
+    s.add_argument("--allow-empty", action="store_true", help="a file with no data rows is not an error")
     ing.set_defaults(command_name="ingest")
 
     s = sub.add_parser("runs", parents=[common, as_json], help="list runs and the keys chosen for them")
@@ -147,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         if args.debug:
             _print_traceback()
-        print(f"error: {mask_secrets(str(exc))}", file=sys.stderr)
+        print(f"error: {_one_line(mask_secrets(str(exc)))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -164,6 +169,12 @@ def _print_traceback() -> None:
     import traceback
 
     print(mask_secrets(traceback.format_exc()), end="", file=sys.stderr)
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    """An error message as one line of at most ``limit`` characters."""
+    text = " / ".join(ln.strip() for ln in text.splitlines() if ln.strip())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 if __name__ == "__main__":

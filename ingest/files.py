@@ -12,21 +12,36 @@ A file given as PATH in none of these formats is an ``IngestError`` naming it an
 in a folder, other files are passed over. External ids are resolved absolute paths (``#run`` appended
 for multi-run CSV/JSONL files; the output folder's ``trainer_state.json`` for Trainer states).
 Options: ``verl_step_offset`` forces the step shift of verl logs (see ``ingest.verl_log``).
+
+Failures stay with their file: in a folder a file that cannot be read (bad line, not UTF-8, unreadable,
+a broken symlink, no data rows…) is skipped and named in ``failures`` with the reason, every other file is
+read, and the sync engine then fails the job (``fail_fast``: stop at the first bad file, as before). A file
+with no data rows (0 bytes, a CSV header alone, only blank lines, an empty ``log_history``) is such a
+failure, "no data rows in FILE", unless ``allow_empty``.
+
+Files are tailed (``ingest.tailing``): an unchanged file is not opened, a grown one is parsed from where
+the last sync stopped, a rewritten one is read afresh.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from db.records import RunData
+from db.errors import RecordError
+from db.limits import check_run
+from db.records import FileState, RunData
 from ingest.base import Source, Watermarks
 from ingest.errors import IngestError
-from ingest.tabular import read_table
+from ingest.tailing import new_state, plan
+from ingest.textfile import SETTLE_SECONDS
 from ingest.trl_state import FILE_NAME, latest_states, parse_trainer_state
-from ingest.verl_log import looks_like_verl_log, parse_verl_log
+from ingest.verl_log import is_step_head, read_verl_log
 
 SUPPORTED = ("verl console log (lines 'step:N - key:value - …'), TRL trainer_state.json (log_history), "
              ".csv and .jsonl/.ndjson (long: run,key,step,value; wide: step + one column per key)")
@@ -38,40 +53,43 @@ _SNIFF_CHUNK = 1 << 20
 @dataclass(frozen=True)
 class Detected:
     path: Path
-    fmt: str  # verl_log | trainer_state | tabular
+    fmt: str  # verl_log | trainer_state | tabular | empty
 
 
 def _is_verl_log(path: Path) -> bool:
-    """Scan the text for a verl step line, 1 MiB at a time; binary files (NUL bytes at the start) are not.
-
-    (Real console logs can hold stray NUL bytes further in: only the first KiB decides.)
-    """
+    """Look for a verl step line, 1 MiB at a time, checking the start of every line (linear in the file);
+    binary files (NUL bytes in the first KiB) are not. (Real console logs can hold stray NUL bytes further
+    in: only the first KiB decides.)"""
     try:
         with path.open("rb") as fh:
-            tail = b""
+            rest = b""
+            first = True
             while chunk := fh.read(_SNIFF_CHUNK):
-                if not tail and b"\0" in chunk[:1024]:
+                if first and b"\0" in chunk[:1024]:
                     return False
-                text = (tail + chunk).decode("utf-8", errors="replace")
-                if looks_like_verl_log(text):
+                first = False
+                lines = (rest + chunk).split(b"\n")
+                rest = lines.pop()[:1024]  # the start of an unfinished line is enough to recognise it
+                if any(b"step:" in ln[:1024] and is_step_head(ln[:1024].decode("utf-8", "replace"))
+                       for ln in lines):
                     return True
-                tail = chunk[-4096:]
+            return bool(rest) and is_step_head(rest.decode("utf-8", "replace"))
     except OSError as exc:
         raise IngestError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return False
 
 
 def _has_log_history(path: Path) -> bool:
     try:
         with path.open("rb") as fh:
             doc = json.load(fh)
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         return False
     return isinstance(doc, dict) and isinstance(doc.get("log_history"), list)
 
 
-def detect(path: Path, *, explicit: bool) -> str | None:
-    """The format of ``path``; ``explicit`` (the user named this file) also sniffs unusual names."""
+def detect(path: Path, *, explicit: bool, known: FileState | None = None) -> str | None:
+    """The format of ``path``; ``explicit`` (the user named this file) also sniffs unusual names. ``known``:
+    what an earlier sync read of it (an unchanged verl log is not sniffed again)."""
     suffix = path.suffix.lower()
     if path.name == FILE_NAME or (explicit and suffix == ".json" and _has_log_history(path)):
         return "trainer_state"
@@ -79,62 +97,204 @@ def detect(path: Path, *, explicit: bool) -> str | None:
         return "tabular"
     if path.name.startswith("events.out.tfevents."):
         return None
+    if known is not None and known.parser_state.get("format") == "verl_log":
+        return "verl_log"
     if (explicit or suffix in LOG_SUFFIXES) and _is_verl_log(path):
         return "verl_log"
     return None
 
 
-def discover(root: Path) -> list[Detected]:
-    """Recognised files under ``root`` (or ``root`` itself), sorted by path; hidden folders skipped."""
+def _resolve(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError on a symlink loop
+        raise IngestError(f"{path}: cannot resolve the path ({_why(exc)})") from None
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == 40:
+        return "a symlink loop"
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+_WANTED = (*TABULAR_SUFFIXES, *LOG_SUFFIXES, ".json")
+
+
+def discover(root: Path, known: Mapping[str, FileState] | None = None) -> tuple[list[Detected], list[str]]:
+    """Recognised files under ``root`` (or ``root`` itself), sorted by path, hidden folders skipped; and the
+    files that look like ours but cannot be read (broken symlinks, symlink loops, unreadable), with why."""
+    known = known or {}
     if not root.exists():
+        if root.is_symlink():
+            raise IngestError(f"{root}: a broken symlink or a symlink loop")
         raise IngestError(f"{root}: no such file or folder")
     if root.is_file():
-        fmt = detect(root, explicit=True)
+        path = _resolve(root)
+        try:
+            empty = path.stat().st_size == 0
+        except OSError as exc:
+            raise IngestError(f"{root}: cannot read ({_why(exc)})") from None
+        fmt = "empty" if empty else detect(path, explicit=True, known=known.get(str(path)))
+        if fmt is None and path.suffix.lower() in LOG_SUFFIXES:
+            raise IngestError(f"{root}: unknown file format: no verl 'step:N - key:value' line (yet: a verl log "
+                              f"whose training has not started is read once it has); supported: {SUPPORTED}")
         if fmt is None:
             raise IngestError(f"{root}: unknown file format; supported: {SUPPORTED}")
-        return [Detected(root, fmt)]
-    found = []
+        return [Detected(path, fmt)], []
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise IngestError(f"{root}: cannot read the folder (permission denied)")
+    found, problems = [], []
     for p in sorted(root.rglob("*")):
-        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(root).parts):
+        if any(part.startswith(".") for part in p.relative_to(root).parts):
             continue
-        fmt = detect(p, explicit=False)
+        wanted = p.name == FILE_NAME or p.suffix.lower() in _WANTED
+        try:
+            is_file = p.is_file()
+        except OSError as exc:
+            is_file = False
+            if wanted:
+                problems.append(f"{p}: {_why(exc)}")
+                continue
+        if not is_file:
+            if wanted and p.is_symlink() and not p.exists():
+                problems.append(f"{p}: a broken symlink or a symlink loop")
+            continue
+        try:
+            path = _resolve(p)
+            fmt = detect(path, explicit=False, known=known.get(str(path)))
+        except IngestError as exc:
+            if wanted:
+                problems.append(str(exc))
+            continue
         if fmt is not None:
-            found.append(Detected(p, fmt))
+            found.append(Detected(path, fmt))
     states = set(latest_states([d.path for d in found if d.fmt == "trainer_state"]))
-    return [d for d in found if d.fmt != "trainer_state" or d.path in states]
+    return [d for d in found if d.fmt != "trainer_state" or d.path in states], problems
 
 
-def read_file(found: Detected, *, verl_step_offset: int | None = None) -> list[RunData]:
-    """The runs of one recognised file."""
+@dataclass(frozen=True)
+class FileRead:
+    """One read of one file: its runs (the last one carries ``state``), or ``state`` alone."""
+
+    runs: list[RunData]
+    state: FileState
+    rows: int
+    notices: list[str]
+
+
+def read_file(found: Detected, *, verl_step_offset: int | None = None,
+              known: FileState | None = None) -> FileRead | None:
+    """The runs of one recognised file: only what was appended since ``known`` (None: unchanged)."""
+    path = found.path
+    try:
+        st = path.stat()
+        p = plan(path, st, known)
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot read ({_why(exc)})") from None
+    if p.mode == "unchanged":
+        return None
+    notices = [f"{path}: {p.why}: read afresh"] if p.why else []
+    resume = (p.offset, p.state) if p.mode == "tail" and p.state else None
+    settled = time.time() - st.st_mtime >= SETTLE_SECONDS  # a writer still writing has moved on by now
+    parser: dict[str, Any] | None = None
     if found.fmt == "verl_log":
-        return [parse_verl_log(found.path, step_offset=verl_step_offset)]
+        v = read_verl_log(path, step_offset=verl_step_offset, resume=resume, end=st.st_size, settled=settled)
+        runs, offset, parser, rows = ([v.run] if v.run else []), v.offset, v.state, 1
+        notices += [] if v.run else list(v.notices)  # a run carries its own notices
+    elif found.fmt == "trainer_state":
+        run = parse_trainer_state(path)
+        offset, rows = st.st_size, sum(len(s) for s in run.series)
+        runs = [replace(run, origin=str(path))] if rows else []
+    elif found.fmt == "tabular":
+        from ingest.tabular import read_table_from  # pandas: imported when a table is read
+
+        t = read_table_from(path, resume, end=st.st_size, settled=settled)
+        runs, offset, parser, rows = t.runs, t.offset, t.state, t.rows
+        notices += t.notices
+    else:  # empty
+        runs, offset, rows = [], 0, 0
+    if resume is not None:
+        rows = max(rows, 1)  # a tail read of a file that had rows before is not an empty file
+    for run in runs:
+        check_run(run)
+    return FileRead(runs, new_state(path, st, offset, parser, found.fmt, settled), rows, notices)
+
+
+def _empty_why(found: Detected) -> str:
+    if found.fmt == "empty" or found.path.stat().st_size == 0:
+        return "the file is empty"
     if found.fmt == "trainer_state":
-        return [parse_trainer_state(found.path)]
-    return read_table(found.path)
+        return "log_history is empty"
+    if found.path.suffix.lower() == ".csv":
+        return "a header and no rows, or no whole line"
+    return "only blank lines, or no whole line"
 
 
 class FileSource(Source):
     """``ingest file PATH``: verl console logs, trainer_state.json, CSV and JSONL files."""
 
     kind = "file"
+    tails_files = True
+    part = "file"
 
-    def _found(self) -> list[Detected]:
-        root = Path(self.uri).expanduser()
-        found = discover(root)
-        if not found:
-            raise IngestError(f"{root}: no recognised files inside; supported: {SUPPORTED}")
-        return found
+    def __init__(self, uri: str, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(uri, options)
+        self.allow_empty = False  # a file with no data rows is not a failure
+        self.unchanged = 0  # files not opened: unchanged since the last sync
+        self._discovered: tuple[list[Detected], list[str]] | None = None
+
+    def _found(self) -> tuple[list[Detected], list[str]]:
+        if self._discovered is None:
+            root = Path(self.uri).expanduser()
+            found, problems = discover(root, self.known_files)
+            if not found and not problems:
+                raise IngestError(f"{root}: no recognised files inside; supported: {SUPPORTED}")
+            self._discovered = found, problems
+        return self._discovered
 
     def check(self) -> None:
-        """The path exists and holds at least one recognised file."""
-        self._found()
+        """The path exists and holds at least one recognised file; a single file can be opened."""
+        found, _ = self._found()
+        root = Path(self.uri).expanduser()
+        if root.is_file():
+            try:
+                with found[0].path.open("rb"):
+                    pass
+            except OSError as exc:
+                raise IngestError(f"{root}: cannot read ({_why(exc)})") from None
 
     def count_runs(self) -> int | None:
-        found = self._found()
+        found, _ = self._found()
         return None if any(d.fmt == "tabular" for d in found) else len(found)
 
+    def _fail(self, why: str) -> None:
+        if self.fail_fast or Path(self.uri).expanduser().is_file():  # a single file: its own error
+            raise IngestError(why)
+        self.failures.append(why)
+
     def iter_runs(self, watermarks: Watermarks) -> Iterator[RunData]:
-        """Every run of every recognised file (all points: the store keeps only new or changed ones)."""
+        """The new points of every recognised file (unchanged files are not opened)."""
         offset = self.options.get("verl_step_offset")
-        for found in self._found():
-            yield from read_file(found, verl_step_offset=None if offset is None else int(offset))
+        found, problems = self._found()
+        for why in problems:
+            self._fail(why)
+        for d in found:
+            try:
+                read = read_file(d, verl_step_offset=None if offset is None else int(offset),
+                                 known=self.known_files.get(str(d.path)))
+                if read is not None and read.rows == 0 and not self.allow_empty:
+                    raise IngestError(f"no data rows in {d.path} ({_empty_why(d)}); --allow-empty accepts "
+                                      "empty files")
+            except (IngestError, RecordError) as exc:
+                self._fail(str(exc))
+                continue
+            if read is None:
+                self.unchanged += 1
+                continue
+            self.notices.extend(read.notices)
+            if not read.runs:
+                self.leftover_states.append(read.state)
+                continue
+            *first, last = read.runs
+            yield from first
+            yield replace(last, file_states=(read.state,))

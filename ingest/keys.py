@@ -39,6 +39,11 @@ EXACT: dict[str, str] = {
     "train/policy_entropy": "entropy",
     "response_length": "response_length",
     "train/response_length": "response_length",
+    # TRL PPO/RLOO: objective/entropy is a negative per-sequence sum, policy/entropy_avg the mean token entropy
+    "objective/entropy": "other",
+    "train/objective/entropy": "other",
+    "policy/entropy_avg": "entropy",
+    "train/policy/entropy_avg": "entropy",
 }
 
 SUFFIX: tuple[tuple[str, str], ...] = (

@@ -4,6 +4,12 @@ Each run is written in its own transaction (run row, new/changed points, waterma
 sync killed at any moment leaves every run either as before or fully updated; rerunning it fetches from the
 watermarks and writes exactly what is missing. A ``sync_log`` row records every job: start, end, runs,
 points and the error, if any.
+
+Failures stay with their part: a file (or run folder) that cannot be read, or a run the store refuses (a
+key over the length limit), is skipped and named; the other runs are written, and then the job ends with
+``PartialIngest`` (an ``IngestError``) listing them — unless the source is ``fail_fast``. Values the fits
+cannot use are stored as missing and named in the run's notes (``ingest.values``). File sources resume from
+their saved read positions (``Store.file_states``), which are written with the points they gave.
 """
 
 from __future__ import annotations
@@ -11,13 +17,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from db import Store
-from db.errors import StoreError
+from db.errors import RecordError, StoreError
+from db.limits import one_line
 from ingest.base import Source
-from ingest.errors import IngestError, SourceUnavailable
+from ingest.errors import IngestError, PartialIngest, SourceUnavailable
 from ingest.keys import resolve_roles
+from ingest.values import screen
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,10 @@ class SyncResult:
     points: int
     changed_run_ids: tuple[int, ...]
     notes: tuple[str, ...] = field(default=())
+    #: parts skipped (files, run folders, runs), each "what: why"
+    failures: tuple[str, ...] = field(default=())
+    #: files not opened because they did not change since the last sync
+    unchanged_files: int = 0
 
 
 def sync_source(
@@ -51,21 +63,37 @@ def sync_source(
     source_id = store.source_id(source.kind, source.uri, _stored_options(source))
     log_id = store.start_sync(source_id)
     overrides = dict(source.options.get("roles") or {})
-    runs_seen, points, changed, notes = 0, 0, [], []
+    entropy_key = source.options.get("entropy_key")
+    runs_seen, points, changed, notes, failures = 0, 0, [], [], []
     attempt = 0
     while True:
         try:
+            if source.tails_files:
+                source.known_files = store.file_states(source_id)
             total = source.count_runs()
+            failed: set[str | None] = set()  # files one of whose runs was refused: their offsets stay put
             for data in source.iter_runs(store.watermarks(source_id)):
                 roles = resolve_roles(data.all_keys(), overrides)
-                res = store.write_run(source_id, data, roles)
+                data = screen(data, {**roles, **({entropy_key: "entropy"} if entropy_key else {})})
+                if data.file_states and data.origin in failed:
+                    data = replace(data, file_states=())
+                try:
+                    res = store.write_run(source_id, data, roles)
+                except RecordError as exc:
+                    if source.fail_fast:
+                        raise
+                    failures.append(str(exc))
+                    failed.add(data.origin)
+                    continue
                 runs_seen += 1
                 points += res.points
                 if res.points:
                     changed.append(res.run_id)
                 notes.extend(f"{data.run.name}: {n}" for n in data.notes)
+                notes.extend(data.notices)
                 if progress:
                     progress(runs_seen, total, data.run.name)
+            store.save_file_states(source_id, source.leftover_states)
             break
         except SourceUnavailable as exc:
             attempt += 1
@@ -75,15 +103,27 @@ def sync_source(
             wait = backoff * 2 ** (attempt - 1)
             log.warning("%s — retry %d/%d in %.0f s", exc, attempt, retries, wait)
             time.sleep(wait)
-            source = type(source)(source.uri, source.options)  # fresh connection state
+            fresh = type(source)(source.uri, source.options)  # fresh connection state
+            fresh.fail_fast = source.fail_fast
+            source = fresh
         except (IngestError, StoreError) as exc:
             store.finish_sync(log_id, runs=runs_seen, points=points, error=str(exc))
             raise
         except Exception as exc:  # an unexpected failure is still logged, then surfaces as IngestError
             store.finish_sync(log_id, runs=runs_seen, points=points, error=f"{type(exc).__name__}: {exc}")
-            raise IngestError(f"ingest of {source.describe()} failed: {type(exc).__name__}: {exc}") from exc
+            raise IngestError(one_line(f"ingest of {source.describe()} failed: {type(exc).__name__}: {exc}",
+                                       500)) from exc
+    failures = [*source.failures, *failures]
+    result = SyncResult(source_id, log_id, runs_seen, points, tuple(dict.fromkeys(changed)),
+                        (*notes, *source.notices), tuple(failures), int(getattr(source, "unchanged", 0)))
+    if failures:
+        store.finish_sync(log_id, runs=runs_seen, points=points,
+                          error=f"{len(failures)} skipped: " + " | ".join(failures))
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise PartialIngest(one_line(f"{source.describe()}: {len(failures)} {source.part}(s) skipped, the others "
+                                     f"are in the store: {failures[0]}{more}", 1000), result)
     store.finish_sync(log_id, runs=runs_seen, points=points)
-    return SyncResult(source_id, log_id, runs_seen, points, tuple(dict.fromkeys(changed)), tuple(notes))
+    return result
 
 
 _SECRET_WORDS = ("token", "password", "secret", "api_key", "apikey")

@@ -14,14 +14,21 @@ the length, the ``Event`` protobuf, masked CRC-32C of the data), with tensorboar
 
 The run name is the folder's path relative to the root given (the root's own name for event files
 directly in it); the external id is the folder's resolved path.
+
+Event files only grow: each file's read position (after its last complete record) and the plugin of every
+tag seen are kept (``ingest.tailing``), so a sync reads only the records appended since; a folder with a
+rewritten file is read afresh. A folder that cannot be read (a corrupt record) is skipped and named, the
+other folders are read (``fail_fast``: stop at the first).
 """
 
 from __future__ import annotations
 
+import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -29,9 +36,12 @@ from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.util import tensor_util
 
+from db.errors import RecordError
+from db.limits import shown
 from db.records import RunData, RunInfo, Series
 from ingest.base import Source, Watermarks
 from ingest.errors import IngestError
+from ingest.tailing import new_state, plan
 
 EVENT_GLOB = "events.out.tfevents.*"
 SCALARS_PLUGIN = "scalars"
@@ -45,31 +55,37 @@ class RecordScan:
 
     records: tuple[bytes, ...]
     truncated_at: int | None = None
+    end: int = 0  # byte offset after the last complete record
 
 
-def read_records(path: Path) -> RecordScan:
-    """All complete TFRecord payloads of ``path``; a torn tail is reported, a bad CRC raised."""
+def read_records(path: Path, start: int = 0, end: int | None = None) -> RecordScan:
+    """The complete TFRecord payloads of ``path`` from byte ``start`` (up to ``end``); a torn tail is
+    reported, a bad CRC raised."""
     records: list[bytes] = []
     try:
         fh = path.open("rb")
     except OSError as exc:
         raise IngestError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    size = os.fstat(fh.fileno()).st_size if end is None else end
     with fh:
+        fh.seek(start)
         while True:
             offset = fh.tell()
-            header = fh.read(_HEADER.size)
+            header = fh.read(min(_HEADER.size, max(size - offset, 0)))
             if not header:
-                return RecordScan(tuple(records))
+                return RecordScan(tuple(records), None, offset)
             if len(header) < _HEADER.size:
-                return RecordScan(tuple(records), offset)
+                return RecordScan(tuple(records), offset, offset)
             length, length_crc = _HEADER.unpack(header)
             if masked_crc32c(header[:8]) != length_crc:
                 raise IngestError(f"{path}: corrupt event file: record at byte {offset} fails its length "
                                   "checksum (not a TensorBoard event file, or damaged)")
+            if offset + _HEADER.size + length + _CRC.size > size:
+                return RecordScan(tuple(records), offset, offset)
             data = fh.read(length)
             footer = fh.read(_CRC.size)
             if len(data) < length or len(footer) < _CRC.size:
-                return RecordScan(tuple(records), offset)
+                return RecordScan(tuple(records), offset, offset)
             if masked_crc32c(data) != _CRC.unpack(footer)[0]:
                 raise IngestError(f"{path}: corrupt event file: record at byte {offset} fails its data checksum")
             records.append(data)
@@ -91,7 +107,7 @@ class _RunPoints:
 
     def add_event(self, event: event_pb2.Event) -> None:
         for v in event.summary.value:
-            plugin = v.metadata.plugin_data.plugin_name
+            plugin = v.metadata.plugin_data.plugin_name  # written with a tag's first value only
             if plugin:
                 self.plugins.setdefault(v.tag, plugin)
             kind = v.WhichOneof("value")
@@ -118,29 +134,55 @@ def _scalar(tensor: object) -> float | None:
     return float(arr.reshape(()))
 
 
+@dataclass(frozen=True)
+class FolderRead:
+    series: tuple[Series, ...]
+    notes: tuple[str, ...]
+    notices: tuple[str, ...]
+    #: per file read: (its stat, offset after its last complete record, its parser state)
+    files: tuple[tuple[Path, os.stat_result, int, dict[str, Any]], ...]
+
+
 def read_event_files(files: list[Path], where: str) -> tuple[tuple[Series, ...], tuple[str, ...]]:
     """Scalars of the event files of one run folder, and notes on torn files and skipped tags."""
+    read = read_folder([(p, p.stat(), 0, None) for p in files], where)
+    return read.series, read.notes + read.notices
+
+
+def read_folder(files: list[tuple[Path, os.stat_result, int, Mapping[str, Any] | None]], where: str) -> FolderRead:
+    """Scalars of event files of one run folder, each from its offset with its saved state (plugins per tag,
+    tags skipped), up to the size it had when looked at; notes on skipped tags, notices on torn files."""
     points = _RunPoints()
     notes: list[str] = []
-    for path in files:
-        scan = read_records(path)
+    notices: list[str] = []
+    out = []
+    skipped_before: set[str] = set()
+    for path, st, start, state in files:
+        points.plugins.update((state or {}).get("plugins", {}))
+        skipped_before |= set((state or {}).get("skipped", []))
+        before = set(points.skipped)
+        scan = read_records(path, start, st.st_size)
         for i, data in enumerate(scan.records):
             try:
                 event = event_pb2.Event.FromString(data)
             except DecodeError:
-                raise IngestError(f"{path}: corrupt event file: record {i} is not an Event protobuf") from None
+                raise IngestError(f"{path}: corrupt event file: record {i} after byte {start} is not an Event "
+                                  "protobuf") from None
             if event.HasField("summary"):
                 points.add_event(event)
         if scan.truncated_at is not None:
-            notes.append(f"{path.name}: truncated record at byte {scan.truncated_at} (a writer still running "
-                         f"or killed): read the {len(scan.records)} complete records before it")
-    skipped = sorted(points.skipped - set(points.by_tag))
+            notices.append(f"{path}: truncated record at byte {scan.truncated_at} (a writer still running "
+                           f"or killed): read the {len(scan.records)} complete records before it; the rest is "
+                           "left for the next sync")
+        file_skipped = sorted(set((state or {}).get("skipped", [])) | (points.skipped - before))
+        out.append((path, st, scan.end, {"plugins": dict(points.plugins), "skipped": file_skipped[:100]}))
+    skipped = sorted(points.skipped - set(points.by_tag) - skipped_before)
     if skipped:
         notes.append(f"{len(skipped)} non-scalar tags skipped: {', '.join(skipped[:5])}"
                      + ("…" if len(skipped) > 5 else ""))
     series = tuple(Series.build(tag, s, np.asarray(v), w, where=where)
                    for tag, (s, v, w) in points.by_tag.items())
-    return series, tuple(notes)
+    return FolderRead(series, tuple(notes), tuple(notices), tuple(out))
 
 
 def find_run_folders(root: Path) -> list[Path]:
@@ -159,6 +201,8 @@ class TensorBoardSource(Source):
     """``ingest tensorboard DIR``: one run per folder holding ``events.out.tfevents.*`` files."""
 
     kind = "tensorboard"
+    tails_files = True
+    part = "run folder"
 
     def _root(self) -> Path:
         root = Path(self.uri).expanduser()
@@ -180,14 +224,41 @@ class TensorBoardSource(Source):
         return len(find_run_folders(self._root()))
 
     def iter_runs(self, watermarks: Watermarks) -> Iterator[RunData]:
-        """Every run folder's scalars (all points: the store keeps only new or changed ones)."""
+        """Every run folder's new scalars: only records appended since the last sync (``known_files``)."""
         root = self._root()
         folders = self._folders(root)
         base = root if root.is_dir() else root.parent
         for folder in folders:
-            files = sorted(p for p in folder.glob(EVENT_GLOB) if p.is_file())
-            name = _run_name(folder, base)
-            series, notes = read_event_files(files, f"{folder}, run {name!r}")
-            info = RunInfo(external_id=str(folder.resolve()), name=name,
-                           params={"event_files": len(files)})
-            yield RunData(run=info, series=series, notes=notes)
+            try:
+                data = self._read_folder(folder, _run_name(folder, base))
+            except (IngestError, RecordError, OSError) as exc:
+                why = str(exc) if not isinstance(exc, OSError) else f"{folder}: cannot read ({exc.strerror or exc})"
+                if self.fail_fast:
+                    raise IngestError(why) from None
+                self.failures.append(why)
+                continue
+            if data is not None:
+                yield data
+
+    def _read_folder(self, folder: Path, name: str) -> RunData | None:
+        files = sorted(p for p in folder.glob(EVENT_GLOB) if p.is_file())
+        plans = []
+        for p in files:
+            resolved = p.resolve()
+            st = resolved.stat()
+            plans.append((resolved, st, plan(resolved, st, self.known_files.get(str(resolved)))))
+        notices = []
+        rewritten = [(p, pl.why) for p, _, pl in plans if pl.mode == "fresh" and pl.why]
+        if rewritten:  # read the whole folder afresh: merging over files needs all their points
+            notices.append(f"{rewritten[0][0]}: {rewritten[0][1]}: run {shown(name, 80)} read afresh")
+            todo = [(p, st, 0, None) for p, st, _ in plans]
+        else:
+            todo = [(p, st, pl.offset, pl.state) for p, st, pl in plans if pl.mode != "unchanged"]
+        if not todo:
+            return None
+        partial = not rewritten and any(pl.mode != "fresh" for _, _, pl in plans)
+        read = read_folder(todo, f"{folder}, run {shown(name, 80)}")
+        states = tuple(new_state(p, st, end, state, "tensorboard") for p, st, end, state in read.files)
+        info = RunInfo(external_id=str(folder.resolve()), name=name, params={"event_files": len(files)})
+        return RunData(run=info, series=read.series, notes=read.notes, origin=str(folder), partial=partial,
+                       notices=(*notices, *read.notices), file_states=states)

@@ -27,8 +27,16 @@ A step line before the first training line that holds only validation keys (old 
 validation as ``step:0 - test_score/…:0.521``) is that initial validation again, rounded; it is stored at
 step 0 under the ``val/`` name unless the full-precision ``Initial validation metrics`` line gave it.
 
-An unterminated last line with fewer keys than the training line before it was cut by a killed writer; it is
-dropped with a note. A ``step:`` line whose fields are not ``key:number`` is an error naming the line.
+An unterminated last line with fewer keys than the training line before it was cut by a killed writer (or
+one still writing): it is left for the next sync with a notice, as is an unterminated validation line that
+does not parse. A ``step:`` line whose fields are not ``key:number`` is an error naming the line. A line over
+1 MiB (``ingest.textfile``) is passed over with a note, unless it is a step line (then it is an error).
+
+Tailing: once training has started, a read returns the byte offset after its last whole line and the state
+needed to go on from there (step offset, initial validation, params and run info, the last step and its
+number of keys); ``read_verl_log(path, resume=…)`` then parses only the appended lines. Before the first
+training line the log is read from its start every time (the config dump and the initial validation come
+first). Everything is linear in the size of the log: the regular expressions never backtrack over a line.
 """
 
 from __future__ import annotations
@@ -40,24 +48,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from db.limits import MAX_KEY_CHARS, MAX_STEP, shown
 from db.records import RunData, RunInfo, Series
 from ingest.errors import IngestError
+from ingest.textfile import SETTLE_SECONDS, LineReader
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-_PREFIX = re.compile(r"^\((?P<tag>[^()]*\bpid=\d+[^()]*)\)\s?")
-_EMBEDDED = re.compile(r"\((?P<tag>[^()]*?\bpid=\d+[^()]*)\)\s?")
-_STEP = re.compile(r"^step:(?P<step>-?\d+) - (?P<rest>.*)$")
-_REPEATED = re.compile(r"\s*\[repeated \d+x across cluster\]\s*$")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*+[ -/]*+[@-~]")
+_PAREN = re.compile(r"\((?P<tag>[^()]*+)\)\s?")
+_PID = re.compile(r"\bpid=\d")
+_STEP = re.compile(r"^step:(?P<step>-?\d+) - (?P<rest>.*)$", re.DOTALL)
+_REPEATED_END = re.compile(r"\[repeated \d+x across cluster\]")
 _VALIDATION = re.compile(r"(?P<which>Initial|Final) validation metrics: (?P<dict>\{.*\})")
 _CHECKPOINT = re.compile(r"^(global_step_\d+|checkpoint-\d+|step_\d+|actor|huggingface|hf_model)$")
 _MAX_CONFIG_LINES = 5000
-_CONFIG_KEY = re.compile(r"'(?P<key>[^'\n]*)': ")
+_CONFIG_KEY = re.compile(r"'(?P<key>[^'\n]*+)': ")
 _ALGORITHMS = {"gae": "ppo", "grpo": "grpo", "rloo": "rloo", "remax": "remax",
                "reinforce_plus_plus": "reinforce++"}
-
-# head-of-file check used by format detection: a step line after an optional Ray prefix
-STEP_LINE = re.compile(r"^(?:\x1b\[[0-9;]*m)*(?:\([^()]*pid=\d+[^()]*\)(?:\x1b\[[0-9;]*m)*\s?)?step:\d+ - \S+:",
-                       re.MULTILINE)
+_HEAD = 512  # format detection looks at this many characters of a line
+_STEP_HEAD = re.compile(r"step:\d+ - [^\s:]++:")
 
 
 @dataclass(frozen=True)
@@ -83,46 +91,110 @@ class _Parsed:
     steps: list[StepLine] = field(default_factory=list)
     initial: dict[str, float] | None = None
     final: dict[str, float] | None = None
+    final_line: int | None = None
     config: dict[str, Any] | None = None  # flattened
     notes: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+
+def _strip_prefix(text: str) -> tuple[str, str]:
+    """(Ray tag, text) of a line whose colours are removed: ``(main_task pid=5) step:…`` → tag, rest."""
+    if text.startswith("("):
+        m = _PAREN.match(text)
+        if m and _PID.search(m["tag"]):
+            return m["tag"], text[m.end():]
+    return "", text
+
+
+def is_step_head(line: str) -> bool:
+    """True when a line (its first characters are enough) is a verl ``step:N - key:value`` line."""
+    head = _ANSI.sub("", line[:_HEAD])
+    _, text = _strip_prefix(head)
+    return text.startswith("step:") and _STEP_HEAD.match(text) is not None
 
 
 def looks_like_verl_log(head: str) -> bool:
-    """True when ``head`` (the start of a text file) holds a verl ``step:N - key:value`` line."""
-    return STEP_LINE.search(head) is not None
+    """True when ``head`` (text of a file) holds a verl ``step:N - key:value`` line."""
+    return any(is_step_head(line) for line in head.splitlines())
+
+
+def _clean(raw: str) -> str:
+    text = _ANSI.sub("", raw.rstrip("\r\n"))
+    if "\r" in text:  # progress bars redraw with \r: keep what was finally shown
+        text = text.rsplit("\r", 1)[-1]
+    return text
+
+
+def _split(number: int, raw: str, terminated: bool) -> Iterator[LogLine]:
+    """One physical line as log lines: Ray sometimes glues another process's output onto a line that has no
+    newline yet (``…'gemma2b',(pid=934604) libgomp: …``); the text after such an embedded prefix is a
+    separate line of that process, with the same line number."""
+    text = _clean(raw)
+    tag, text = _strip_prefix(text)
+    pos = 0
+    while "pid=" in text:
+        found = None
+        for m in _PAREN.finditer(text, pos):
+            if _PID.search(m["tag"]):
+                found = m
+                break
+        if found is None:
+            break
+        yield LogLine(number, tag, text[:found.start()], terminated)
+        tag, text, pos = found["tag"], text[found.end():], 0
+    yield LogLine(number, tag, text, terminated)
+
+
+def _long_line(where: str, skipped: list[str]):  # noqa: ANN202 - the LineReader callback
+    def check(number: int, head: bytes) -> None:
+        if is_step_head(head.decode("utf-8", "replace")):
+            raise IngestError(f"{where}, line {number}: a step line longer than the 1 MiB line limit; lines over "
+                              "1 MiB are rejected")
+        skipped.append(f"line {number} is longer than 1 MiB (program output, not a step line): passed over")
+    return check
+
+
+def _physical_lines(path: Path, start: int, first_line: int, end: int | None, skipped: list[str],
+                    reader_out: list[LineReader]) -> Iterator[tuple[int, str, bool]]:
+    with path.open("rb") as fh:
+        reader = LineReader(fh, str(path), start=start, first_line=first_line, end=end,
+                            long_line=_long_line(str(path), skipped))
+        reader_out.append(reader)
+        for block in reader:
+            text = block.data.decode("utf-8", errors="replace")
+            for i, raw in enumerate(text.split("\n")[:-1]):
+                yield block.first_line + i, raw, True
+        if reader.tail.data:
+            yield reader.tail.line, reader.tail.data.decode("utf-8", errors="replace"), False
 
 
 def iter_lines(path: Path) -> Iterator[LogLine]:
-    """The file's lines with ANSI codes, ``\\r`` and the Ray ``(name pid=…)`` prefix removed.
+    """The file's lines with ANSI codes, ``\\r`` and the Ray ``(name pid=…)`` prefix removed."""
+    for number, raw, terminated in _physical_lines(Path(path), 0, 1, None, [], []):
+        yield from _split(number, raw, terminated)
 
-    Ray sometimes glues another process's output onto a line that has no newline yet
-    (``…'gemma2b',(pid=934604) libgomp: …``): the text after such an embedded prefix is yielded as a
-    separate line of that process, with the same line number.
-    """
-    with path.open("r", encoding="utf-8", errors="replace", newline="") as fh:
-        for number, raw in enumerate(fh, start=1):
-            terminated = raw.endswith("\n")
-            text = _ANSI.sub("", raw.rstrip("\r\n"))
-            if "\r" in text:  # progress bars redraw with \r: keep what was finally shown
-                text = text.rsplit("\r", 1)[-1]
-            tag = ""
-            m = _PREFIX.match(text)
-            if m:
-                tag, text = m["tag"], text[m.end():]
-            while (e := _EMBEDDED.search(text)) is not None:
-                yield LogLine(number, tag, text[:e.start()], terminated)
-                tag, text = e["tag"], text[e.end():]
-            yield LogLine(number, tag, text, terminated)
+
+def _without_repeat_marker(text: str) -> str:
+    """``… [repeated 3x across cluster]`` (Ray's de-duplication) removed from the end of a line."""
+    t = text.rstrip()
+    if not t.endswith("across cluster]"):
+        return text
+    i = t.rfind("[repeated ")
+    return t[:i].rstrip() if i >= 0 and _REPEATED_END.fullmatch(t, i) else text
 
 
 def parse_step_line(text: str, where: str) -> tuple[int, dict[str, float]] | None:
     """``step:N - k:v - …`` → (N, {k: v}); None when ``text`` is not a step line; error on bad fields."""
-    m = _STEP.match(_REPEATED.sub("", text))
+    if not text.startswith("step:"):
+        return None
+    m = _STEP.match(_without_repeat_marker(text))
     if not m:
         return None
-    step = int(m["step"])
+    step = int(m["step"]) if len(m["step"]) < 30 else MAX_STEP + 1
     if step < 0:
         raise IngestError(f"{where}: negative step {step}; steps must be >= 0")
+    if step > MAX_STEP:
+        raise IngestError(f"{where}: step {shown(m['step'])} is too large; steps must be at most 2^53 ({MAX_STEP})")
     metrics: dict[str, float] = {}
     rest = m["rest"].rstrip()
     if rest.endswith(" -"):  # some verl versions end the line with the separator
@@ -132,29 +204,36 @@ def parse_step_line(text: str, where: str) -> tuple[int, dict[str, float]] | Non
         if not part:
             continue
         key, sep, value = part.rpartition(":")
-        if not sep or not key.strip():
-            raise IngestError(f"{where}: field {part!r} is not key:value (expected 'step:N - key:value - …')")
+        key = key.strip()
+        if not sep or not key:
+            raise IngestError(f"{where}: field {shown(part)} is not key:value (expected 'step:N - key:value - …')")
+        if len(key) > MAX_KEY_CHARS or "\0" in key:
+            raise IngestError(f"{where}: key {shown(key)} is longer than the {MAX_KEY_CHARS}-character limit "
+                              "or holds a NUL byte")
         try:
-            metrics[key.strip()] = float(value)
+            metrics[key] = float(value)
         except ValueError:
-            raise IngestError(f"{where}: key {key.strip()!r} has value {value!r}, not a number") from None
+            raise IngestError(f"{where}: key {shown(key)} has value {shown(value)}, not a number") from None
     return step, metrics
 
 
 def _parse_validation(text: str, where: str) -> tuple[str, dict[str, float]] | None:
+    if "validation metrics: {" not in text:
+        return None
     m = _VALIDATION.search(text)
     if not m:
         return None
     try:
         raw = ast.literal_eval(m["dict"])
-    except (ValueError, SyntaxError) as exc:
-        raise IngestError(f"{where}: {m['which']} validation metrics are not a dict literal ({exc})") from None
+    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise IngestError(f"{where}: {m['which']} validation metrics are not a dict literal "
+                          f"({shown(str(exc), 80)})") from None
     if not isinstance(raw, dict):
         raise IngestError(f"{where}: {m['which']} validation metrics are not a dict")
     out: dict[str, float] = {}
     for key, value in raw.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise IngestError(f"{where}: validation key {key!r} has value {value!r}, not a number")
+            raise IngestError(f"{where}: validation key {shown(key)} has value {shown(value)}, not a number")
         out[val_key(str(key))] = float(value)
     return m["which"], out
 
@@ -183,6 +262,7 @@ class _ConfigCollector:
         self.tag: str | None = None
         self.start = 0
         self.buf: list[str] = []
+        self.depth = 0  # open braces so far (approximate: braces inside strings count too)
         self.done = False
         self.result: dict[str, Any] | None = None
         self.recovered = False
@@ -193,20 +273,25 @@ class _ConfigCollector:
             return False
         if self.tag is None:
             if line.text.startswith("{'"):
-                self.tag, self.start, self.buf = line.tag, line.number, [line.text]
-                self._try()
+                self.tag, self.start, self.buf = line.tag, line.number, []
+                self._add(line.text)
                 return True
             return False
-        if line.tag != self.tag or _VALIDATION.search(line.text):
+        if line.tag != self.tag or "validation metrics: {" in line.text:
             return False
         if line.text and not line.text[0].isspace():  # pprint indents every continuation line
             self.done = True
             return False
-        self.buf.append(line.text)
-        self._try()
+        self._add(line.text)
         if not self.done and len(self.buf) > _MAX_CONFIG_LINES:
             self.done = True
         return True
+
+    def _add(self, text: str) -> None:
+        self.buf.append(text)
+        self.depth += text.count("{") - text.count("}")
+        if self.depth <= 0:  # the braces closed: try the whole dump (linear: once per closing)
+            self._try()
 
     def finish(self) -> dict[str, Any] | None:
         """The flattened config: the dict literal, or what a line-by-line read recovers from a damaged one."""
@@ -233,11 +318,13 @@ class _ConfigCollector:
 def _literal_prefix(text: str) -> tuple[bool, Any]:
     """literal_eval of ``text`` minus trailing ``,``/``}`` (closing the enclosing dicts), longest first."""
     text = text.rstrip()
-    while text:
+    for _ in range(64):  # a config line closes a few dicts at most: bounded work on a damaged line
+        if not text:
+            break
         if not text.endswith(","):
             try:
                 return True, ast.literal_eval(text)
-            except (ValueError, SyntaxError):
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
                 pass
         if text[-1] not in ",}":
             return False, None
@@ -274,24 +361,40 @@ def lenient_config(lines: list[str]) -> dict[str, Any]:
     return flat
 
 
-def _read(path: Path) -> _Parsed:
+def _read(lines: Iterator[LogLine], *, training: bool, path: Path) -> _Parsed:
+    """Step lines, validation dicts and the config dump of ``lines``; ``training``: already past the dump."""
     parsed = _Parsed()
     config = _ConfigCollector()
-    for line in iter_lines(path):
+    config.done = training
+    for line in lines:
         where = f"{path}, line {line.number}"
-        step = parse_step_line(line.text, where)
+        try:
+            step = parse_step_line(line.text, where)
+        except IngestError:
+            if line.terminated:
+                raise
+            parsed.notices.append(f"{where}: the last line has no line end and does not parse: left for the "
+                                  "next sync")
+            continue
         if step is not None:
             config.done = True  # the dump comes before training
             parsed.steps.append(StepLine(line.number, step[0], step[1], line.terminated))
             continue
         if config.feed(line):
             continue
-        val = _parse_validation(line.text, where)
-        if val is not None:
+        try:
+            val = _parse_validation(line.text, where)
+        except IngestError:
+            if line.terminated:
+                raise
+            parsed.notices.append(f"{where}: the last line has no line end and its validation metrics do not "
+                                  "parse: left for the next sync")
+            continue
+        if val is not None:  # a whole dict literal is complete even without its line end
             if val[0] == "Initial":
                 parsed.initial = val[1]
             else:
-                parsed.final = val[1]
+                parsed.final, parsed.final_line = val[1], line.number
     parsed.config = config.finish()
     if config.recovered:
         parsed.notes.append(f"config dump at line {config.start} is damaged: {len(parsed.config or {})} "
@@ -307,62 +410,86 @@ def _is_validation_only(metrics: Mapping[str, float], initial: Mapping[str, floa
     )
 
 
-def _drop_torn_tail(steps: list[StepLine], notes: list[str]) -> list[StepLine]:
-    if len(steps) < 2 or steps[-1].terminated:
+def _train_keys(metrics: Mapping[str, float]) -> int:
+    return len([k for k in metrics if not k.startswith("val")])
+
+
+def _drop_torn_tail(steps: list[StepLine], prev_keys: int | None, notices: list[str], where: str,
+                    settled: bool) -> list[StepLine]:
+    """An unterminated last step line with fewer keys than the training line before it is left out; so is one
+    with all keys while the log is still changing (its last value may be cut short)."""
+    if not steps or steps[-1].terminated:
         return steps
-    last, prev = steps[-1], steps[-2]
-    if len(last.metrics) < len(set(prev.metrics) - {k for k in prev.metrics if k.startswith("val")}):
-        notes.append(f"line {last.number} (step:{last.step}) is cut off (the log ends mid-line): dropped")
+    last = steps[-1]
+    before = _train_keys(steps[-2].metrics) if len(steps) >= 2 else prev_keys
+    if before is not None and len(last.metrics) < before:
+        notices.append(f"{where}, line {last.number} (step:{last.step}) is cut off (the log ends mid-line): left "
+                       "for the next sync")
+        return steps[:-1]
+    if not settled:
+        notices.append(f"{where}, line {last.number} (step:{last.step}) has no line end yet and the log changed "
+                       f"less than {SETTLE_SECONDS:g} s ago: left for the next sync")
         return steps[:-1]
     return steps
 
 
 @dataclass
 class _Points:
-    by_key: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
+    by_key: dict[str, tuple[list[int], list[float], list[int]]] = field(default_factory=dict)
 
-    def add(self, key: str, step: int, value: float) -> None:
-        steps, values = self.by_key.setdefault(key, ([], []))
+    def add(self, key: str, step: int, value: float, line: int) -> None:
+        steps, values, lines = self.by_key.setdefault(key, ([], [], []))
         steps.append(step)
         values.append(value)
+        lines.append(line)
 
     def series(self, where: str) -> tuple[Series, ...]:
-        return tuple(Series.build(k, s, v, where=where) for k, (s, v) in self.by_key.items())
+        return tuple(Series.build(k, s, v, where=where, lines=ln) for k, (s, v, ln) in self.by_key.items())
 
 
-def _assemble(parsed: _Parsed, step_offset: int | None, notes: list[str]) -> tuple[_Points, int]:
-    steps = _drop_torn_tail(parsed.steps, notes)
-    echo = [s for s in steps if _is_validation_only(s.metrics, parsed.initial)]
-    first_train = next((s for s in steps if not _is_validation_only(s.metrics, parsed.initial)), None)
-    training = steps if first_train is None else [s for s in steps if s.number >= first_train.number]
-    echo = [s for s in echo if first_train is None or s.number < first_train.number]
-    if step_offset is None:
-        step_offset = 1 if first_train is not None and first_train.step == 0 else 0
+def _assemble(parsed: _Parsed, step_offset: int | None, notes: list[str], resume: Mapping[str, Any] | None,
+              where: str, settled: bool = True) -> tuple[_Points, int]:
+    """Points of the parsed lines and the step offset used."""
+    steps = _drop_torn_tail(parsed.steps, None if resume is None else resume.get("last_keys"), parsed.notices,
+                            where, settled)
+    initial = parsed.initial if resume is None else resume.get("initial")
+    if resume is None:
+        echo = [s for s in steps if _is_validation_only(s.metrics, initial)]
+        first_train = next((s for s in steps if not _is_validation_only(s.metrics, initial)), None)
+        training = [] if first_train is None else [s for s in steps if s.number >= first_train.number]
+        echo = [s for s in echo if first_train is None or s.number < first_train.number]
+        if step_offset is None:
+            step_offset = 1 if first_train is not None and first_train.step == 0 else 0
+    else:
+        echo, training = [], steps
+        step_offset = int(resume["step_offset"]) if step_offset is None else step_offset
     pts = _Points()
     for s in echo:  # the initial validation as the logger rounded it
         for k, v in s.metrics.items():
-            if parsed.initial is None or val_key(k) not in parsed.initial:
-                pts.add(val_key(k), 0, v)
-    if echo and parsed.initial:
+            if initial is None or val_key(k) not in initial:
+                pts.add(val_key(k), 0, v, s.number)
+    if echo and initial:
         notes.append(f"line {echo[0].number}: step:{echo[0].step} repeats the initial validation, rounded; "
                      "kept the full-precision values of the 'Initial validation metrics' line")
     seen: set[int] = set()
+    before = None if resume is None else resume.get("last_step")
+    again = False
     for s in training:
-        if s.step in seen:
+        if not again and (s.step in seen or (before is not None and s.step <= before)):
             notes.append(f"line {s.number}: step:{s.step} logged again (restarted run?); the later line wins")
+            again = True
         seen.add(s.step)
         for k, v in s.metrics.items():
-            pts.add(k, s.step + step_offset, v)
-    if parsed.initial:
+            pts.add(k, s.step + step_offset, v, s.number)
+    if resume is None and parsed.initial:
         for k, v in parsed.initial.items():
-            pts.add(k, 0, v)
+            pts.add(k, 0, v, 0)
     last = max((s.step for s in training), default=None)
+    last = before if last is None else last if before is None else max(last, before)
     if parsed.final:
         at = (last + step_offset) if last is not None else 0
         for k, v in parsed.final.items():
-            pts.add(k, at, v)
-    elif training:
-        notes.append("no 'Final validation metrics' line: the run stopped early or the log is cut")
+            pts.add(k, at, v, parsed.final_line or 0)
     return pts, step_offset
 
 
@@ -381,29 +508,79 @@ def _model_name(path: Any) -> str | None:
     return parts[-1]
 
 
-def parse_verl_log(path: str | Path, *, step_offset: int | None = None) -> RunData:
-    """Read one verl console log. ``step_offset`` overrides the detected step shift (see module doc)."""
+@dataclass(frozen=True)
+class VerlRead:
+    """One read of a verl log: the run (None when the appended part held no points), the offset to go on
+    from and the state to go on with (empty: read the whole log again next time)."""
+
+    run: RunData | None
+    offset: int
+    state: dict[str, Any]
+    notices: tuple[str, ...]
+
+
+def read_verl_log(path: str | Path, *, step_offset: int | None = None, resume: tuple[int, Mapping[str, Any]] | None
+                  = None, end: int | None = None, settled: bool = True) -> VerlRead:
+    """Read a verl console log, or (``resume`` = (offset, state) of an earlier read) what was appended.
+    ``settled``: the log has not changed for a while (a complete-looking unterminated last line is taken)."""
     path = Path(path)
     where = str(path)
+    state = dict(resume[1]) if resume and resume[1] else None
+    start, first_line = (resume[0], int(state["line"])) if state else (0, 1)
+    skipped: list[str] = []
+    readers: list[LineReader] = []
     try:
-        parsed = _read(path)
+        lines = (ln for n, raw, term in _physical_lines(path, start, first_line, end, skipped, readers)
+                 for ln in _split(n, raw, term))
+        parsed = _read(lines, training=state is not None, path=path)
     except OSError as exc:
         raise IngestError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if not parsed.steps:
+    reader = readers[0]
+    notes = list(parsed.notes) + skipped
+    if state is None and not parsed.steps:
         raise IngestError(f"{path}: no verl 'step:N - key:value' lines found")
-    notes = list(parsed.notes)
-    points, offset = _assemble(parsed, step_offset, notes)
-    params: dict[str, Any] = dict(parsed.config or {})
-    params["step_offset"] = offset
-    params["log_format"] = "verl_console"
-    algo = params.get("algorithm.adv_estimator")
-    info = RunInfo(
-        external_id=str(path.resolve()),
-        name=path.stem,
-        project=_str_or_none(params.get("trainer.project_name")),
-        status="finished" if parsed.final is not None else None,
-        params=params,
-        model=_model_name(params.get("actor_rollout_ref.model.path")),
-        algorithm=_ALGORITHMS.get(algo, algo) if isinstance(algo, str) else None,
-    )
-    return RunData(run=info, series=points.series(where), notes=tuple(f"{path.name}: {n}" for n in notes))
+    points, offset = _assemble(parsed, step_offset, notes, state, where, settled)
+    if state is None:
+        params: dict[str, Any] = dict(parsed.config or {})
+        params["step_offset"] = offset
+        params["log_format"] = "verl_console"
+        algo = params.get("algorithm.adv_estimator")
+        info = {"project": _str_or_none(params.get("trainer.project_name")),
+                "model": _model_name(params.get("actor_rollout_ref.model.path")),
+                "algorithm": _ALGORITHMS.get(algo, algo) if isinstance(algo, str) else None,
+                "params": params, "initial": parsed.initial}
+    else:
+        info = {k: state.get(k) for k in ("project", "model", "algorithm", "params", "initial")}
+    finished = parsed.final is not None or bool(state and state.get("finished"))
+    if not finished and state is None:
+        parsed.notices.append(f"{where}: no 'Final validation metrics' line yet: the run is still going, stopped "
+                              "early, or the log is cut")
+    run_info = RunInfo(external_id=str(path.resolve()), name=path.stem, project=info["project"],
+                       status="finished" if finished else None, params=info["params"] or {}, model=info["model"],
+                       algorithm=info["algorithm"])
+    # the state at the end of the last whole line: a kept unterminated line is read again next time
+    whole = [s for s in parsed.steps if s.terminated]
+    # tailing starts once a whole training line fixed the step offset (a validation echo does not)
+    training_started = state is not None or any(not _is_validation_only(s.metrics, parsed.initial) for s in whole)
+    new_state: dict[str, Any] = {}
+    if training_started:
+        prev_last = None if state is None else state.get("last_step")
+        last_whole = max([s.step for s in whole] + ([] if prev_last is None else [prev_last]), default=None)
+        new_state = {**info, "step_offset": offset, "line": reader.tail.line,
+                     "last_step": last_whole,
+                     "last_keys": _train_keys(whole[-1].metrics) if whole else (state or {}).get("last_keys"),
+                     "finished": parsed.final is not None and (parsed.final_line or 0) < reader.tail.line
+                     or bool(state and state.get("finished"))}
+    series = points.series(where)
+    run = None
+    if series or state is None:
+        run = RunData(run=run_info, series=series, notes=tuple(f"{path.name}: {n}" for n in notes), origin=where,
+                      partial=state is not None, notices=tuple(parsed.notices))
+    return VerlRead(run, reader.end_offset if training_started else 0, new_state, tuple(parsed.notices))
+
+
+def parse_verl_log(path: str | Path, *, step_offset: int | None = None) -> RunData:
+    """Read one whole verl console log. ``step_offset`` overrides the detected step shift (see module doc)."""
+    read = read_verl_log(path, step_offset=step_offset)
+    assert read.run is not None
+    return read.run

@@ -23,6 +23,10 @@ plus ``wandb.entity``/``wandb.group``/``wandb.job_type``.
 The API key is read by this module from ``WANDB_API_KEY`` only (``~/.netrc`` and wandb's settings files are
 not consulted) and handed to ``wandb.Api``; it is never stored, logged or put into a message — error texts
 are scrubbed of it. Network, authentication and API errors raise ``IngestError`` naming the project.
+
+``check`` runs before anything is written: a server that does not answer (the one ``wandb.Api`` would use:
+``WANDB_BASE_URL`` or wandb's default) is ``SourceUnavailable`` naming it within ``CONNECT_TIMEOUT``
+seconds — wandb's own client retries for about 40 s first — then the key is verified and the project listed.
 """
 
 from __future__ import annotations
@@ -35,10 +39,11 @@ from typing import Any, ClassVar, TypeVar
 
 from db.records import RunData, RunInfo, Series
 from ingest.base import Source, Watermarks
-from ingest.errors import IngestError
+from ingest.errors import IngestError, SourceUnavailable
 from ingest.wandb_offline import flatten_config
 
 API_KEY_ENV = "WANDB_API_KEY"
+CONNECT_TIMEOUT = 10.0
 DEFAULT_PAGE_SIZE = 1000
 T = TypeVar("T")
 # non-finite numbers as some W&B responses spell them (JSON has no NaN/Infinity literals)
@@ -114,6 +119,12 @@ class WandbCloudSource(Source):
         return api.runs(self.uri)
 
     # ------------------------------------------------------------------ Source
+    def check(self) -> None:
+        """The server answers, the key works and the project can be listed; else an error naming it."""
+        if self._api is None:  # an injected client (tests) has no server to reach
+            reachable(base_url(), f"W&B project {self.uri}")
+        self._guard("listing runs", lambda: next(iter(self._runs()), None))
+
     def count_runs(self) -> int | None:
         try:
             return len(self._guard("counting runs", self._runs))  # type: ignore[arg-type]
@@ -207,6 +218,39 @@ class WandbCloudSource(Source):
 
 
 # ---------------------------------------------------------------------- helpers
+def base_url() -> str:
+    """The server ``wandb.Api`` talks to: ``WANDB_BASE_URL``, else wandb's default."""
+    url = os.environ.get("WANDB_BASE_URL", "").strip()
+    if url:
+        return url
+    try:
+        from wandb.sdk.wandb_settings import Settings
+
+        return str(Settings().base_url)
+    except Exception:  # noqa: BLE001 - any wandb internals change: fall back to the public cloud
+        return "https://api.wandb.ai"
+
+
+def reachable(url: str, what: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """``SourceUnavailable`` naming ``url`` when no HTTP server answers there (any HTTP status is an answer)."""
+    import requests
+
+    try:
+        requests.head(url, timeout=timeout, allow_redirects=False)
+    except requests.RequestException as exc:
+        text = str(exc)
+        if "refused" in text.lower():
+            reason = "connection refused"
+        elif any(w in text for w in ("Name or service not known", "NameResolution", "getaddrinfo",
+                                      "Temporary failure in name resolution")):
+            reason = "host name not found"
+        elif isinstance(exc, requests.Timeout):
+            reason = f"no answer within {timeout:g} s"
+        else:
+            reason = type(exc).__name__
+        raise SourceUnavailable(f"{what}: cannot reach the W&B server {url}: {reason}") from None
+
+
 def run_info(run: Any, project: str, entity: str) -> RunInfo:
     """``RunInfo`` from a ``wandb.apis.public.Run`` (or anything with its attribute names)."""
     tags: dict[str, Any] = {str(t): True for t in (getattr(run, "tags", None) or ())}

@@ -216,8 +216,8 @@ def fit_law_many(h: np.ndarray, r: np.ndarray, *, confidence: float = CONFIDENCE
         tq = _t_quantiles(confidence, np.maximum(dof, 1))
         r2 = np.where(syy > 0, 1.0 - ssr / syy, np.nan)  # no variance in R: R² is undefined, never 1
         rmse = np.sqrt(ssr / n)
-        h_min = np.where(used, h, np.inf).min(axis=1)
-        h_max = np.where(used, h, -np.inf).max(axis=1)
+        h_min = np.where(used, h, np.inf).min(axis=1, initial=np.inf)  # initial: rows without points
+        h_max = np.where(used, h, -np.inf).max(axis=1, initial=-np.inf)
 
     spread = sxx > 1e-12 * np.maximum(x_mean**2, 1e-300)
     error: list[str | None] = []

@@ -201,8 +201,8 @@ def test_reingest_of_a_csv_adds_nothing(tmp_path, capsys):
     first = _ingest_file(capsys, csv, db)
     assert (first["runs"], first["points"]) == (2, 2 * (100 + 11))
     before = point_set(db)
-    again = _ingest_file(capsys, csv, db)
-    assert (again["runs"], again["points"], again["changed_runs"]) == (2, 0, 0)
+    again = _ingest_file(capsys, csv, db)  # unchanged: not even opened
+    assert (again["runs"], again["points"], again["changed_runs"], again["unchanged_files"]) == (0, 0, 0, 1)
     pd.testing.assert_frame_equal(point_set(db), before)
 
 
@@ -218,4 +218,4 @@ def test_reingest_of_real_verl_logs_adds_nothing(verl_logs, prefix, tmp_path, ca
     assert entropy["n"].tolist() == [435]
     assert val["n"].max() == 45  # 43 validations in the loop + the initial and the final one
     again = _ingest_file(capsys, log, db)
-    assert (again["runs"], again["points"], again["changed_runs"]) == (1, 0, 0)
+    assert (again["runs"], again["points"], again["changed_runs"], again["unchanged_files"]) == (0, 0, 0, 1)

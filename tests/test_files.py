@@ -41,7 +41,9 @@ def outputs(tmp_path: Path) -> Path:
 
 
 def test_folder_dispatch(outputs):
-    found = {d.path.relative_to(outputs).as_posix(): d.fmt for d in discover(outputs)}
+    found, problems = discover(outputs)
+    assert problems == []
+    found = {d.path.relative_to(outputs).as_posix(): d.fmt for d in found}
     assert found == {"verl/ppo_run.log": "verl_log", "trl/checkpoint-4/trainer_state.json": "trainer_state",
                      "tables/wide.csv": "tabular", "tables/long.jsonl": "tabular"}
     src = FileSource(str(outputs))

@@ -31,6 +31,8 @@ from ingest.keys import resolve_role, resolve_roles
         ("eval/math500_pass1", "performance"),
         ("timing/gen", "other"),
         ("my_model/token_entropy", "entropy"),  # suffix match
+        ("objective/entropy", "other"),  # TRL PPO: a negative per-sequence sum, not a mean token entropy
+        ("policy/entropy_avg", "entropy"),  # … this one is
     ],
 )
 def test_roles(key, role):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,7 @@ def test_truncated_file_reads_complete_records_and_notes(tmp_path):
     path.write_bytes(full[:-7])  # killed mid-record
     (run,) = _runs(tmp_path).values()
     assert _series(run, "e").steps.tolist() == list(range(9))
-    assert "truncated record at byte" in run.notes[0] and "complete records" in run.notes[0]
+    assert "truncated record at byte" in run.notices[0] and "complete records" in run.notices[0]
     path.write_bytes(full[: len(full) - 30])
     assert read_records(path).truncated_at is not None
 
@@ -93,11 +94,16 @@ def test_corrupt_record_names_the_file(tmp_path):
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF  # inside the last record's payload: complete but wrong
     path.write_bytes(bytes(data))
-    with pytest.raises(IngestError, match=rf"{path.name}: corrupt event file: record at byte \d+ fails its data"):
-        list(TensorBoardSource(str(tmp_path)).iter_runs({}))
+    _simple_values(tmp_path / "good", [("e", 1, 1.0, 1e9)])
+    src = TensorBoardSource(str(tmp_path))
+    assert [r.run.name for r in src.iter_runs({})] == ["good"]  # the bad folder is skipped and named
+    (failure,) = src.failures
+    assert re.search(rf"{path.name}: corrupt event file: record at byte \d+ fails its data", failure)
     (tmp_path / "c" / path.name).write_bytes(b"not an event file at all, definitely not")
+    src = TensorBoardSource(str(tmp_path))
+    src.fail_fast = True
     with pytest.raises(IngestError, match="fails its length checksum"):
-        list(TensorBoardSource(str(tmp_path)).iter_runs({}))
+        list(src.iter_runs({}))
 
 
 def test_non_scalar_summaries_are_skipped_with_a_note(tmp_path):

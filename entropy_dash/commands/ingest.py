@@ -36,44 +36,84 @@ def _make_source(args: argparse.Namespace):  # noqa: ANN202 - ingest.base.Source
             raise ConfigError(f"W&B project must be ENTITY/PROJECT, got {args.project!r}")
         return build_source("wandb", args.project)
     if args.source == "tensorboard":
-        return build_source("tensorboard", _abspath(args.dir))
-    return build_source("file", _abspath(args.path))
+        source = build_source("tensorboard", _abspath(args.dir))
+    else:
+        source = build_source("file", _abspath(args.path))
+        source.allow_empty = args.allow_empty
+    source.fail_fast = args.fail_fast
+    return source
 
 
 def _abspath(p: str) -> str:
     from pathlib import Path
 
-    return str(Path(p).expanduser().resolve())
+    from ingest.errors import IngestError
+
+    try:
+        return str(Path(p).expanduser().resolve())
+    except (RuntimeError, OSError) as exc:  # Python 3.11: RuntimeError on a symlink loop
+        why = "a symlink loop" if isinstance(exc, RuntimeError) else (exc.strerror or str(exc))
+        raise IngestError(f"{p}: cannot resolve the path ({why})") from None
 
 
 def ingest_and_analyse(store: Any, source: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from analysis.pipeline import refresh_analyses
+    """Sync ``source``, then analyse the runs that changed; a ``PartialIngest`` (some files skipped) is
+    raised again only after the good runs are written and analysed, with the summary in ``.summary``."""
+    from ingest.errors import PartialIngest
     from ingest.sync import sync_source
 
     before = store.source_options(source.kind, source.uri)
+    partial = None
     with progress(args, f"ingest {source.kind}") as bar:
-        result = sync_source(store, source, progress=bar)
-    if before is not None and store.source_options(source.kind, source.uri) != before:
-        # a new key choice, warm-up, range or planned length changes every analysis of the source
-        analysed = refresh_analyses(store, store.run_ids_of_source(result.source_id), force=True)
-    else:  # the runs that changed, and any left stale (an older analysis version, an interrupted job)
-        analysed = refresh_analyses(store)
+        try:
+            result = sync_source(store, source, progress=bar)
+        except PartialIngest as exc:
+            partial, result = exc, exc.result
+    analysed = 0
+    options_changed = before is not None and store.source_options(source.kind, source.uri) != before
+    if options_changed or result.changed_run_ids:  # imported only then: the analyses' imports take a while
+        from analysis.pipeline import refresh_analyses
+
+        if options_changed:  # a new key choice, warm-up, range or planned length changes every analysis
+            analysed = refresh_analyses(store, store.run_ids_of_source(result.source_id), force=True)
+        else:  # the runs that changed, and any left stale (an older analysis version, an interrupted job)
+            analysed = refresh_analyses(store)
     for note in result.notes:
         log.warning("%s", note)
-    return {"source": source.describe(), "runs": result.runs_seen, "points": result.points,
-            "changed_runs": len(result.changed_run_ids), "analysed": analysed, "notes": list(result.notes)}
+    summary = {"source": source.describe(), "runs": result.runs_seen, "points": result.points,
+               "changed_runs": len(result.changed_run_ids), "analysed": analysed, "notes": list(result.notes),
+               "skipped": list(result.failures), "unchanged_files": result.unchanged_files}
+    if partial is not None:
+        partial.summary = summary
+        raise partial
+    return summary
+
+
+def _summary_text(summary: dict[str, Any]) -> str:
+    unchanged = summary.get("unchanged_files")
+    return (f"{summary['source']}: {summary['runs']} runs, {summary['points']} new points, "
+            f"{summary['analysed']} runs re-analysed"
+            + (f", {unchanged} files unchanged since the last sync (not read)" if unchanged else ""))
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.errors import PartialIngest
+
     source = _make_source(args)
     source.options.update({k: v for k, v in (("entropy_key", args.entropy_key),
                                              ("performance_key", args.performance_key),
                                              ("planned_steps", args.planned_steps)) if v})
     source.check()  # an unreachable or unknown source writes nothing, not even an empty database
     store = open_store(args)
-    summary = ingest_and_analyse(store, source, args)
-    emit(args, summary, lambda: f"{summary['source']}: {summary['runs']} runs, {summary['points']} new points, "
-                                 f"{summary['analysed']} runs re-analysed")
+    try:
+        summary = ingest_and_analyse(store, source, args)
+    except PartialIngest as exc:  # the good files are in: say what was skipped, then fail
+        summary = exc.summary  # type: ignore[attr-defined]
+        emit(args, summary, lambda: _summary_text(summary))
+        for why in summary["skipped"]:
+            print(f"skipped: {why}", file=sys.stderr)
+        raise
+    emit(args, summary, lambda: _summary_text(summary))
     return 0
 
 
