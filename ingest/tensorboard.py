@@ -7,7 +7,8 @@ the length, the ``Event`` protobuf, masked CRC-32C of the data), with tensorboar
   numeric tensors of tags whose plugin is ``scalars`` (TF2 and ``tensorboard.summary.Writer``; the plugin
   metadata is written with a tag's first value only, so it is remembered per tag);
 * every event file of a folder is merged into the folder's run (a restarted writer adds a file); a step
-  written twice keeps the value with the later wall time;
+  written twice keeps the value with the later wall time — when launches overlap in steps, the later
+  launch's values — and the overlap is noted on the run (which steps, which files);
 * a file that ends inside a record (a writer still running, or killed) gives its complete records and a
   note; a complete record whose CRC does not match, or that does not decode, is an ``IngestError``
   naming the file and the byte offset.
@@ -98,8 +99,13 @@ class _RunPoints:
     by_tag: dict[str, tuple[list[int], list[float], list[float]]] = field(default_factory=dict)
     plugins: dict[str, str] = field(default_factory=dict)
     skipped: set[str] = field(default_factory=set)
+    span: list[float] = field(default_factory=list)  # [first step, last step, first wall time] of the file read
 
     def add(self, tag: str, step: int, value: float, wall_time: float) -> None:
+        if self.span:
+            self.span[:2] = [min(self.span[0], step), max(self.span[1], step)]
+        else:
+            self.span[:] = [step, step, wall_time]
         steps, values, walls = self.by_tag.setdefault(tag, ([], [], []))
         steps.append(step)
         values.append(value)
@@ -161,6 +167,7 @@ def read_folder(files: list[tuple[Path, os.stat_result, int, Mapping[str, Any] |
         points.plugins.update((state or {}).get("plugins", {}))
         skipped_before |= set((state or {}).get("skipped", []))
         before = set(points.skipped)
+        points.span = list((state or {}).get("span") or [])
         scan = read_records(path, start, st.st_size)
         for i, data in enumerate(scan.records):
             try:
@@ -175,7 +182,8 @@ def read_folder(files: list[tuple[Path, os.stat_result, int, Mapping[str, Any] |
                            f"or killed): read the {len(scan.records)} complete records before it; the rest is "
                            "left for the next sync")
         file_skipped = sorted(set((state or {}).get("skipped", [])) | (points.skipped - before))
-        out.append((path, st, scan.end, {"plugins": dict(points.plugins), "skipped": file_skipped[:100]}))
+        out.append((path, st, scan.end, {"plugins": dict(points.plugins), "skipped": file_skipped[:100],
+                                         "span": list(points.span)}))
     skipped = sorted(points.skipped - set(points.by_tag) - skipped_before)
     if skipped:
         notes.append(f"{len(skipped)} non-scalar tags skipped: {', '.join(skipped[:5])}"
@@ -183,6 +191,22 @@ def read_folder(files: list[tuple[Path, os.stat_result, int, Mapping[str, Any] |
     series = tuple(Series.build(tag, s, np.asarray(v), w, where=where)
                    for tag, (s, v, w) in points.by_tag.items())
     return FolderRead(series, tuple(notes), tuple(notices), tuple(out))
+
+
+def restart_note(spans: list[tuple[Path, list[float]]]) -> str | None:
+    """A note when launches of the trainer (event files of one folder) log overlapping steps, naming the steps
+    and the files; for those steps each keeps the value with the later wall time, i.e. the later launch's."""
+    launches = sorted((sp[2], path, sp[0], sp[1]) for path, sp in spans if sp and len(sp) == 3)
+    overlaps = []
+    for (_, first, lo1, hi1), (_, later, lo2, hi2) in zip(launches, launches[1:], strict=False):
+        lo, hi = max(lo1, lo2), min(hi1, hi2)
+        if lo <= hi:
+            steps = f"step {lo:.0f}" if lo == hi else f"steps {lo:.0f}–{hi:.0f}"
+            overlaps.append(f"{steps} ({first.name} then {later.name})")
+    if not overlaps:
+        return None
+    return (f"restarts: {len(launches)} launches of the trainer in this folder log the same steps — "
+            + "; ".join(overlaps) + ": for those steps the later launch's values are kept")
 
 
 def find_run_folders(root: Path) -> list[Path]:
@@ -259,6 +283,9 @@ class TensorBoardSource(Source):
         partial = not rewritten and any(pl.mode != "fresh" for _, _, pl in plans)
         read = read_folder(todo, f"{folder}, run {shown(name, 80)}")
         states = tuple(new_state(p, st, end, state, "tensorboard") for p, st, end, state in read.files)
+        spans = {p: state.get("span") for p, _, _, state in read.files}
+        spans |= {p: (pl.state or {}).get("span") for p, _, pl in plans if p not in spans}
+        restart = restart_note(list(spans.items()))
         info = RunInfo(external_id=str(folder.resolve()), name=name, params={"event_files": len(files)})
-        return RunData(run=info, series=read.series, notes=read.notes, origin=str(folder), partial=partial,
-                       notices=(*notices, *read.notices), file_states=states)
+        return RunData(run=info, series=read.series, notes=(*read.notes, *([restart] if restart else [])),
+                       origin=str(folder), partial=partial, notices=(*notices, *read.notices), file_states=states)

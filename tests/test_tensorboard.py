@@ -67,8 +67,21 @@ def test_restarted_writer_later_wall_time_wins(tmp_path):
     # a second writer (restart) in the same folder: a second file
     _simple_values(tmp_path / "r", [("loss", 2, 5.0, 200.0), ("loss", 3, 6.0, 201.0)])
     assert len(list((tmp_path / "r").glob("events.out.tfevents.*"))) == 2
-    s = _series(_runs(tmp_path)["r"], "loss")
+    run = _runs(tmp_path)["r"]
+    s = _series(run, "loss")
     assert s.steps.tolist() == [1, 2, 3] and s.values.tolist() == [1.0, 5.0, 6.0]
+    (note,) = run.notes  # the overlap is said, with its steps, its files and which values were kept
+    assert note.startswith("restarts: 2 launches of the trainer in this folder log the same steps — step 2 (")
+    assert note.endswith("for those steps the later launch's values are kept")
+
+
+def test_real_restarted_run_notes_the_overlap(shared_data):
+    runs = _runs(shared_data / "verl-tensorboard" / "verl_grpo_example_gsm8k_math")
+    (run,) = runs.values()
+    (note,) = [n for n in run.notes if n.startswith("restarts")]
+    assert "2 launches" in note and "steps 0–15" in note
+    first, later = sorted(p.name for p in (shared_data / "verl-tensorboard").rglob("events.out.tfevents.1772*"))
+    assert first.startswith("events.out.tfevents.1772808730") and note.index(first) < note.index(later)
 
 
 def test_truncated_file_reads_complete_records_and_notes(tmp_path):
