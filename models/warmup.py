@@ -7,8 +7,8 @@ evaluations sit far *below* the law of the later ones and, having the highest en
 
 Rule (``detect_warmup``). Working backwards from a clean tail — the law fitted on pairs[k:], starting at
 k = min(n // 3, n − 6) — pair k − 1 joins while it is not more than ``z`` (default 4) prediction standard
-errors *below* that fit — and by at least a quarter of the later evaluations' spread (one-sided: only the
-"not there yet" direction) — and the tail's law holds (a > 0).
+errors *below* that fit — and by at least a quarter of the run's whole spread of evaluations (one-sided: only
+the "not there yet" direction) — and the tail's law holds (a > 0).
 The first pair that is off marks the end of the warm-up: it and everything before it are excluded. Runs whose
 first evaluations follow the law lose nothing; with fewer than 7 pairs nothing is judged.
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 WARMUP_Z = 4.0
-#: ... and at least this share of the later evaluations' spread below the law (a format-learning jump is a
-#: large part of a run's range; a tiny systematic misfit of an almost noise-free law is not a warm-up)
+#: ... and at least this share of the run's whole spread below the law (a format-learning jump is a large part
+#: of a run's range; a curvature of the law or a tiny systematic misfit of an almost noise-free run is not)
 MIN_SHARE = 0.25
 MIN_TAIL = 6
 
@@ -56,6 +56,7 @@ def detect_warmup(h: np.ndarray, r: np.ndarray, steps: np.ndarray, *, z: float =
     if top <= 0 or not (np.all(np.isfinite(h)) and np.all(np.isfinite(r))) or np.abs(h).max() > 50:
         return NONE
     x = np.exp(h)
+    spread = float(np.ptp(r))
 
     def suffix(v: np.ndarray) -> np.ndarray:
         return np.cumsum(v[::-1])[::-1]
@@ -73,7 +74,7 @@ def detect_warmup(h: np.ndarray, r: np.ndarray, steps: np.ndarray, *, z: float =
         pred = float(b[k] + slope[k] * x[k - 1])
         se = sigma[k] * np.sqrt(1 + 1 / m[k] + (x[k - 1] - sx[k] / m[k]) ** 2 / cxx[k])  # of a new evaluation
         off = (pred - r[k - 1]) / max(float(se), 1e-12)
-        if off > z and pred - r[k - 1] >= MIN_SHARE * np.ptp(r[k:]):
+        if off > z and pred - r[k - 1] >= MIN_SHARE * spread:
             excluded = tuple(int(s) for s in steps[:k])
             where = f"step {excluded[0]}" if k == 1 else f"steps {excluded[0]}–{excluded[-1]} ({k} evaluations)"
             return Warmup(k, excluded, f"warm-up: the evaluation{'s' if k > 1 else ''} at {where} "

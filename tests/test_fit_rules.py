@@ -32,10 +32,12 @@ def _law_run(n: int = 30, a: float = 0.3, b: float = 1.1, seed: int = 0, noise: 
 def test_a_format_learning_jump_at_step_0_is_excluded_and_said_why():
     h, r, steps = _law_run()
     r = r.copy()
-    r[0] = 0.21  # before the output format is learned
+    r[0] = 0.02  # before the output format is learned (the law says 0.33 there)
     w = detect_warmup(h, r, steps)
     assert w.steps == (0,) and w.n == 1 and w.mode == "auto"
-    assert "step 0" in w.reason and "0.210" in w.reason and "standard errors" in w.reason
+    assert "step 0" in w.reason and "0.020" in w.reason and "standard errors" in w.reason
+    r[0] = 0.21  # 0.12 below the law, less than a quarter of the run's spread: the law's own noise, kept
+    assert detect_warmup(h, r, steps).n == 0
 
 
 def test_runs_that_follow_the_law_from_the_start_lose_nothing():
@@ -67,7 +69,7 @@ def _brute_force(h, r, z=4.0):
         x = np.exp(h[k - 1])
         se = law.sigma * np.sqrt(1 + 1 / law.n + (x - law.x_mean) ** 2 / law.sxx)
         drop = law.predict(h[k - 1]) - r[k - 1]
-        if drop / se > z and drop >= 0.25 * np.ptp(r[k:]):
+        if drop / se > z and drop >= 0.25 * np.ptp(r):
             return k
         k -= 1
     return 0
