@@ -1,10 +1,17 @@
 """The Collapse page's figure: entropy (top) and performance (bottom) against step or wall time for many
-runs, overlaid, with each run's stage boundary (shaded range + dashed line), collapse marker and projected
-floor step. Pure: takes prepared curves (``dashboard.curves``) and stored analysis dicts."""
+runs, overlaid. Pure: takes prepared curves (``dashboard.curves``) and stored analysis dicts.
+
+Within a point budget per chart (``dashboard.downsample.CHART_BUDGET``: every trace is cut to its share,
+``trace_budget``), with WebGL traces when there are more than ``WEBGL_TRACES`` lines. Up to ``DETAIL_RUNS``
+runs each run's stage boundary is drawn (shaded range + dashed line) with its collapse marker and projected
+floor step; with more runs those would pile up, so each run gets one summary marker on its entropy curve
+instead (``summary_marker``), and the table under the chart lists the details.
+"""
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,11 +22,21 @@ from plotly.subplots import make_subplots
 
 from dashboard.colors import run_color, with_alpha
 from dashboard.curves import Curve
+from dashboard.downsample import CHART_BUDGET, downsample_index, trace_budget
+from dashboard.tables import stage_text
 from dashboard.text import plotly_text, run_label
 
-#: above this many points in the figure, traces use WebGL (Scattergl) so the browser stays responsive
-WEBGL_ABOVE = 60_000
+#: more line traces than this: WebGL (Scattergl) instead of SVG ($ENTROPY_DASH_WEBGL_TRACES overrides it).
+#: Within the point budget SVG draws faster wherever WebGL runs in software (no GPU: remote desktops, headless
+#: browsers; 200 traces × 500 points: SVG 2.3 s, WebGL 5.2 s in headless Chromium), so WebGL is kept for
+#: the many-trace charts where SVG's per-trace DOM cost dominates.
+WEBGL_TRACES = int(os.environ.get("ENTROPY_DASH_WEBGL_TRACES", "200"))
+#: up to this many runs: stage band, dashed line, collapse marker and projected floor per run; more: one marker
+DETAIL_RUNS = 6
+#: marker points a run adds in detail mode (alarm marker + projected-floor line)
+DETAIL_MARKERS = 3
 ALARM_SYMBOL = {"collapsing": "x", "collapsed": "x-thin-open"}
+SUMMARY_SYMBOL = {"plateau": "diamond", "alarm": "x", "none": "circle"}
 
 
 @dataclass(frozen=True)
@@ -35,18 +52,34 @@ class RunCurves:
     performance_key: str | None = None
 
 
-def _n_points(runs: Sequence[RunCurves]) -> int:
-    total = 0
-    for r in runs:
-        for c in (r.entropy, r.performance):
-            if c is not None:
-                total += c.x.size + (c.smooth_x.size if c.smooth_x is not None else 0)
-    return total
+def line_traces(runs: Sequence[RunCurves]) -> int:
+    """Line traces the figure of ``runs`` draws (raw and, when smoothing, smoothed, per metric)."""
+    return sum(1 + (c.smooth_x is not None) for r in runs for c in (r.entropy, r.performance)
+               if c is not None and c.n_total > 0)
 
 
-def collapse_figure(runs: Sequence[RunCurves], *, log_y: bool = False, height: int = 720) -> go.Figure:
-    """Overlaid H and R curves of ``runs`` (legend grouped by ``RunCurves.group`` when set)."""
-    scatter = go.Scattergl if _n_points(runs) > WEBGL_ABOVE else go.Scatter
+def detailed(n_runs: int) -> bool:
+    """Whether runs get their own stage bands and collapse markers (else one summary marker each)."""
+    return n_runs <= DETAIL_RUNS
+
+
+def marker_points(n_runs: int) -> int:
+    """Points the stage/collapse markers of ``n_runs`` runs may take out of the chart's budget."""
+    return n_runs * (DETAIL_MARKERS if detailed(n_runs) else 1)
+
+
+def chart_points(fig: go.Figure) -> int:
+    """Points a figure draws: every x value of every trace."""
+    return sum(len(t.x) for t in fig.data if t.x is not None)
+
+
+def collapse_figure(runs: Sequence[RunCurves], *, log_y: bool = False, height: int = 720,
+                    budget: int = CHART_BUDGET) -> go.Figure:
+    """Overlaid H and R curves of ``runs`` (legend grouped by ``RunCurves.group`` when set), at most
+    ``budget`` points in all."""
+    n_lines = line_traces(runs)
+    per_trace = trace_budget(n_lines, marker_points(len(runs)), budget=budget)
+    scatter = go.Scattergl if n_lines > WEBGL_TRACES else go.Scatter
     x_axis = next((c.x_axis for r in runs for c in (r.entropy, r.performance) if c is not None), "step")
     x_title = "wall time (hours since the run's first point)" if x_axis == "wall time" else "step"
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.07,
@@ -56,6 +89,9 @@ def collapse_figure(runs: Sequence[RunCurves], *, log_y: bool = False, height: i
     traces: list[tuple[go.Scatter | go.Scattergl, int]] = []
     shapes: list[dict] = []
     notes: list[dict] = []
+    detail = detailed(len(runs))
+    width = 1.6 if len(runs) <= 20 else 1.0
+    summary: list[dict] = []
     for r in ordered:
         color = run_color(r.run_id)
         label = plotly_text(run_label(r.name, r.run_id))
@@ -70,25 +106,42 @@ def collapse_figure(runs: Sequence[RunCurves], *, log_y: bool = False, height: i
             if curve is None or curve.n_total == 0:
                 continue
             smoothed = curve.smooth_x is not None
-            hover = (f"run: %{{meta}}<br>step %{{customdata:.0f}}<br>{sym} %{{y:.4f}}"
-                     + ("<br>t %{x:.2f} h" if curve.x_axis == "wall time" else "") + "<extra></extra>")
-            sparse = curve.x.size <= 200 and row == 2
-            raw = scatter(x=curve.x, y=curve.y, customdata=curve.step, meta=meta, hovertemplate=hover,
+            on_steps = curve.x_axis == "step"
+            hover = (f"run: %{{meta}}<br>step %{{{'x' if on_steps else 'customdata'}:.0f}}<br>{sym} %{{y:.4f}}"
+                     + ("" if on_steps else "<br>t %{x:.2f} h") + "<extra></extra>")
+            x, y, step = _cut(curve.x, curve.y, curve.step, per_trace)
+            sparse = x.size <= 200 and row == 2
+            raw = scatter(x=_compact(x, on_steps), y=y, customdata=None if on_steps else step, meta=meta,
+                          hovertemplate=hover,
                           mode="lines+markers" if sparse else "lines",
-                          line={"color": with_alpha(color, 0.3) if smoothed else color, "width": 1 if smoothed else 1.6},
+                          line={"color": with_alpha(color, 0.3) if smoothed else color,
+                                "width": 1 if smoothed else width},
                           marker={"size": 4, "color": with_alpha(color, 0.3) if smoothed else color},
                           name=label, legendgroup=group, showlegend=first_in_legend and not smoothed,
                           legendgrouptitle_text=title if first_in_legend and not smoothed else None)
             traces.append((raw, row))
             if smoothed:
-                traces.append((scatter(x=curve.smooth_x, y=curve.smooth_y, customdata=curve.smooth_step, meta=meta,
-                                      hovertemplate=hover.replace("<extra>", " (smoothed)<extra>"), mode="lines",
-                                      line={"color": color, "width": 1.8}, name=label, legendgroup=group,
-                                      showlegend=first_in_legend, legendgrouptitle_text=title if first_in_legend else None),
-                               row))
+                sx, sy, sst = _cut(curve.smooth_x, curve.smooth_y, curve.smooth_step, per_trace)
+                traces.append((scatter(x=_compact(sx, on_steps), y=sy, customdata=None if on_steps else sst, meta=meta,
+                                       hovertemplate=hover.replace("<extra>", " (smoothed)<extra>"), mode="lines",
+                                       line={"color": color, "width": max(width, 1.2)}, name=label,
+                                       legendgroup=group, showlegend=first_in_legend,
+                                       legendgrouptitle_text=title if first_in_legend else None), row))
             first_in_legend = False
-        _stage(shapes, notes, r, color, annotate=len(runs) == 1)
-        traces += [(t, 1) for t in _collapse(r, color, scatter, group)]
+        if detail:
+            _stage(shapes, notes, r, color, annotate=len(runs) == 1)
+            traces += [(t, 1) for t in _collapse(r, color, scatter, group)]
+        else:
+            m = summary_marker(r)
+            if m is not None:
+                summary.append(m | {"color": color})
+    if summary:
+        traces.append((scatter(
+            x=[m["x"] for m in summary], y=[m["y"] for m in summary], text=[m["text"] for m in summary],
+            mode="markers", hovertemplate="%{text}<extra></extra>", name="stage / collapse (one per run)",
+            marker={"symbol": [m["symbol"] for m in summary], "size": 9, "color": [m["color"] for m in summary],
+                    "line": {"width": 1, "color": "#222"}},
+            legendgroup="summary", showlegend=True), 1))
     # one call each: adding shapes or traces one by one re-validates the layout every time (quadratic)
     fig.add_traces([t for t, _ in traces], rows=[row for _, row in traces], cols=[1] * len(traces))
     fig.update_layout(shapes=shapes, annotations=list(fig.layout.annotations) + notes)
@@ -97,6 +150,42 @@ def collapse_figure(runs: Sequence[RunCurves], *, log_y: bool = False, height: i
     fig.update_layout(height=height, margin={"t": 40, "r": 10}, hovermode="closest",
                       legend={"groupclick": "togglegroup" if seen_groups else "toggleitem", "tracegroupgap": 6})
     return fig
+
+
+def _cut(x: np.ndarray, y: np.ndarray, step: np.ndarray, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The trace's points within its share of the budget (the page reads about that many already)."""
+    if x.size <= n_out:
+        return x, y, step
+    keep = downsample_index(x, y, n_out)
+    return x[keep], y[keep], step[keep]
+
+
+def _compact(x: np.ndarray, on_steps: bool) -> np.ndarray:
+    """Steps as integers (sent to the browser as 2- or 4-byte integers instead of 8-byte floats)."""
+    if on_steps and x.size and np.all(np.abs(x) < 2**31) and np.all(x == np.round(x)):
+        return x.astype(np.int64)
+    return x
+
+
+def summary_marker(r: RunCurves) -> dict[str, Any] | None:
+    """One marker summing up a run's stage and collapse, on its entropy curve: at the rising → plateau step
+    (◆), or at its last point when the switch is not clear (●); ✕ when entropy is collapsing. Its hover
+    text says the stage range, the verdict and the projected floor step."""
+    h = r.entropy
+    if h is None or h.n_total == 0:
+        return None
+    st, c = r.stage or {}, r.collapse or {}
+    clear = bool(st.get("clear")) and _finite(st.get("step"))
+    step = float(st["step"]) if clear else float(h.step[-1])
+    xs, ys = (h.smooth_x, h.smooth_y) if h.smooth_x is not None else (h.x, h.y)
+    x = h.x_at(step)
+    verdict = str(c.get("verdict") or "–")
+    proj = c.get("projected_floor_step")
+    lines = [f"run: {plotly_text(run_label(r.name, r.run_id))}", plotly_text(stage_text(st))]
+    lines.append(f"collapse: {plotly_text(verdict)}"
+                 + (f", floor projected at step {float(proj):.0f}" if c.get("alarm") and _finite(proj) else ""))
+    symbol = SUMMARY_SYMBOL["alarm" if c.get("alarm") else "plateau" if clear else "none"]
+    return {"x": x, "y": float(np.interp(x, xs, ys)), "symbol": symbol, "text": "<br>".join(lines)}
 
 
 def _finite(v: Any) -> bool:

@@ -368,13 +368,34 @@ class Store:
     def lod_points(self, run_id: int, key: str, level: int) -> np.ndarray:
         """The rows of one level of a series as an (n, 3) float array — step, value, wall time (NaN where
         unknown) — sorted by step; empty when the series has no such level."""
-        kid = self.key_ids_known([key]).get(key)
-        if kid is None:
-            return np.empty((0, 3))
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         return self._fetch_array(
-            f"SELECT step, value, wall_time FROM metric_lod WHERE run_id = {mark} AND key_id = {mark} "
-            f"AND level = {mark} ORDER BY step", (int(run_id), int(kid), int(level)))
+            f"SELECT l.step, l.value, l.wall_time FROM metric_lod l JOIN metric_keys k ON k.id = l.key_id "
+            f"WHERE l.run_id = {mark} AND k.name = {mark} AND l.level = {mark} ORDER BY l.step",
+            (int(run_id), str(key), int(level)))
+
+    def step_spans(self, run_ids: Iterable[int], keys: Iterable[str]) -> pd.DataFrame:
+        """First and last stored step of each (run_id, key) series that exists: two index look-ups per series
+        (a grouped min/max would read every point)."""
+        ids = [int(i) for i in run_ids]
+        kid = self.key_ids_known(list(keys))
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        one = f"FROM metric_points WHERE run_id = {mark} AND key_id = {mark}"
+        sql = f"SELECT (SELECT min(step) {one}), (SELECT max(step) {one})"
+        rows = []
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            for run_id in ids:
+                for key, k in kid.items():
+                    cur.execute(sql, (run_id, k, run_id, k))
+                    lo, hi = cur.fetchone()
+                    if lo is not None:
+                        rows.append((run_id, key, int(lo), int(hi)))
+            cur.close()
+        finally:
+            raw.close()
+        return pd.DataFrame(rows, columns=["run_id", "key", "first_step", "last_step"])
 
     def point_counts(self, run_ids: Iterable[int], keys: Iterable[str]) -> pd.DataFrame:
         """Stored points (finite or not) per (run_id, key) of the given runs and keys."""
@@ -501,12 +522,10 @@ class Store:
         """Every stored point of one run's metric as an (n, 3) float array — step, value (NaN where the
         source had a non-finite value), wall time (NaN where unknown) — sorted by step. The fast path for
         drawing: a plain DB-API cursor straight into numpy (about 20 ms for 20,000 points)."""
-        kid = self.key_ids_known([key]).get(key)
-        if kid is None:
-            return np.empty((0, 3))
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        return self._fetch_array(f"SELECT step, value, wall_time FROM metric_points WHERE run_id = {mark} "
-                                 f"AND key_id = {mark} ORDER BY step", (int(run_id), int(kid)))
+        return self._fetch_array(
+            f"SELECT p.step, p.value, p.wall_time FROM metric_points p JOIN metric_keys k ON k.id = p.key_id "
+            f"WHERE p.run_id = {mark} AND k.name = {mark} ORDER BY p.step", (int(run_id), str(key)))
 
     def _fetch_array(self, sql: str, params: tuple) -> np.ndarray:
         """Rows of a three-column query through a plain DB-API cursor as an (n, 3) float array (None → NaN)."""

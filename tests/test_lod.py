@@ -138,3 +138,51 @@ def test_reingest_of_unchanged_points_writes_no_levels(any_store):
     assert any_store.write_run(sid, data, ROLES).points == 0
     assert int(any_store.lod_levels([run_id], [H, R])["n"].sum()) == n_before
     _assert_fresh(any_store, run_id, H)
+
+
+# ------------------------------------------------------------------------------------------ the dashboard's reads
+def test_curves_read_the_coarsest_level_that_fills_the_budget_and_smooth_on_every_point(any_store):
+    from dashboard.curves import choose_level
+    from dashboard.data import build_curve
+    from dashboard.smoothing import ema_debiased
+
+    sid = any_store.source_id("file", "/logs")
+    steps = np.arange(1, 20_001)
+    h = _entropy(steps)
+    h[[500, 15_000]] = [4.0, -2.0]  # a spike and a dip the chart must show
+    run_id = any_store.write_run(sid, _run(steps, h, steps[::10], np.linspace(0.2, 0.8, 2_000)), ROLES).run_id
+    levels = dict(zip(*[any_store.lod_levels([run_id], [H])[c] for c in ("level", "n")], strict=True))
+    stored = any_store.points(run_id, H)
+    for n_out, want in ((2_000, 1), (499, 2)):
+        level = choose_level(levels, n_out)
+        assert level == want
+        c = build_curve(any_store, run_id, H, 0.0, "step", n_out, level)
+        assert c.level == want and c.n_total == levels[want] and c.x.size <= n_out
+        assert c.y.max() == 4.0 and c.y.min() == -2.0  # extremes survive the level and MinMaxLTTB
+        np.testing.assert_array_equal(c.y, stored[np.searchsorted(stored[:, 0], c.step), 1])  # stored points
+    # smoothing: the EMA runs on every stored point, whatever level was offered
+    c = build_curve(any_store, run_id, H, 0.9, "step", 499, 2)
+    assert c.level is None and c.n_total == 20_000
+    full = ema_debiased(stored[:, 1], 0.9)
+    np.testing.assert_allclose(c.smooth_y, full[np.searchsorted(stored[:, 0], c.smooth_step)], rtol=1e-12)
+    assert c.smooth_y.max() == pytest.approx(full.max())
+    # wall time from a level: hours since the first point
+    w = build_curve(any_store, run_id, H, 0.0, "wall time", 499, 2)
+    assert w.x_axis == "wall time" and w.x[-1] == pytest.approx(19_999 * 30 / 3600)
+
+
+def test_without_levels_the_dashboard_reads_points_and_writes_nothing(any_store):
+    from dashboard.data import build_bucket_series, build_curve
+
+    sid = any_store.source_id("file", "/logs")
+    steps = np.arange(1, 5_001)
+    run_id = any_store.write_run(sid, _run(steps, _entropy(steps), steps[::10], np.linspace(0.2, 0.8, 500)),
+                                 ROLES).run_id
+    with any_store.engine.begin() as conn:  # a store written before levels existed
+        conn.execute(text("DELETE FROM metric_lod"))
+    c = build_curve(any_store, run_id, H, 0.0, "step", 499, 2)  # level 2 asked for, but there is none
+    assert c.level is None and c.n_total == 5_000 and c.x.size <= 499
+    s, v = build_bucket_series(any_store, run_id, H, 128, 2)
+    assert s[0] == 1 and s[-1] == 5_000
+    with any_store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM metric_lod")).scalar_one() == 0  # readers never write
