@@ -20,7 +20,12 @@ server's resident memory (VmRSS of the streamlit process) after the warm load.
   ``metric_lod``, WebGL when traces are many, one summary marker per run instead of stage bands at many runs;
 * **naive** = ``bench/naive/app.py``: the Collapse page as it was before (``bench/naive/today.py``): every
   stored point read per trace, ≤ 2,000 points per trace whatever the number of runs, a band and markers
-  per run (its Ceiling page is the product's own, so both columns time the same Ceiling code).
+  per run (its Ceiling page is the product's own, so both columns time the same Ceiling code);
+* **dashboard-webgl**: the dashboard with WebGL traces whatever the number of lines
+  (``ENTROPY_DASH_WEBGL_TRACES=0``), to show what WebGL costs where it is drawn in software;
+
+and the Groups page (the dashboard only). "load" is the machine's 1-minute load average when the row
+started: the machine is shared, and wall times grow with it.
 
 Also prints, in-process (no browser), what the Collapse page's server side costs: read + build + JSON.
 Exits 0.
@@ -55,8 +60,12 @@ N_STEPS = 20_000
 ENTROPY, VAL = "actor/entropy", "val-core/bench/acc/mean@1"
 MODELS = ("Qwen2.5-0.5B", "Qwen2.5-1.5B", "Qwen2.5-7B", "Qwen2.5-32B")
 INTERVENTIONS = ("none", "clip-cov", "kl-cov", "entropy-bonus")
-APPS = {"dashboard": ROOT / "dashboard" / "app.py", "naive": ROOT / "bench" / "naive" / "app.py"}
-CHARTS = {"collapse": 1, "ceiling": 3}
+# way → (app, environment): "dashboard (WebGL)" is the dashboard with WebGL traces at any number of lines
+WAYS = {"dashboard": (ROOT / "dashboard" / "app.py", {}),
+        "naive": (ROOT / "bench" / "naive" / "app.py", {}),
+        "dashboard-webgl": (ROOT / "dashboard" / "app.py", {"ENTROPY_DASH_WEBGL_TRACES": "0"})}
+CHARTS = {"collapse": 1, "ceiling": 3, "groups": 2}
+NAIVE_PAGES = ("collapse", "ceiling")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -110,7 +119,7 @@ def rss_mb(pid: int) -> float:
 class Server:
     """``streamlit run APP`` on a free loopback port against the store ``url``."""
 
-    def __init__(self, app: Path, url: str, log: Path) -> None:
+    def __init__(self, app: Path, url: str, log: Path, env: dict[str, str] | None = None) -> None:
         import requests
 
         self.port = _free_port()
@@ -119,7 +128,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(self.port),
              "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            env={**os.environ, "ENTROPY_DASH_DB": url, "PYTHONPATH": str(ROOT)}, stdout=self._log,
+            env={**os.environ, "ENTROPY_DASH_DB": url, "PYTHONPATH": str(ROOT), **(env or {})}, stdout=self._log,
             stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -172,9 +181,10 @@ def _wait_drawn(page, n_charts: int, timeout_s: float = 300) -> list[int]:
     return points
 
 
-def time_page(browser, app: Path, url: str, path: str, n_charts: int, workdir: Path, tag: str) -> dict:
+def time_page(browser, way: str, url: str, path: str, n_charts: int, workdir: Path, tag: str) -> dict:
     """Cold (fresh server, fresh browser context) and warm (reload) load of ``path``."""
-    server = Server(app, url, workdir / f"streamlit-{tag}.log")
+    app, env = WAYS[way]
+    server = Server(app, url, workdir / f"streamlit-{tag}.log", env)
     try:
         ctx = browser.new_context(viewport={"width": 1500, "height": 1300})
         page = ctx.new_page()
@@ -199,6 +209,9 @@ def server_side(url: str, ids: list[int]) -> dict[str, float]:
     """The Collapse figure's server-side cost without Streamlit (read + build + JSON), both ways, as the
     pages do it (the dashboard: read at the chart's budget from the stored levels; naive: every point)."""
     sys.path.insert(0, str(ROOT / "bench" / "naive"))
+    from streamlit.logger import set_log_level
+
+    set_log_level("error")  # the dashboard's caches note that there is no Streamlit runtime here
     import today
 
     from analysis.pipeline import load_results
@@ -249,8 +262,8 @@ def main() -> int:
                                   "a store already there is reused")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--runs", default="10,100", help="numbers of selected runs (default 10,100)")
-    ap.add_argument("--pages", default="collapse,ceiling")
-    ap.add_argument("--ways", default="dashboard,naive")
+    ap.add_argument("--pages", default="collapse,ceiling,groups")
+    ap.add_argument("--ways", default="dashboard,naive,dashboard-webgl")
     args = ap.parse_args()
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="bench-dashboard-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -285,10 +298,14 @@ def main() -> int:
                 sel = ",".join(map(str, ids[:n]))
                 path = f"/{page_name}?runs={sel}" + (f"&run={ids[0]}" if page_name == "ceiling" else "")
                 for way in args.ways.split(","):
+                    if (way == "naive" and page_name not in NAIVE_PAGES) or (way == "dashboard-webgl"
+                                                                             and page_name != "collapse"):
+                        continue
                     tag = f"{page_name}-{n}-{way}"
                     print(f"  timing {tag} …", file=sys.stderr, flush=True)
-                    r = time_page(browser, APPS[way], url, path, CHARTS[page_name], workdir, tag)
-                    rows.append({"page": page_name, "runs": n, "way": way, **r})
+                    load = os.getloadavg()[0]
+                    r = time_page(browser, way, url, path, CHARTS[page_name], workdir, tag)
+                    rows.append({"page": page_name, "runs": n, "way": way, **r, "load": load})
         browser.close()
     table = pd.DataFrame(rows)
     table["points per chart"] = [" / ".join(f"{p:,}" for p in pts) for pts in table["points per chart"]]

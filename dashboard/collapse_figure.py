@@ -52,6 +52,20 @@ class RunCurves:
     performance_key: str | None = None
 
 
+def _trace(kind: str, row: int, **props: Any) -> dict[str, Any]:
+    """A trace as plain data on panel ``row`` (1: H, 2: R); ``None`` properties are left out and ``a_b``
+    names nest (``legendgrouptitle_text`` → ``{"legendgrouptitle": {"text": …}}``)."""
+    out: dict[str, Any] = {"type": kind, "xaxis": "x" if row == 1 else "x2", "yaxis": "y" if row == 1 else "y2"}
+    for k, v in props.items():
+        if v is None:
+            continue
+        if k == "legendgrouptitle_text":
+            out["legendgrouptitle"] = {"text": v}
+        else:
+            out[k] = v
+    return out
+
+
 def line_traces(runs: Sequence[RunCurves]) -> int:
     """Line traces the figure of ``runs`` draws (raw and, when smoothing, smoothed, per metric)."""
     return sum(1 + (c.smooth_x is not None) for r in runs for c in (r.entropy, r.performance)
@@ -76,17 +90,18 @@ def chart_points(fig: go.Figure) -> int:
 def collapse_figure(runs: Sequence[RunCurves], *, log_y: bool = False, height: int = 720,
                     budget: int = CHART_BUDGET) -> go.Figure:
     """Overlaid H and R curves of ``runs`` (legend grouped by ``RunCurves.group`` when set), at most
-    ``budget`` points in all."""
+    ``budget`` points in all.
+
+    Traces are assembled as plain data and handed to plotly without its per-property validation (which
+    costs more than everything else on the page at 100 runs); the tests validate every figure."""
     n_lines = line_traces(runs)
     per_trace = trace_budget(n_lines, marker_points(len(runs)), budget=budget)
-    scatter = go.Scattergl if n_lines > WEBGL_TRACES else go.Scatter
+    kind = "scattergl" if n_lines > WEBGL_TRACES else "scatter"
     x_axis = next((c.x_axis for r in runs for c in (r.entropy, r.performance) if c is not None), "step")
     x_title = "wall time (hours since the run's first point)" if x_axis == "wall time" else "step"
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.07,
-                        subplot_titles=("policy entropy H", "performance R"))
     ordered = sorted(runs, key=lambda r: (r.group or "", r.run_id))
     seen_groups: set[str] = set()
-    traces: list[tuple[go.Scatter | go.Scattergl, int]] = []
+    traces: list[dict[str, Any]] = []
     shapes: list[dict] = []
     notes: list[dict] = []
     detail = detailed(len(runs))
@@ -111,44 +126,49 @@ def collapse_figure(runs: Sequence[RunCurves], *, log_y: bool = False, height: i
                      + ("" if on_steps else "<br>t %{x:.2f} h") + "<extra></extra>")
             x, y, step = _cut(curve.x, curve.y, curve.step, per_trace)
             sparse = x.size <= 200 and row == 2
-            raw = scatter(x=_compact(x, on_steps), y=y, customdata=None if on_steps else step, meta=meta,
-                          hovertemplate=hover,
-                          mode="lines+markers" if sparse else "lines",
-                          line={"color": with_alpha(color, 0.3) if smoothed else color,
-                                "width": 1 if smoothed else width},
-                          marker={"size": 4, "color": with_alpha(color, 0.3) if smoothed else color},
-                          name=label, legendgroup=group, showlegend=first_in_legend and not smoothed,
-                          legendgrouptitle_text=title if first_in_legend and not smoothed else None)
-            traces.append((raw, row))
+            traces.append(_trace(
+                kind, row, x=_compact(x, on_steps), y=y, customdata=None if on_steps else step, meta=meta,
+                hovertemplate=hover, mode="lines+markers" if sparse else "lines",
+                line={"color": with_alpha(color, 0.3) if smoothed else color, "width": 1 if smoothed else width},
+                marker={"size": 4, "color": with_alpha(color, 0.3) if smoothed else color},
+                name=label, legendgroup=group, showlegend=first_in_legend and not smoothed,
+                legendgrouptitle_text=title if first_in_legend and not smoothed else None))
             if smoothed:
                 sx, sy, sst = _cut(curve.smooth_x, curve.smooth_y, curve.smooth_step, per_trace)
-                traces.append((scatter(x=_compact(sx, on_steps), y=sy, customdata=None if on_steps else sst, meta=meta,
-                                       hovertemplate=hover.replace("<extra>", " (smoothed)<extra>"), mode="lines",
-                                       line={"color": color, "width": max(width, 1.2)}, name=label,
-                                       legendgroup=group, showlegend=first_in_legend,
-                                       legendgrouptitle_text=title if first_in_legend else None), row))
+                traces.append(_trace(
+                    kind, row, x=_compact(sx, on_steps), y=sy, customdata=None if on_steps else sst, meta=meta,
+                    hovertemplate=hover.replace("<extra>", " (smoothed)<extra>"), mode="lines",
+                    line={"color": color, "width": max(width, 1.2)}, name=label, legendgroup=group,
+                    showlegend=first_in_legend, legendgrouptitle_text=title if first_in_legend else None))
             first_in_legend = False
         if detail:
             _stage(shapes, notes, r, color, annotate=len(runs) == 1)
-            traces += [(t, 1) for t in _collapse(r, color, scatter, group)]
+            traces += _collapse(r, color, kind, group)
         else:
             m = summary_marker(r)
             if m is not None:
                 summary.append(m | {"color": color})
     if summary:
-        traces.append((scatter(
-            x=[m["x"] for m in summary], y=[m["y"] for m in summary], text=[m["text"] for m in summary],
+        traces.append(_trace(
+            kind, 1, x=[m["x"] for m in summary], y=[m["y"] for m in summary], text=[m["text"] for m in summary],
             mode="markers", hovertemplate="%{text}<extra></extra>", name="stage / collapse (one per run)",
             marker={"symbol": [m["symbol"] for m in summary], "size": 9, "color": [m["color"] for m in summary],
                     "line": {"width": 1, "color": "#222"}},
-            legendgroup="summary", showlegend=True), 1))
-    # one call each: adding shapes or traces one by one re-validates the layout every time (quadratic)
-    fig.add_traces([t for t, _ in traces], rows=[row for _, row in traces], cols=[1] * len(traces))
-    fig.update_layout(shapes=shapes, annotations=list(fig.layout.annotations) + notes)
-    fig.update_yaxes(type="log" if log_y else "linear")
-    fig.update_xaxes(title_text=x_title, row=2, col=1)
-    fig.update_layout(height=height, margin={"t": 40, "r": 10}, hovermode="closest",
-                      legend={"groupclick": "togglegroup" if seen_groups else "toggleitem", "tracegroupgap": 6})
+            legendgroup="summary", showlegend=True))
+    frame = frame_figure(height=height)
+    frame.update_layout(shapes=shapes, annotations=list(frame.layout.annotations) + notes, hovermode="closest",
+                        legend={"groupclick": "togglegroup" if seen_groups else "toggleitem", "tracegroupgap": 6})
+    frame.update_yaxes(type="log" if log_y else "linear")
+    frame.update_xaxes(title_text=x_title, row=2, col=1)
+    return go.Figure(data=traces, layout=frame.layout, _validate=False)
+
+
+def frame_figure(*, height: int = 720) -> go.Figure:
+    """The figure's empty frame (both panels, no data): sent first, so that the browser loads its charting
+    library while the page still reads the curves."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+                        subplot_titles=("policy entropy H", "performance R"))
+    fig.update_layout(height=height, margin={"t": 40, "r": 10})
     return fig
 
 
@@ -215,7 +235,7 @@ def _stage(shapes: list[dict], notes: list[dict], r: RunCurves, color: str, *, a
 PROJECTION_REACH = 0.5  # how far past a run's last step (in run lengths) a projected floor step is drawn
 
 
-def _collapse(r: RunCurves, color: str, scatter: type, group: str) -> list:
+def _collapse(r: RunCurves, color: str, kind: str, group: str) -> list[dict[str, Any]]:
     """Alarm marker at the last entropy point; projected floor step with the floor level (dotted)."""
     c = r.collapse or {}
     h = r.entropy
@@ -226,8 +246,8 @@ def _collapse(r: RunCurves, color: str, scatter: type, group: str) -> list:
     verdict = str(c["verdict"])
     last_x, last_step = float(h.x[-1]), float(h.step[-1])
     if c.get("alarm") and _finite(c.get("h_now")):
-        out.append(scatter(
-            x=[last_x], y=[c["h_now"]], mode="markers", meta=meta, customdata=[last_step],
+        out.append(_trace(
+            kind, 1, x=[last_x], y=[c["h_now"]], mode="markers", meta=meta, customdata=[last_step],
             marker={"symbol": ALARM_SYMBOL.get(verdict, "x"), "size": 13, "color": color, "line": {"width": 2}},
             name=f"{verdict}", legendgroup=group, showlegend=False,
             hovertemplate=f"run: %{{meta}}<br>{plotly_text(verdict)} at step %{{customdata:.0f}}"
@@ -239,8 +259,8 @@ def _collapse(r: RunCurves, color: str, scatter: type, group: str) -> list:
         limit = last_step + PROJECTION_REACH * (last_step - float(h.step[0]))
         beyond = float(proj) > limit
         px = h.x_at(min(float(proj), limit))
-        out.append(scatter(
-            x=[last_x, px], y=[floor, floor], mode="lines+markers", meta=meta, customdata=[last_step, proj],
+        out.append(_trace(
+            kind, 1, x=[last_x, px], y=[floor, floor], mode="lines+markers", meta=meta, customdata=[last_step, proj],
             line={"color": color, "dash": "dot", "width": 1},
             marker={"symbol": ["line-ns", "triangle-right" if beyond else "triangle-down"], "size": [1, 11],
                     "color": color},

@@ -105,11 +105,13 @@ def build_curve(store: Store, run_id: int, key: str, smoothing: float, x_axis: s
     return prepare_curve(pts[:, 0], pts[:, 1], pts[:, 2], smoothing=smoothing, x_axis=x_axis, n_out=n_out)
 
 
-@st.cache_data(show_spinner=False, max_entries=1024)
-def curve(url: str, run_id: int, run_version: int, key: str, smoothing: float, x_axis: str,
-          n_out: int = MAX_POINTS, level: int | None = None) -> Curve:
-    """A run's metric ready to draw; cached on the run's own data version (``runs.data_version``)."""
-    return build_curve(_open(url), run_id, key, smoothing, x_axis, n_out, level)
+@st.cache_data(show_spinner=False, max_entries=32)
+def curves(url: str, series: tuple[tuple[int, int, str, int | None], ...], smoothing: float, x_axis: str,
+           n_out: int = MAX_POINTS) -> list[Curve]:
+    """The curves of a page, each ``(run_id, run_version, key, level)`` (cached on the runs' own data
+    versions, ``runs.data_version``): one cache look-up for a page of 100 runs instead of 200."""
+    store = _open(url)
+    return [build_curve(store, run_id, key, smoothing, x_axis, n_out, level) for run_id, _, key, level in series]
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -142,10 +144,11 @@ def build_bucket_series(store: Store, run_id: int, key: str, width: int, level: 
     return bucket_points(pts[:, 0], pts[:, 1], width)
 
 
-@st.cache_data(show_spinner=False, max_entries=4096)
-def bucket_series(url: str, run_id: int, run_version: int, key: str, width: int, level: int | None) -> tuple:
-    """``build_bucket_series``, cached on the run's data version."""
-    return build_bucket_series(_open(url), run_id, key, width, level)
+@st.cache_data(show_spinner=False, max_entries=32)
+def bucket_series(url: str, series: tuple[tuple[int, int, str, int | None], ...], width: int) -> list[tuple]:
+    """``build_bucket_series`` of each ``(run_id, run_version, key, level)``, cached on the runs' versions."""
+    store = _open(url)
+    return [build_bucket_series(store, run_id, key, width, level) for run_id, _, key, level in series]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -161,6 +161,7 @@ def test_collapse_figure_never_exceeds_the_chart_budget(n_runs, smoothing):
         assert per_trace == (CHART_BUDGET - n_runs) // n_lines  # a few hundred per line
     webgl = {type(t).__name__ for t in fig.data}
     assert webgl == ({"Scattergl"} if n_lines > WEBGL_TRACES else {"Scatter"})
+    go.Figure(fig.to_dict())  # built without plotly's validation: every property must still be valid
 
 
 def test_webgl_above_the_trace_threshold_and_summary_markers_at_many_runs():
@@ -184,6 +185,8 @@ def test_webgl_above_the_trace_threshold_and_summary_markers_at_many_runs():
     n = WEBGL_TRACES // 2 + 1
     assert {type(t).__name__ for t in collapse_figure(_many(n, steps=2_000)).data} == {"Scattergl"}
     assert {type(t).__name__ for t in collapse_figure(_many(n - 1, steps=2_000)).data} == {"Scatter"}
+    for fig in (fig_few, fig_many, collapse_figure(_many(2), log_y=True)):
+        go.Figure(fig.to_dict())  # valid, though assembled without validation
 
 
 def test_choose_level_reads_the_coarsest_level_with_enough_points():

@@ -6,6 +6,7 @@ downsampled levels."""
 from __future__ import annotations
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import context, data, state
@@ -16,6 +17,7 @@ from dashboard.collapse_figure import (
     chart_points,
     collapse_figure,
     detailed,
+    frame_figure,
     line_traces,
     marker_points,
 )
@@ -27,6 +29,14 @@ from dashboard.text import md_text, run_label
 
 GROUPS = ("none", "project / experiment", "model", "algorithm", "intervention")
 GROUPS_PAGE_FROM = 20  # selections at least this large get a pointer to the Groups page
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def chart(key: tuple, _runs: list[RunCurves], log_y: bool) -> go.Figure:
+    """The figure, kept for a reload of the same view (``key``: store, store version, runs and options);
+    building and validating a few hundred traces is most of the page's own time. Never mutated."""
+    return collapse_figure(_runs, log_y=log_y)
+
 
 st.title("Collapse")
 ctx = context.load()
@@ -45,6 +55,9 @@ if ctx is not None:
         st.page_link("app_pages/groups.py", icon=":material/stacked_line_chart:",
                      label=f"{len(ids)} runs: the Groups page shows them as a median and interquartile band per "
                            "group, and each run as one point (ceiling against entropy spent)")
+    slot = st.empty()
+    if ids:  # the chart's frame first: the browser loads the charting library while the curves are read
+        slot.plotly_chart(frame_figure())
     # the chart's point budget, shared by every line: known before reading, so each series is read at the
     # coarsest stored level that still has that many points
     n_out = trace_budget(2 * len(ids) * (2 if smoothing > 0 else 1), marker_points(len(ids)))
@@ -53,6 +66,11 @@ if ctx is not None:
     levels = data.lod_levels(ctx.url, ctx.version, tuple(ids), keys) if ids and smoothing == 0 else {}
     info = ctx.runs.set_index("id", drop=False)
     versions = dict(zip(ctx.runs["id"].astype(int), ctx.runs["data_version"].astype(int), strict=True))
+    wanted = tuple((run_id, versions.get(run_id, 0), k, data.curve_level(levels, run_id, k, smoothing, n_out))
+                   for run_id in ids for k in (results[run_id].get("entropy_key"), results[run_id].get("performance_key"))
+                   if k)
+    read = dict(zip(((s[0], s[2]) for s in wanted), data.curves(ctx.url, wanted, smoothing, x_axis, n_out),
+                    strict=True))
     runs: list[RunCurves] = []
     rows = []
     for run_id in ids:
@@ -63,9 +81,7 @@ if ctx is not None:
         if rk is None:
             st.warning(f"**{md_text(run_label(res['run'], run_id))}**: no performance curve — "
                        f"{context.FIX_NO_PERFORMANCE}")
-        version = versions.get(run_id, 0)
-        hc, rc = (data.curve(ctx.url, run_id, version, k, smoothing, x_axis, n_out,
-                             data.curve_level(levels, run_id, k, smoothing, n_out)) if k else None for k in (hk, rk))
+        hc, rc = read.get((run_id, hk)), read.get((run_id, rk))
         group = group_of(info.loc[run_id].to_dict(), group_by) if group_by != "none" and run_id in info.index else None
         runs.append(RunCurves(run_id=run_id, name=str(res["run"]), entropy=hc, performance=rc, group=group,
                               stage=res.get("stage") or {}, collapse=res.get("collapse") or {},
@@ -73,7 +89,7 @@ if ctx is not None:
         coll = res.get("collapse") or {}
 
         def drawn(cv) -> str:
-            return "–" if cv is None else (f"{min(cv.x.size, n_out):,} of {cv.n_total:,} "
+            return "–" if cv is None else (f"{cv.x.size:,} of {cv.n_total:,} "
                                             + ("points" if cv.level is None else f"in level {cv.level}"))
 
         rows.append({"id": run_id, "run": str(res["run"]), "verdict": collapse_text(coll),
@@ -82,12 +98,14 @@ if ctx is not None:
                      "stage": stage_text(res.get("stage")), "backtest (track record)": backtest_text(res),
                      "message": coll.get("message") or coll.get("error") or "",
                      "H drawn of read": drawn(hc), "R drawn of read": drawn(rc)})
-    if any(r.entropy is not None or r.performance is not None for r in runs):
+    if not any(r.entropy is not None or r.performance is not None for r in runs):
+        slot.empty()
+    else:
         if x_axis == "wall time" and any(c.x_axis != "wall time" for r in runs for c in (r.entropy, r.performance)
                                          if c is not None):
             st.info("Some runs have no wall times logged for every point; they are drawn against step.")
-        fig = collapse_figure(runs, log_y=log_y)
-        st.plotly_chart(fig, key="collapse_chart")
+        fig = chart((ctx.url, ctx.version, tuple(ids), smoothing, x_axis, group_by), runs, log_y)
+        slot.plotly_chart(fig, key="collapse_chart")
         curves = [cv for r in runs for cv in (r.entropy, r.performance) if cv is not None]
         from_levels = sum(cv.level is not None for cv in curves)
         read = (f"{from_levels} of {len(curves)} curves read from the stored downsampled levels (M4: first, lowest, "

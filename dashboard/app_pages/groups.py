@@ -53,17 +53,16 @@ if ctx is not None:
     width = bucket_width(max((b for _, b in spans.values()), default=0))
     level = LEVEL_OF_WIDTH.get(width)
     levels = data.lod_levels(ctx.url, ctx.version, tuple(ids), keys)
-    series: dict[str, dict[int, tuple]] = {"entropy": {}, "performance": {}}
-    from_level = 0
     versions = dict(zip(ctx.runs["id"].astype(int), ctx.runs["data_version"].astype(int), strict=True))
-    for i in ids:
-        for role in ("entropy", "performance"):
-            key = results[i].get(f"{role}_key")
-            if key and (i, key) in spans:
-                lv = level if level in levels.get((i, key), {}) else None
-                from_level += lv is not None
-                series[role][i] = data.bucket_series(ctx.url, i, versions.get(i, 0), key, width, lv)
-    n_series = sum(len(v) for v in series.values())
+    wanted = [(i, role, key) for i in ids for role in ("entropy", "performance")
+              if (key := results[i].get(f"{role}_key")) and (i, key) in spans]
+    asked = tuple((i, versions.get(i, 0), key, level if level in levels.get((i, key), {}) else None)
+                  for i, _, key in wanted)
+    series: dict[str, dict[int, tuple]] = {"entropy": {}, "performance": {}}
+    for (i, role, _), got in zip(wanted, data.bucket_series(ctx.url, asked, width), strict=True):
+        series[role][i] = got
+    from_level = sum(a[3] is not None for a in asked)
+    n_series = len(asked)
 
     st.subheader("Median and interquartile range per group")
     hb = group_bands(series["entropy"], groups, width)
