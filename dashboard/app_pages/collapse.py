@@ -21,7 +21,7 @@ from dashboard.collapse_figure import (
     line_traces,
     marker_points,
 )
-from dashboard.curves import X_AXES
+from dashboard.curves import X_AXES, Curve
 from dashboard.downsample import CHART_BUDGET, trace_budget
 from dashboard.grouping import group_of
 from dashboard.tables import backtest_text, collapse_text, stage_text
@@ -34,8 +34,14 @@ GROUPS_PAGE_FROM = 20  # selections at least this large get a pointer to the Gro
 @st.cache_resource(show_spinner=False, max_entries=4)
 def chart(key: tuple, _runs: list[RunCurves], log_y: bool) -> go.Figure:
     """The figure, kept for a reload of the same view (``key``: store, store version, runs and options);
-    building and validating a few hundred traces is most of the page's own time. Never mutated."""
+    assembling a few hundred traces is a good part of the page's own time. Never mutated."""
     return collapse_figure(_runs, log_y=log_y)
+
+
+def _drawn(cv: Curve | None) -> str:
+    """Points drawn of the rows read, and where they were read from."""
+    return "–" if cv is None else (f"{cv.x.size:,} of {cv.n_total:,} "
+                                    + ("points" if cv.level is None else f"in level {cv.level}"))
 
 
 st.title("Collapse")
@@ -87,17 +93,12 @@ if ctx is not None:
                               stage=res.get("stage") or {}, collapse=res.get("collapse") or {},
                               entropy_key=hk, performance_key=rk))
         coll = res.get("collapse") or {}
-
-        def drawn(cv) -> str:
-            return "–" if cv is None else (f"{cv.x.size:,} of {cv.n_total:,} "
-                                            + ("points" if cv.level is None else f"in level {cv.level}"))
-
         rows.append({"id": run_id, "run": str(res["run"]), "verdict": collapse_text(coll),
                      "H start": coll.get("h_start"), "H now": coll.get("h_now"), "floor": coll.get("floor"),
                      "projected floor step": coll.get("projected_floor_step"), "decay": coll.get("decay_kind"),
                      "stage": stage_text(res.get("stage")), "backtest (track record)": backtest_text(res),
                      "message": coll.get("message") or coll.get("error") or "",
-                     "H drawn of read": drawn(hc), "R drawn of read": drawn(rc)})
+                     "H drawn of read": _drawn(hc), "R drawn of read": _drawn(rc)})
     if not any(r.entropy is not None or r.performance is not None for r in runs):
         slot.empty()
     else:
@@ -108,9 +109,9 @@ if ctx is not None:
         slot.plotly_chart(fig, key="collapse_chart")
         curves = [cv for r in runs for cv in (r.entropy, r.performance) if cv is not None]
         from_levels = sum(cv.level is not None for cv in curves)
-        read = (f"{from_levels} of {len(curves)} curves read from the stored downsampled levels (M4: first, lowest, "
-                "highest and last point of every 32/128/512-step bucket), the others point by point"
-                if smoothing == 0 else "every stored point read: smoothing is computed on all of them first")
+        source = (f"{from_levels} of {len(curves)} curves read from the stored downsampled levels (M4: first, lowest, "
+                  "highest and last point of every 32/128/512-step bucket), the others point by point"
+                  if smoothing == 0 else "every stored point read: smoothing is computed on all of them first")
         marks = ("Shaded: the rising → plateau boundary's range (dashed: its step). ✕: collapse alarm; ▽ on a dotted "
                  "line: the step at which entropy is projected to reach its floor." if detailed(len(runs)) else
                  f"With more than {DETAIL_RUNS} runs, bands and markers per run would pile up: each run has one "
@@ -119,7 +120,7 @@ if ctx is not None:
                  "and the projected floor step (all in the table below).")
         st.caption(f"{chart_points(fig):,} points drawn (budget {CHART_BUDGET:,} per chart: each line ≤ {n_out:,} "
                    "points, MinMaxLTTB keeping its minimum and maximum; "
-                   f"{'WebGL' if line_traces(runs) > WEBGL_TRACES else 'SVG'} traces); {read}. {marks}")
+                   f"{'WebGL' if line_traces(runs) > WEBGL_TRACES else 'SVG'} traces); {source}. {marks}")
         st.dataframe(pd.DataFrame(rows), hide_index=True,
                      column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("H start", "H now", "floor")}
                      | {"projected floor step": st.column_config.NumberColumn(format="%.0f")})
