@@ -2,7 +2,9 @@
 runs, overlaid. Pure: takes prepared curves (``dashboard.curves``) and stored analysis dicts.
 
 Within a point budget per chart (``dashboard.downsample.CHART_BUDGET``: every trace is cut to its share,
-``trace_budget``), with WebGL traces when there are more than ``WEBGL_TRACES`` lines. Up to ``DETAIL_RUNS``
+``trace_budget``), with WebGL traces when there are more than ``WEBGL_TRACES`` lines. Up to ``LEGEND_RUNS``
+runs the legend lists each run; with more it lists the legend groups (one entry toggles a group), or is left
+out when there are none (hover a line for its run: a legend of 100 runs is unreadable and slow to draw). Up to ``DETAIL_RUNS``
 runs each run's stage boundary is drawn (shaded range + dashed line) with its collapse marker and projected
 floor step; with more runs those would pile up, so each run gets one summary marker on its entropy curve
 instead (``summary_marker``), and the table under the chart lists the details.
@@ -35,6 +37,8 @@ WEBGL_TRACES = int(os.environ.get("ENTROPY_DASH_WEBGL_TRACES", "200"))
 DETAIL_RUNS = 6
 #: marker points a run adds in detail mode (alarm marker + projected-floor line)
 DETAIL_MARKERS = 3
+#: up to this many runs the legend lists every run; more: one entry per legend group (none without groups)
+LEGEND_RUNS = 20
 ALARM_SYMBOL = {"collapsing": "x", "collapsed": "x-thin-open"}
 SUMMARY_SYMBOL = {"plateau": "diamond", "alarm": "x", "none": "circle"}
 
@@ -106,6 +110,7 @@ def collapse_figure(runs: Sequence[RunCurves], *, log_y: bool = False, height: i
     notes: list[dict] = []
     detail = detailed(len(runs))
     width = 1.6 if len(runs) <= 20 else 1.0
+    per_run_legend = len(runs) <= LEGEND_RUNS
     summary: list[dict] = []
     for r in ordered:
         color = run_color(r.run_id)
@@ -116,7 +121,9 @@ def collapse_figure(runs: Sequence[RunCurves], *, log_y: bool = False, height: i
         if r.group is not None and r.group not in seen_groups:
             seen_groups.add(r.group)
             title = plotly_text(r.group)
-        first_in_legend = True
+        first_in_legend = per_run_legend or title is not None
+        if not per_run_legend:  # the group's first run stands for the group
+            label, title = (title, None) if title is not None else (label, None)
         for row, curve, sym in ((1, r.entropy, "H"), (2, r.performance, "R")):
             if curve is None or curve.n_total == 0:
                 continue
@@ -125,7 +132,9 @@ def collapse_figure(runs: Sequence[RunCurves], *, log_y: bool = False, height: i
             hover = (f"run: %{{meta}}<br>step %{{{'x' if on_steps else 'customdata'}:.0f}}<br>{sym} %{{y:.4f}}"
                      + ("" if on_steps else "<br>t %{x:.2f} h") + "<extra></extra>")
             x, y, step = _cut(curve.x, curve.y, curve.step, per_trace)
-            sparse = x.size <= 200 and row == 2
+            # markers on a short performance series (evaluations every N steps), never on a downsampled one:
+            # SVG draws a marker as an element of its own, so they are kept for a few runs
+            sparse = row == 2 and curve.level is None and curve.n_total <= 200 and len(runs) <= 20
             traces.append(_trace(
                 kind, row, x=_compact(x, on_steps), y=y, customdata=None if on_steps else step, meta=meta,
                 hovertemplate=hover, mode="lines+markers" if sparse else "lines",
@@ -154,9 +163,10 @@ def collapse_figure(runs: Sequence[RunCurves], *, log_y: bool = False, height: i
             mode="markers", hovertemplate="%{text}<extra></extra>", name="stage / collapse (one per run)",
             marker={"symbol": [m["symbol"] for m in summary], "size": 9, "color": [m["color"] for m in summary],
                     "line": {"width": 1, "color": "#222"}},
-            legendgroup="summary", showlegend=True))
+            legendgroup="summary", showlegend=per_run_legend or bool(seen_groups)))
     frame = frame_figure(height=height)
     frame.update_layout(shapes=shapes, annotations=list(frame.layout.annotations) + notes, hovermode="closest",
+                        showlegend=per_run_legend or bool(seen_groups),
                         legend={"groupclick": "togglegroup" if seen_groups else "toggleitem", "tracegroupgap": 6})
     frame.update_yaxes(type="log" if log_y else "linear")
     frame.update_xaxes(title_text=x_title, row=2, col=1)

@@ -189,6 +189,23 @@ def test_webgl_above_the_trace_threshold_and_summary_markers_at_many_runs():
         go.Figure(fig.to_dict())  # valid, though assembled without validation
 
 
+def test_legend_lists_runs_for_a_few_and_groups_for_many():
+    from dataclasses import replace
+
+    from dashboard.collapse_figure import LEGEND_RUNS
+
+    few = collapse_figure(_many(3, steps=2_000))
+    assert sorted(t.name for t in few.data if t.showlegend) == ["run-1 (#1)", "run-2 (#2)", "run-3 (#3)"]
+    many = _many(LEGEND_RUNS + 1, steps=2_000)
+    fig = collapse_figure(many)
+    assert fig.layout.showlegend is False and not any(t.showlegend for t in fig.data)  # hover names the run
+    grouped = [replace(r, group=("7B", "1.5B")[r.run_id % 2]) for r in many]
+    fig = collapse_figure(grouped)
+    shown = [t for t in fig.data if t.showlegend and t.legendgroup.startswith("g:")]
+    assert sorted(t.name for t in shown) == ["1.5B", "7B"] and fig.layout.legend.groupclick == "togglegroup"
+    assert {t.legendgroup for t in fig.data if t.legendgroup.startswith("g:")} == {"g:1.5B", "g:7B"}
+
+
 def test_choose_level_reads_the_coarsest_level_with_enough_points():
     levels = {1: 2_500, 2: 620, 3: 159}
     assert choose_level(levels, 2_000) == 1

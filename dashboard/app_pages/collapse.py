@@ -12,6 +12,7 @@ import streamlit as st
 from dashboard import context, data, state
 from dashboard.collapse_figure import (
     DETAIL_RUNS,
+    LEGEND_RUNS,
     WEBGL_TRACES,
     RunCurves,
     chart_points,
@@ -45,25 +46,32 @@ def _drawn(cv: Curve | None) -> str:
 
 
 st.title("Collapse")
-ctx = context.load()
-if ctx is not None:
+top = st.container()  # messages, run picker and options: filled once the store is read
+slot = st.empty()
+# the chart's empty frame goes out first, so that the browser loads the charting library while the store is
+# opened and the curves are read (replaced by the chart, or removed when there is nothing to draw)
+slot.plotly_chart(frame_figure())
+with top:
+    ctx = context.load()
+if ctx is None:
+    slot.empty()
+else:
     labels = ctx.labels()
     results = ctx.by_id
-    ids = state.run_picker(labels, "collapse", label="Runs (the selection is shared with the other pages)")
-    c = st.columns([1, 2, 1, 1])
-    x_axis = c[0].radio("x axis", X_AXES, horizontal=True, key="c_x")
-    smoothing = c[1].slider("smoothing (debiased EMA weight, as in TensorBoard)", 0.0, 0.99, 0.0, 0.01, key="c_smooth")
-    log_y = c[2].toggle("log y", key="c_log")
-    group_by = c[3].selectbox("legend groups", GROUPS, key="c_group")
-    if not ids:
-        st.info("Pick at least one run above (or on the Runs page).")
-    elif len(ids) >= GROUPS_PAGE_FROM:
-        st.page_link("app_pages/groups.py", icon=":material/stacked_line_chart:",
-                     label=f"{len(ids)} runs: the Groups page shows them as a median and interquartile band per "
-                           "group, and each run as one point (ceiling against entropy spent)")
-    slot = st.empty()
-    if ids:  # the chart's frame first: the browser loads the charting library while the curves are read
-        slot.plotly_chart(frame_figure())
+    with top:
+        ids = state.run_picker(labels, "collapse", label="Runs (the selection is shared with the other pages)")
+        c = st.columns([1, 2, 1, 1])
+        x_axis = c[0].radio("x axis", X_AXES, horizontal=True, key="c_x")
+        smoothing = c[1].slider("smoothing (debiased EMA weight, as in TensorBoard)", 0.0, 0.99, 0.0, 0.01,
+                                key="c_smooth")
+        log_y = c[2].toggle("log y", key="c_log")
+        group_by = c[3].selectbox("legend groups", GROUPS, key="c_group")
+        if not ids:
+            st.info("Pick at least one run above (or on the Runs page).")
+        elif len(ids) >= GROUPS_PAGE_FROM:
+            st.page_link("app_pages/groups.py", icon=":material/stacked_line_chart:",
+                         label=f"{len(ids)} runs: the Groups page shows them as a median and interquartile band "
+                               "per group, and each run as one point (ceiling against entropy spent)")
     # the chart's point budget, shared by every line: known before reading, so each series is read at the
     # coarsest stored level that still has that many points
     n_out = trace_budget(2 * len(ids) * (2 if smoothing > 0 else 1), marker_points(len(ids)))
@@ -83,10 +91,10 @@ if ctx is not None:
         res = results[run_id]
         hk, rk = res.get("entropy_key"), res.get("performance_key")
         if hk is None:
-            st.warning(f"**{md_text(run_label(res['run'], run_id))}**: no entropy curve — {context.FIX_NO_ENTROPY}")
+            top.warning(f"**{md_text(run_label(res['run'], run_id))}**: no entropy curve — {context.FIX_NO_ENTROPY}")
         if rk is None:
-            st.warning(f"**{md_text(run_label(res['run'], run_id))}**: no performance curve — "
-                       f"{context.FIX_NO_PERFORMANCE}")
+            top.warning(f"**{md_text(run_label(res['run'], run_id))}**: no performance curve — "
+                        f"{context.FIX_NO_PERFORMANCE}")
         hc, rc = read.get((run_id, hk)), read.get((run_id, rk))
         group = group_of(info.loc[run_id].to_dict(), group_by) if group_by != "none" and run_id in info.index else None
         runs.append(RunCurves(run_id=run_id, name=str(res["run"]), entropy=hc, performance=rc, group=group,
@@ -104,7 +112,7 @@ if ctx is not None:
     else:
         if x_axis == "wall time" and any(c.x_axis != "wall time" for r in runs for c in (r.entropy, r.performance)
                                          if c is not None):
-            st.info("Some runs have no wall times logged for every point; they are drawn against step.")
+            top.info("Some runs have no wall times logged for every point; they are drawn against step.")
         fig = chart((ctx.url, ctx.version, tuple(ids), smoothing, x_axis, group_by), runs, log_y)
         slot.plotly_chart(fig, key="collapse_chart")
         curves = [cv for r in runs for cv in (r.entropy, r.performance) if cv is not None]
@@ -118,9 +126,13 @@ if ctx is not None:
                  "marker on its entropy curve, at its rising → plateau step (◆; ● at its last point when the "
                  "switch is not clear), ✕ when its entropy is collapsing; hover it for the step range, the verdict "
                  "and the projected floor step (all in the table below).")
+        legend = ("" if len(runs) <= LEGEND_RUNS else
+                  f" With more than {LEGEND_RUNS} runs the legend lists the legend groups only."
+                  if group_by != "none" else f" With more than {LEGEND_RUNS} runs there is no legend: hover a line "
+                                             "for its run, or choose legend groups.")
         st.caption(f"{chart_points(fig):,} points drawn (budget {CHART_BUDGET:,} per chart: each line ≤ {n_out:,} "
                    "points, MinMaxLTTB keeping its minimum and maximum; "
-                   f"{'WebGL' if line_traces(runs) > WEBGL_TRACES else 'SVG'} traces); {source}. {marks}")
+                   f"{'WebGL' if line_traces(runs) > WEBGL_TRACES else 'SVG'} traces); {source}. {marks}{legend}")
         st.dataframe(pd.DataFrame(rows), hide_index=True,
                      column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("H start", "H now", "floor")}
                      | {"projected floor step": st.column_config.NumberColumn(format="%.0f")})

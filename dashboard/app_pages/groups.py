@@ -27,25 +27,35 @@ MAX_GROUPS = 12
 LEVEL_OF_WIDTH = {lod.width(level): level for level in range(1, lod.MAX_LEVEL + 1)}
 
 st.title("Groups")
-ctx = context.load()
-if ctx is not None:
+top = st.container()  # messages and options: filled once the store is read
+head = st.empty()
+slot = st.empty()
+# the first chart's empty frame goes out first, so that the browser loads the charting library while the
+# store is read (replaced by the chart, or removed when there is nothing to draw)
+slot.plotly_chart(bands_figure([], []))
+with top:
+    ctx = context.load()
+if ctx is None:
+    slot.empty()
+else:
     results = ctx.by_id
     all_ids = [int(r["run_id"]) for r in ctx.results]
     chosen = state.selection(all_ids)
-    c = st.columns([2, 2, 1])
-    choice = c[0].selectbox("group runs by", group_choices(ctx.runs), key="g_by",
-                            help="as W&B groups runs; tags and parameters of every run are offered")
-    scopes = ["every run", f"the selected runs ({len(chosen)})"] if chosen else ["every run"]
-    scope = c[1].radio("runs", scopes, horizontal=True, key="g_scope",
-                       index=len(scopes) - 1, help="the selection is made on the Runs page (or in the URL)")
-    ids = chosen if scope != "every run" else all_ids
-    intervals = c[2].toggle("ceiling intervals", value=len(ids) <= MANY_POINTS, key="g_intervals")
+    with top:
+        c = st.columns([2, 2, 1])
+        choice = c[0].selectbox("group runs by", group_choices(ctx.runs), key="g_by",
+                                help="as W&B groups runs; tags and parameters of every run are offered")
+        scopes = ["every run", f"the selected runs ({len(chosen)})"] if chosen else ["every run"]
+        scope = c[1].radio("runs", scopes, horizontal=True, key="g_scope",
+                           index=len(scopes) - 1, help="the selection is made on the Runs page (or in the URL)")
+        ids = chosen if scope != "every run" else all_ids
+        intervals = c[2].toggle("ceiling intervals", value=len(ids) <= MANY_POINTS, key="g_intervals")
     info = ctx.runs.set_index("id", drop=False)
     raw_groups = {i: group_of(info.loc[i].to_dict(), choice) for i in ids if i in info.index}
     groups = limit_groups(raw_groups, MAX_GROUPS)
     n_raw = len(set(raw_groups.values()))
     if n_raw > MAX_GROUPS:
-        st.caption(f"{n_raw} groups: the {MAX_GROUPS - 1} largest are drawn apart, the others together as one.")
+        top.caption(f"{n_raw} groups: the {MAX_GROUPS - 1} largest are drawn apart, the others together as one.")
 
     keys = tuple(sorted({k for i in ids for k in (results[i].get("entropy_key"), results[i].get("performance_key"))
                          if k}))
@@ -64,13 +74,13 @@ if ctx is not None:
     from_level = sum(a[3] is not None for a in asked)
     n_series = len(asked)
 
-    st.subheader("Median and interquartile range per group")
+    head.subheader("Median and interquartile range per group")
     hb = group_bands(series["entropy"], groups, width)
     rb = group_bands(series["performance"], groups, width)
     if not hb and not rb:
-        st.info("None of these runs has an entropy or performance curve stored.")
+        slot.info("None of these runs has an entropy or performance curve stored.")
     else:
-        st.plotly_chart(bands_figure(hb, rb), key="groups_bands")
+        slot.plotly_chart(bands_figure(hb, rb), key="groups_bands")
         n_groups = len(set(groups.values()))
         st.caption(f"{len(ids)} runs in {n_groups} group{'s' if n_groups != 1 else ''}. Steps are cut into buckets of {width:,} "
                    "steps; a run's value in a bucket is its latest value at or before the bucket's end (within the "
