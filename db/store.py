@@ -397,20 +397,6 @@ class Store:
             raw.close()
         return pd.DataFrame(rows, columns=["run_id", "key", "first_step", "last_step"])
 
-    def point_counts(self, run_ids: Iterable[int], keys: Iterable[str]) -> pd.DataFrame:
-        """Stored points (finite or not) per (run_id, key) of the given runs and keys."""
-        ids = [int(i) for i in run_ids]
-        kid = self.key_ids_known(list(keys))
-        if not ids or not kid:
-            return pd.DataFrame({"run_id": [], "key": [], "n": []})
-        mp = t.metric_points
-        df = self._frame(select(mp.c.run_id, mp.c.key_id, func.count().label("n"))
-                         .where(mp.c.run_id.in_(ids), mp.c.key_id.in_(list(kid.values())))
-                         .group_by(mp.c.run_id, mp.c.key_id))
-        names_by_id = {v: k for k, v in kid.items()}
-        df["key"] = [names_by_id[int(k)] for k in df["key_id"]] if not df.empty else []
-        return df[["run_id", "key", "n"]]
-
     def watermarks(self, source_id: int) -> dict[str, dict[str, int]]:
         """Last stored step per key of every run of a source: {external_id: {key: last_step}}."""
         q = (
