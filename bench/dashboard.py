@@ -1,23 +1,41 @@
-"""Benchmark: the Collapse figure at 100 runs × 20,000 steps — downsampled at render vs every point.
+"""Benchmark: the Collapse and Ceiling pages as a user meets them — headless Chromium against `streamlit run`,
+from navigation until the last chart is drawn — next to the naive way, in one run.
 
-Run: ``python bench/dashboard.py [--dir DIR] [--keep]``. Builds a SQLite store with 100 runs, each with
-policy entropy and validation accuracy logged at every one of 20,000 steps (4 M points; written with
-``Store.write_run``), analyses them (law, stage, collapse, backtest — on every 100th point, to keep the
-build short; the figure only needs their markers), then times, in this same process:
+Run: ``python bench/dashboard.py [--dir DIR] [--keep] [--runs 10,100] [--pages collapse,ceiling]``.
 
-* **dashboard**: read each series with one DB-API query (``Store.points``), smooth (debiased
-  EMA, weight 0.6) and downsample with MinMaxLTTB to ≤ 2,000 points per trace (``dashboard.curves``), build
-  the Collapse figure (``dashboard.collapse_figure``) and serialise it to the JSON Streamlit ships;
-* **naive**: read the same series with ``Store.series`` and build the same figure with every point.
+Builds a SQLite store of 100 runs × 20,000 steps (policy entropy and validation accuracy logged at every
+step: 4 M points, written with ``Store.write_run``, which also writes the downsampled levels) in four
+models × two algorithms × four interventions, and analyses them (``analysis.pipeline.refresh_analyses``).
+Then, for each way, page and number of selected runs (10 and 100):
 
-for 1, 10 and 100 selected runs; then starts ``streamlit run`` on the store, opens the Collapse page with
-all 100 runs in headless Chromium, waits for the chart, and reads the server's resident memory (VmRSS).
-Prints a table. Exits 0.
+* **cold**: a fresh ``streamlit run`` server and a fresh browser context, timed from ``page.goto`` until the
+  app's script has finished (``stApp[data-test-script-state=notRunning]``, the running indicator gone) and
+  every plotly chart is drawn (its traces in the SVG, its WebGL canvas when it has WebGL traces);
+* **warm**: a reload of the same page in the same browser (the server's caches and the browser's are warm).
+
+It reports the points drawn per chart (every x value of every trace, read from the drawn chart) and the
+server's resident memory (VmRSS of the streamlit process) after the warm load. With ``--repeat N`` each
+row is measured N times and the fastest cold and warm loads are kept (the largest memory).
+
+* **dashboard** = ``dashboard/app.py``: a point budget per chart (``dashboard.budget``), levels read from
+  ``metric_lod``, WebGL when traces are many, one summary marker per run instead of stage bands at many runs;
+* **naive** = ``bench/naive/app.py``: the Collapse page as it was before (``bench/naive/today.py``): every
+  stored point read per trace, ≤ 2,000 points per trace whatever the number of runs, a band and markers
+  per run (its Ceiling page is the product's own, so both columns time the same Ceiling code);
+* **dashboard-webgl**: the dashboard with WebGL traces whatever the number of lines
+  (``ENTROPY_DASH_WEBGL_TRACES=0``), to show what WebGL costs where it is drawn in software;
+
+and the Groups page (the dashboard only). "load" is the machine's 1-minute load average when the row
+started: the machine is shared, and wall times grow with it.
+
+Also prints, in-process (no browser), what the Collapse page's server side costs: read + build + JSON.
+Exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -34,9 +52,6 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.pipeline import KIND, _columns, analyse_run, choose_run_keys, load_results  # noqa: E402
-from dashboard.collapse_figure import RunCurves, collapse_figure, naive_points  # noqa: E402
-from dashboard.curves import prepare_curve  # noqa: E402
 from db import Store  # noqa: E402
 from db.records import RunData, RunInfo, Series  # noqa: E402
 from ingest.keys import resolve_roles  # noqa: E402
@@ -44,152 +59,214 @@ from ingest.keys import resolve_roles  # noqa: E402
 N_RUNS = 100
 N_STEPS = 20_000
 ENTROPY, VAL = "actor/entropy", "val-core/bench/acc/mean@1"
-SMOOTHING = 0.6
 MODELS = ("Qwen2.5-0.5B", "Qwen2.5-1.5B", "Qwen2.5-7B", "Qwen2.5-32B")
+INTERVENTIONS = ("none", "clip-cov", "kl-cov", "entropy-bonus")
+# way → (app, environment): "dashboard (WebGL)" is the dashboard with WebGL traces at any number of lines
+WAYS = {"dashboard": (ROOT / "dashboard" / "app.py", {}),
+        "naive": (ROOT / "bench" / "naive" / "app.py", {}),
+        "dashboard-webgl": (ROOT / "dashboard" / "app.py", {"ENTROPY_DASH_WEBGL_TRACES": "0"})}
+CHARTS = {"collapse": 1, "ceiling": 3, "groups": 2}
+NAIVE_PAGES = ("collapse", "ceiling")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def build(url: str) -> float:
-    """Write 100 runs × 20k steps × 2 metrics, then analyse them; returns the write time."""
+# ------------------------------------------------------------------------------------------ the store
+def build(url: str, n_runs: int = N_RUNS, n_steps: int = N_STEPS) -> tuple[float, float]:
+    """Write ``n_runs`` runs × ``n_steps`` steps × 2 metrics, then analyse them; returns (write s, analyse s)."""
+    from analysis.pipeline import refresh_analyses
+
     store = Store.open(url)
     sid = store.source_id("file", "/bench/dashboard")
     rng = np.random.default_rng(0)
-    steps = np.arange(1, N_STEPS + 1)
+    steps = np.arange(1, n_steps + 1)
     t0 = time.perf_counter()
-    for i in range(N_RUNS):
-        floor, tau = rng.uniform(0.02, 0.2), rng.uniform(1500, 6000)
-        h = floor + (1.2 - floor) * np.exp(-steps / tau) * (1 + 0.05 * rng.standard_normal(N_STEPS))
-        a, b = rng.uniform(0.2, 0.4), rng.uniform(0.9, 1.1)
-        r = np.clip(b - a * np.exp(h) + 0.01 * rng.standard_normal(N_STEPS), 0, 1)
+    for i in range(n_runs):
+        model, algo, iv = MODELS[i % 4], ("grpo", "ppo")[(i // 4) % 2], INTERVENTIONS[(i // 8) % 4]
+        size = (0.5, 1.5, 7.0, 32.0)[i % 4]
+        keep = {"none": 0.0, "clip-cov": 0.08, "kl-cov": 0.06, "entropy-bonus": 0.04}[iv]
+        floor = rng.uniform(0.02, 0.06) + keep
+        tau = rng.uniform(1500, 4000) * (1 + 4 * keep)
+        h = floor + (1.2 - floor) * np.exp(-steps / tau) * (1 + 0.05 * rng.standard_normal(n_steps))
+        a, b = rng.uniform(0.25, 0.35), 0.95 + 0.03 * np.log(size)
+        r = np.clip(b - a * np.exp(h) + 0.01 * rng.standard_normal(n_steps), 0, 1)
         wall = 1.7e9 + steps * 30.0 + i * 1e6
-        data = RunData(RunInfo(f"bench-{i}", f"bench-run-{i:03d}", project="bench", model=MODELS[i % 4],
-                               algorithm=("grpo", "ppo")[i % 2]),
+        data = RunData(RunInfo(f"bench-{i}", f"bench-{model}-{algo}-{iv}-{i:03d}", project=f"sweep-{'ab'[i % 2]}",
+                               model=model, algorithm=algo, tags={"intervention": iv, "seed": str(i)},
+                               params={"lr": [1e-6, 3e-6][i % 2]}),
                        (Series.build(ENTROPY, steps, h, wall), Series.build(VAL, steps, r, wall)))
         store.write_run(sid, data, resolve_roles(data.all_keys()))
     write_s = time.perf_counter() - t0
-    runs = store.runs_frame().set_index("id", drop=False)
-    keys = store.run_keys()
-    for run_id in runs.index:
-        run = runs.loc[run_id]
-        rk = keys[keys["run_id"] == run_id]
-        choice = choose_run_keys(run, rk, {})
-        s = store.series([run_id], [choice.entropy, choice.performance])
-        s = s[s["step"] % 100 == 0]
-        res = analyse_run(run.to_dict(), rk, s, choice)
-        store.save_analysis(int(run_id), KIND, int(run["data_version"]), res, _columns(res))
-    return write_s
+    refresh_analyses(store)
+    return write_s, time.perf_counter() - t0 - write_s
 
 
-def _runs(results: dict, ids: list[int], curves: dict) -> list[RunCurves]:
-    return [RunCurves(i, results[i]["run"], curves[(i, ENTROPY)], curves[(i, VAL)], group=None,
-                      stage=results[i].get("stage") or {}, collapse=results[i].get("collapse") or {}) for i in ids]
-
-
-def dashboard_way(store: Store, results: dict, ids: list[int]) -> tuple[float, float, int, int]:
-    t0 = time.perf_counter()
-    curves = {}
-    for i in ids:
-        for k in (ENTROPY, VAL):
-            p = store.points(i, k)
-            curves[(i, k)] = prepare_curve(p[:, 0], p[:, 1], p[:, 2], smoothing=SMOOTHING)
-    t_load = time.perf_counter() - t0
-    fig = collapse_figure(_runs(results, ids, curves))
-    payload = fig.to_json()
-    return time.perf_counter() - t0, t_load, len(payload), naive_points(fig)
-
-
-def naive_way(store: Store, results: dict, ids: list[int]) -> tuple[float, float, int, int]:
-    t0 = time.perf_counter()
-    s = store.series(ids, [ENTROPY, VAL])
-    curves = {}
-    for (i, k), part in s.groupby(["run_id", "key"]):
-        curves[(int(i), k)] = prepare_curve(part["step"].to_numpy(), part["value"].to_numpy(),
-                                            part["wall_time"].to_numpy(), smoothing=SMOOTHING, n_out=10**9)
-    t_load = time.perf_counter() - t0
-    fig = collapse_figure(_runs(results, ids, curves))
-    payload = fig.to_json()
-    return time.perf_counter() - t0, t_load, len(payload), naive_points(fig)
-
-
+# ------------------------------------------------------------------------------------------ server + browser
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children, in MB."""
-    total = 0
-    pids = [pid]
-    try:
-        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-        pids += [int(p) for p in out]
-    except OSError:
-        pass
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
+def rss_mb(pid: int) -> float:
+    """Resident memory (VmRSS) of a process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
-def browser_rss(url: str, ids: list[int], workdir: Path) -> dict[str, float] | str:
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        return "chromium not installed"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        return "playwright not installed"
-    import requests
+class Server:
+    """``streamlit run APP`` on a free loopback port against the store ``url``."""
 
-    port = _free_port()
-    env = {**os.environ, "ENTROPY_DASH_DB": url}
-    log = open(workdir / "streamlit.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-                             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    out: dict[str, float] = {}
-    try:
-        for _ in range(300):
+    def __init__(self, app: Path, url: str, log: Path, env: dict[str, str] | None = None) -> None:
+        import requests
+
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(self.port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            env={**os.environ, "ENTROPY_DASH_DB": url, "PYTHONPATH": str(ROOT), **(env or {})}, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
             try:
-                if requests.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).ok:
-                    break
+                if requests.get(f"{self.base}/_stcore/health", timeout=1).ok:
+                    return
             except requests.RequestException:
-                time.sleep(0.3)
-        out["rss_idle_mb"] = _rss_mb(proc.pid)
-        with sync_playwright() as pw:
-            b = pw.chromium.launch(executable_path=chromium, headless=True,
-                                   args=["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-            page = b.new_page(viewport={"width": 1500, "height": 1400})
-            t0 = time.perf_counter()
-            page.goto(f"http://127.0.0.1:{port}/collapse?runs={','.join(map(str, ids))}", wait_until="networkidle")
-            page.wait_for_selector(".js-plotly-plot", timeout=300_000)
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .trace').length > 0 || "
-                                   "document.querySelectorAll('.js-plotly-plot canvas').length > 0", timeout=300_000)
-            out["page_s"] = time.perf_counter() - t0
-            out["rss_after_page_mb"] = _rss_mb(proc.pid)
-            page.screenshot(path=str(workdir / "collapse-100-runs.png"))
-            t0 = time.perf_counter()
-            page.reload(wait_until="networkidle")
-            page.wait_for_selector(".js-plotly-plot", timeout=300_000)
-            out["reload_s"] = time.perf_counter() - t0
-            out["rss_after_reload_mb"] = _rss_mb(proc.pid)
-            b.close()
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"streamlit did not start; see {log}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+
+
+# Done when the script has finished and every plotly chart is drawn: each of its SVG traces is in the DOM,
+# and a chart with WebGL traces has its canvas. Returns the points per chart once drawn, else null.
+DRAWN_JS = """(n) => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return null;
+  if (document.querySelector('[data-testid="stException"]')) return 'exception';
+  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  if (plots.length < n) return null;
+  const points = [];
+  for (const gd of plots) {
+    if (!gd._fullData || !gd._fullLayout || !gd.data || gd._fullData.length !== gd.data.length) return null;
+    const svg = gd._fullData.filter(t => t.type === 'scatter' && t.visible === true).length;
+    if (gd.querySelectorAll('.scatterlayer .trace').length < svg) return null;
+    if (gd._fullData.some(t => t.type === 'scattergl') && !gd.querySelector('canvas.gl-canvas-context')) return null;
+    points.push(gd._fullData.reduce((s, t) => s + ((t.x && t.x.length) || 0), 0));
+  }
+  return points;
+}"""
+FRAMES_JS = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))"
+
+
+def _wait_drawn(page, n_charts: int, timeout_s: float = 300) -> list[int]:
+    handle = page.wait_for_function(DRAWN_JS, arg=n_charts, timeout=timeout_s * 1000, polling=50)
+    points = handle.json_value()
+    if points == "exception":
+        raise RuntimeError(f"the page raised: {page.inner_text('[data-testid=stException]')[:500]}")
+    page.evaluate(FRAMES_JS)  # the frame that paints what was just laid out
+    return points
+
+
+def time_page(browser, way: str, url: str, path: str, n_charts: int, workdir: Path, tag: str) -> dict:
+    """Cold (fresh server, fresh browser context) and warm (reload) load of ``path``."""
+    app, env = WAYS[way]
+    server = Server(app, url, workdir / f"streamlit-{tag}.log", env)
+    try:
+        ctx = browser.new_context(viewport={"width": 1500, "height": 1300})
+        page = ctx.new_page()
+        t0 = time.perf_counter()
+        page.goto(server.base + path, wait_until="commit")
+        points = _wait_drawn(page, n_charts)
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        page.reload(wait_until="commit")
+        points = _wait_drawn(page, n_charts)
+        warm = time.perf_counter() - t0
+        page.screenshot(path=str(workdir / f"{tag}.png"))
+        rss = rss_mb(server.proc.pid)
+        ctx.close()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
-        log.close()
+        server.stop()
+    return {"cold s": cold, "warm s": warm, "points per chart": points, "server RSS MB": rss}
+
+
+# ------------------------------------------------------------------------------------------ in-process
+def server_side(url: str, ids: list[int]) -> dict[str, float]:
+    """The Collapse figure's server-side cost without Streamlit (read + build + JSON), both ways, as the
+    pages do it (the dashboard: read at the chart's budget from the stored levels; naive: every point)."""
+    sys.path.insert(0, str(ROOT / "bench" / "naive"))
+    from streamlit.logger import set_log_level
+
+    set_log_level("error")  # the dashboard's caches note that there is no Streamlit runtime here
+    import today
+
+    from analysis.pipeline import load_results
+    from dashboard.collapse_figure import RunCurves, chart_points, collapse_figure, marker_points
+    from dashboard.curves import choose_level
+    from dashboard.data import build_curve
+    from dashboard.downsample import trace_budget
+
+    store = Store.open(url, create=False)
+    results = {r["run_id"]: r for r in load_results(store)}
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    n_out = trace_budget(2 * len(ids), marker_points(len(ids)))
+    keys = sorted({k for i in ids for k in (results[i]["entropy_key"], results[i]["performance_key"])})
+    levels: dict = {}
+    for run_id, key, level, n in store.lod_levels(ids, keys).itertuples(index=False):
+        levels.setdefault((run_id, key), {})[level] = n
+    runs = []
+    for i in ids:
+        res = results[i]
+        hc, rc = (build_curve(store, i, k, 0.0, "step", n_out, choose_level(levels.get((i, k), {}), n_out))
+                  for k in (res["entropy_key"], res["performance_key"]))
+        runs.append(RunCurves(i, res["run"], hc, rc, stage=res.get("stage") or {}, collapse=res.get("collapse") or {}))
+    fig = collapse_figure(runs)
+    payload = fig.to_json()
+    out["dashboard s"], out["dashboard MB"], out["dashboard points"] = (time.perf_counter() - t0, len(payload) / 1e6,
+                                                                        chart_points(fig))
+    t0 = time.perf_counter()
+    runs = []
+    for i in ids:
+        res = results[i]
+        curves = []
+        for k in (res["entropy_key"], res["performance_key"]):
+            p = store.points(i, k)
+            curves.append(today.prepare_curve(p[:, 0], p[:, 1], p[:, 2]))
+        runs.append(today.RunCurves(i, res["run"], curves[0], curves[1], stage=res.get("stage") or {},
+                                    collapse=res.get("collapse") or {}))
+    fig = today.collapse_figure(runs)
+    payload = fig.to_json()
+    out["naive s"], out["naive MB"], out["naive points"] = (time.perf_counter() - t0, len(payload) / 1e6,
+                                                            chart_points(fig))
     return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dir", help="where to build the store (default: a temp dir, removed unless --keep)")
+    ap.add_argument("--dir", help="where to build the store (default: a temp dir, removed unless --keep); "
+                                  "a store already there is reused")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--runs", default="10,100", help="numbers of selected runs (default 10,100)")
+    ap.add_argument("--pages", default="collapse,ceiling,groups")
+    ap.add_argument("--ways", default="dashboard,naive,dashboard-webgl")
+    ap.add_argument("--repeat", type=int, default=1, help="time each page this many times (fresh server each) "
+                                                          "and keep the fastest cold and warm load")
     args = ap.parse_args()
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="bench-dashboard-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -197,38 +274,65 @@ def main() -> int:
     url = f"sqlite:///{db}"
     if not db.exists():
         print(f"building {N_RUNS} runs × {N_STEPS:,} steps × 2 metrics in {db} …", file=sys.stderr, flush=True)
-        t0 = time.perf_counter()
-        write_s = build(url)
-        print(f"  written in {write_s:.1f} s, analysed in {time.perf_counter() - t0 - write_s:.1f} s",
-              file=sys.stderr, flush=True)
+        write_s, analyse_s = build(url)
+        print(f"  written in {write_s:.1f} s (points and levels), analysed in {analyse_s:.1f} s", file=sys.stderr,
+              flush=True)
     store = Store.open(url, create=False)
-    results = {r["run_id"]: r for r in load_results(store)}
-    ids = sorted(results)
+    ids = [int(i) for i in store.runs_frame()["id"]]
+    counts = [int(n) for n in args.runs.split(",")]
+
+    print("\nCollapse page, server side only (read + build figure + JSON, no Streamlit, no browser):")
     rows = []
-    for n in (1, 10, 100):
-        sel = ids[:n]
-        d = dashboard_way(store, results, sel)
-        nv = naive_way(store, results, sel)
-        rows.append({"runs": n, "dash total s": d[0], "dash load s": d[1], "dash payload MB": d[2] / 1e6,
-                     "dash max pts/trace": d[3], "naive total s": nv[0], "naive load s": nv[1],
-                     "naive payload MB": nv[2] / 1e6, "naive max pts/trace": nv[3],
-                     "speed-up": nv[0] / d[0], "payload ratio": nv[2] / d[2]})
+    for n in counts:
+        rows.append({"runs": n, **server_side(url, ids[:n])})
+    with pd.option_context("display.width", 200, "display.float_format", "{:.2f}".format):
+        print(pd.DataFrame(rows).to_string(index=False))
+
+    if not Path(CHROMIUM).exists():
+        print(f"\nChromium not found at {CHROMIUM}: pages not timed (make system-deps installs it)")
+        return 0
+    from playwright.sync_api import sync_playwright
+
+    rows = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        for page_name in args.pages.split(","):
+            for n in counts:
+                sel = ",".join(map(str, ids[:n]))
+                path = f"/{page_name}?runs={sel}" + (f"&run={ids[0]}" if page_name == "ceiling" else "")
+                for way in args.ways.split(","):
+                    if (way == "naive" and page_name not in NAIVE_PAGES) or (way == "dashboard-webgl"
+                                                                             and page_name != "collapse"):
+                        continue
+                    tag = f"{page_name}-{n}-{way}"
+                    print(f"  timing {tag} …", file=sys.stderr, flush=True)
+                    load = os.getloadavg()[0]
+                    tries = [time_page(browser, way, url, path, CHARTS[page_name], workdir, tag)
+                             for _ in range(args.repeat)]
+                    best = {**tries[0], "cold s": min(t["cold s"] for t in tries),
+                            "warm s": min(t["warm s"] for t in tries),
+                            "server RSS MB": max(t["server RSS MB"] for t in tries)}
+                    rows.append({"page": page_name, "runs": n, "way": way, **best, "load": load})
+        browser.close()
     table = pd.DataFrame(rows)
-    with pd.option_context("display.width", 200, "display.float_format", "{:.3f}".format):
-        print(f"\nCollapse figure, {N_RUNS} runs × {N_STEPS:,} steps in SQLite (H and R every step), smoothing "
-              f"{SMOOTHING}; dashboard = DB-API read + MinMaxLTTB ≤ 2,000/trace, naive = Store.series + every point")
+    table["points per chart"] = [" / ".join(f"{p:,}" for p in pts) for pts in table["points per chart"]]
+    print(f"\nPages in headless Chromium ({CHROMIUM}, software rendering), store of {N_RUNS} runs × {N_STEPS:,} "
+          "steps; cold = fresh server + fresh browser context, warm = reload; goal (Collapse): 100 runs cold ≤ 3 s, "
+          "warm ≤ 1.5 s; 10 runs cold ≤ 1.5 s, warm ≤ 0.7 s; server ≤ 1 GB")
+    with pd.option_context("display.width", 220, "display.max_colwidth", 60, "display.float_format", "{:.2f}".format):
         print(table.to_string(index=False))
-    mem = browser_rss(url, ids, workdir)
-    print("\nstreamlit run + Chromium, Collapse page with all 100 runs selected:")
-    if isinstance(mem, str):
-        print(f"  not measured: {mem}")
-    else:
-        for k, v in mem.items():
-            print(f"  {k:22} {v:8.1f}")
+    for page_name in table["page"].unique():
+        for n in counts:
+            part = table[(table["page"] == page_name) & (table["runs"] == n)].set_index("way")
+            if {"dashboard", "naive"} <= set(part.index):
+                d, v = part.loc["dashboard"], part.loc["naive"]
+                print(f"  {page_name}, {n} runs: cold {v['cold s'] / d['cold s']:.1f}× faster, warm "
+                      f"{v['warm s'] / d['warm s']:.1f}× faster than the naive way")
+    (workdir / "bench-dashboard.json").write_text(json.dumps(rows, indent=1, default=str))
     if not args.dir and not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
-        print(f"\nstore and screenshot kept in {workdir}")
+        print(f"\nstore, screenshots and server logs kept in {workdir}")
     return 0
 
 

@@ -1,10 +1,19 @@
 """The Collapse page's figure: entropy (top) and performance (bottom) against step or wall time for many
-runs, overlaid, with each run's stage boundary (shaded range + dashed line), collapse marker and projected
-floor step. Pure: takes prepared curves (``dashboard.curves``) and stored analysis dicts."""
+runs, overlaid. Pure: takes prepared curves (``dashboard.curves``) and stored analysis dicts.
+
+Within a point budget per chart (``dashboard.downsample.CHART_BUDGET``: every trace is cut to its share,
+``trace_budget``), with WebGL traces when there are more than ``WEBGL_TRACES`` lines. Up to ``LEGEND_RUNS``
+runs the legend lists each run; with more it lists the legend groups (one entry toggles a group), or is left
+out when there are none (hover a line for its run: a legend of 100 runs is unreadable and slow to draw). Up to ``DETAIL_RUNS``
+runs each run's stage boundary is drawn (shaded range + dashed line) with its collapse marker and projected
+floor step; with more runs those would pile up, so each run gets one summary marker on its entropy curve
+instead (``summary_marker``), and the table under the chart lists the details.
+"""
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,11 +24,23 @@ from plotly.subplots import make_subplots
 
 from dashboard.colors import run_color, with_alpha
 from dashboard.curves import Curve
+from dashboard.downsample import CHART_BUDGET, downsample_index, trace_budget
+from dashboard.tables import stage_text
 from dashboard.text import plotly_text, run_label
 
-#: above this many points in the figure, traces use WebGL (Scattergl) so the browser stays responsive
-WEBGL_ABOVE = 60_000
+#: more line traces than this: WebGL (Scattergl) instead of SVG ($ENTROPY_DASH_WEBGL_TRACES overrides it).
+#: Within the point budget SVG draws faster wherever WebGL runs in software (no GPU: remote desktops, headless
+#: browsers; 200 traces × 500 points: SVG 2.3 s, WebGL 5.2 s in headless Chromium), so WebGL is kept for
+#: the many-trace charts where SVG's per-trace DOM cost dominates.
+WEBGL_TRACES = int(os.environ.get("ENTROPY_DASH_WEBGL_TRACES", "200"))
+#: up to this many runs: stage band, dashed line, collapse marker and projected floor per run; more: one marker
+DETAIL_RUNS = 6
+#: marker points a run adds in detail mode (alarm marker + projected-floor line)
+DETAIL_MARKERS = 3
+#: up to this many runs the legend lists every run; more: one entry per legend group (none without groups)
+LEGEND_RUNS = 20
 ALARM_SYMBOL = {"collapsing": "x", "collapsed": "x-thin-open"}
+SUMMARY_SYMBOL = {"plateau": "diamond", "alarm": "x", "none": "circle"}
 
 
 @dataclass(frozen=True)
@@ -35,27 +56,62 @@ class RunCurves:
     performance_key: str | None = None
 
 
-def _n_points(runs: Sequence[RunCurves]) -> int:
-    total = 0
-    for r in runs:
-        for c in (r.entropy, r.performance):
-            if c is not None:
-                total += c.x.size + (c.smooth_x.size if c.smooth_x is not None else 0)
-    return total
+def _trace(kind: str, row: int, **props: Any) -> dict[str, Any]:
+    """A trace as plain data on panel ``row`` (1: H, 2: R); ``None`` properties are left out and ``a_b``
+    names nest (``legendgrouptitle_text`` → ``{"legendgrouptitle": {"text": …}}``)."""
+    out: dict[str, Any] = {"type": kind, "xaxis": "x" if row == 1 else "x2", "yaxis": "y" if row == 1 else "y2"}
+    for k, v in props.items():
+        if v is None:
+            continue
+        if k == "legendgrouptitle_text":
+            out["legendgrouptitle"] = {"text": v}
+        else:
+            out[k] = v
+    return out
 
 
-def collapse_figure(runs: Sequence[RunCurves], *, log_y: bool = False, height: int = 720) -> go.Figure:
-    """Overlaid H and R curves of ``runs`` (legend grouped by ``RunCurves.group`` when set)."""
-    scatter = go.Scattergl if _n_points(runs) > WEBGL_ABOVE else go.Scatter
+def line_traces(runs: Sequence[RunCurves]) -> int:
+    """Line traces the figure of ``runs`` draws (raw and, when smoothing, smoothed, per metric)."""
+    return sum(1 + (c.smooth_x is not None) for r in runs for c in (r.entropy, r.performance)
+               if c is not None and c.n_total > 0)
+
+
+def detailed(n_runs: int) -> bool:
+    """Whether runs get their own stage bands and collapse markers (else one summary marker each)."""
+    return n_runs <= DETAIL_RUNS
+
+
+def marker_points(n_runs: int) -> int:
+    """Points the stage/collapse markers of ``n_runs`` runs may take out of the chart's budget."""
+    return n_runs * (DETAIL_MARKERS if detailed(n_runs) else 1)
+
+
+def chart_points(fig: go.Figure) -> int:
+    """Points a figure draws: every x value of every trace."""
+    return sum(len(t.x) for t in fig.data if t.x is not None)
+
+
+def collapse_figure(runs: Sequence[RunCurves], *, log_y: bool = False, height: int = 720,
+                    budget: int = CHART_BUDGET) -> go.Figure:
+    """Overlaid H and R curves of ``runs`` (legend grouped by ``RunCurves.group`` when set), at most
+    ``budget`` points in all.
+
+    Traces are assembled as plain data and handed to plotly without its per-property validation (which
+    costs more than everything else on the page at 100 runs); the tests validate every figure."""
+    n_lines = line_traces(runs)
+    per_trace = trace_budget(n_lines, marker_points(len(runs)), budget=budget)
+    kind = "scattergl" if n_lines > WEBGL_TRACES else "scatter"
     x_axis = next((c.x_axis for r in runs for c in (r.entropy, r.performance) if c is not None), "step")
     x_title = "wall time (hours since the run's first point)" if x_axis == "wall time" else "step"
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.07,
-                        subplot_titles=("policy entropy H", "performance R"))
     ordered = sorted(runs, key=lambda r: (r.group or "", r.run_id))
     seen_groups: set[str] = set()
-    traces: list[tuple[go.Scatter | go.Scattergl, int]] = []
+    traces: list[dict[str, Any]] = []
     shapes: list[dict] = []
     notes: list[dict] = []
+    detail = detailed(len(runs))
+    width = 1.6 if len(runs) <= 20 else 1.0
+    per_run_legend = len(runs) <= LEGEND_RUNS
+    summary: list[dict] = []
     for r in ordered:
         color = run_color(r.run_id)
         label = plotly_text(run_label(r.name, r.run_id))
@@ -65,38 +121,101 @@ def collapse_figure(runs: Sequence[RunCurves], *, log_y: bool = False, height: i
         if r.group is not None and r.group not in seen_groups:
             seen_groups.add(r.group)
             title = plotly_text(r.group)
-        first_in_legend = True
+        first_in_legend = per_run_legend or title is not None
+        if not per_run_legend:  # the group's first run stands for the group
+            label, title = (title, None) if title is not None else (label, None)
         for row, curve, sym in ((1, r.entropy, "H"), (2, r.performance, "R")):
             if curve is None or curve.n_total == 0:
                 continue
             smoothed = curve.smooth_x is not None
-            hover = (f"run: %{{meta}}<br>step %{{customdata:.0f}}<br>{sym} %{{y:.4f}}"
-                     + ("<br>t %{x:.2f} h" if curve.x_axis == "wall time" else "") + "<extra></extra>")
-            sparse = curve.x.size <= 200 and row == 2
-            raw = scatter(x=curve.x, y=curve.y, customdata=curve.step, meta=meta, hovertemplate=hover,
-                          mode="lines+markers" if sparse else "lines",
-                          line={"color": with_alpha(color, 0.3) if smoothed else color, "width": 1 if smoothed else 1.6},
-                          marker={"size": 4, "color": with_alpha(color, 0.3) if smoothed else color},
-                          name=label, legendgroup=group, showlegend=first_in_legend and not smoothed,
-                          legendgrouptitle_text=title if first_in_legend and not smoothed else None)
-            traces.append((raw, row))
+            on_steps = curve.x_axis == "step"
+            hover = (f"run: %{{meta}}<br>step %{{{'x' if on_steps else 'customdata'}:.0f}}<br>{sym} %{{y:.4f}}"
+                     + ("" if on_steps else "<br>t %{x:.2f} h") + "<extra></extra>")
+            x, y, step = _cut(curve.x, curve.y, curve.step, per_trace)
+            # markers on a short performance series (evaluations every N steps), never on a downsampled one:
+            # SVG draws a marker as an element of its own, so they are kept for a few runs
+            sparse = row == 2 and curve.level is None and curve.n_total <= 200 and len(runs) <= 20
+            traces.append(_trace(
+                kind, row, x=_compact(x, on_steps), y=y, customdata=None if on_steps else step, meta=meta,
+                hovertemplate=hover, mode="lines+markers" if sparse else "lines",
+                line={"color": with_alpha(color, 0.3) if smoothed else color, "width": 1 if smoothed else width},
+                marker={"size": 4, "color": with_alpha(color, 0.3) if smoothed else color},
+                name=label, legendgroup=group, showlegend=first_in_legend and not smoothed,
+                legendgrouptitle_text=title if first_in_legend and not smoothed else None))
             if smoothed:
-                traces.append((scatter(x=curve.smooth_x, y=curve.smooth_y, customdata=curve.smooth_step, meta=meta,
-                                      hovertemplate=hover.replace("<extra>", " (smoothed)<extra>"), mode="lines",
-                                      line={"color": color, "width": 1.8}, name=label, legendgroup=group,
-                                      showlegend=first_in_legend, legendgrouptitle_text=title if first_in_legend else None),
-                               row))
+                sx, sy, sst = _cut(curve.smooth_x, curve.smooth_y, curve.smooth_step, per_trace)
+                traces.append(_trace(
+                    kind, row, x=_compact(sx, on_steps), y=sy, customdata=None if on_steps else sst, meta=meta,
+                    hovertemplate=hover.replace("<extra>", " (smoothed)<extra>"), mode="lines",
+                    line={"color": color, "width": max(width, 1.2)}, name=label, legendgroup=group,
+                    showlegend=first_in_legend, legendgrouptitle_text=title if first_in_legend else None))
             first_in_legend = False
-        _stage(shapes, notes, r, color, annotate=len(runs) == 1)
-        traces += [(t, 1) for t in _collapse(r, color, scatter, group)]
-    # one call each: adding shapes or traces one by one re-validates the layout every time (quadratic)
-    fig.add_traces([t for t, _ in traces], rows=[row for _, row in traces], cols=[1] * len(traces))
-    fig.update_layout(shapes=shapes, annotations=list(fig.layout.annotations) + notes)
-    fig.update_yaxes(type="log" if log_y else "linear")
-    fig.update_xaxes(title_text=x_title, row=2, col=1)
-    fig.update_layout(height=height, margin={"t": 40, "r": 10}, hovermode="closest",
-                      legend={"groupclick": "togglegroup" if seen_groups else "toggleitem", "tracegroupgap": 6})
+        if detail:
+            _stage(shapes, notes, r, color, annotate=len(runs) == 1)
+            traces += _collapse(r, color, kind, group)
+        else:
+            m = summary_marker(r)
+            if m is not None:
+                summary.append(m | {"color": color})
+    if summary:
+        traces.append(_trace(
+            kind, 1, x=[m["x"] for m in summary], y=[m["y"] for m in summary], text=[m["text"] for m in summary],
+            mode="markers", hovertemplate="%{text}<extra></extra>", name="stage / collapse (one per run)",
+            marker={"symbol": [m["symbol"] for m in summary], "size": 9, "color": [m["color"] for m in summary],
+                    "line": {"width": 1, "color": "#222"}},
+            legendgroup="summary", showlegend=per_run_legend or bool(seen_groups)))
+    frame = frame_figure(height=height)
+    frame.update_layout(shapes=shapes, annotations=list(frame.layout.annotations) + notes, hovermode="closest",
+                        showlegend=per_run_legend or bool(seen_groups),
+                        legend={"groupclick": "togglegroup" if seen_groups else "toggleitem", "tracegroupgap": 6})
+    frame.update_yaxes(type="log" if log_y else "linear")
+    frame.update_xaxes(title_text=x_title, row=2, col=1)
+    return go.Figure(data=traces, layout=frame.layout, _validate=False)
+
+
+def frame_figure(*, height: int = 720) -> go.Figure:
+    """The figure's empty frame (both panels, no data): sent first, so that the browser loads its charting
+    library while the page still reads the curves."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+                        subplot_titles=("policy entropy H", "performance R"))
+    fig.update_layout(height=height, margin={"t": 40, "r": 10})
     return fig
+
+
+def _cut(x: np.ndarray, y: np.ndarray, step: np.ndarray, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The trace's points within its share of the budget (the page reads about that many already)."""
+    if x.size <= n_out:
+        return x, y, step
+    keep = downsample_index(x, y, n_out)
+    return x[keep], y[keep], step[keep]
+
+
+def _compact(x: np.ndarray, on_steps: bool) -> np.ndarray:
+    """Steps as integers (sent to the browser as 2- or 4-byte integers instead of 8-byte floats)."""
+    if on_steps and x.size and np.all(np.abs(x) < 2**31) and np.all(x == np.round(x)):
+        return x.astype(np.int64)
+    return x
+
+
+def summary_marker(r: RunCurves) -> dict[str, Any] | None:
+    """One marker summing up a run's stage and collapse, on its entropy curve: at the rising → plateau step
+    (◆), or at its last point when the switch is not clear (●); ✕ when entropy is collapsing. Its hover
+    text says the stage range, the verdict and the projected floor step."""
+    h = r.entropy
+    if h is None or h.n_total == 0:
+        return None
+    st, c = r.stage or {}, r.collapse or {}
+    clear = bool(st.get("clear")) and _finite(st.get("step"))
+    step = float(st["step"]) if clear else float(h.step[-1])
+    xs, ys = (h.smooth_x, h.smooth_y) if h.smooth_x is not None else (h.x, h.y)
+    x = h.x_at(step)
+    verdict = str(c.get("verdict") or "–")
+    proj = c.get("projected_floor_step")
+    lines = [f"run: {plotly_text(run_label(r.name, r.run_id))}", plotly_text(stage_text(st))]
+    lines.append(f"collapse: {plotly_text(verdict)}"
+                 + (f", floor projected at step {float(proj):.0f}" if c.get("alarm") and _finite(proj) else ""))
+    symbol = SUMMARY_SYMBOL["alarm" if c.get("alarm") else "plateau" if clear else "none"]
+    return {"x": x, "y": float(np.interp(x, xs, ys)), "symbol": symbol, "text": "<br>".join(lines)}
 
 
 def _finite(v: Any) -> bool:
@@ -126,7 +245,7 @@ def _stage(shapes: list[dict], notes: list[dict], r: RunCurves, color: str, *, a
 PROJECTION_REACH = 0.5  # how far past a run's last step (in run lengths) a projected floor step is drawn
 
 
-def _collapse(r: RunCurves, color: str, scatter: type, group: str) -> list:
+def _collapse(r: RunCurves, color: str, kind: str, group: str) -> list[dict[str, Any]]:
     """Alarm marker at the last entropy point; projected floor step with the floor level (dotted)."""
     c = r.collapse or {}
     h = r.entropy
@@ -137,8 +256,8 @@ def _collapse(r: RunCurves, color: str, scatter: type, group: str) -> list:
     verdict = str(c["verdict"])
     last_x, last_step = float(h.x[-1]), float(h.step[-1])
     if c.get("alarm") and _finite(c.get("h_now")):
-        out.append(scatter(
-            x=[last_x], y=[c["h_now"]], mode="markers", meta=meta, customdata=[last_step],
+        out.append(_trace(
+            kind, 1, x=[last_x], y=[c["h_now"]], mode="markers", meta=meta, customdata=[last_step],
             marker={"symbol": ALARM_SYMBOL.get(verdict, "x"), "size": 13, "color": color, "line": {"width": 2}},
             name=f"{verdict}", legendgroup=group, showlegend=False,
             hovertemplate=f"run: %{{meta}}<br>{plotly_text(verdict)} at step %{{customdata:.0f}}"
@@ -150,8 +269,8 @@ def _collapse(r: RunCurves, color: str, scatter: type, group: str) -> list:
         limit = last_step + PROJECTION_REACH * (last_step - float(h.step[0]))
         beyond = float(proj) > limit
         px = h.x_at(min(float(proj), limit))
-        out.append(scatter(
-            x=[last_x, px], y=[floor, floor], mode="lines+markers", meta=meta, customdata=[last_step, proj],
+        out.append(_trace(
+            kind, 1, x=[last_x, px], y=[floor, floor], mode="lines+markers", meta=meta, customdata=[last_step, proj],
             line={"color": color, "dash": "dot", "width": 1},
             marker={"symbol": ["line-ns", "triangle-right" if beyond else "triangle-down"], "size": [1, 11],
                     "color": color},

@@ -1,11 +1,16 @@
 """One metric of one run made ready to draw: x axis chosen, smoothed at full resolution, downsampled.
 
-Smoothing runs on every stored point *before* downsampling, so the smoothed line is the same whatever the
-zoom; raw and smoothed lines are downsampled separately (each keeps its own extremes).
+What is read: without smoothing, the coarsest stored level (``db.lod``, table ``metric_lod``) that still has
+at least the points the trace will draw (``choose_level``), else every stored point (short series, stores
+written before levels existed). With smoothing, every stored point: the debiased EMA is a recursion over all
+points, so it runs on the full-resolution series *before* downsampling and the smoothed line is the same
+whatever the zoom or the number of runs shown. Raw and smoothed lines are downsampled separately (each keeps
+its own extremes).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,13 +31,14 @@ class Curve:
     smooth_x: np.ndarray | None
     smooth_y: np.ndarray | None
     smooth_step: np.ndarray | None
-    n_total: int  # finite points stored
+    n_total: int  # finite points the curve was made from (every stored point, or the level's rows)
     x_axis: str  # "step" or "wall time" (hours since the run's first point)
     steps_all_first: float | None = None
     steps_all_last: float | None = None
     # step → x mapping (for markers at a step): anchors from the full-resolution series
     anchor_steps: np.ndarray | None = None
     anchor_x: np.ndarray | None = None
+    level: int | None = None  # the stored level read (db.lod), None: every stored point
 
     def x_at(self, step: float) -> float:
         """x coordinate of ``step`` (identity on the step axis; interpolated/extrapolated wall time)."""
@@ -55,12 +61,21 @@ def wall_hours(wall_time: np.ndarray) -> np.ndarray | None:
     return (w - w[0]) / 3600.0
 
 
+def choose_level(levels: Mapping[int, int], n_out: int) -> int | None:
+    """The coarsest stored level with at least ``n_out`` rows ({level: rows}), or None: read every point."""
+    enough = [level for level, n in levels.items() if n >= n_out]
+    return max(enough) if enough else None
+
+
 def prepare_curve(steps: np.ndarray, values: np.ndarray, wall_time: np.ndarray | None = None, *,
-                  smoothing: float = 0.0, x_axis: str = "step", n_out: int = MAX_POINTS) -> Curve:
+                  smoothing: float = 0.0, x_axis: str = "step", n_out: int = MAX_POINTS,
+                  level: int | None = None) -> Curve:
     """The drawable curve of one series (steps increasing). ``x_axis="wall time"`` falls back to steps when
     the series lacks wall times (check ``Curve.x_axis``)."""
     if x_axis not in X_AXES:
         raise ValueError(f"x_axis must be one of {X_AXES}, got {x_axis!r}")
+    if smoothing > 0 and level is not None:
+        raise ValueError("smoothing runs on every stored point, not on a downsampled level")
     steps = np.asarray(steps, dtype=float)
     values = np.asarray(values, dtype=float)
     x_full = steps
@@ -80,4 +95,5 @@ def prepare_curve(steps: np.ndarray, values: np.ndarray, wall_time: np.ndarray |
     return Curve(x=xs[keep], y=ys[keep], step=ss[keep], smooth_x=sx, smooth_y=sy, smooth_step=sst,
                  n_total=int(ys.size), x_axis=used,
                  steps_all_first=float(ss[0]) if ss.size else None, steps_all_last=float(ss[-1]) if ss.size else None,
-                 anchor_steps=ss[keep] if used != "step" else None, anchor_x=xs[keep] if used != "step" else None)
+                 anchor_steps=ss[keep] if used != "step" else None, anchor_x=xs[keep] if used != "step" else None,
+                 level=level)

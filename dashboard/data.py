@@ -3,9 +3,11 @@
 The store is opened once per process (``st.cache_resource``). Query results are cached with
 ``st.cache_data`` keyed on the store's data version (``Store.data_version``), so a page reload does not
 re-query while an ingest that adds points or re-analyses runs invalidates them at once. Curves are cached
-per run and metric, keyed on that run's own data version, already smoothed and downsampled (≤ 2,000 points
-per trace), so the cache stays small however long the runs are; full-resolution points are read straight
-through ``Store.points`` (one DB-API query per series: 20k points in ≈20 ms on SQLite).
+per run and metric, keyed on that run's own data version, already smoothed and downsampled (within the
+chart's point budget), so the cache stays small however long the runs are. Curves are read from the stored
+downsampled levels (``Store.lod_points``: a few hundred to a few thousand rows per series) unless smoothing
+is on; full-resolution points are read straight through ``Store.points`` (one DB-API query per series: 20k
+points in ≈20 ms on SQLite). Nothing here writes: the dashboard may connect with a read-only role.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard.curves import Curve, prepare_curve
+from dashboard.curves import Curve, choose_level, prepare_curve
+from dashboard.downsample import MAX_POINTS
+from dashboard.grouping import bucket_points
 from db import Store, resolve_db_url
 from db.errors import StoreError
 from db.masking import mask_secrets, mask_url
@@ -129,15 +133,63 @@ def series(url: str, version: tuple, run_ids: tuple[int, ...], keys: tuple[str, 
     return _open(url).series(run_ids, keys)
 
 
-def build_curve(store: Store, run_id: int, key: str, smoothing: float, x_axis: str) -> Curve:
+# ------------------------------------------------------------------ curves (Collapse and Groups pages)
+def build_curve(store: Store, run_id: int, key: str, smoothing: float, x_axis: str, n_out: int = MAX_POINTS,
+                level: int | None = None) -> Curve:
+    """A run's metric ready to draw at ``n_out`` points per line: from the stored ``level`` (``db.lod``) when
+    given and not smoothing, else from every stored point (the EMA needs them all)."""
+    if level is not None and smoothing == 0:
+        pts = store.lod_points(run_id, key, level)
+        if pts.size:
+            return prepare_curve(pts[:, 0], pts[:, 1], pts[:, 2], x_axis=x_axis, n_out=n_out, level=level)
     pts = store.points(run_id, key)
-    return prepare_curve(pts[:, 0], pts[:, 1], pts[:, 2], smoothing=smoothing, x_axis=x_axis)
+    return prepare_curve(pts[:, 0], pts[:, 1], pts[:, 2], smoothing=smoothing, x_axis=x_axis, n_out=n_out)
 
 
-@st.cache_data(show_spinner=False, max_entries=1024)
-def curve(url: str, run_id: int, run_version: int, key: str, smoothing: float, x_axis: str) -> Curve:
-    """A run's metric ready to draw; cached on the run's own data version (``runs.data_version``)."""
-    return build_curve(_open(url), run_id, key, smoothing, x_axis)
+@st.cache_data(show_spinner=False, max_entries=32)
+def curves(url: str, series: tuple[tuple[int, int, str, int | None], ...], smoothing: float, x_axis: str,
+           n_out: int = MAX_POINTS) -> list[Curve]:
+    """The curves of a page, each ``(run_id, run_version, key, level)`` (cached on the runs' own data
+    versions, ``runs.data_version``): one cache look-up for a page of 100 runs instead of 200."""
+    store = _open(url)
+    return [build_curve(store, run_id, key, smoothing, x_axis, n_out, level) for run_id, _, key, level in series]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def lod_levels(url: str, version: tuple, run_ids: tuple[int, ...], keys: tuple[str, ...]) -> dict:
+    """Stored levels of the runs' series: {(run_id, key): {level: rows}} (absent: the series has none)."""
+    out: dict[tuple[int, str], dict[int, int]] = {}
+    for run_id, key, level, n in _open(url).lod_levels(run_ids, keys).itertuples(index=False):
+        out.setdefault((int(run_id), str(key)), {})[int(level)] = int(n)
+    return out
+
+
+def curve_level(levels: dict, run_id: int, key: str, smoothing: float, n_out: int) -> int | None:
+    """The level a curve is read from (None: every stored point; always when smoothing)."""
+    return None if smoothing > 0 else choose_level(levels.get((run_id, key), {}), n_out)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def step_spans(url: str, version: tuple, run_ids: tuple[int, ...], keys: tuple[str, ...]) -> dict:
+    """{(run_id, key): (first step, last step)} of the series that exist."""
+    df = _open(url).step_spans(run_ids, keys)
+    return {(int(r), str(k)): (int(a), int(b)) for r, k, a, b in df.itertuples(index=False)}
+
+
+def build_bucket_series(store: Store, run_id: int, key: str, width: int, level: int | None) -> tuple:
+    """A series reduced to what the grouped view needs (``grouping.bucket_points``): read from the stored
+    level of that bucket width when there is one (it holds every bucket's last point), else from every point."""
+    pts = store.lod_points(run_id, key, level) if level is not None else np.empty((0, 3))
+    if not pts.size:
+        pts = store.points(run_id, key)
+    return bucket_points(pts[:, 0], pts[:, 1], width)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def bucket_series(url: str, series: tuple[tuple[int, int, str, int | None], ...], width: int) -> list[tuple]:
+    """``build_bucket_series`` of each ``(run_id, run_version, key, level)``, cached on the runs' versions."""
+    store = _open(url)
+    return [build_bucket_series(store, run_id, key, width, level) for run_id, _, key, level in series]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

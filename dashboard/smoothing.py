@@ -10,7 +10,6 @@ On a constant series the result is that constant (up to rounding), at every poin
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import lfilter
 
 
 def ema_debiased(values: np.ndarray, weight: float) -> np.ndarray:
@@ -20,6 +19,8 @@ def ema_debiased(values: np.ndarray, weight: float) -> np.ndarray:
         raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
     if weight == 0.0 or y.size == 0:
         return y.copy()
+    from scipy.signal import lfilter  # imported on first use: a page that does not smooth never pays for it
+
     finite = np.isfinite(y)
     out = np.full(y.shape, np.nan)
     yf = y[finite]

@@ -1,4 +1,7 @@
-"""Create or upgrade the schema with alembic (the same migrations on SQLite and PostgreSQL)."""
+"""Create or upgrade the schema with alembic (the same migrations on SQLite and PostgreSQL).
+
+alembic is imported only to migrate: a reader (the dashboard, read commands) opening an existing store never
+pays its import (about a second on a busy machine); the newest revision is read from the migration files."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine, and_, func, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
-from db import limits
+from db import limits, lod
 from db import schema as t
 from db.engine import make_engine
 from db.errors import StoreError
@@ -247,6 +247,7 @@ class Store:
                 changed = self._changed_points(conn, run_id, new)
                 written = len(changed)
                 self._upsert_points(conn, run_id, changed)
+                self._refresh_lod(conn, run_id, changed)
                 self._advance_watermarks(conn, run_id, new)
             if written:
                 version += 1
@@ -318,6 +319,160 @@ class Store:
             stmt,
             [{"run_id": run_id, "key_id": int(k), "last_step": int(s), "updated_at": now} for k, s in last.items()],
         )
+
+    # ---------------------------------------------------------------- downsampled levels (metric_lod)
+    def _refresh_lod(self, conn: Connection, run_id: int, changed: pd.DataFrame) -> None:
+        """Bring the levels of the (run, key) series whose points were just written (``changed``: key_id,
+        step, value, wall_time) up to date, in the writer's transaction. Only the buckets holding the changed
+        steps are recomputed, from the stored points in them; when a series gains or loses a level (it grew
+        past a threshold, or it had no levels yet: a store written before levels existed) its levels are
+        rebuilt from all its points. See ``db.lod``."""
+        if changed.empty:
+            return
+        mark = "?" if self._dialect == "sqlite" else "%s"
+        kids = sorted({int(k) for k in changed["key_id"].unique()})
+        in_keys = ", ".join(str(k) for k in kids)
+        one = f"FROM metric_points WHERE run_id = {mark} AND key_id = {mark}"
+        span = {}  # two index look-ups per series (min and max together would scan it on SQLite)
+        for kid in kids:
+            lo, hi = conn.exec_driver_sql(f"SELECT (SELECT min(step) {one}), (SELECT max(step) {one})",
+                                          (int(run_id), kid, int(run_id), kid)).one()
+            if lo is not None:
+                span[kid] = (int(lo), int(hi))
+        old: dict[int, set[int]] = {}
+        for k, level in conn.exec_driver_sql(
+                f"SELECT DISTINCT key_id, level FROM metric_lod WHERE run_id = {mark} AND key_id IN ({in_keys})",
+                (int(run_id),)).all():
+            old.setdefault(int(k), set()).add(int(level))
+        deletes: list[tuple] = []
+        rows: list[tuple] = []
+        by_key = {int(k): part for k, part in changed.groupby("key_id")}
+        for kid in kids:
+            levels = lod.levels_for(*span[kid]) if kid in span else []
+            had = old.get(kid, set())
+            if not levels and not had:
+                continue
+            part = by_key[kid]
+            mine = part[["step", "value", "wall_time"]].to_numpy(dtype=float)
+            whole = had == set() and len(part) == part["step"].nunique()  # a new series: these are its points
+            if set(levels) != had:  # rebuild every level of this series
+                pts = mine if whole and self._only_points(conn, run_id, kid, len(part)) \
+                    else self._lod_source(conn, run_id, kid, None, None)
+                deletes.append((int(run_id), kid, 0, lod.MAX_LEVEL, -(2**62), 2**62))
+                for level, sel in lod.reduce_cascade(lod.finite_sorted(pts), levels).items():
+                    rows += _lod_rows(run_id, kid, level, sel)
+                continue
+            lo, hi = int(part["step"].min()), int(part["step"].max())
+            a, b = lod.bucket_range(lo, hi, max(levels))  # the widest range: every level's buckets are in it
+            pts = lod.finite_sorted(self._lod_source(conn, run_id, kid, a, b))
+            for level in levels:
+                la, lb = lod.bucket_range(lo, hi, level)
+                inside = pts[(pts[:, 0] >= la) & (pts[:, 0] <= lb)]
+                deletes.append((int(run_id), kid, level, level, la, lb))
+                rows += _lod_rows(run_id, kid, level, lod.reduce_level(inside, level))
+        if deletes:
+            conn.exec_driver_sql(
+                f"DELETE FROM metric_lod WHERE run_id = {mark} AND key_id = {mark} AND level BETWEEN {mark} AND "
+                f"{mark} AND step BETWEEN {mark} AND {mark}", deletes)
+        for lo_i in range(0, len(rows), POINT_BATCH):
+            conn.exec_driver_sql(
+                f"INSERT INTO metric_lod (run_id, key_id, level, step, value, wall_time) VALUES "
+                f"({', '.join([mark] * 6)})", rows[lo_i:lo_i + POINT_BATCH])
+
+    def _only_points(self, conn: Connection, run_id: int, key_id: int, n: int) -> bool:
+        """Whether the series stores exactly ``n`` points (then the ``n`` just written are all of them)."""
+        mark = "?" if self._dialect == "sqlite" else "%s"
+        return int(conn.exec_driver_sql(f"SELECT count(*) FROM metric_points WHERE run_id = {mark} AND key_id = "
+                                        f"{mark}", (int(run_id), int(key_id))).scalar_one()) == n
+
+    def _lod_source(self, conn: Connection, run_id: int, key_id: int, lo: int | None, hi: int | None) -> np.ndarray:
+        """Stored points (step, value, wall_time) of one series, optionally only steps lo…hi."""
+        mark = "?" if self._dialect == "sqlite" else "%s"
+        sql = f"SELECT step, value, wall_time FROM metric_points WHERE run_id = {mark} AND key_id = {mark}"
+        params: tuple = (int(run_id), int(key_id))
+        if lo is not None:
+            sql += f" AND step BETWEEN {mark} AND {mark}"
+            params += (int(lo), int(hi))
+        rows = [tuple(r) for r in conn.exec_driver_sql(sql + " ORDER BY step", params)]
+        return np.array(rows, dtype=float).reshape(-1, 3)
+
+    def rebuild_lod(self, run_ids: Sequence[int] | None = None) -> int:
+        """Recompute every level of the given runs (default: all) from their stored points, one transaction
+        per run; for stores written before levels existed (ingest keeps them up to date afterwards). Returns
+        the number of level rows written."""
+        with self.engine.connect() as conn:
+            todo = [int(i) for i in conn.execute(select(t.runs.c.id).order_by(t.runs.c.id)).scalars()]
+        if run_ids is not None:
+            wanted = {int(i) for i in run_ids}
+            todo = [i for i in todo if i in wanted]
+        mark = "?" if self._dialect == "sqlite" else "%s"
+        total = 0
+        for run_id in todo:
+            with self._writer() as conn, conn.begin():
+                conn.exec_driver_sql(f"DELETE FROM metric_lod WHERE run_id = {mark}", (run_id,))
+                kids = [int(k) for k in conn.exec_driver_sql(
+                    f"SELECT DISTINCT key_id FROM metric_points WHERE run_id = {mark}", (run_id,)).scalars()]
+                rows: list[tuple] = []
+                for kid in kids:
+                    pts = self._lod_source(conn, run_id, kid, None, None)
+                    if not pts.size:
+                        continue
+                    levels = lod.levels_for(int(pts[:, 0].min()), int(pts[:, 0].max()))
+                    for level, sel in lod.reduce_cascade(lod.finite_sorted(pts), levels).items():
+                        rows += _lod_rows(run_id, kid, level, sel)
+                for lo_i in range(0, len(rows), POINT_BATCH):
+                    conn.exec_driver_sql(
+                        f"INSERT INTO metric_lod (run_id, key_id, level, step, value, wall_time) VALUES "
+                        f"({', '.join([mark] * 6)})", rows[lo_i:lo_i + POINT_BATCH])
+                total += len(rows)
+        return total
+
+    def lod_levels(self, run_ids: Iterable[int], keys: Iterable[str]) -> pd.DataFrame:
+        """Stored levels of the given runs' series: one row per (run_id, key, level) with its row count ``n``."""
+        ids = [int(i) for i in run_ids]
+        names = list(keys)
+        kid = self.key_ids_known(names)
+        if not ids or not kid:
+            return pd.DataFrame({"run_id": [], "key": [], "level": [], "n": []})
+        q = (select(t.metric_lod.c.run_id, t.metric_lod.c.key_id, t.metric_lod.c.level, func.count().label("n"))
+             .where(t.metric_lod.c.run_id.in_(ids), t.metric_lod.c.key_id.in_(list(kid.values())))
+             .group_by(t.metric_lod.c.run_id, t.metric_lod.c.key_id, t.metric_lod.c.level))
+        df = self._frame(q)
+        names_by_id = {v: k for k, v in kid.items()}
+        df["key"] = [names_by_id[int(k)] for k in df["key_id"]] if not df.empty else []
+        return df[["run_id", "key", "level", "n"]]
+
+    def lod_points(self, run_id: int, key: str, level: int) -> np.ndarray:
+        """The rows of one level of a series as an (n, 3) float array — step, value, wall time (NaN where
+        unknown) — sorted by step; empty when the series has no such level."""
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        return self._fetch_array(
+            f"SELECT l.step, l.value, l.wall_time FROM metric_lod l JOIN metric_keys k ON k.id = l.key_id "
+            f"WHERE l.run_id = {mark} AND k.name = {mark} AND l.level = {mark} ORDER BY l.step",
+            (int(run_id), str(key), int(level)))
+
+    def step_spans(self, run_ids: Iterable[int], keys: Iterable[str]) -> pd.DataFrame:
+        """First and last stored step of each (run_id, key) series that exists: two index look-ups per series
+        (a grouped min/max would read every point)."""
+        ids = [int(i) for i in run_ids]
+        kid = self.key_ids_known(list(keys))
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        one = f"FROM metric_points WHERE run_id = {mark} AND key_id = {mark}"
+        sql = f"SELECT (SELECT min(step) {one}), (SELECT max(step) {one})"
+        rows = []
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            for run_id in ids:
+                for key, k in kid.items():
+                    cur.execute(sql, (run_id, k, run_id, k))
+                    lo, hi = cur.fetchone()
+                    if lo is not None:
+                        rows.append((run_id, key, int(lo), int(hi)))
+            cur.close()
+        finally:
+            raw.close()
+        return pd.DataFrame(rows, columns=["run_id", "key", "first_step", "last_step"])
 
     def watermarks(self, source_id: int) -> dict[str, dict[str, int]]:
         """Last stored step per key of every run of a source: {external_id: {key: last_step}}."""
@@ -460,21 +615,22 @@ class Store:
         """Every stored point of one run's metric as an (n, 3) float array — step, value (NaN where the
         source had a non-finite value), wall time (NaN where unknown) — sorted by step. The fast path for
         drawing: a plain DB-API cursor straight into numpy (about 20 ms for 20,000 points)."""
-        kid = self.key_ids_known([key]).get(key)
-        if kid is None:
-            return np.empty((0, 3))
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        sql = (f"SELECT step, value, wall_time FROM metric_points WHERE run_id = {mark} AND key_id = {mark} "
-               "ORDER BY step")
+        return self._fetch_array(
+            f"SELECT p.step, p.value, p.wall_time FROM metric_points p JOIN metric_keys k ON k.id = p.key_id "
+            f"WHERE p.run_id = {mark} AND k.name = {mark} ORDER BY p.step", (int(run_id), str(key)))
+
+    def _fetch_array(self, sql: str, params: tuple) -> np.ndarray:
+        """Rows of a three-column query through a plain DB-API cursor as an (n, 3) float array (None → NaN)."""
         raw = self.engine.raw_connection()
         try:
             cur = raw.cursor()
-            cur.execute(sql, (int(run_id), int(kid)))
+            cur.execute(sql, params)
             rows = cur.fetchall()
             cur.close()
         finally:
             raw.close()
-        return np.array(rows, dtype=float).reshape(-1, 3)  # None → NaN
+        return np.array(rows, dtype=float).reshape(-1, 3)
 
     def key_roles(self, names: Sequence[str] | None = None) -> dict[str, str]:
         """Stored role of each metric key (of ``names``, or all)."""
@@ -602,6 +758,13 @@ def _path_hash(path: str) -> str:
     import hashlib
 
     return hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _lod_rows(run_id: int, key_id: int, level: int, pts: np.ndarray) -> list[tuple]:
+    """metric_lod rows of one level's points (step, value, wall_time; unknown wall times as NULL)."""
+    n = pts.shape[0]
+    return list(zip([int(run_id)] * n, [int(key_id)] * n, [int(level)] * n,
+                    pts[:, 0].astype(np.int64).tolist(), pts[:, 1].tolist(), _nullable(pts[:, 2]), strict=True))
 
 
 def _nullable(arr: np.ndarray) -> list[float | None]:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -25,7 +26,7 @@ from ingest.mlflow_source import MlflowSource
 from ingest.sync import sync_source
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-PAGES = ("runs", "collapse", "ceiling", "compare", "backtest", "sources")
+PAGES = ("runs", "collapse", "groups", "ceiling", "compare", "backtest", "sources")
 MARKUP = "<img src=x onerror=alert(1)>"
 ENTROPY, VAL = "actor/entropy", "val-core/gsm8k-sim/acc/mean@1"
 
@@ -70,6 +71,41 @@ def law_store(tmp_path_factory) -> str:
     sync_source(store, MlflowSource(tracking, {"experiments": ["dash"]}))
     refresh_analyses(store)
     return url
+
+
+@pytest.fixture(scope="module")
+def many_store(tmp_path_factory) -> str:
+    """20 analysed runs of 1,200 steps (entropy every step, accuracy every 10): more runs than the Collapse
+    page draws bands for; the entropy series have a stored level (32-step buckets)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('many') / 'store.db'}"
+    store = Store.open(url)
+    sid = store.source_id("file", "/many")
+    rng = np.random.default_rng(5)
+    steps = np.arange(1, 1_201)
+    for i in range(20):
+        h = 0.05 + 1.1 * np.exp(-steps / rng.uniform(200, 500)) * (1 + 0.05 * rng.standard_normal(steps.size))
+        rs = steps[::10]
+        r = np.clip(1.0 - 0.3 * np.exp(h[rs - 1]) + 0.01 * rng.standard_normal(rs.size), 0, 1)
+        data = RunData(RunInfo(f"m{i}", f"many-{i:02d}", project="many", model=("7B", "1.5B")[i % 2],
+                               algorithm="grpo"),
+                       (Series.build(ENTROPY, steps, h, 1.7e9 + 30.0 * steps), Series.build(VAL, rs, r)))
+        store.write_run(sid, data, resolve_roles(data.all_keys()))
+    refresh_analyses(store)
+    return url
+
+
+def _spec_points(spec: dict) -> int:
+    """Points a plotly figure spec (as Streamlit sends it) draws: every x value of every trace."""
+    import base64
+
+    total = 0
+    for t in spec["data"]:
+        x = t.get("x")
+        if isinstance(x, dict):
+            total += len(base64.b64decode(x["bdata"])) // np.dtype(x["dtype"]).itemsize
+        elif x is not None:
+            total += len(x)
+    return total
 
 
 def _app(monkeypatch, url: str, query: dict[str, str] | None = None) -> AppTest:
@@ -171,6 +207,118 @@ def test_collapse_page_shows_stored_verdicts_and_warns_about_missing_entropy(mon
     at.radio(key="c_x").set_value("wall time").run()
     at.selectbox(key="c_group").set_value("model").run()
     assert not at.exception, at.exception
+
+
+def test_collapse_page_with_many_runs_keeps_the_budget_and_draws_one_marker_per_run(monkeypatch, many_store):
+    import json
+
+    from dashboard.collapse_figure import DETAIL_RUNS
+    from dashboard.downsample import CHART_BUDGET, trace_budget
+
+    results = _results(many_store)
+    ids = sorted(results)
+    assert len(ids) == 20 > DETAIL_RUNS
+    at = _page(_app(monkeypatch, many_store, {"runs": ",".join(map(str, ids))}), "collapse")
+    (chart,) = at.get("plotly_chart")
+    spec = json.loads(chart.proto.spec)
+    drawn = _spec_points(spec)
+    caption = " ".join(c.value for c in at.caption)
+    assert f"{drawn:,} points drawn (budget {CHART_BUDGET:,} per chart" in caption
+    assert "each run has one marker on its entropy curve" in caption and "Shaded" not in caption
+    (summary,) = [t for t in spec["data"] if t.get("name") == "stage / collapse (one per run)"]
+    assert len(summary["text"]) == 20 and not spec["layout"].get("shapes")
+    table = at.dataframe[0].value.set_index("id")
+    n_out = trace_budget(40, 20)
+    # 2,000 points a line: a level of 1,200 steps has fewer rows, so every point is read (and said so)
+    assert n_out == 2_000 and "0 of 40 curves read from the stored downsampled levels" in caption
+    assert all(v == "1,200 of 1,200 points" for v in table["H drawn of read"])
+    at.slider(key="c_smooth").set_value(0.9).run()  # smoothing: every stored point, EMA first
+    caption = " ".join(c.value for c in at.caption)
+    assert "every stored point read" in caption and _spec_points(json.loads(at.get("plotly_chart")[0].proto.spec)) \
+        <= CHART_BUDGET
+    assert table["H drawn of read"].map(lambda v: int(v.split(" of ")[0].replace(",", ""))).max() <= n_out
+    assert any("Groups page" in str(getattr(e, "proto", "")) for e in at.main)
+
+
+def test_groups_page_reads_the_stored_level_of_its_bucket_width(monkeypatch, many_store):
+    at = _page(_app(monkeypatch, many_store), "groups")
+    at.selectbox(key="g_by").set_value("model").run()
+    caption = " ".join(c.value for c in at.caption)
+    assert "20 runs in 2 groups" in caption and "buckets of 32 steps" in caption  # 1,200 steps: level 1
+    assert "40 of 40 series were read from the stored downsampled level" in caption
+    table = at.dataframe[0].value.set_index("group")
+    assert table["runs"].to_dict() == {"1.5B": 10, "7B": 10}
+
+
+@pytest.mark.postgres
+def test_collapse_and_groups_pages_read_levels_as_a_select_only_role(monkeypatch, postgres_server, postgres_url):
+    """As the deployment's dashboard does: a role that may only SELECT. The pages read the stored levels and
+    never write (a write would fail with 'permission denied')."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    store = Store.open(postgres_url)
+    sid = store.source_id("file", "/ro")
+    steps = np.arange(1, 20_001)
+    rng = np.random.default_rng(11)
+    for i in range(3):
+        h = 0.05 + 1.1 * np.exp(-steps / (3_000 + 500 * i)) * (1 + 0.05 * rng.standard_normal(steps.size))
+        rs = steps[::10]
+        data = RunData(RunInfo(f"ro{i}", f"ro-{i}", project="ro", model="7B"),
+                       (Series.build(ENTROPY, steps, h), Series.build(VAL, rs, 1.0 - 0.3 * np.exp(h[rs - 1]))))
+        store.write_run(sid, data, resolve_roles(data.all_keys()))
+    refresh_analyses(store)
+    db = make_url(postgres_url).database
+    role = f"ro_{db[-12:]}".lower()
+    with psycopg.connect(f"host=127.0.0.1 port={postgres_server.port} user=postgres dbname={db}",
+                         autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
+        conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"')
+    reader = postgres_server.url(db, role)
+    at = _page(_app(monkeypatch, reader, {"runs": "1,2,3"}), "collapse")
+    caption = " ".join(c.value for c in at.caption)
+    assert "3 of 6 curves read from the stored downsampled levels" in caption  # entropy: level 1 (2,500 rows)
+    assert all(v.endswith("in level 1") for v in at.dataframe[0].value["H drawn of read"])
+    _page(at, "groups")
+    assert "series were read from the stored downsampled level" in " ".join(c.value for c in at.caption)
+    with pytest.raises(Exception, match="permission denied"):  # the role really is read-only
+        Store.open(reader, create=False).rebuild_lod()
+
+
+def test_groups_page_numbers_equal_the_stored_results_and_points(monkeypatch, sim_store):
+    from dashboard.grouping import entropy_spent, group_of
+
+    results = _results(sim_store)
+    store = Store.open(sim_store, create=False)
+    info = store.runs_frame().set_index("id", drop=False)
+    at = _page(_app(monkeypatch, sim_store), "groups")
+    at.selectbox(key="g_by").set_value("model").run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 2  # the bands and the runs as points
+    table = at.dataframe[0].value.set_index("group")
+    groups = {i: group_of(info.loc[i].to_dict(), "model") for i in results}
+    assert sorted(table.index) == sorted(set(groups.values()))
+    for g, row in table.iterrows():
+        ids = [i for i in results if groups[i] == g]
+        ceilings = [results[i]["law"]["ceiling"] for i in ids if results[i].get("law")]
+        spent = []
+        for i in ids:
+            key = results[i].get("entropy_key")
+            pts = store.points(i, key) if key else np.empty((0, 3))
+            pts = pts[np.isfinite(pts[:, 1])]
+            if len(pts):
+                spent.append(entropy_spent(pts[0, 1], pts[-1, 1]))
+        assert row["runs"] == len(ids) and row["with a ceiling"] == len(ceilings)
+        assert _close(row["median ceiling"], float(np.median(ceilings)) if ceilings else None), g
+        assert _close(row["median entropy spent"], float(np.median(spent)) if spent else None), g
+    odd = at.dataframe[1].value.set_index("run")  # runs without a ceiling, with their status
+    assert odd.loc["two-evals-run", "status"] == "failed" and odd.loc["no-entropy-run", "status"] == "skipped"
+    at.selectbox(key="g_by").set_value("tag: intervention").run()
+    assert not at.exception, at.exception
+    by_tag = at.dataframe[0].value.set_index("group")["runs"].to_dict()
+    want = pd.Series([group_of(info.loc[i].to_dict(), "tag: intervention") for i in results]).value_counts()
+    assert by_tag == want.to_dict() and sum(by_tag.values()) == len(results)
 
 
 def test_ceiling_page_equals_stored_fit_and_shows_the_backtest_at_each_cutoff(monkeypatch, sim_store):
@@ -360,6 +508,20 @@ def test_collapse_and_ceiling_pages_draw_in_chromium(sim_store, streamlit_app, b
     assert "ceiling R(H=0)" in text and f"{law['ceiling']:.4f}" in text and "backtest error (30%)" in text
     page.screenshot(path=str(tmp_path / "ceiling.png"))
     assert (tmp_path / "collapse.png").stat().st_size > 20_000 and (tmp_path / "ceiling.png").stat().st_size > 20_000
+    page.close()
+
+
+@pytest.mark.browser
+def test_groups_page_draws_in_chromium(sim_store, streamlit_app, browser, tmp_path):
+    app = streamlit_app(sim_store)
+    page = _open(browser, f"{app.url}/groups")
+    _wait_charts(page, 2)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    text = page.inner_text("body")
+    assert "Median and interquartile range per group" in text and "ceiling against entropy spent" in text
+    assert page.locator(".js-plotly-plot").nth(1).locator(".scatterlayer .trace .point").count() >= 3  # runs + medians
+    page.screenshot(path=str(tmp_path / "groups.png"))
+    assert (tmp_path / "groups.png").stat().st_size > 20_000
     page.close()
 
 

@@ -9,11 +9,20 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from dashboard.collapse_figure import RunCurves, collapse_figure, naive_points
+from dashboard.collapse_figure import (
+    DETAIL_RUNS,
+    WEBGL_TRACES,
+    RunCurves,
+    chart_points,
+    collapse_figure,
+    line_traces,
+    marker_points,
+    naive_points,
+)
 from dashboard.colors import run_color
 from dashboard.compare_figures import laws_figure, lift_figure, scaling_figure
-from dashboard.curves import prepare_curve
-from dashboard.downsample import MAX_POINTS, downsample_index
+from dashboard.curves import choose_level, prepare_curve
+from dashboard.downsample import CHART_BUDGET, MAX_POINTS, downsample_index, trace_budget
 from dashboard.figures import ceiling_figure, forecast_figure, residuals
 from dashboard.smoothing import ema_debiased
 from dashboard.sync_command import ingest_command, shown
@@ -117,6 +126,95 @@ def test_collapse_figure_budget_markers_and_literal_names():
     colours = {t.line.color for t in fig.data if t.name and t.name.endswith("(#2)") and t.mode == "lines"}
     assert colours == {run_color(2)}
     assert [t.legendgrouptitle.text for t in fig.data if t.legendgrouptitle.text] == ["Qwen-7B"]
+
+
+def _many(n_runs: int, smoothing: float = 0.0, steps: int = 20_000) -> list[RunCurves]:
+    """``n_runs`` runs of ``steps`` steps, each curve prepared at the full per-trace cap (2,000 points): the
+    figure alone must bring them within the chart's budget."""
+    out = []
+    for i in range(1, n_runs + 1):
+        x, y = _noisy(steps, seed=i)
+        stage = {"step": 4_000 + 10 * i, "range": [3_500, 4_600], "clear": i % 3 != 0}
+        collapse = ({"verdict": "collapsing", "alarm": True, "h_now": 0.05, "floor": 0.03,
+                     "projected_floor_step": 26_000} if i % 2 else {"verdict": "converging", "alarm": False})
+        out.append(RunCurves(i, f"run-{i}", prepare_curve(x, np.abs(y), smoothing=smoothing),
+                             prepare_curve(x[::5], 1 - np.abs(y[::5]), smoothing=smoothing), group=None,
+                             stage=stage, collapse=collapse))
+    return out
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.9])
+@pytest.mark.parametrize("n_runs", [1, 10, 100])
+def test_collapse_figure_never_exceeds_the_chart_budget(n_runs, smoothing):
+    runs = _many(n_runs, smoothing)
+    fig = collapse_figure(runs)
+    n_lines = line_traces(runs)
+    assert n_lines == 2 * n_runs * (2 if smoothing else 1)
+    per_trace = trace_budget(n_lines, marker_points(n_runs))
+    assert chart_points(fig) <= CHART_BUDGET
+    assert naive_points(fig) <= per_trace <= MAX_POINTS
+    lines = [t for t in fig.data if t.mode in ("lines", "lines+markers") and t.name not in ("projected floor",)]
+    assert len(lines) == n_lines
+    if n_runs == 1:
+        assert per_trace == MAX_POINTS and naive_points(fig) > 0.95 * MAX_POINTS  # a few runs: about 2,000
+    if n_runs == 100:
+        assert chart_points(fig) > 0.9 * CHART_BUDGET  # the budget is used, not wasted
+        assert per_trace == (CHART_BUDGET - n_runs) // n_lines  # a few hundred per line
+    webgl = {type(t).__name__ for t in fig.data}
+    assert webgl == ({"Scattergl"} if n_lines > WEBGL_TRACES else {"Scatter"})
+    go.Figure(fig.to_dict())  # built without plotly's validation: every property must still be valid
+
+
+def test_webgl_above_the_trace_threshold_and_summary_markers_at_many_runs():
+    few, many = _many(DETAIL_RUNS), _many(DETAIL_RUNS + 1)
+    fig_few, fig_many = collapse_figure(few), collapse_figure(many)
+    # few runs: a shaded range and a dashed line per clear stage on both panels, alarm and projection markers
+    clear = sum(bool(r.stage["clear"]) for r in few)
+    assert len(fig_few.layout.shapes) == 4 * clear
+    assert sum(t.name == "projected floor" for t in fig_few.data) == sum(bool(r.collapse.get("alarm")) for r in few)
+    # many runs: no bands, one summary marker per run in a single trace
+    assert len(fig_many.layout.shapes) == 0 and not any(t.name == "projected floor" for t in fig_many.data)
+    (summary,) = [t for t in fig_many.data if t.name == "stage / collapse (one per run)"]
+    assert len(summary.x) == len(many)
+    for r, x, symbol, text in zip(sorted(many, key=lambda r: r.run_id), summary.x, summary.marker.symbol,
+                                  summary.text, strict=True):
+        want = "x" if r.collapse.get("alarm") else "diamond" if r.stage["clear"] else "circle"
+        assert symbol == want
+        assert x == (r.stage["step"] if r.stage["clear"] else r.entropy.step[-1])
+        assert f"(#{r.run_id})" in text and ("floor projected at step 26000" in text) == bool(r.collapse.get("alarm"))
+    # above the trace threshold every trace is WebGL, below none is
+    n = WEBGL_TRACES // 2 + 1
+    assert {type(t).__name__ for t in collapse_figure(_many(n, steps=2_000)).data} == {"Scattergl"}
+    assert {type(t).__name__ for t in collapse_figure(_many(n - 1, steps=2_000)).data} == {"Scatter"}
+    for fig in (fig_few, fig_many, collapse_figure(_many(2), log_y=True)):
+        go.Figure(fig.to_dict())  # valid, though assembled without validation
+
+
+def test_legend_lists_runs_for_a_few_and_groups_for_many():
+    from dataclasses import replace
+
+    from dashboard.collapse_figure import LEGEND_RUNS
+
+    few = collapse_figure(_many(3, steps=2_000))
+    assert sorted(t.name for t in few.data if t.showlegend) == ["run-1 (#1)", "run-2 (#2)", "run-3 (#3)"]
+    many = _many(LEGEND_RUNS + 1, steps=2_000)
+    fig = collapse_figure(many)
+    assert fig.layout.showlegend is False and not any(t.showlegend for t in fig.data)  # hover names the run
+    grouped = [replace(r, group=("7B", "1.5B")[r.run_id % 2]) for r in many]
+    fig = collapse_figure(grouped)
+    shown = [t for t in fig.data if t.showlegend and t.legendgroup.startswith("g:")]
+    assert sorted(t.name for t in shown) == ["1.5B", "7B"] and fig.layout.legend.groupclick == "togglegroup"
+    assert {t.legendgroup for t in fig.data if t.legendgroup.startswith("g:")} == {"g:1.5B", "g:7B"}
+
+
+def test_choose_level_reads_the_coarsest_level_with_enough_points():
+    levels = {1: 2_500, 2: 620, 3: 159}
+    assert choose_level(levels, 2_000) == 1
+    assert choose_level(levels, 499) == 2
+    assert choose_level(levels, 100) == 3
+    assert choose_level(levels, 5_000) is None and choose_level({}, 10) is None  # read every point
+    with pytest.raises(ValueError, match="every stored point"):
+        prepare_curve(np.arange(10.0), np.ones(10), smoothing=0.5, level=1)
 
 
 def test_text_escaping():

@@ -1,0 +1,117 @@
+"""Groups: many runs at once. Runs grouped by project/experiment, model, algorithm, intervention or any tag or
+parameter: the median and interquartile band of H and R per group against step, and every run as one point
+(ceiling against entropy spent, coloured by group). Reads a downsampled level per run (``db.lod``), so it
+stays quick and readable at hundreds of runs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import context, data, state
+from dashboard.group_figures import MANY_POINTS, bands_figure, points_figure
+from dashboard.grouping import (
+    bucket_width,
+    first_last,
+    group_bands,
+    group_choices,
+    group_of,
+    group_table,
+    limit_groups,
+    run_points,
+)
+from dashboard.text import md_text
+from db import lod
+
+MAX_GROUPS = 12
+LEVEL_OF_WIDTH = {lod.width(level): level for level in range(1, lod.MAX_LEVEL + 1)}
+
+st.title("Groups")
+top = st.container()  # messages and options: filled once the store is read
+head = st.empty()
+slot = st.empty()
+# the first chart's empty frame goes out first, so that the browser loads the charting library while the
+# store is read (replaced by the chart, or removed when there is nothing to draw)
+slot.plotly_chart(bands_figure([], []))
+with top:
+    ctx = context.load()
+if ctx is None:
+    slot.empty()
+else:
+    results = ctx.by_id
+    all_ids = [int(r["run_id"]) for r in ctx.results]
+    chosen = state.selection(all_ids)
+    with top:
+        c = st.columns([2, 2, 1])
+        choice = c[0].selectbox("group runs by", group_choices(ctx.runs), key="g_by",
+                                help="as W&B groups runs; tags and parameters of every run are offered")
+        scopes = ["every run", f"the selected runs ({len(chosen)})"] if chosen else ["every run"]
+        scope = c[1].radio("runs", scopes, horizontal=True, key="g_scope",
+                           index=len(scopes) - 1, help="the selection is made on the Runs page (or in the URL)")
+        ids = chosen if scope != "every run" else all_ids
+        intervals = c[2].toggle("ceiling intervals", value=len(ids) <= MANY_POINTS, key="g_intervals")
+    info = ctx.runs.set_index("id", drop=False)
+    raw_groups = {i: group_of(info.loc[i].to_dict(), choice) for i in ids if i in info.index}
+    groups = limit_groups(raw_groups, MAX_GROUPS)
+    n_raw = len(set(raw_groups.values()))
+    if n_raw > MAX_GROUPS:
+        top.caption(f"{n_raw} groups: the {MAX_GROUPS - 1} largest are drawn apart, the others together as one.")
+
+    keys = tuple(sorted({k for i in ids for k in (results[i].get("entropy_key"), results[i].get("performance_key"))
+                         if k}))
+    spans = data.step_spans(ctx.url, ctx.version, tuple(ids), keys)
+    width = bucket_width(max((b for _, b in spans.values()), default=0))
+    level = LEVEL_OF_WIDTH.get(width)
+    levels = data.lod_levels(ctx.url, ctx.version, tuple(ids), keys)
+    versions = dict(zip(ctx.runs["id"].astype(int), ctx.runs["data_version"].astype(int), strict=True))
+    wanted = [(i, role, key) for i in ids for role in ("entropy", "performance")
+              if (key := results[i].get(f"{role}_key")) and (i, key) in spans]
+    asked = tuple((i, versions.get(i, 0), key, level if level in levels.get((i, key), {}) else None)
+                  for i, _, key in wanted)
+    series: dict[str, dict[int, tuple]] = {"entropy": {}, "performance": {}}
+    for (i, role, _), got in zip(wanted, data.bucket_series(ctx.url, asked, width), strict=True):
+        series[role][i] = got
+    from_level = sum(a[3] is not None for a in asked)
+    n_series = len(asked)
+
+    head.subheader("Median and interquartile range per group")
+    hb = group_bands(series["entropy"], groups, width)
+    rb = group_bands(series["performance"], groups, width)
+    if not hb and not rb:
+        slot.info("None of these runs has an entropy or performance curve stored.")
+    else:
+        slot.plotly_chart(bands_figure(hb, rb), key="groups_bands")
+        n_groups = len(set(groups.values()))
+        st.caption(f"{len(ids)} runs in {n_groups} group{'s' if n_groups != 1 else ''}. Steps are cut into buckets of {width:,} "
+                   "steps; a run's value in a bucket is its latest value at or before the bucket's end (within the "
+                   "run's own steps); the line is the median over the group's runs, the band their 25th–75th "
+                   f"percentiles (hover: how many runs). {from_level} of {n_series} series were read from the "
+                   "stored downsampled level of that bucket width, the others point by point.")
+
+    st.subheader("Runs as points: ceiling against entropy spent")
+    entropy = {i: first_last(*series["entropy"][i]) for i in series["entropy"]}
+    points = run_points([results[i] for i in ids], groups, entropy)
+    drawn = points.dropna(subset=["ceiling", "entropy spent"])
+    if drawn.empty:
+        st.info("No run here has both a fitted law and an entropy curve. `entropy-dash runs` shows what each "
+                "run has.")
+    else:
+        st.plotly_chart(points_figure(points, intervals=intervals), key="groups_points")
+        left_out = len(points) - len(drawn)
+        st.caption(f"{len(drawn)} runs drawn, coloured by group; ◆ each group's median. Entropy spent = "
+                   "(H_first − H_last) / H_first, the first and last stored entropy; ceiling = b − a of the fitted "
+                   "law" + (" with its 95% interval" if intervals else "") +
+                   (f". {left_out} runs without a fitted law or an entropy curve are left out (listed below)."
+                    if left_out else "."))
+    st.dataframe(group_table(points), hide_index=True,
+                 column_config={"median entropy spent": st.column_config.NumberColumn(format="%.3f")}
+                 | {c: st.column_config.NumberColumn(format="%.4f")
+                    for c in ("median ceiling", "ceiling q25", "ceiling q75")})
+    odd = points[(points["status"] != "ok") | points["ceiling"].isna()]
+    if len(odd):
+        with st.expander(f"{len(odd)} runs without a ceiling or with a status other than ok"):
+            st.dataframe(pd.DataFrame({"id": odd["id"], "run": odd["run"], "group": odd["group"],
+                                       "status": odd["status"], "reason": odd["reason"],
+                                       "ceiling": odd["ceiling"]}), hide_index=True)
+    if choice.startswith(("tag: ", "param: ")):
+        st.caption(f"Grouped by {md_text(choice)}; runs without it form their own group.")
