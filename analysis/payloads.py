@@ -13,13 +13,10 @@ from typing import Any
 from analysis.errors import AnalysisError
 from analysis.forecasting import CutoffBacktest, backtest_at, live_forecasts
 from analysis.pipeline import run_series
-from analysis.run import backtest_of, warmup_mode
 from db import Store
 from models.align import align
 from models.backtest import CUTOFFS, DEFAULT_CUTOFF
-from models.law import fit_law_robust
 from models.metric_range import MetricRange
-from models.scaling import fit_scaling_table, model_size_from
 
 
 def runs_payload(store: Store, results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -116,6 +113,7 @@ def _why_no_forecast(res: Mapping[str, Any]) -> str:
 
 def robust_law(store: Store, res: Mapping[str, Any], loss: str) -> dict[str, Any]:
     from analysis.run import bounded_law
+    from models.law import fit_law_robust
 
     h, r = run_series(store, res)
     pairs = align(h, r)
@@ -160,6 +158,8 @@ def _computed(store: Store, results: Sequence[Mapping[str, Any]], cutoff: float)
     """Backtests at a cutoff that is not stored, computed in memory (None: the stored ones serve)."""
     if any(abs(cutoff - c) < 1e-9 for c in CUTOFFS):
         return None
+    from analysis.run import backtest_of, warmup_mode
+
     out = {}
     for res in results:
         if not res.get("finished") or res.get("entropy_key") is None or not res.get("range"):
@@ -188,6 +188,8 @@ def scaling_payload(store: Store, results: Sequence[Mapping[str, Any]], group: s
     of each coefficient against model size (per ``group`` value when given: algorithm or intervention)."""
     if group not in (None, "algorithm", "intervention"):
         raise AnalysisError(f"--group must be 'algorithm' or 'intervention', got {group!r}")
+    from models.scaling import fit_scaling_table, model_size_from
+
     runs = store.runs_frame().set_index("id")
     rows = []
     for res in results:

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.keys import choose_keys
-from analysis.run import ANALYSIS_VERSION, analyse_run
 from analysis.settings import RunSettings, run_settings
+from analysis.version import ANALYSIS_VERSION
 from db import Store
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,8 @@ def _analyse(store: Store, ids: list[int], options: Options) -> Iterator[dict[st
 
 def _analyse_one(store: Store, run: dict[str, Any], stats: pd.DataFrame, roles: Mapping[str, str],
                  source_options: Mapping[str, Any], options: Options) -> dict[str, Any]:
+    from analysis.run import analyse_run  # the models (and scipy) are imported only to compute
+
     settings: RunSettings = run_settings(source_options, run["name"], keep_warmup=options.keep_warmup)
     with_points = set(stats["key"]) if not stats.empty else set()
     seen = list(dict.fromkeys([*(run.get("keys_seen") or []), *with_points]))

@@ -27,6 +27,7 @@ import pandas as pd
 
 from analysis.keys import KeyChoice, benchmark_name
 from analysis.settings import RunSettings
+from analysis.version import ANALYSIS_VERSION
 from db.records import planned_length
 from models.align import Aligned, align
 from models.backtest import CUTOFFS, backtest_run
@@ -40,8 +41,6 @@ from models.resample import bin_means
 from models.stages import find_stage_boundary
 from models.warmup import KEEP, Warmup, detect_warmup, pinned_warmup
 
-#: bumped whenever what is computed changes: stored analyses of an older version are recomputed
-ANALYSIS_VERSION = 2
 #: a run is finished when it reached its planned length (within this share of it)
 FINISHED_SHARE = 0.98
 #: the trend models (stage, collapse) see at most this many points per curve (bucket means of longer ones)

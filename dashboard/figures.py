@@ -13,12 +13,23 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.colors import run_color, with_alpha
+from dashboard.downsample import MAX_POINTS, downsample_index
 from dashboard.text import plotly_text
 from models.law import LawFit
 
 __all__ = ["ceiling_figure", "forecast_figure", "law_from_result", "residuals", "residuals_figure", "run_color"]
 
 BAND = "rgba(100,100,100,0.18)"
+
+
+def drawn(frame: pd.DataFrame, y: str) -> pd.DataFrame:
+    """At most ``MAX_POINTS`` rows of ``frame`` to draw (MinMaxLTTB over step, extremes of ``y`` kept): a run
+    evaluated every step has 20,000 pairs, which SVG markers draw in seconds; the fit uses them all."""
+    if len(frame) <= MAX_POINTS:
+        return frame
+    order = frame.sort_values("step")
+    idx = downsample_index(order["step"].to_numpy(dtype=float), order[y].to_numpy(dtype=float))
+    return order.iloc[idx]
 
 
 def law_from_result(law: Mapping[str, Any]) -> LawFit:
@@ -44,9 +55,11 @@ def ceiling_figure(pairs: pd.DataFrame, law: Mapping[str, Any], run: str, run_id
     fig.add_trace(go.Scatter(x=grid, y=fit.predict(grid), mode="lines", line={"color": color},
                              name=f"R = −{fit.a:.3g}·e^H + {fit.b:.3g}  (R² {fit.r2:.3f})",
                              hovertemplate="law<br>H %{x:.4f}<br>R %{y:.4f}<extra></extra>"))
+    shown = drawn(pairs, "performance")
     fig.add_trace(go.Scatter(
-        x=pairs["entropy"], y=pairs["performance"], mode="markers", marker={"color": color, "size": 7},
-        name=f"{name} (n={len(pairs)})", customdata=pairs[["step"]].to_numpy(), meta=name,
+        x=shown["entropy"], y=shown["performance"], mode="markers", marker={"color": color, "size": 7},
+        name=f"{name} (n={len(pairs)}" + (f", {len(shown):,} drawn)" if len(shown) < len(pairs) else ")"),
+        customdata=shown[["step"]].to_numpy(), meta=name,
         hovertemplate="run: %{meta}<br>step %{customdata[0]}<br>H %{x:.4f}<br>R %{y:.4f}<extra></extra>"))
     if excluded is not None and len(excluded):
         fig.add_trace(go.Scatter(
@@ -78,7 +91,7 @@ def residuals(pairs: pd.DataFrame, law: Mapping[str, Any]) -> pd.DataFrame:
 
 def residuals_figure(pairs: pd.DataFrame, law: Mapping[str, Any], run: str, run_id: int = 0) -> go.Figure:
     """Residuals of the law against step, with ±2σ (σ = the fit's residual standard deviation)."""
-    res = residuals(pairs, law)
+    res = drawn(residuals(pairs, law), "residual")
     sigma = float(law.get("sigma") or 0.0)
     color = run_color(run_id)
     fig = go.Figure()
@@ -126,6 +139,9 @@ def forecast_figure(perf: pd.Series, law: Mapping[str, Any] | None, run: str, ru
         fig.add_trace(go.Scatter(x=ps, y=path["path"], mode="lines", line={"color": color, "dash": "dash", "width": 2},
                                  name=f"headline forecast ({plotly_text(label)})",
                                  hovertemplate="headline forecast<br>step %{x:.0f}<br>R %{y:.4f}<extra></extra>"))
+    if len(perf) > MAX_POINTS:  # what is drawn; the forecast used every point
+        perf = perf.iloc[downsample_index(perf.index.to_numpy(dtype=float), perf.to_numpy(dtype=float))]
+        steps = perf.index.to_numpy(dtype=float)
     warm = np.isin(perf.index.to_numpy(), np.asarray(list(excluded_steps), dtype=perf.index.dtype))
     fig.add_trace(go.Scatter(x=steps[~warm], y=perf.to_numpy()[~warm], mode="markers+lines" if steps.size <= 300
                              else "lines", line={"color": color, "width": 1}, marker={"color": color, "size": 5},

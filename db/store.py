@@ -29,6 +29,9 @@ from db.migrate import current_revision, head_revision, is_initialised, upgrade
 from db.records import FileState, RunData, RunInfo, planned_length
 
 POINT_BATCH = 5_000
+#: schema revisions that had no downsampled levels (migration 0003 added them): a writer opening such a store
+#: computes them from the stored points once
+LOD_LESS_REVISIONS = ("0001", "0002")
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,7 +71,12 @@ class Store:
         engine = make_engine(url)
         _check_reachable(engine)
         if create:
+            before = current_revision(engine)
             upgrade(engine)
+            if before in LOD_LESS_REVISIONS:  # written before the downsampled levels existed: fill them once
+                store = cls(engine)
+                store.rebuild_lod()
+                return store
         elif not is_initialised(engine):
             raise StoreError(
                 f"no entropy-dash database at {engine.url.render_as_string(hide_password=True)}: "

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 
 import numpy as np
-from scipy import optimize, stats
 
 from models.errors import FitError
 
@@ -274,6 +273,7 @@ def fit_law_robust(h: Sequence[float] | np.ndarray, r: Sequence[float] | np.ndar
     """
     if loss not in ("soft_l1", "huber"):
         raise FitError(f"unknown robust loss {loss!r}: use 'soft_l1' or 'huber'", "bad_option")
+    from scipy import optimize
     ols = fit_law(h, r, confidence=confidence)
     h = np.asarray(h, dtype=float)
     r = np.asarray(r, dtype=float)
@@ -292,7 +292,10 @@ def _mad(v: np.ndarray) -> float:
 
 @lru_cache(maxsize=4096)
 def _t_quantile(confidence: float, dof: int) -> float:
-    """Two-sided Student-t quantile (cached: scipy's ppf costs far more than the fit itself)."""
+    """Two-sided Student-t quantile (cached: scipy's ppf costs far more than the fit itself; scipy is imported
+    here, on first use, so that reading stored results never pays for it)."""
+    from scipy import stats
+
     return float(stats.t.ppf(0.5 + confidence / 2, max(int(dof), 1)))
 
 

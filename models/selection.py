@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 CONFIDENCE = 0.95
 Z = 1.959963984540054
@@ -109,7 +108,9 @@ def conformal_q(scores: np.ndarray, confidence: float = CONFIDENCE) -> tuple[flo
 
 
 def _t(confidence: float, dof: int) -> float:
-    return float(stats.t.ppf(0.5 + confidence / 2, dof))
+    from models.law import _t_quantile
+
+    return _t_quantile(confidence, dof)
 
 
 def pool_of(i: int | None, table: Table, group: str | None = None) -> list[int]:

@@ -21,7 +21,7 @@ import pytest
 import requests
 import yaml
 
-from analysis.run import ANALYSIS_VERSION
+from analysis.version import ANALYSIS_VERSION
 from entropy_dash.demo_data import log_known_law
 from tests.fixtures_servers import free_port, stop, wait_http
 from tests.service_checks import (

@@ -23,7 +23,7 @@ from dashboard.colors import run_color
 from dashboard.compare_figures import laws_figure, lift_figure, scaling_figure
 from dashboard.curves import choose_level, prepare_curve
 from dashboard.downsample import CHART_BUDGET, MAX_POINTS, downsample_index, trace_budget
-from dashboard.figures import ceiling_figure, forecast_figure, residuals
+from dashboard.figures import ceiling_figure, forecast_figure, residuals, residuals_figure
 from dashboard.smoothing import ema_debiased
 from dashboard.sync_command import ingest_command, shown
 from dashboard.tables import (
@@ -322,3 +322,21 @@ def test_sync_command_is_the_cli_ingest():
     assert shown(cmd) == "entropy-dash ingest mlflow 'http://u:***@h:5000' --experiment e1 --experiment e2"
     assert ingest_command("wandb", "/abs/dir", {})[-3:] == ["wandb", "--offline", "/abs/dir"]
     assert ingest_command("file", "/x.log", None)[-2:] == ["file", "/x.log"]  # the store: $ENTROPY_DASH_DB
+
+
+def test_ceiling_residual_and_forecast_figures_keep_the_point_budget():
+    n = 20_000
+    steps = np.arange(n)
+    h = 0.05 + 0.8 * np.exp(-steps / 4000)
+    r = 1.1 - 0.3 * np.exp(h) + 0.01 * np.sin(steps / 7.0)
+    pairs = pd.DataFrame({"step": steps, "entropy": h, "performance": r})
+    law = fit_law(h, r).to_dict()
+    fig = ceiling_figure(pairs, law, "long", 1)
+    markers = next(t for t in fig.data if t.mode == "markers" and len(t.x) > 1)
+    assert len(markers.x) <= MAX_POINTS and f"(n={n:,}".replace(",", "") in markers.name.replace(",", "")
+    assert r.max() in set(markers.y) and r.min() in set(markers.y)  # extremes kept
+    res_fig = residuals_figure(pairs, law, "long", 1)
+    assert max(len(t.x) for t in res_fig.data) <= MAX_POINTS
+    perf = pd.Series(r, index=steps)
+    fc = forecast_figure(perf, law, "long", 1)
+    assert max(len(t.x) for t in fc.data) <= MAX_POINTS

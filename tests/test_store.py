@@ -119,3 +119,27 @@ def test_two_processes_create_a_new_store_at_once(any_store_url):
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outs
     assert sorted(inspect(Store.open(any_store_url).engine).get_table_names()).count("metric_points") == 1
+
+
+def test_a_store_from_before_the_downsampled_levels_gets_them_when_a_writer_opens_it(tmp_path):
+    from alembic import command
+
+    from db.migrate import alembic_config, current_revision
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = Store.open(url)
+    sid = store.source_id("file", "/x")
+    steps = np.arange(1, 5001)
+    run = RunData(RunInfo("a", "a"), (Series.build("actor/entropy", steps, np.exp(-steps / 1000)),))
+    store.write_run(sid, run, {"actor/entropy": "entropy"})
+    levels = store.lod_levels([1], ["actor/entropy"])
+    assert len(levels)
+    command.downgrade(alembic_config(store.engine), "0002")  # as a store written by the first release
+    store.engine.dispose()
+    assert current_revision(store.engine) == "0002"
+    with pytest.raises(StoreError, match="has schema revision 0002"):
+        Store.open(url, create=False)  # a reader says what to do, and writes nothing
+    reopened = Store.open(url)  # a writer upgrades it and fills the levels from the stored points
+    again = reopened.lod_levels([1], ["actor/entropy"])
+    assert again["n"].tolist() == levels["n"].tolist() and reopened.count_points() == 5000
+    # (the downgrade recreated tables: with SQLite's foreign keys on, that would have emptied metric_points)

@@ -1,0 +1,4 @@
+"""The version of the analysis code: bumped whenever what ``analysis.run`` computes changes; stored analyses made
+by another version are stale (recomputed by writers, computed in memory by readers)."""
+
+ANALYSIS_VERSION = 2
