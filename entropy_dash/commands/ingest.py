@@ -46,16 +46,38 @@ def _abspath(p: str) -> str:
     return str(Path(p).expanduser().resolve())
 
 
+#: ``analysis.pipeline.KIND``, named here so that a sync that changed nothing finds out without importing the
+#: analysis code and the models (about 2 s of start-up); tests/test_mlflow_ingest.py checks that they agree
+ANALYSIS_KIND = "summary"
+
+
 def ingest_and_analyse(store: Any, source: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from analysis.pipeline import refresh_analyses
+    """Sync ``source``, then analyse the runs of it whose points changed since their last analysis (this
+    sync's changes and any an earlier ``--no-analyse`` left). The analysis code is imported only then."""
     from ingest.sync import sync_source
 
     with progress(args, f"ingest {source.kind}") as bar:
         result = sync_source(store, source, progress=bar)
-    if {"entropy_key", "performance_key"} & set(source.options):  # a key choice changes every run's analysis
+    analysed = 0
+    key_choice = bool({"entropy_key", "performance_key"} & set(source.options))
+    if getattr(args, "no_analyse", False):
+        if key_choice:
+            log.info("no run re-analysed (--no-analyse): the key choice reaches the analyses when the ingest is "
+                     "run with it and without --no-analyse")
+        elif result.changed_run_ids:
+            log.info("%d changed runs not analysed (--no-analyse): the next ingest of this source without "
+                     "--no-analyse analyses them", len(result.changed_run_ids))
+    elif key_choice:  # a key choice changes every run's analysis
+        from analysis.pipeline import refresh_analyses
+
         analysed = refresh_analyses(store, store.run_ids_of_source(result.source_id), force=True)
     else:
-        analysed = refresh_analyses(store, result.changed_run_ids) if result.changed_run_ids else 0
+        todo = set(result.changed_run_ids)
+        todo |= set(store.stale_runs(ANALYSIS_KIND)) & set(store.run_ids_of_source(result.source_id))
+        if todo:
+            from analysis.pipeline import refresh_analyses
+
+            analysed = refresh_analyses(store, sorted(todo))
     for note in result.notes:
         log.warning("%s", note)
     return {"source": source.describe(), "runs": result.runs_seen, "points": result.points,
