@@ -390,6 +390,7 @@ class _SqliteReader(_Reader):
     samples = False
     window_steps = None
     points_per_call = 1_000_000
+    concurrency = 2  # reads (the sqlite3 module lets go of the GIL) overlap the writes to our store
     TABLES = {"experiments": ("experiment_id", "name", "lifecycle_stage"),
               "runs": ("run_uuid", "name", "experiment_id", "status", "start_time", "end_time", "lifecycle_stage"),
               "params": ("key", "value", "run_uuid"), "tags": ("key", "value", "run_uuid"),
