@@ -143,7 +143,7 @@ class MlflowSource(Source):
                 pending.append((call, pool.submit(self._fetch_call, call) if pool else None))
 
         try:
-            for _ in range(2 * self.concurrency):  # requests ahead of the run being written
+            for _ in range(4 * self.concurrency):  # requests ahead of the runs being written
                 submit_next()
             for index, chunk in enumerate(chunks):
                 while remaining[index]:  # requests finish in submission order, i.e. chunk by chunk
