@@ -31,12 +31,11 @@ import pandas as pd
 
 from analysis.keys import choose_keys
 from analysis.settings import RunSettings, run_settings
-from analysis.version import ANALYSIS_VERSION
+from analysis.version import ANALYSIS_VERSION, KIND
 from db import Store
 
 log = logging.getLogger(__name__)
 
-KIND = "summary"
 #: below this many runs to analyse, one process does it (starting workers costs about a second)
 PARALLEL_MIN_RUNS = 24
 

@@ -2,3 +2,6 @@
 by another version are stale (recomputed by writers, computed in memory by readers)."""
 
 ANALYSIS_VERSION = 2
+
+#: the kind of the per-run analysis row in the ``analyses`` table
+KIND = "summary"

@@ -6,6 +6,7 @@ pays its import (about a second on a busy machine); the newest revision is read 
 from __future__ import annotations
 
 import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ def alembic_config(engine: Engine) -> Any:
     return cfg
 
 
+@cache
 def head_revision() -> str:
     """The newest revision of ``migrations/versions`` (the one no other revision names as its parent)."""
     revisions, parents = set(), set()

@@ -265,23 +265,25 @@ class Store:
         return WriteResult(run_id=run_id, points=written, data_version=version)
 
     def _changed_points(self, conn: Connection, run_id: int, new: pd.DataFrame) -> pd.DataFrame:
-        """Rows of ``new`` that are not already stored with the same value and wall time."""
+        """Rows of ``new`` that are not already stored with the same value and wall time. The stored rows
+        come through the driver as plain tuples; a run with none stored (a new run) returns ``new`` as is."""
         new = new.copy()
-        new.loc[~np.isfinite(new["value"]), "value"] = np.nan  # stored as NULL
-        min_step = int(new["step"].min())
-        old = pd.DataFrame(
-            conn.execute(
-                select(t.metric_points.c.key_id, t.metric_points.c.step, t.metric_points.c.value,
-                       t.metric_points.c.wall_time).where(
-                    t.metric_points.c.run_id == run_id,
-                    t.metric_points.c.key_id.in_([int(k) for k in new["key_id"].unique()]),
-                    t.metric_points.c.step >= min_step,
-                )
-            ).all(),
-            columns=["key_id", "step", "value", "wall_time"],
-        )
-        if old.empty:
+        new.loc[~np.isfinite(new["value"].to_numpy(dtype=np.float64)), "value"] = np.nan  # stored as NULL
+        key_ids = [int(k) for k in new["key_id"].unique()]
+        mark = "?" if self._dialect == "sqlite" else "%s"
+        cur = conn.connection.dbapi_connection.cursor()  # inside this transaction; rows as tuples
+        try:
+            cur.execute(f"SELECT key_id, step, value, wall_time FROM {t.metric_points.name} WHERE run_id = {mark} "
+                        f"AND key_id IN ({', '.join([mark] * len(key_ids))}) AND step >= {mark}",
+                        (int(run_id), *key_ids, int(new["step"].min())))
+            rows = cur.fetchall()
+        finally:
+            cur.close()
+        if not rows:
             return new
+        arr = np.array(rows, dtype=np.float64).reshape(-1, 4)  # NULL → NaN
+        old = pd.DataFrame({"key_id": arr[:, 0].astype(np.int64), "step": np.array([r[1] for r in rows], np.int64),
+                            "value": arr[:, 2], "wall_time": arr[:, 3]})
         merged = new.merge(old, on=["key_id", "step"], how="left", suffixes=("", "_old"), indicator=True)
         same_value = (merged["value"] == merged["value_old"]) | (merged["value"].isna() & merged["value_old"].isna())
         same_wall = (merged["wall_time"] == merged["wall_time_old"]) | (

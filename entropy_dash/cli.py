@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--entropy-key", metavar="KEY", help="use this metric as entropy for the source's runs")
     keys.add_argument("--planned-steps", metavar="N", type=int, help="the planned length of the source's runs in "
                       "steps, where the source does not say it (remembered; per run: sources.toml)")
+    keys.add_argument("--no-analyse", action="store_true", help="store the points only; the next ingest of the "
+                      "source without this flag analyses the runs that changed")
 
     p = argparse.ArgumentParser(prog="entropy-dash", parents=[top],
                                 description="Policy entropy vs performance of RL fine-tuning runs: ingest, "

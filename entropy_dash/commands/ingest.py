@@ -57,8 +57,11 @@ def _abspath(p: str) -> str:
 
 
 def ingest_and_analyse(store: Any, source: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """Sync ``source``, then analyse the runs that changed; a ``PartialIngest`` (some files skipped) is
-    raised again only after the good runs are written and analysed, with the summary in ``.summary``."""
+    """Sync ``source``, then analyse the runs of it that changed since their last analysis (this sync's changes,
+    any an earlier ``--no-analyse`` left, an older analysis version); the analysis code is imported only then.
+    A ``PartialIngest`` (some files skipped) is raised again only after the good runs are written and analysed,
+    with the summary in ``.summary``."""
+    from analysis.version import ANALYSIS_VERSION, KIND
     from ingest.errors import PartialIngest
     from ingest.sync import sync_source
 
@@ -70,14 +73,23 @@ def ingest_and_analyse(store: Any, source: Any, args: argparse.Namespace) -> dic
         except PartialIngest as exc:
             partial, result = exc, exc.result
     analysed = 0
+    # a new key choice, warm-up, range or planned length changes every analysis of the source
     options_changed = before is not None and store.source_options(source.kind, source.uri) != before
-    if options_changed or result.changed_run_ids:  # imported only then: the analyses' imports take a while
-        from analysis.pipeline import refresh_analyses
+    if getattr(args, "no_analyse", False):
+        if options_changed:
+            log.info("no run re-analysed (--no-analyse): the new options reach the analyses with "
+                     "`entropy-dash analyse --all`")
+        elif result.changed_run_ids:
+            log.info("%d changed runs not analysed (--no-analyse): the next ingest of this source without "
+                     "--no-analyse analyses them", len(result.changed_run_ids))
+    else:
+        source_runs = store.run_ids_of_source(result.source_id)
+        todo = source_runs if options_changed else sorted(
+            set(result.changed_run_ids) | (set(store.stale_runs(KIND, ANALYSIS_VERSION)) & set(source_runs)))
+        if todo:  # imported only now: the analyses' imports take a while
+            from analysis.pipeline import refresh_analyses
 
-        if options_changed:  # a new key choice, warm-up, range or planned length changes every analysis
-            analysed = refresh_analyses(store, store.run_ids_of_source(result.source_id), force=True)
-        else:  # the runs that changed, and any left stale (an older analysis version, an interrupted job)
-            analysed = refresh_analyses(store)
+            analysed = refresh_analyses(store, todo, force=options_changed)
     for note in result.notes:
         log.warning("%s", note)
     summary = {"source": source.describe(), "runs": result.runs_seen, "points": result.points,
