@@ -24,6 +24,8 @@ row is measured N times and the fastest cold and warm loads are kept (the larges
   per run (its Ceiling page is the product's own, so both columns time the same Ceiling code);
 * **dashboard-webgl**: the dashboard with WebGL traces whatever the number of lines
   (``ENTROPY_DASH_WEBGL_TRACES=0``), to show what WebGL costs where it is drawn in software;
+* **floor** = ``bench/floor/app.py``: Streamlit and plotly alone drawing as many lines and points as the
+  Collapse page at that number of runs, nothing else — what no change to the page itself can go below;
 
 and the Groups page (the dashboard only). "load" is the machine's 1-minute load average when the row
 started: the machine is shared, and wall times grow with it.
@@ -64,9 +66,11 @@ INTERVENTIONS = ("none", "clip-cov", "kl-cov", "entropy-bonus")
 # way → (app, environment): "dashboard (WebGL)" is the dashboard with WebGL traces at any number of lines
 WAYS = {"dashboard": (ROOT / "dashboard" / "app.py", {}),
         "naive": (ROOT / "bench" / "naive" / "app.py", {}),
-        "dashboard-webgl": (ROOT / "dashboard" / "app.py", {"ENTROPY_DASH_WEBGL_TRACES": "0"})}
+        "dashboard-webgl": (ROOT / "dashboard" / "app.py", {"ENTROPY_DASH_WEBGL_TRACES": "0"}),
+        "floor": (ROOT / "bench" / "floor" / "app.py", {})}
 CHARTS = {"collapse": 1, "ceiling": 3, "groups": 2}
 NAIVE_PAGES = ("collapse", "ceiling")
+ONLY_COLLAPSE = ("dashboard-webgl", "floor")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -118,7 +122,8 @@ def rss_mb(pid: int) -> float:
 
 
 class Server:
-    """``streamlit run APP`` on a free loopback port against the store ``url``."""
+    """``streamlit run APP`` on a free loopback port against the store ``url``, with the options
+    ``entropy-dash dashboard`` gives it."""
 
     def __init__(self, app: Path, url: str, log: Path, env: dict[str, str] | None = None) -> None:
         import requests
@@ -126,10 +131,12 @@ class Server:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        from entropy_dash.commands.serve import streamlit_command
+
+        cmd = streamlit_command("127.0.0.1", self.port)
+        cmd[cmd.index("run") + 1] = str(app)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(self.port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            env={**os.environ, "ENTROPY_DASH_DB": url, "PYTHONPATH": str(ROOT), **(env or {})}, stdout=self._log,
+            cmd, env={**os.environ, "ENTROPY_DASH_DB": url, "PYTHONPATH": str(ROOT), **(env or {})}, stdout=self._log,
             stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -182,10 +189,11 @@ def _wait_drawn(page, n_charts: int, timeout_s: float = 300) -> list[int]:
     return points
 
 
-def time_page(browser, way: str, url: str, path: str, n_charts: int, workdir: Path, tag: str) -> dict:
+def time_page(browser, way: str, url: str, path: str, n_charts: int, workdir: Path, tag: str,
+              env: dict[str, str] | None = None) -> dict:
     """Cold (fresh server, fresh browser context) and warm (reload) load of ``path``."""
-    app, env = WAYS[way]
-    server = Server(app, url, workdir / f"streamlit-{tag}.log", env)
+    app, way_env = WAYS[way]
+    server = Server(app, url, workdir / f"streamlit-{tag}.log", {**way_env, **(env or {})})
     try:
         ctx = browser.new_context(viewport={"width": 1500, "height": 1300})
         page = ctx.new_page()
@@ -215,14 +223,14 @@ def server_side(url: str, ids: list[int]) -> dict[str, float]:
     set_log_level("error")  # the dashboard's caches note that there is no Streamlit runtime here
     import today
 
-    from analysis.pipeline import load_results
+    from analysis.pipeline import current_results
     from dashboard.collapse_figure import RunCurves, chart_points, collapse_figure, marker_points
     from dashboard.curves import choose_level
     from dashboard.data import build_curve
     from dashboard.downsample import trace_budget
 
     store = Store.open(url, create=False)
-    results = {r["run_id"]: r for r in load_results(store)}
+    results = {r["run_id"]: r for r in current_results(store)}
     out: dict[str, float] = {}
     t0 = time.perf_counter()
     n_out = trace_budget(2 * len(ids), marker_points(len(ids)))
@@ -264,7 +272,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--runs", default="10,100", help="numbers of selected runs (default 10,100)")
     ap.add_argument("--pages", default="collapse,ceiling,groups")
-    ap.add_argument("--ways", default="dashboard,naive,dashboard-webgl")
+    ap.add_argument("--ways", default="dashboard,naive,floor,dashboard-webgl")
     ap.add_argument("--repeat", type=int, default=1, help="time each page this many times (fresh server each) "
                                                           "and keep the fastest cold and warm load")
     args = ap.parse_args()
@@ -301,13 +309,15 @@ def main() -> int:
                 sel = ",".join(map(str, ids[:n]))
                 path = f"/{page_name}?runs={sel}" + (f"&run={ids[0]}" if page_name == "ceiling" else "")
                 for way in args.ways.split(","):
-                    if (way == "naive" and page_name not in NAIVE_PAGES) or (way == "dashboard-webgl"
+                    if (way == "naive" and page_name not in NAIVE_PAGES) or (way in ONLY_COLLAPSE
                                                                              and page_name != "collapse"):
                         continue
+                    env = {"BENCH_FLOOR_RUNS": str(n)} if way == "floor" else None
                     tag = f"{page_name}-{n}-{way}"
                     print(f"  timing {tag} …", file=sys.stderr, flush=True)
                     load = os.getloadavg()[0]
-                    tries = [time_page(browser, way, url, path, CHARTS[page_name], workdir, tag)
+                    tries = [time_page(browser, way, url, "/" if way == "floor" else path, CHARTS[page_name],
+                                       workdir, tag, env)
                              for _ in range(args.repeat)]
                     best = {**tries[0], "cold s": min(t["cold s"] for t in tries),
                             "warm s": min(t["warm s"] for t in tries),
@@ -324,10 +334,18 @@ def main() -> int:
     for page_name in table["page"].unique():
         for n in counts:
             part = table[(table["page"] == page_name) & (table["runs"] == n)].set_index("way")
-            if {"dashboard", "naive"} <= set(part.index):
-                d, v = part.loc["dashboard"], part.loc["naive"]
+            if "dashboard" not in part.index:
+                continue
+            d = part.loc["dashboard"]
+            if "naive" in part.index:
+                v = part.loc["naive"]
                 print(f"  {page_name}, {n} runs: cold {v['cold s'] / d['cold s']:.1f}× faster, warm "
                       f"{v['warm s'] / d['warm s']:.1f}× faster than the naive way")
+            if "floor" in part.index:
+                f = part.loc["floor"]
+                print(f"  {page_name}, {n} runs: Streamlit and plotly alone drawing as many points take "
+                      f"{f['cold s']:.2f} s cold, {f['warm s']:.2f} s warm; the page adds {d['cold s'] - f['cold s']:.2f} "
+                      f"and {d['warm s'] - f['warm s']:.2f} s")
     (workdir / "bench-dashboard.json").write_text(json.dumps(rows, indent=1, default=str))
     if not args.dir and not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -16,6 +16,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -164,7 +165,7 @@ def collapse_figure(runs: Sequence[RunCurves], *, log_y: bool = False, height: i
             marker={"symbol": [m["symbol"] for m in summary], "size": 9, "color": [m["color"] for m in summary],
                     "line": {"width": 1, "color": "#222"}},
             legendgroup="summary", showlegend=per_run_legend or bool(seen_groups)))
-    frame = frame_figure(height=height)
+    frame = _frame(height)
     frame.update_layout(shapes=shapes, annotations=list(frame.layout.annotations) + notes, hovermode="closest",
                         showlegend=per_run_legend or bool(seen_groups),
                         legend={"groupclick": "togglegroup" if seen_groups else "toggleitem", "tracegroupgap": 6})
@@ -173,9 +174,15 @@ def collapse_figure(runs: Sequence[RunCurves], *, log_y: bool = False, height: i
     return go.Figure(data=traces, layout=frame.layout, _validate=False)
 
 
+@cache
 def frame_figure(*, height: int = 720) -> go.Figure:
     """The figure's empty frame (both panels, no data): sent first, so that the browser loads its charting
-    library while the page still reads the curves."""
+    library while the page still reads the curves. Built once (plotly's subplot set-up takes 0.1 s); never
+    mutated."""
+    return _frame(height)
+
+
+def _frame(height: int) -> go.Figure:
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.07,
                         subplot_titles=("policy entropy H", "performance R"))
     fig.update_layout(height=height, margin={"t": 40, "r": 10})

@@ -87,21 +87,55 @@ class Model:
         return _from_t(base + t, p)
 
 
+@dataclass(frozen=True)
+class _Design:
+    """Every run's design row, target and scale, computed once for all the fits of a leave-one-run-out."""
+
+    X: np.ndarray  # design rows, NaN where a feature is missing
+    y: np.ndarray  # realised gains on the model's scale
+    base: np.ndarray  # T(level)
+    lo: np.ndarray
+    hi: np.ndarray
+    level: np.ndarray
+    unit: np.ndarray
+    observed: np.ndarray
+
+    @classmethod
+    def of(cls, points: Sequence[RunPoint]) -> _Design:
+        def col(name: str) -> np.ndarray:
+            return np.array([getattr(p, name) for p in points], dtype=float)
+
+        return cls(np.array([design_row(p) for p in points]).reshape(len(points), len(FEATURES)),
+                   np.array([target(p) for p in points]), np.array([_to_t(np.array([p.level]), p)[0] for p in points]),
+                   col("lo"), col("hi"), col("level"), col("unit"), col("observed"))
+
+    def back(self, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """``_from_t`` of the runs ``idx`` (vectorised)."""
+        lo, hi = self.lo[idx], self.hi[idx]
+        bounded = np.isfinite(lo) & np.isfinite(hi)
+        with np.errstate(over="ignore", invalid="ignore"):
+            on_range = lo + (hi - lo) / (1 + np.exp(-t))
+            unbounded = self.level[idx] + self.unit[idx] * t
+        return np.where(bounded, on_range, unbounded)
+
+
 def fit(points: Sequence[RunPoint]) -> Model:
     """Ridge regression of the realised gain on the features (module docstring)."""
-    X = np.array([design_row(p) for p in points])
-    y = np.array([target(p) for p in points])
+    return _fit(_Design.of(points), np.arange(len(points)))
+
+
+def _fit(d: _Design, idx: np.ndarray) -> Model:
+    X, y = d.X[idx], d.y[idx]
     finite = np.isfinite(X)
     fill = np.array([np.median(X[finite[:, j], j]) if finite[:, j].any() else 0.0 for j in range(X.shape[1])])
-    X = np.where(np.isfinite(X), X, fill)
+    X = np.where(finite, X, fill)
     mean, sd = X.mean(axis=0), X.std(axis=0)
     sd = np.where(sd > 1e-12, sd, 1.0)
     Z = (X - mean) / sd
     ym = float(y.mean())
     coef = np.linalg.solve(Z.T @ Z + RIDGE * np.eye(Z.shape[1]), Z.T @ (y - ym))
-    model = Model(coef, ym, mean, sd, fill, 0.0, len(points))
-    err = [model.predict(p) - p.observed for p in points]
-    return Model(coef, ym, mean, sd, fill, float(np.sqrt(np.mean(np.square(err)))), len(points))
+    err = d.back(idx, d.base[idx] + ym + Z @ coef) - d.observed[idx]  # in-sample, in the metric's units
+    return Model(coef, ym, mean, sd, fill, float(np.sqrt(np.mean(np.square(err)))), len(idx))
 
 
 def loro(points: Sequence[RunPoint], groups: Sequence[str | None] | None = None,
@@ -110,11 +144,12 @@ def loro(points: Sequence[RunPoint], groups: Sequence[str | None] | None = None,
     i is fitted on the other runs of its group when the group has ``min_group`` of them, else on all others."""
     n = len(points)
     pred, scale = np.full(n, np.nan), np.full(n, np.nan)
+    d = _Design.of(points) if n else None
     for i in range(n):
         others = _pool(i, n, groups, min_group)
         if len(others) < MIN_TRAIN_RUNS:
             continue
-        m = fit([points[j] for j in others])
+        m = _fit(d, np.array(others))
         pred[i], scale[i] = m.predict(points[i]), m.rmse
     return pred, scale
 

@@ -167,9 +167,17 @@ def test_dashboard_and_demo_serve_headless_on_loopback_unless_told():
         assert args.host == "127.0.0.1" and args.port == 8501 and not args.no_browser
     assert build_parser().parse_args(["dashboard", "--host", "0.0.0.0"]).host == "0.0.0.0"
     cmd = streamlit_command("0.0.0.0", 8600)
+    assert cmd[1:4] == ["-m", "dashboard.server", "run"]  # Streamlit's command line, pages' imports preloaded
     opts = dict(zip(cmd[5::2], cmd[6::2], strict=True))
     assert opts["--server.headless"] == "true" and opts["--server.address"] == "0.0.0.0"
     assert opts["--browser.gatherUsageStats"] == "false" and opts["--server.port"] == "8600"
     # the URL printed and opened is the loopback one, whatever the bind address
     assert local_url("0.0.0.0", 8600) == local_url("127.0.0.1", 8600) == "http://127.0.0.1:8600"
     assert local_url("10.1.2.3", 8600) == "http://10.1.2.3:8600" and local_url("::1", 1) == "http://[::1]:1"
+
+
+def test_the_dashboard_server_preloads_modules_that_exist():
+    from dashboard.server import LIBRARIES, PAGE_MODULES, preload
+
+    assert preload(LIBRARIES + PAGE_MODULES) == []
+    assert preload(("dashboard.no_such_module",)) == ["dashboard.no_such_module"]

@@ -179,6 +179,28 @@ def test_cross_run_model_learns_what_followed_and_never_sees_the_run_it_predicts
     assert np.isnan(crossrun.loro(points[:5])[0]).all()  # too few runs to learn from: no forecast
 
 
+def test_cross_run_leave_one_out_equals_a_model_fitted_without_each_run():
+    """loro reuses every run's design row across its fits; it must give what fitting on the others gives,
+    with missing features, bounded and unbounded metrics and two projects."""
+    rng = np.random.default_rng(1)
+    points, groups = [], []
+    for i in range(30):
+        feats = {k: (None if rng.random() < 0.15 else float(rng.normal(0.05, 0.05))) for k in crossrun.FEATURES}
+        bounded = i % 3 != 0
+        level = float(rng.uniform(0.2, 0.8))
+        points.append(crossrun.RunPoint(feats, level, 0.0 if bounded else -np.inf, 1.0 if bounded else np.inf,
+                                        float(rng.uniform(0.01, 0.1)), level + float(rng.normal(0.05, 0.03))))
+        groups.append("a" if i < 20 else "b")
+    pred, scale = crossrun.loro(points, groups, min_group=8)
+    for i in (0, 7, 19, 20, 29):
+        pool = [j for j in range(30) if j != i and groups[j] == groups[i]]  # both projects have ≥ 8 others
+        model = crossrun.fit([points[j] for j in pool])
+        assert pred[i] == pytest.approx(model.predict(points[i]), abs=1e-12)
+        assert scale[i] == pytest.approx(model.rmse, abs=1e-12)
+        err = [model.predict(points[j]) - points[j].observed for j in pool]  # rmse: in-sample, metric units
+        assert model.rmse == pytest.approx(float(np.sqrt(np.mean(np.square(err)))), abs=1e-12)
+
+
 def test_stacked_backtest_on_simulated_runs_beats_every_method_and_covers(tmp_path):
     from analysis.forecasting import backtest_at
     from analysis.run import backtest_of

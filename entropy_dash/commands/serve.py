@@ -41,13 +41,14 @@ def streamlit_command(host: str, port: int) -> list[str]:
     """``streamlit run dashboard/app.py`` as a service: headless always (no first-run e-mail prompt, no browser
     of its own), no usage statistics, bound to ``host``; its welcome banner (which would list network and
     external addresses, looking the latter up on the internet) is replaced by our own line; no developer
-    menu (Deploy) and no watching of the source files."""
+    menu (Deploy) and no watching of the source files. Run through ``dashboard.server``, which imports the
+    pages' modules while the server starts (the first page after a start does not wait for them)."""
     from pathlib import Path
 
     import dashboard
 
     app = Path(dashboard.__file__).with_name("app.py")
-    return [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+    return [sys.executable, "-m", "dashboard.server", "run", str(app), "--server.port", str(port),
             "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--logger.hideWelcomeMessage", "true", "--client.toolbarMode", "viewer",
             "--server.fileWatcherType", "none"]
