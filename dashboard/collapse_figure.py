@@ -285,8 +285,3 @@ def _collapse(r: RunCurves, color: str, kind: str, group: str) -> list[dict[str,
             hovertemplate="run: %{meta}<br>entropy floor %{y:.4f}<br>projected to reach it at step "
                           f"{float(proj):.0f}<extra></extra>"))
     return out
-
-
-def naive_points(fig: go.Figure) -> int:
-    """Largest number of points in one trace of ``fig`` (to check the per-trace budget)."""
-    return max((len(np.asarray(t.x)) for t in fig.data if t.x is not None), default=0)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dashboard.tables import finite_number
 from db.lod import BASE_WIDTH, FACTOR, MAX_LEVEL
 
 BUILTIN = ("project / experiment", "model", "algorithm", "intervention")
@@ -185,14 +186,6 @@ def first_last(steps: np.ndarray, values: np.ndarray) -> tuple[float | None, flo
     return float(v[np.argmin(s)]), float(v[np.argmax(s)])
 
 
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def run_points(results: Sequence[Mapping[str, Any]], groups: Mapping[int, str],
                entropy: Mapping[int, tuple[float | None, float | None]]) -> pd.DataFrame:
     """One row per run: id, run, group, status, H first/last, entropy spent, ceiling with its interval
@@ -206,8 +199,8 @@ def run_points(results: Sequence[Mapping[str, Any]], groups: Mapping[int, str],
         h0, h1 = entropy.get(i, (None, None))
         rows.append({"id": i, "run": str(r["run"]), "group": groups[i], "status": str(r.get("status") or "ok"),
                      "reason": r.get("reason") or "", "H first": h0, "H last": h1,
-                     "entropy spent": entropy_spent(h0, h1), "ceiling": _num(law.get("ceiling")),
-                     "ceiling lo": _num(law.get("ceiling_lo")), "ceiling hi": _num(law.get("ceiling_hi"))})
+                     "entropy spent": entropy_spent(h0, h1), "ceiling": finite_number(law.get("ceiling")),
+                     "ceiling lo": finite_number(law.get("ceiling_lo")), "ceiling hi": finite_number(law.get("ceiling_hi"))})
     cols = ["id", "run", "group", "status", "reason", "H first", "H last", "entropy spent", "ceiling",
             "ceiling lo", "ceiling hi"]
     df = pd.DataFrame(rows, columns=cols)

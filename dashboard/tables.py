@@ -18,7 +18,8 @@ Z95 = 1.959963984540054
 HIDDEN_TAG_PREFIXES = ("mlflow.",)
 
 
-def _num(v: Any) -> float | None:
+def finite_number(v: Any) -> float | None:
+    """``v`` as a finite float, or None (missing, not a number, a bool, NaN or ±inf)."""
     if v is None or isinstance(v, bool):
         return None
     try:
@@ -57,7 +58,7 @@ def collapse_text(collapse: Mapping[str, Any] | None) -> str:
     if "cause" in collapse:
         return f"n/a ({collapse['cause']})"
     verdict = str(collapse.get("verdict"))
-    proj = _num(collapse.get("projected_floor_step"))
+    proj = finite_number(collapse.get("projected_floor_step"))
     return f"{verdict} (floor at step {proj:.0f})" if proj is not None and collapse.get("alarm") else verdict
 
 
@@ -78,17 +79,6 @@ def backtest_text(fit: Mapping[str, Any] | None) -> str:
             f"observed {bt['observed_final']:.4f})")
 
 
-def forecast_text(fit: Mapping[str, Any] | None) -> str:
-    """A live run's forecast at its planned end with interval, method and track record, or why there is none."""
-    fc = (fit or {}).get("forecast")
-    if not fc:
-        return str((fit or {}).get("forecast_reason") or "–")
-    record = (f"; backtest MAE {100 * fc['backtest_mae']:.2f} pt on {fc['backtest_n']} finished runs"
-              if fc.get("backtest_mae") is not None else "; no finished runs to learn from yet")
-    return (f"{fc['predicted_final']:.3f} [{fc['interval'][0]:.3f}, {fc['interval'][1]:.3f}] at step "
-            f"{fc['horizon_step']} ({fc['label']}{record})")
-
-
 def runs_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame | None = None,
                fits: Mapping[int, Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """One row per analysed run: metadata, state, H first→last, R best/last, a, b, ceiling ± CI (bounded to the
@@ -103,8 +93,8 @@ def runs_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame | None =
         fit = fits.get(int(r["run_id"]))
         bt = backtest_of(fit)
         fc = (fit or {}).get("forecast") or {}
-        ci = (law["ceiling_hi"] - law["ceiling_lo"]) / 2 if law and _num(law.get("ceiling_hi")) is not None \
-            and _num(law.get("ceiling_lo")) is not None else None
+        ci = (law["ceiling_hi"] - law["ceiling_lo"]) / 2 if law and finite_number(law.get("ceiling_hi")) is not None \
+            and finite_number(law.get("ceiling_lo")) is not None else None
         rows.append({
             "id": int(r["run_id"]),
             "run": str(r["run"]),
@@ -115,24 +105,24 @@ def runs_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame | None =
             "tags": "" if info is None else ", ".join(tag_list(info.get("tags"))),
             "steps": r.get("last_step"),
             "H first→last": _arrow(r.get("entropy_first"), r.get("entropy_last")),
-            "R best": _num(r.get("best_performance")),
-            "R last": _num(r.get("last_performance")),
-            "a": _num(law.get("a")),
-            "b": _num(law.get("b")),
-            "ceiling": _num(law.get("ceiling")),
+            "R best": finite_number(r.get("best_performance")),
+            "R last": finite_number(r.get("last_performance")),
+            "a": finite_number(law.get("a")),
+            "b": finite_number(law.get("b")),
+            "ceiling": finite_number(law.get("ceiling")),
             "± (95% CI)": ci,
-            "headroom": _num(r.get("headroom")),
-            "R²": _num(law.get("r2")),
+            "headroom": finite_number(r.get("headroom")),
+            "R²": finite_number(law.get("r2")),
             "n pairs": law.get("n"),
             "warm-up excluded": len(r.get("excluded_steps") or []),
             "benchmarks": len(r.get("benchmarks") or []),
-            "forecast": _num(fc.get("predicted_final")),
+            "forecast": finite_number(fc.get("predicted_final")),
             "forecast interval": (f"{fc['interval'][0]:.3f}–{fc['interval'][1]:.3f}" if fc else ""),
             "forecast method": fc.get("label", ""),
-            "forecast backtest MAE": _num(fc.get("backtest_mae")),
+            "forecast backtest MAE": finite_number(fc.get("backtest_mae")),
             "stage": stage_text(r.get("stage")),
             "collapse": collapse_text(r.get("collapse")),
-            "backtest error": _num(bt["error"]) if bt else None,
+            "backtest error": finite_number(bt["error"]) if bt else None,
             "backtest": backtest_text(fit),
             "status": "ok" if r["status"] == "ok" else f"{r['status']}: {r['reason']}",
         })
@@ -190,7 +180,7 @@ def ceiling_lift_table(results: Sequence[Mapping[str, Any]], baseline_id: int,
                      "ceiling": law["ceiling"], "ceiling_lo": law["ceiling_lo"], "ceiling_hi": law["ceiling_hi"],
                      "lift": lift, "lift_lo": lift - Z95 * se, "lift_hi": lift + Z95 * se,
                      "lift clear of 0": bool(run_id != baseline_id and (lift - Z95 * se > 0 or lift + Z95 * se < 0)),
-                     "n pairs": law.get("n"), "backtest error": _num(bt["error"]) if bt else None,
+                     "n pairs": law.get("n"), "backtest error": finite_number(bt["error"]) if bt else None,
                      "backtest": backtest_text(fit)})
     return pd.DataFrame(rows)
 
@@ -215,7 +205,7 @@ def coefficients_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame 
                      "a": law["a"], "a se": law["a_se"], "b": law["b"], "b se": law["b_se"],
                      "ceiling": law["ceiling"], "ceiling_lo": law["ceiling_lo"], "ceiling_hi": law["ceiling_hi"],
                      "R²": law["r2"], "n pairs": law["n"],
-                     "backtest error": _num(bt["error"]) if bt else None, "backtest": backtest_text(fit)})
+                     "backtest error": finite_number(bt["error"]) if bt else None, "backtest": backtest_text(fit)})
     return pd.DataFrame(rows)
 
 

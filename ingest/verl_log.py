@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -361,6 +361,23 @@ def lenient_config(lines: list[str]) -> dict[str, Any]:
     return flat
 
 
+#: what ``_parse_or_leave`` returns for a torn last line it left for the next sync
+_LEFT = object()
+
+
+def _parse_or_leave(parse: Callable[[str, str], Any], line: LogLine, where: str, notices: list[str],
+                    what: str) -> Any:
+    """``parse(line.text, where)``; a last line without its line end that does not parse is left for the next
+    sync (a notice says so) instead of failing the file."""
+    try:
+        return parse(line.text, where)
+    except IngestError:
+        if line.terminated:
+            raise
+        notices.append(f"{where}: the last line has no line end and {what}: left for the next sync")
+        return _LEFT
+
+
 def _read(lines: Iterator[LogLine], *, training: bool, path: Path) -> _Parsed:
     """Step lines, validation dicts and the config dump of ``lines``; ``training``: already past the dump."""
     parsed = _Parsed()
@@ -368,13 +385,8 @@ def _read(lines: Iterator[LogLine], *, training: bool, path: Path) -> _Parsed:
     config.done = training
     for line in lines:
         where = f"{path}, line {line.number}"
-        try:
-            step = parse_step_line(line.text, where)
-        except IngestError:
-            if line.terminated:
-                raise
-            parsed.notices.append(f"{where}: the last line has no line end and does not parse: left for the "
-                                  "next sync")
+        step = _parse_or_leave(parse_step_line, line, where, parsed.notices, "does not parse")
+        if step is _LEFT:
             continue
         if step is not None:
             config.done = True  # the dump comes before training
@@ -382,13 +394,8 @@ def _read(lines: Iterator[LogLine], *, training: bool, path: Path) -> _Parsed:
             continue
         if config.feed(line):
             continue
-        try:
-            val = _parse_validation(line.text, where)
-        except IngestError:
-            if line.terminated:
-                raise
-            parsed.notices.append(f"{where}: the last line has no line end and its validation metrics do not "
-                                  "parse: left for the next sync")
+        val = _parse_or_leave(_parse_validation, line, where, parsed.notices, "its validation metrics do not parse")
+        if val is _LEFT:
             continue
         if val is not None:  # a whole dict literal is complete even without its line end
             if val[0] == "Initial":

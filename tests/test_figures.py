@@ -17,7 +17,6 @@ from dashboard.collapse_figure import (
     collapse_figure,
     line_traces,
     marker_points,
-    naive_points,
 )
 from dashboard.colors import run_color
 from dashboard.compare_figures import laws_figure, lift_figure, scaling_figure
@@ -30,7 +29,6 @@ from dashboard.tables import (
     backtest_text,
     ceiling_lift_table,
     filter_runs,
-    forecast_text,
     runs_table,
     stage_text,
     tag_list,
@@ -50,6 +48,11 @@ def _noisy(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     y[2 * n // 3] = -7.0  # a dip
     return x, y
 
+
+
+def naive_points(fig: go.Figure) -> int:
+    """Largest number of points in one trace of ``fig`` (to check the per-trace budget)."""
+    return max((len(np.asarray(t.x)) for t in fig.data if t.x is not None), default=0)
 
 def test_downsampling_keeps_extremes_ends_and_budget():
     x, y = _noisy(50_000)
@@ -289,12 +292,6 @@ def test_runs_table_and_filters():
     assert stage_text({"error": "x", "cause": "too_few_points"}) == "n/a (too_few_points)"
     assert backtest_text({"backtest": {"error": None, "reason": "no evaluation after the cutoff"}}) == \
         "no backtest: no evaluation after the cutoff"
-    live = {"forecast": {"predicted_final": 0.8, "interval": [0.7, 0.9], "horizon_step": 600,
-                         "label": "stacked: law 100%", "backtest_mae": 0.012, "backtest_n": 9}}
-    assert forecast_text(live) == ("0.800 [0.700, 0.900] at step 600 (stacked: law 100%; backtest MAE 1.20 pt on 9 "
-                                   "finished runs)")
-    assert forecast_text({"forecast": None, "forecast_reason": "finished: no forecast, see its backtest"}).startswith(
-        "finished")
 
 
 def test_ceiling_lift_and_compare_figures():
