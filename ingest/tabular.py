@@ -6,12 +6,14 @@ Two shapes, told apart by the header (CSV) or the first record (JSONL):
   ``wall_time``;
 * wide: ``step`` plus one column per metric key, optional ``run`` and ``wall_time`` columns.
 
-Without a run column the file is one run named after the file. Values must be numbers: NaN and ±inf are
-kept as points (the store keeps them as missing values, fits skip them); an empty CSV cell or a JSON
-``null`` is a NaN point in long form (that is how pandas writes NaN) and *no point* in wide form (a key not
-logged at that step). These are ``IngestError``s naming the file and the line (and key or column):
+Without a run column the file is one run named after the file. Values must be numbers, one rule for CSV
+cells and JSON values: a number, or text holding one (a JSON ``"0.5"`` is 0.5 as the CSV cell ``0.5`` is);
+NaN and ±inf are kept as points (the store keeps them as missing values, fits skip them); an empty CSV cell,
+a JSON ``null`` or ``""`` is a NaN point in long form (that is how pandas writes NaN) and *no point* in wide
+form (a key not logged at that step). Steps follow ``ingest.steps`` (integers written as integers, read
+exactly). These are ``IngestError``s naming the file and the line (and key or column):
 
-* a string value; a step that is negative, not a whole number or over 2^53; a line that cannot be parsed;
+* text that is no number; a step that breaks the step rule; a line that cannot be parsed;
 * a CSV row with more or fewer fields than the header; a header naming a column twice; bytes that are not
   UTF-8; a long-form JSONL line without a ``value`` (or ``key``/``step``) field;
 * a line over 1 MiB (``ingest.textfile``), a key or run name over 512 characters (``db.limits``).
@@ -36,6 +38,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,9 +48,10 @@ import numpy as np
 import pandas as pd
 
 from db.errors import RecordError
-from db.limits import MAX_KEY_CHARS, MAX_NAME_CHARS, MAX_STEP, check_name, clip, shown
+from db.limits import MAX_KEY_CHARS, MAX_NAME_CHARS, check_name, clip, shown
 from db.records import RunData, RunInfo, Series
 from ingest.errors import IngestError
+from ingest.steps import StepError, step_from_json, steps_from_column
 from ingest.textfile import MAX_LINE_BYTES, SETTLE_SECONDS, Block, LineReader, Tail, decode_utf8
 
 CHUNK_ROWS = 200_000
@@ -128,22 +132,20 @@ class _Accumulator:
         return tuple(out)
 
 
-def _check_steps(steps: np.ndarray, lines: np.ndarray, where: str, key: str | None = None) -> np.ndarray:
-    """Float steps → int64; a NaN, fractional, negative or too large step is an error naming its line."""
-    bad = ~np.isfinite(steps) | (steps != np.round(steps)) | (steps < 0) | (steps > MAX_STEP)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        x = float(steps[i])
-        what = (f"step {int(x) if x == round(x) else x}" if np.isfinite(x) else "missing step")
-        if np.isfinite(x) and x < 0:
-            why = "steps must be >= 0"
-        elif np.isfinite(x) and x > MAX_STEP:
-            why = f"steps must be at most 2^53 ({MAX_STEP})"
-        else:
-            why = "steps must be whole numbers"
-        at = f", key {shown(key)}" if key else ""
-        raise IngestError(f"{where}, line {int(lines[i])}{at}: {what}; {why}")
-    return steps.astype(np.int64)
+def _step_error(where: str, line: int, why: str, key: str | None = None) -> IngestError:
+    at = f", key {shown(key)}" if key else ""
+    return IngestError(f"{where}, line {line}{at}: {why}")
+
+
+def _json_steps(steps: list[Any], lines: np.ndarray, where: str, key: str | None = None) -> np.ndarray:
+    """JSON steps → int64 by ``ingest.steps``' rule; the first bad one is an error naming its line."""
+    out = np.empty(len(steps), dtype=np.int64)
+    for i, v in enumerate(steps):
+        try:
+            out[i] = step_from_json(v)
+        except StepError as exc:
+            raise _step_error(where, int(lines[i]), str(exc), key) from None
+    return out
 
 
 def _check_names(names: np.ndarray, lines: np.ndarray, what: str, where: str, limit: int) -> None:
@@ -310,7 +312,8 @@ def _read_csv(path: Path, resume: tuple[int, Mapping[str, Any]] | None, end: int
                 for chunk in chunks:
                     lines = np.arange(first, first + len(chunk))
                     first += len(chunk)
-                    _csv_chunk(chunk[[n for n in names if not n.startswith("\0")]], lines, layout, path, acc)
+                    _csv_chunk(chunk[[n for n in names if not n.startswith("\0")]], lines, layout, path, acc,
+                               _StepText(block, names, layout.step))
             except pd.errors.ParserError as exc:
                 raise IngestError(f"{where}: not a readable CSV block from line {block.first_line} "
                                   f"({shown(str(exc), 200)})") from None
@@ -319,15 +322,34 @@ def _read_csv(path: Path, resume: tuple[int, Mapping[str, Any]] | None, end: int
                      notices)
 
 
-def _csv_chunk(chunk: pd.DataFrame, lines: np.ndarray, layout: Layout, path: Path, acc: _Accumulator) -> None:
+class _StepText:
+    """The step column of a CSV block as the text written (read only when pandas did not read it as integers:
+    a float column may already have lost digits, and "1.0" must be refused, not read as 1)."""
+
+    def __init__(self, block: Block, names: list[str], step: str) -> None:
+        self.block, self.names, self.step = block, names, step
+        self._col: np.ndarray | None = None
+
+    def at(self, lines: np.ndarray) -> pd.Series:
+        if self._col is None:
+            self._col = pd.read_csv(io.BytesIO(self.block.data), header=None, names=self.names, usecols=[self.step],
+                                    dtype=str, keep_default_na=False, skip_blank_lines=False,
+                                    encoding="utf-8")[self.step].to_numpy(dtype=object)
+        return pd.Series(self._col[lines - self.block.first_line], dtype=object)
+
+
+def _csv_chunk(chunk: pd.DataFrame, lines: np.ndarray, layout: Layout, path: Path, acc: _Accumulator,
+               step_text: _StepText) -> None:
     where = str(path)
     keep = ~chunk.isna().all(axis=1).to_numpy()  # blank lines
     chunk, lines = chunk[keep], lines[keep]
     if chunk.empty:
         return
     acc.rows += len(chunk)
-    steps = _check_steps(_numeric(chunk[layout.step], lines, where, layout.step),
-                         lines, where)
+    col = chunk[layout.step]
+    steps, bad, why = steps_from_column(col if col.dtype.kind in "iuO" else step_text.at(lines))
+    if bad is not None:
+        raise _step_error(where, int(lines[bad]), why)
     walls = (_numeric(chunk[layout.wall], lines, where, layout.wall) if layout.wall
              else np.full(len(chunk), np.nan))
     runs = (chunk[layout.run].fillna("").to_numpy(dtype=object) if layout.run
@@ -355,12 +377,23 @@ def _csv_chunk(chunk: pd.DataFrame, lines: np.ndarray, layout: Layout, path: Pat
 # ----------------------------------------------------------------------------------------------- JSONL
 
 
+_NUMBER_TEXT = re.compile(r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*|\s*[+-]?(?:nan|inf|infinity)\s*",
+                          re.IGNORECASE)
+
+
 def _json_number(v: Any) -> float | None:
-    """A JSON number as float, None for null; raises TypeError for anything else."""
+    """A JSON value as a number, None for a missing one; raises TypeError for anything else. One rule with
+    CSV cells: a number, or text holding one ("0.5", " 1e-3 ", "nan", "inf"); null or "" (an empty CSV cell)
+    is a missing value."""
     if v is None:
         return None
     if type(v) is float or (type(v) is int):
         return float(v)
+    if isinstance(v, str) and len(v) < 100:
+        if not v.strip():
+            return None
+        if _NUMBER_TEXT.fullmatch(v):
+            return float(v)
     raise TypeError
 
 
@@ -385,7 +418,7 @@ def _record(raw: bytes, number: int, where: str) -> dict[str, Any]:
 class _LongChunk:
     runs: list[Any] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
-    steps: list[float] = field(default_factory=list)
+    steps: list[Any] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     walls: list[float] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
@@ -394,7 +427,7 @@ class _LongChunk:
         if not self.lines:
             return
         lines = np.asarray(self.lines)
-        steps = _check_steps(np.asarray(self.steps, dtype=np.float64), lines, where)
+        steps = _json_steps(self.steps, lines, where)
         acc.add_long(np.asarray(self.runs, dtype=object), np.asarray(self.keys, dtype=object), steps,
                      np.asarray(self.values, dtype=np.float64), np.asarray(self.walls, dtype=np.float64), lines)
         self.__init__()  # type: ignore[misc]
@@ -443,8 +476,6 @@ def _jsonl_long_lines(block: Block, layout: Layout, default_run: str, acc: _Accu
                               f"'{kcol}', '{scol}' and 'value'; null marks a missing value)")
         value = _number_or_error(rec, "value", at, key)
         step = rec.get(scol)
-        if type(step) is not int and type(step) is not float:
-            raise IngestError(f"{at}, key {shown(key)}: step {shown(step)} is not a number")
         chunk.runs.append(_run_name(rec, rcol, default_run, at))
         chunk.keys.append(key)
         chunk.steps.append(step)
@@ -462,7 +493,7 @@ def _jsonl_wide_lines(block: Block, layout: Layout, default_run: str, acc: _Accu
     def flush() -> None:
         for (run, key), ch in rows.items():
             lines = np.asarray(ch.lines)
-            steps = _check_steps(np.asarray(ch.steps, dtype=np.float64), lines, where, key)
+            steps = _json_steps(ch.steps, lines, where, key)
             acc.add(run, key, steps, np.asarray(ch.values, dtype=np.float64),
                     np.asarray(ch.walls, dtype=np.float64), lines)
         rows.clear()
@@ -474,8 +505,6 @@ def _jsonl_wide_lines(block: Block, layout: Layout, default_run: str, acc: _Accu
         if layout.step not in rec:
             raise IngestError(f"{at}: no '{layout.step}' field (every line of a wide-form file needs one)")
         step = rec.get(layout.step)
-        if type(step) is not int and type(step) is not float:
-            raise IngestError(f"{at}: step {shown(step)} is not a number")
         run = _run_name(rec, layout.run, default_run, at)
         wall = _number_or_error(rec, layout.wall, at, layout.wall) if layout.wall else math.nan
         acc.rows += 1
@@ -516,7 +545,7 @@ def _jsonl_long_arrow(block: Block, layout: Layout, default_run: str, acc: _Accu
     except ImportError:
         return False
     n_lines = block.data.count(b"\n")
-    fields = [(layout.key, pa.string()), (layout.step, pa.float64()), ("value", pa.float64())]
+    fields = [(layout.key, pa.string()), (layout.step, pa.int64()), ("value", pa.float64())]
     fields += [(c, pa.float64()) for c in (layout.wall,) if c]
     fields += [(c, pa.string()) for c in (layout.run,) if c]
     try:
@@ -544,8 +573,7 @@ def _arrow_table(table: Any, fields: list, n_lines: int, block: Block, layout: L
             layout.run and cols[layout.run].null_count):
         return False
     steps = cols[layout.step].to_numpy()
-    if not (np.isfinite(steps).all() and (steps == np.round(steps)).all() and (steps >= 0).all()
-            and (steps <= MAX_STEP).all()):
+    if not (steps >= 0).all():
         return False
     keys = cols[layout.key].to_numpy()
     key_len = pc.utf8_length(cols[layout.key])
@@ -564,7 +592,7 @@ def _arrow_table(table: Any, fields: list, n_lines: int, block: Block, layout: L
         runs = np.full(n, default_run, dtype=object)
     walls = cols[layout.wall].fill_null(np.nan).to_numpy() if layout.wall else np.full(n, np.nan)
     acc.rows += n
-    acc.add_long(runs, keys, steps.astype(np.int64), cols["value"].to_numpy(), walls,
+    acc.add_long(runs, keys, steps, cols["value"].to_numpy(), walls,
                  np.arange(block.first_line, block.first_line + n))
     return True
 

@@ -51,6 +51,7 @@ from typing import Any
 from db.limits import MAX_KEY_CHARS, MAX_STEP, shown
 from db.records import RunData, RunInfo, Series
 from ingest.errors import IngestError
+from ingest.steps import RULE
 from ingest.textfile import SETTLE_SECONDS, LineReader
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*+[ -/]*+[@-~]")
@@ -194,7 +195,7 @@ def parse_step_line(text: str, where: str) -> tuple[int, dict[str, float]] | Non
     if step < 0:
         raise IngestError(f"{where}: negative step {step}; steps must be >= 0")
     if step > MAX_STEP:
-        raise IngestError(f"{where}: step {shown(m['step'])} is too large; steps must be at most 2^53 ({MAX_STEP})")
+        raise IngestError(f"{where}: step {shown(m['step'])} is too large; {RULE}")
     metrics: dict[str, float] = {}
     rest = m["rest"].rstrip()
     if rest.endswith(" -"):  # some verl versions end the line with the separator

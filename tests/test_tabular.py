@@ -91,7 +91,7 @@ def test_csv_negative_and_fractional_steps(tmp_path):
     with pytest.raises(IngestError, match=r"neg\.csv, line 4: step -3; steps must be >= 0"):
         read_table(path)
     path.write_text("key,step,value\nentropy,1.5,0.5\n")
-    with pytest.raises(IngestError, match=r"line 2: step 1\.5; steps must be whole numbers"):
+    with pytest.raises(IngestError, match=r"line 2: step '1\.5' is not an integer; steps are integers written with digits"):
         read_table(path)
 
 
@@ -164,9 +164,15 @@ def test_jsonl_bad_line_names_the_line(tmp_path, reader):
 
 
 def test_jsonl_string_value_names_key_and_line(tmp_path, reader):
+    # one rule with CSV cells: text holding a number is that number, "" is a missing value, other text an error
     path = _jsonl(tmp_path / "str.jsonl", [{"key": "e", "step": 0, "value": 1.0},
-                                           {"key": "acc", "step": 1, "value": "0.5"}])
-    with pytest.raises(IngestError, match=r"str\.jsonl, line 2: key 'acc' has value '0\.5', not a number"):
+                                           {"key": "acc", "step": 1, "value": "0.5"},
+                                           {"key": "acc", "step": 2, "value": ""}])
+    got = {s.key: (s.steps.tolist(), s.values.tolist()) for s in read_table(path)[0].series}
+    assert got["acc"][0] == [1, 2] and got["acc"][1][0] == 0.5 and np.isnan(got["acc"][1][1])
+    path = _jsonl(tmp_path / "str.jsonl", [{"key": "e", "step": 0, "value": 1.0},
+                                           {"key": "acc", "step": 1, "value": "0.5x"}])
+    with pytest.raises(IngestError, match=r"str\.jsonl, line 2: key 'acc' has value '0\.5x', not a number"):
         read_table(path)
     path = _jsonl(tmp_path / "strw.jsonl", [{"step": 0, "acc": 1.0}, {"step": 1, "acc": "high"}])
     with pytest.raises(IngestError, match=r"line 2: key 'acc' has value 'high'"):

@@ -1,0 +1,48 @@
+"""Corpus cases of issue 21's ingestion half ("hard edges"): steps read as integers in every format, repeated
+steps reported, several runs in one verl log, files rewritten from the start, run names, and messages that say
+what happened. Added to ``make_corpus.CASES``; each case states exit code, message (or note) and stored rows.
+The README's "Rules and limits" table states the same rules."""
+
+from __future__ import annotations
+
+import json
+
+
+def hard_edge_cases() -> list:
+    from tests.corpus.make_corpus import ENT, Case, Step, _w, csv_long, jsonl, one
+
+    big = 2**53
+    c: list = []
+    add = c.append
+
+    # steps: integers, read exactly, one rule for text, one limit --------------------------------------------
+    add(Case("steps_2_53_and_its_neighbour_csv", "integer steps", (Step(one(lambda d: _w(d / "b.csv", csv_long(
+        [("r", ENT, big - 1, 0.5), ("r", ENT, big, 0.4)])))),),
+        points=(("r", ENT, big - 1, 0.5), ("r", ENT, big, 0.4))))
+    add(Case("steps_2_53_and_its_neighbour_jsonl", "integer steps", (Step(one(lambda d: _w(d / "b.jsonl", jsonl(
+        [{"key": ENT, "step": big - 1, "value": 0.5}, {"key": ENT, "step": big, "value": 0.4}])))),),
+        points=(("b", ENT, big - 1, 0.5), ("b", ENT, big, 0.4))))
+    add(Case("steps_2_53_and_its_neighbour_trainer_state", "integer steps", (Step(one(lambda d: _w(
+        d / "out" / "trainer_state.json", json.dumps({"log_history": [{"step": big - 1, "loss": 0.5},
+                                                                      {"step": big, "loss": 0.4}]})))),),
+        points=(("out", "loss", big - 1, 0.5), ("out", "loss", big, 0.4))))
+    add(Case("step_2_53_plus_1_refused_csv", "integer steps", (Step(one(lambda d: _w(d / "p.csv", csv_long(
+        [("r", ENT, 1, 0.5), ("r", ENT, big + 1, 0.4)]))), exit=2,
+        error=r"p\.csv, line 3: step 9007199254740993; steps must be at most 2\^53", names="p.csv"),)))
+    add(Case("step_text_spaces_and_plus_accepted", "integer steps", (Step(one(lambda d: _w(
+        d / "t.csv", "step,acc\n 7 ,0.5\n+8,0.6\n"))),), points=(("t", "acc", 7, 0.5), ("t", "acc", 8, 0.6))))
+    for i, text in enumerate(("1.0", "1e3", "1_000")):
+        add(Case(f"step_text_{text.replace('.', '_')}_refused_csv", "integer steps", (Step(one(
+            lambda d, t=text, i=i: _w(d / f"s{i}.csv", f"step,acc\n1,0.5\n{t},0.6\n")), exit=2,
+            error=rf"s{i}\.csv, line 3: step '{text}' is not an integer; steps are integers written with digits",
+            names=f"s{i}.csv"),)))
+    add(Case("step_float_refused_jsonl", "integer steps", (Step(one(lambda d: _w(
+        d / "f.jsonl", '{"key": "acc", "step": 1, "value": 0.5}\n{"key": "acc", "step": 2.0, "value": 0.6}\n')),
+        exit=2, error=r"f\.jsonl, line 2: step 2\.0 is not an integer", names="f.jsonl"),)))
+    add(Case("step_float_refused_trainer_state", "integer steps", (Step(one(lambda d: _w(
+        d / "o" / "trainer_state.json", json.dumps({"log_history": [{"step": 1.0, "loss": 0.5}]}))), exit=2,
+        error=r"trainer_state\.json, log_history\[0\]: step 1\.0 is not an integer", names="trainer_state.json"),)))
+    add(Case("jsonl_string_value_read_as_a_csv_cell_is", "integer steps", (Step(one(lambda d: _w(
+        d / "s.jsonl", jsonl([{"key": "acc", "step": 1, "value": "0.5"}, {"key": "acc", "step": 2, "value": ""}])))),),
+        points=(("s", "acc", 1, 0.5), ("s", "acc", 2, None))))
+    return c
