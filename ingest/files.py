@@ -41,6 +41,7 @@ from ingest.errors import IngestError
 from ingest.tailing import new_state, plan
 from ingest.textfile import SETTLE_SECONDS
 from ingest.trl_state import FILE_NAME, latest_states, parse_trainer_state
+from ingest.values import REPEAT_RULE, repeat_note
 from ingest.verl_log import is_step_head, read_verl_log
 
 SUPPORTED = ("verl console log (lines 'step:N - key:value - …'), TRL trainer_state.json (log_history), "
@@ -230,6 +231,15 @@ def _empty_why(found: Detected) -> str:
     return "only blank lines, or no whole line"
 
 
+def _refuse_repeats(runs: list[RunData]) -> None:
+    """``--strict``: a (run, key, step) given twice in the file is an error naming it."""
+    for run in runs:
+        for s in run.series:
+            if s.repeats is not None:
+                note = repeat_note(run, s)
+                raise IngestError(f"{note.rsplit(': ', 1)[0]}: refused (--strict; without it {REPEAT_RULE})")
+
+
 class FileSource(Source):
     """``ingest file PATH``: verl console logs, trainer_state.json, CSV and JSONL files."""
 
@@ -240,6 +250,7 @@ class FileSource(Source):
     def __init__(self, uri: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(uri, options)
         self.allow_empty = False  # a file with no data rows is not a failure
+        self.strict = False  # a (run, key, step) given twice in a file is a failure, not a note
         self.unchanged = 0  # files not opened: unchanged since the last sync
         self._discovered: tuple[list[Detected], list[str]] | None = None
 
@@ -285,6 +296,8 @@ class FileSource(Source):
                 if read is not None and read.rows == 0 and not self.allow_empty:
                     raise IngestError(f"no data rows in {d.path} ({_empty_why(d)}); --allow-empty accepts "
                                       "empty files")
+                if read is not None and self.strict:
+                    _refuse_repeats(read.runs)
             except (IngestError, RecordError) as exc:
                 self._fail(str(exc))
                 continue

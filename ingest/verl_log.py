@@ -444,6 +444,8 @@ def _drop_torn_tail(steps: list[StepLine], prev_keys: int | None, notices: list[
 @dataclass
 class _Points:
     by_key: dict[str, tuple[list[int], list[float], list[int]]] = field(default_factory=dict)
+    #: full-precision initial/final validation values: they replace the rounded step-line value of their step
+    exact: dict[tuple[str, int], tuple[float, int]] = field(default_factory=dict)
 
     def add(self, key: str, step: int, value: float, line: int) -> None:
         steps, values, lines = self.by_key.setdefault(key, ([], [], []))
@@ -451,8 +453,21 @@ class _Points:
         values.append(value)
         lines.append(line)
 
+    def add_exact(self, key: str, step: int, value: float, line: int) -> None:
+        self.exact[(key, step)] = (value, line)
+
     def series(self, where: str) -> tuple[Series, ...]:
-        return tuple(Series.build(k, s, v, where=where, lines=ln) for k, (s, v, ln) in self.by_key.items())
+        """One series per key; a step given twice by step lines is a repeat (``Series.repeats``), a validation
+        value the initial/final line gives in full precision is not."""
+        by_key = {k: ([], [], []) for k in self.by_key} | {k: ([], [], []) for k, _ in self.exact}
+        for k, (steps, values, lines) in self.by_key.items():
+            out = by_key[k]
+            for st, v, ln in zip(steps, values, lines, strict=True):
+                if (k, st) not in self.exact:
+                    out[0].append(st), out[1].append(v), out[2].append(ln)
+        for (k, st), (v, ln) in self.exact.items():
+            by_key[k][0].append(st), by_key[k][1].append(v), by_key[k][2].append(ln)
+        return tuple(Series.build(k, s, v, where=where, lines=ln) for k, (s, v, ln) in by_key.items())
 
 
 def _assemble(parsed: _Parsed, step_offset: int | None, notes: list[str], resume: Mapping[str, Any] | None,
@@ -491,13 +506,13 @@ def _assemble(parsed: _Parsed, step_offset: int | None, notes: list[str], resume
             pts.add(k, s.step + step_offset, v, s.number)
     if resume is None and parsed.initial:
         for k, v in parsed.initial.items():
-            pts.add(k, 0, v, 0)
+            pts.add_exact(k, 0, v, 0)
     last = max((s.step for s in training), default=None)
     last = before if last is None else last if before is None else max(last, before)
     if parsed.final:
         at = (last + step_offset) if last is not None else 0
         for k, v in parsed.final.items():
-            pts.add(k, at, v, parsed.final_line or 0)
+            pts.add_exact(k, at, v, parsed.final_line or 0)
     return pts, step_offset
 
 

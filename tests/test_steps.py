@@ -99,3 +99,29 @@ def test_series_build_takes_integers_only():
         Series.build("k", [1.0], [1.0])
     with pytest.raises(RecordError, match="too large"):
         Series.build("k", [MAX_STEP + 1], [1.0])
+
+
+def test_repeated_steps_are_counted_and_noted(tmp_path):
+    from ingest.values import screen
+
+    path = tmp_path / "d.csv"
+    path.write_text("key,step,value\ne,1,0.5\ne,2,0.6\ne,1,0.7\ne,2,0.6\n")
+    run = read_table(path)[0]
+    (s,) = run.series
+    assert s.steps.tolist() == [1, 2] and s.values.tolist() == [0.7, 0.6]
+    assert (s.repeats.dropped, s.repeats.differing, s.repeats.step) == (2, 1, 1)
+    assert (s.repeats.dropped_line, s.repeats.kept_line) == (2, 4)
+    notes = screen(run, {}).notes
+    assert any(n.endswith("key 'e': 2 point(s) given at a step already given (1 with a different value; first at "
+                          "step 1, lines 2 and 4): the one with the latest wall time is kept, else the later one")
+               for n in notes), notes
+
+
+def test_non_finite_values_are_noted(tmp_path):
+    from ingest.values import screen
+
+    path = tmp_path / "n.csv"
+    path.write_text("step,e\n1,0.5\n2,nan\n3,inf\n")
+    notes = screen(read_table(path)[0], {}).notes
+    assert any("n.csv, line 3, run 'n', key 'e': 2 value(s) NaN or ±inf (first at step 2: nan): stored as missing "
+               "values, excluded from fits" in n for n in notes), notes

@@ -9,7 +9,7 @@ import json
 
 
 def hard_edge_cases() -> list:
-    from tests.corpus.make_corpus import ENT, Case, Step, _w, csv_long, jsonl, one
+    from tests.corpus.make_corpus import ENT, Case, Step, _w, csv_long, jsonl, one, verl
 
     big = 2**53
     c: list = []
@@ -45,4 +45,27 @@ def hard_edge_cases() -> list:
     add(Case("jsonl_string_value_read_as_a_csv_cell_is", "integer steps", (Step(one(lambda d: _w(
         d / "s.jsonl", jsonl([{"key": "acc", "step": 1, "value": "0.5"}, {"key": "acc", "step": 2, "value": ""}])))),),
         points=(("s", "acc", 1, 0.5), ("s", "acc", 2, None))))
+
+    # the same (run, key, step) twice in one input: one point kept, a note with the count; --strict refuses
+    rows = [("r", ENT, 1, 0.9), ("r", ENT, 2, 0.8), ("r", ENT, 1, 0.5)]
+    add(Case("repeated_step_in_a_csv_is_noted", "repeated steps", (Step(one(lambda d: _w(d / "rep.csv", csv_long(
+        rows)))),), points=(("r", ENT, 1, 0.5), ("r", ENT, 2, 0.8)),
+        note=r"rep\.csv, run 'r', key 'actor/entropy': 1 point\(s\) given at a step already given \(1 with a "
+             r"different value; first at step 1, lines 2 and 4\): the one with the latest wall time is kept"))
+    add(Case("repeated_step_in_a_csv_strict_is_refused", "repeated steps", (Step(one(lambda d: _w(
+        d / "rep.csv", csv_long(rows)), "--strict"), exit=2, error=r"rep\.csv, run 'r', key 'actor/entropy': 1 "
+        r"point\(s\) given at a step already given .*: refused \(--strict", names="rep.csv"),)))
+    add(Case("repeated_step_in_a_trainer_state_is_noted", "repeated steps", (Step(one(lambda d: _w(
+        d / "o" / "trainer_state.json", json.dumps({"log_history": [{"step": 1, "loss": 0.5},
+                                                                    {"step": 1, "loss": 0.4}]})))),),
+        points=(("o", "loss", 1, 0.4),), note=r"key 'loss': 1 point\(s\) given at a step already given \(1 "
+                                              r"with a different value; first at step 1\)"))
+    add(Case("repeated_step_in_a_verl_log_is_noted", "repeated steps", (Step(one(lambda d: _w(d / "v.log", verl(
+        [f"step:1 - {ENT}:0.9", f"step:2 - {ENT}:0.8", f"step:2 - {ENT}:0.7"])))),),
+        points=(("v", ENT, 1, 0.9), ("v", ENT, 2, 0.7)),
+        note=r"key 'actor/entropy': 1 point\(s\) given at a step already given \(1 with a different value; "
+             r"first at step 2, lines 2 and 3\)"))
+    add(Case("nan_value_is_noted_on_the_run", "repeated steps (values)", (Step(one(lambda d: _w(
+        d / "n.csv", "step,acc\n1,0.5\n2,nan\n"))),), points=(("n", "acc", 1, 0.5), ("n", "acc", 2, None)),
+        note=r"n\.csv, line 3, run 'n', key 'acc': 1 value\(s\) NaN or ±inf \(first at step 2: nan\)"))
     return c
