@@ -68,4 +68,30 @@ def hard_edge_cases() -> list:
     add(Case("nan_value_is_noted_on_the_run", "repeated steps (values)", (Step(one(lambda d: _w(
         d / "n.csv", "step,acc\n1,0.5\n2,nan\n"))),), points=(("n", "acc", 1, 0.5), ("n", "acc", 2, None)),
         note=r"n\.csv, line 3, run 'n', key 'acc': 1 value\(s\) NaN or ±inf \(first at step 2: nan\)"))
+
+    # several runs in one verl console log: refused naming the lines; a resumed trainer is the same run
+    def e(step: int, v: float) -> str:
+        return f"step:{step} - {ENT}:{v}"
+
+    add(Case("two_pids_in_one_verl_log_refused", "verl multi-run", (Step(one(lambda d: _w(
+        d / "two.log", verl([e(1, 0.9), e(2, 0.8)], pid=7) + verl([e(1, 0.5), e(2, 0.4)], pid=9))), exit=2,
+        error=r"two\.log, line 3: a second run starts \('main_task pid=9' logs step:1 again after 'main_task "
+              r"pid=7' started at step:1, line 2 its last\): two runs in one log are refused", names="two.log"),)))
+    add(Case("interleaved_pids_in_one_verl_log_refused", "verl multi-run", (Step(one(lambda d: _w(
+        d / "mix.log", verl([e(1, 0.9)], pid=7) + verl([e(2, 0.8)], pid=9) + verl([e(3, 0.7)], pid=7))), exit=2,
+        error=r"mix\.log, line 3: step lines of two processes are interleaved \('main_task pid=9' at line 2, "
+              r"'main_task pid=7' again at line 3\)", names="mix.log"),)))
+
+    def dump(name: str) -> list[str]:
+        return ["{'trainer': {'project_name': 'p',", f"             'experiment_name': '{name}'}}}}"]
+
+    add(Case("two_experiments_in_one_verl_log_refused", "verl multi-run", (Step(one(lambda d: _w(
+        d / "exp.log", verl([*dump("a"), e(1, 0.9)]) + verl([*dump("b"), e(5, 0.5)]))), exit=2,
+        error=r"exp\.log, line 5: a second run \(experiment_name 'b'\) starts in a log of experiment_name 'a' "
+              r"\(line 2\)", names="exp.log"),)))
+    add(Case("resumed_trainer_in_one_verl_log_is_one_run", "verl multi-run", (Step(one(lambda d: _w(
+        d / "res.log", verl([e(1, 0.9), e(2, 0.8)], pid=7) + verl([e(2, 0.6), e(3, 0.5)], pid=9)))),),
+        points=(("res", ENT, 1, 0.9), ("res", ENT, 2, 0.6), ("res", ENT, 3, 0.5)),
+        note=r"line 3: the trainer was launched again \(main_task pid=9 after main_task pid=7\), going on from "
+             r"step:2: read as the same run resumed"))
     return c
