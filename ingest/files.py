@@ -20,7 +20,11 @@ with no data rows (0 bytes, a CSV header alone, only blank lines, an empty ``log
 failure, "no data rows in FILE", unless ``allow_empty``.
 
 Files are tailed (``ingest.tailing``): an unchanged file is not opened, a grown one is parsed from where
-the last sync stopped, a rewritten one is read afresh.
+the last sync stopped, a rewritten one is read afresh. A rewritten file whose first points (the first 3 of
+each key) mostly differ from what the last read found was restarted from the start (``>`` again): it is
+launch N+1, a run of its own (external id ``…#launch-N``, name ``NAME (launch N)``), with a note; the
+earlier launch's run keeps its points. Rewrites that keep the first points (a Trainer saving its state, a
+table rewritten with more rows, one value edited) update the same run.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from db.errors import RecordError
-from db.limits import check_run
+from db.limits import check_run, shown
 from db.records import FileState, RunData
 from ingest.base import Source, Watermarks
 from ingest.errors import IngestError
@@ -216,9 +220,60 @@ def read_file(found: Detected, *, verl_step_offset: int | None = None,
         runs, offset, rows = [], 0, 0
     if resume is not None:
         rows = max(rows, 1)  # a tail read of a file that had rows before is not an empty file
+    launch, first, new = _launch(known, runs, rewritten=p.mode == "fresh" and bool(p.why), full=resume is None)
+    if launch > 1:
+        runs = [_as_launch(run, launch, p.why if new else None) for run in runs]
     for run in runs:
         check_run(run)
-    return FileRead(runs, new_state(path, st, offset, parser, found.fmt, settled), rows, notices)
+    extra = {"launch": launch, "first_points": first}
+    return FileRead(runs, new_state(path, st, offset, parser, found.fmt, settled, extra), rows, notices)
+
+
+def first_points(runs: list[RunData]) -> dict[str, list[str]] | None:
+    """The first 3 points ("step:value") of every key of a file's runs: what tells a rewrite from the start."""
+    out = {f"{r.run.external_id}#{s.key}": [f"{int(st)}:{float(v)!r}" for st, v in zip(s.steps[:3], s.values[:3],
+                                                                                     strict=True)]
+           for r in runs for s in r.series if len(s)}
+    return out or None
+
+
+def _differ(a: dict[str, list[str]], b: dict[str, list[str]]) -> bool:
+    """Whether more than half of the first points both reads hold differ: a restart from the start changes
+    nearly all of them (an edit of a value or two does not)."""
+    shared = differing = 0
+    for key in a.keys() & b.keys():
+        for x, y in zip(a[key], b[key], strict=False):
+            shared += 1
+            differing += x != y
+    return shared > 0 and 2 * differing > shared
+
+
+def _launch(known: FileState | None, runs: list[RunData], *, rewritten: bool,
+            full: bool) -> tuple[int, dict[str, list[str]] | None, bool]:
+    """Which launch of the file's run(s) this read is, the fingerprint of its first points, and whether it is a
+    new launch: a file rewritten from the start whose first points mostly differ from what was read before
+    (``_differ``)."""
+    ps = known.parser_state if known is not None else {}
+    launch, before = int(ps.get("launch", 1)), ps.get("first_points")
+    if not full:
+        return launch, before, False
+    first = first_points(runs)
+    if rewritten and before and first is not None and _differ(first, before):
+        return launch + 1, first, True
+    return launch, first if first is not None else before, False
+
+
+def _as_launch(run: RunData, launch: int, why: str | None) -> RunData:
+    """``run`` as launch ``launch`` of itself: its own external id and name, and (when just detected) a note."""
+    name = f"{run.run.name} (launch {launch})"
+    info = replace(run.run, external_id=f"{run.run.external_id}#launch-{launch}", name=name)
+    notes = run.notes
+    if why:
+        earlier = run.run.name if launch == 2 else f"{run.run.name} (launch {launch - 1})"
+        notes = (*notes, f"{run.origin or run.run.external_id}: rewritten from the start ({why}) with other values "
+                         f"at its first steps: a new launch, stored as run {shown(name, 80)}; the earlier launch "
+                         f"stays as run {shown(earlier, 80)}")
+    return replace(run, run=info, notes=notes)
 
 
 def _empty_why(found: Detected) -> str:

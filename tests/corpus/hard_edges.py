@@ -94,4 +94,21 @@ def hard_edge_cases() -> list:
         points=(("res", ENT, 1, 0.9), ("res", ENT, 2, 0.6), ("res", ENT, 3, 0.5)),
         note=r"line 3: the trainer was launched again \(main_task pid=9 after main_task pid=7\), going on from "
              r"step:2: read as the same run resumed"))
+
+    # a file rewritten from the start with other values at its first steps: a new launch, a run of its own
+    def rewritten(values: list[float]):
+        def prepare(d):
+            return ["ingest", "file", str(_w(d / "re.csv", "step,acc\n" + "".join(
+                f"{i},{v}\n" for i, v in enumerate(values, start=1))))]
+        return prepare
+
+    add(Case("file_rewritten_from_the_start_is_a_new_launch", "rewritten files", (
+        Step(rewritten([0.1, 0.2, 0.3, 0.4])), Step(rewritten([0.5, 0.6]))),
+        points=(("re", "acc", 1, 0.1), ("re", "acc", 2, 0.2), ("re", "acc", 3, 0.3), ("re", "acc", 4, 0.4),
+                ("re (launch 2)", "acc", 1, 0.5), ("re (launch 2)", "acc", 2, 0.6)),
+        note=r"re\.csv: rewritten from the start \(shorter than before .*\) with other values at its first steps: "
+             r"a new launch, stored as run 're \(launch 2\)'; the earlier launch stays as run 're'"))
+    add(Case("file_rewritten_with_more_rows_is_the_same_run", "rewritten files", (
+        Step(rewritten([0.1, 0.2])), Step(rewritten([0.1, 0.25, 0.3]))),
+        points=(("re", "acc", 1, 0.1), ("re", "acc", 2, 0.25), ("re", "acc", 3, 0.3))))
     return c
