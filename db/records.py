@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from db.errors import RecordError
-from db.limits import MAX_STEP
+from db.limits import MAX_STEP, shown
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class Series:
     ) -> Series:
         """Validate and normalise raw points; ``where`` (file, run) is put into every error message.
         ``lines`` (optional) are the source lines of the points, kept alongside them."""
-        at = f"{where}, key {key!r}" if where else f"key {key!r}"
+        at = f"{where}, key {shown(key)}" if where else f"key {shown(key)}"
         n = len(steps)
         if len(values) != n or (wall_times is not None and len(wall_times) != n):
             raise RecordError(f"{at}: steps, values and wall times differ in length")
@@ -106,7 +106,7 @@ class Series:
         if vals.dtype.kind not in "fiu":  # strings, booleans, None or mixed objects: name the first bad one
             bad = next((v for v in values if not _is_number(v)), None)
             if bad is not None or vals.dtype.kind != "O":
-                raise RecordError(f"{at}: value {bad!r} is not a number")
+                raise RecordError(f"{at}: value {shown(bad)} is not a number")
         vals = vals.astype(np.float64)
         st = _int_steps(steps, at)
         wt = (
@@ -233,10 +233,10 @@ def _int_steps(steps: Sequence[Any] | np.ndarray, at: str) -> np.ndarray:
         items = list(steps)
         bad = next((s for s in items if isinstance(s, bool) or not isinstance(s, int | np.integer)), None)
         if bad is not None or not items:
-            raise RecordError(f"{at}: step {bad!r} is not an integer")
+            raise RecordError(f"{at}: step {shown(bad)} is not an integer")
         big = next((s for s in items if s > MAX_STEP), None)
         if big is not None:
-            raise RecordError(f"{at}: step {big!r} is too large; steps must be at most 2^53 ({MAX_STEP})")
+            raise RecordError(f"{at}: step {shown(big)} is too large; steps must be at most 2^53 ({MAX_STEP})")
         st = np.asarray([int(s) for s in items], dtype=np.int64)
     if st.min() < 0:
         raise RecordError(f"{at}: negative step {int(st.min())}; steps must be >= 0")

@@ -133,6 +133,9 @@ def discover(root: Path, known: Mapping[str, FileState] | None = None) -> tuple[
         if root.is_symlink():
             raise IngestError(f"{root}: a broken symlink or a symlink loop")
         raise IngestError(f"{root}: no such file or folder")
+    if not root.is_file() and not root.is_dir():  # a FIFO, a device (/dev/zero), a socket: never opened
+        raise IngestError(f"{root}: not a regular file (a FIFO, device or socket); ingest file reads regular files "
+                          "and folders")
     if root.is_file():
         path = _resolve(root)
         try:
@@ -163,6 +166,8 @@ def discover(root: Path, known: Mapping[str, FileState] | None = None) -> tuple[
         if not is_file:
             if wanted and p.is_symlink() and not p.exists():
                 problems.append(f"{p}: a broken symlink or a symlink loop")
+            elif wanted and p.exists() and not p.is_dir():
+                problems.append(f"{p}: not a regular file (a FIFO, device or socket)")
             continue
         try:
             path = _resolve(p)

@@ -19,7 +19,8 @@ exactly). These are ``IngestError``s naming the file and the line (and key or co
 * a line over 1 MiB (``ingest.textfile``), a key or run name over 512 characters (``db.limits``).
 
 A step seen twice keeps the latest wall time (the later line when wall times are equal or absent). Columns
-with no name in a CSV header (a pandas index written with ``to_csv``) are passed over, with a notice.
+with no name in a CSV header (a pandas index written with ``to_csv``) are passed over, with a note on the
+file's runs.
 
 The last line of a file without a line end is taken when it is complete — a whole JSON object; all CSV
 fields, in a file unchanged for ``SETTLE_SECONDS`` (a CSV number may still be cut short) — with the saved
@@ -264,6 +265,7 @@ def _read_csv(path: Path, resume: tuple[int, Mapping[str, Any]] | None, end: int
               settled: bool) -> TableRead:
     where = str(path)
     notices: list[str] = []
+    file_notes: list[str] = []  # stored on the file's runs
     acc = _Accumulator()
     with path.open("rb") as fh:
         if resume is None:
@@ -274,7 +276,7 @@ def _read_csv(path: Path, resume: tuple[int, Mapping[str, Any]] | None, end: int
             keep = [c for c in header if c]
             if len(keep) < len(header):
                 gaps = [i for i, c in enumerate(header, start=1) if not c]
-                notices.append(f"{where}: column(s) {', '.join(map(str, gaps))} of the header have no name "
+                file_notes.append(f"{where}: column(s) {', '.join(map(str, gaps))} of the header have no name "
                                "(a pandas index written by to_csv?): passed over")
             layout = detect_layout(keep, where)
             state = {"kind": "csv", "columns": header, "layout": asdict(layout), "line": 2}
@@ -318,8 +320,8 @@ def _read_csv(path: Path, resume: tuple[int, Mapping[str, Any]] | None, end: int
                 raise IngestError(f"{where}: not a readable CSV block from line {block.first_line} "
                                   f"({shown(str(exc), 200)})") from None
     state["line"] = reader.tail.line
-    return TableRead(_runs(path, acc, layout, partial=resume is not None), reader.end_offset, state, acc.rows,
-                     notices)
+    return TableRead(_runs(path, acc, layout, partial=resume is not None, notes=file_notes), reader.end_offset,
+                     state, acc.rows, notices)
 
 
 class _StepText:
@@ -406,6 +408,9 @@ def _block_lines(block: Block) -> Iterator[tuple[int, bytes]]:
 def _record(raw: bytes, number: int, where: str) -> dict[str, Any]:
     try:
         rec = json.loads(raw)
+    except RecursionError:
+        raise IngestError(f"{where}, line {number}: JSON nested too deeply (more than about 1,000 levels of "
+                          "arrays/objects): refused") from None
     except (ValueError, UnicodeDecodeError) as exc:
         msg = getattr(exc, "msg", None) or clip(str(exc), 120)
         raise IngestError(f"{where}, line {number}: not valid JSON ({msg})") from None
@@ -607,7 +612,7 @@ def _read_jsonl(path: Path, resume: tuple[int, Mapping[str, Any]] | None, end: i
     def complete(tail: Tail) -> bool:
         try:
             ok = isinstance(json.loads(tail.data), dict)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             ok = False
         if not ok:
             notices.append(_torn(tail, where, "not a whole JSON object"))
@@ -637,7 +642,8 @@ def _read_jsonl(path: Path, resume: tuple[int, Mapping[str, Any]] | None, end: i
 # ----------------------------------------------------------------------------------------------- runs
 
 
-def _runs(path: Path, acc: _Accumulator, layout: Layout, *, partial: bool) -> list[RunData]:
+def _runs(path: Path, acc: _Accumulator, layout: Layout, *, partial: bool,
+          notes: Sequence[str] = ()) -> list[RunData]:
     base = str(path.resolve())
     out = []
     multi = layout.run is not None
@@ -646,7 +652,8 @@ def _runs(path: Path, acc: _Accumulator, layout: Layout, *, partial: bool) -> li
         where = f"{path}, run {shown(run, 80)}" if multi else str(path)
         info = RunInfo(external_id=f"{base}#{run}" if multi else base, name=run if multi else path.stem,
                        params={"file_format": fmt})
-        out.append(RunData(run=info, series=acc.series(run, where), origin=str(path), partial=partial))
+        out.append(RunData(run=info, series=acc.series(run, where), origin=str(path), partial=partial,
+                           notes=tuple(notes)))
     return out
 
 

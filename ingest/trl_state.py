@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from db.limits import shown
 from db.records import RunData, RunInfo, Series
 from ingest.errors import IngestError
 from ingest.steps import StepError, step_from_json
@@ -67,7 +68,7 @@ def _points(history: list[Any], path: Path) -> dict[str, tuple[list[int], list[f
             if key in _SKIP or value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise IngestError(f"{at}: key {key!r} has value {value!r}, not a number")
+                raise IngestError(f"{at}: key {shown(key)} has value {shown(value)}, not a number")
             steps, values = by_key.setdefault(key, ([], []))
             steps.append(step)
             values.append(float(value))
@@ -87,7 +88,7 @@ def parse_trainer_state(path: str | Path) -> RunData:
     folder = run_folder(path)
     trial = state.get("trial_name")
     name = trial if isinstance(trial, str) and trial else folder.name
-    where = f"{path}, run {name!r}"
+    where = f"{path}, run {shown(name, 80)}"
     by_key = _points(state["log_history"], path)
     series = tuple(Series.build(k, s, v, where=where) for k, (s, v) in by_key.items())
     params = _params(state)

@@ -514,6 +514,10 @@ class WandbOfflineSource(Source):
             state = read_wandb_files(paths, run_id)
             yield state.to_run_data(watermarks.get(state.run_id, {}))
 
+    def check(self) -> None:
+        """A folder without any ``run-*.wandb`` file is an error before the store is opened (none is created)."""
+        find_wandb_files(Path(self.uri).expanduser())
+
     def count_runs(self) -> int | None:
         try:
             return len(find_wandb_files(Path(self.uri).expanduser()))

@@ -111,4 +111,36 @@ def hard_edge_cases() -> list:
     add(Case("file_rewritten_with_more_rows_is_the_same_run", "rewritten files", (
         Step(rewritten([0.1, 0.2])), Step(rewritten([0.1, 0.25, 0.3]))),
         points=(("re", "acc", 1, 0.1), ("re", "acc", 2, 0.25), ("re", "acc", 3, 0.3))))
+
+    # messages that say what happened
+    def fifo(d):
+        import os
+        p = d / "pipe.csv"
+        if not p.exists():
+            os.mkfifo(p)
+        return ["ingest", "file", str(p)]
+
+    add(Case("fifo_is_not_a_regular_file", "messages", (Step(fifo, exit=2, error=r"pipe\.csv: not a regular file "
+                                                             r"\(a FIFO, device or socket\)", names="pipe.csv"),),
+             points=None))
+    add(Case("dev_zero_is_not_a_regular_file", "messages", (Step(lambda d: ["ingest", "file", "/dev/zero"], exit=2,
+        error=r"/dev/zero: not a regular file", names="/dev/zero"),), points=None))
+    deep = "[" * 200_000 + "]" * 200_000
+    add(Case("trainer_state_nested_200000_deep", "messages", (Step(one(lambda d: _w(
+        d / "o" / "trainer_state.json", '{"log_history": ' + deep + "}")), exit=2,
+        error=r"trainer_state\.json: JSON nested too deeply \(more than about 1,000 levels", names="trainer_state.json"
+    ),)))
+    add(Case("jsonl_line_nested_200000_deep", "messages", (Step(one(lambda d: _w(
+        d / "deep.jsonl", '{"key": "a", "step": 1, "value": 0.5}\n{"key": "a", "step": 2, "value": ' + deep + "}\n")),
+        exit=2, error=r"deep\.jsonl, line 2: JSON nested too deeply", names="deep.jsonl"),)))
+    add(Case("long_string_value_is_quoted_to_60_characters", "messages", (Step(one(lambda d: _w(
+        d / "o" / "trainer_state.json", json.dumps({"log_history": [{"step": 1, "loss": "x" * 5000}]}))), exit=2,
+        error=r"key 'loss' has value 'x{60}…' \(5000 characters\), not a number$", names="trainer_state.json"),)))
+    add(Case("unnamed_index_column_is_noted_on_the_run", "messages", (Step(one(lambda d: _w(
+        d / "ix.csv", ",step,acc\n0,1,0.5\n"))),), points=(("ix", "acc", 1, 0.5),),
+        note=r"ix\.csv: column\(s\) 1 of the header have no name \(a pandas index written by to_csv\?\): passed "
+             r"over"))
+    add(Case("wandb_offline_empty_folder_creates_no_store", "messages", (Step(lambda d: (
+        d.joinpath("empty").mkdir(exist_ok=True), ["ingest", "wandb", "--offline", str(d / "empty")])[1], exit=2,
+        error=r"no W&B run files \(run-\*\.wandb\) under .*empty", names="empty"),), points=None))
     return c
