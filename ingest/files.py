@@ -29,6 +29,7 @@ table rewritten with more rows, one value edited) update the same run.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -43,7 +44,7 @@ from db.records import FileState, RunData
 from ingest.base import Source, Watermarks
 from ingest.errors import IngestError
 from ingest.tailing import new_state, plan
-from ingest.textfile import SETTLE_SECONDS
+from ingest.textfile import SETTLE_SECONDS, UTF16_BOMS
 from ingest.trl_state import FILE_NAME, latest_states, parse_trainer_state
 from ingest.values import REPEAT_RULE, repeat_note
 from ingest.verl_log import is_step_head, read_verl_log
@@ -66,7 +67,10 @@ def _is_verl_log(path: Path) -> bool:
     binary files (NUL bytes in the first KiB) are not. (Real console logs can hold stray NUL bytes further
     in: only the first KiB decides.)"""
     try:
-        with path.open("rb") as fh:
+        with path.open("rb") as raw:
+            utf16 = raw.read(2) in UTF16_BOMS
+            raw.seek(0)
+            fh = io.BytesIO(raw.read(_SNIFF_CHUNK).decode("utf-16", "replace").encode()) if utf16 else raw
             rest = b""
             first = True
             while chunk := fh.read(_SNIFF_CHUNK):

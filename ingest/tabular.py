@@ -53,7 +53,16 @@ from db.limits import MAX_KEY_CHARS, MAX_NAME_CHARS, check_name, clip, shown
 from db.records import RunData, RunInfo, Series
 from ingest.errors import IngestError
 from ingest.steps import StepError, step_from_json, steps_from_column
-from ingest.textfile import MAX_LINE_BYTES, SETTLE_SECONDS, Block, LineReader, Tail, decode_utf8
+from ingest.textfile import (
+    MAX_LINE_BYTES,
+    SETTLE_SECONDS,
+    Block,
+    LineReader,
+    Tail,
+    TextFile,
+    decode_utf8,
+    open_text,
+)
 
 CHUNK_ROWS = 200_000
 KEY_COLUMNS = ("key", "metric")
@@ -267,7 +276,8 @@ def _read_csv(path: Path, resume: tuple[int, Mapping[str, Any]] | None, end: int
     notices: list[str] = []
     file_notes: list[str] = []  # stored on the file's runs
     acc = _Accumulator()
-    with path.open("rb") as fh:
+    with open_text(path, where) as tf:
+        fh, end = tf.fh, (end if tf.tailable else None)
         if resume is None:
             head = _header(fh, where)
             if head is None:
@@ -304,7 +314,10 @@ def _read_csv(path: Path, resume: tuple[int, Mapping[str, Any]] | None, end: int
         text_cols = {c: "string" for c in (layout.run, layout.key) if c}
         names = [c if c else f"\0unnamed{i}" for i, c in enumerate(header)]
         for block in _blocks(reader, where, complete):
-            decode_utf8(block.data, block.first_line, where)
+            text = decode_utf8(block.data, block.first_line, where)
+            if b'"' in block.data and any(ln.count('"') % 2 for ln in text.split("\n")):
+                _csv_records(text, block, header, names, layout, path, acc)  # a quoted field holds a newline
+                continue
             _check_fields(block, len(header), where, header)
             first = block.first_line
             try:
@@ -320,8 +333,44 @@ def _read_csv(path: Path, resume: tuple[int, Mapping[str, Any]] | None, end: int
                 raise IngestError(f"{where}: not a readable CSV block from line {block.first_line} "
                                   f"({shown(str(exc), 200)})") from None
     state["line"] = reader.tail.line
-    return TableRead(_runs(path, acc, layout, partial=resume is not None, notes=file_notes), reader.end_offset,
-                     state, acc.rows, notices)
+    offset, state = (reader.end_offset, state) if tf.tailable else (0, {})  # UTF-16: read whole every time
+    return TableRead(_runs(path, acc, layout, partial=resume is not None, notes=file_notes + _kind_note(tf, where)),
+                     offset, state, acc.rows, notices)
+
+
+def _kind_note(tf: TextFile, where: str) -> list[str]:
+    if tf.kind == "cr":
+        return [f"{where}: lines end in CR alone (old Mac line ends): read as lines"]
+    if tf.kind == "utf-16":
+        return [f"{where}: UTF-16 text (byte-order mark): read as text, whole at every sync (not tailed)"]
+    return []
+
+
+def _csv_records(text: str, block: Block, header: list[str], names: list[str], layout: Layout, path: Path,
+                 acc: _Accumulator) -> None:
+    """A block whose quoted fields hold line ends (RFC 4180), read record by record with the ``csv`` module;
+    each record is named by the line it starts on."""
+    where = str(path)
+    rows, lines = [], []
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = block.first_line
+    try:
+        for rec in reader:
+            if rec and rec != [""]:
+                if len(rec) != len(header):
+                    what = "missing" if len(rec) < len(header) else "extra"
+                    raise IngestError(f"{where}, line {start}: {len(rec)} fields where the header has {len(header)} "
+                                      f"({shown(','.join(header), 80)}): {what} value(s)")
+                rows.append([v if v != "" else None for v in rec])
+                lines.append(start)
+            start = block.first_line + reader.line_num
+    except csv.Error as exc:
+        raise IngestError(f"{where}, line {start}: not a readable CSV record ({exc}; a quoted field must end with "
+                          "a quote)") from None
+    if rows:
+        frame = pd.DataFrame(rows, columns=names, dtype=object)
+        _csv_chunk(frame[[n for n in names if not n.startswith("\0")]], np.asarray(lines), layout, path, acc,
+                   None)
 
 
 class _StepText:
@@ -341,7 +390,7 @@ class _StepText:
 
 
 def _csv_chunk(chunk: pd.DataFrame, lines: np.ndarray, layout: Layout, path: Path, acc: _Accumulator,
-               step_text: _StepText) -> None:
+               step_text: _StepText | None) -> None:
     where = str(path)
     keep = ~chunk.isna().all(axis=1).to_numpy()  # blank lines
     chunk, lines = chunk[keep], lines[keep]
@@ -349,7 +398,8 @@ def _csv_chunk(chunk: pd.DataFrame, lines: np.ndarray, layout: Layout, path: Pat
         return
     acc.rows += len(chunk)
     col = chunk[layout.step]
-    steps, bad, why = steps_from_column(col if col.dtype.kind in "iuO" else step_text.at(lines))
+    steps, bad, why = steps_from_column(col if col.dtype.kind in "iuO" or step_text is None else
+                                        step_text.at(lines))
     if bad is not None:
         raise _step_error(where, int(lines[bad]), why)
     walls = (_numeric(chunk[layout.wall], lines, where, layout.wall) if layout.wall
@@ -618,8 +668,9 @@ def _read_jsonl(path: Path, resume: tuple[int, Mapping[str, Any]] | None, end: i
             notices.append(_torn(tail, where, "not a whole JSON object"))
         return ok
 
-    with path.open("rb") as fh:
-        reader = LineReader(fh, where, start=start, first_line=int(state["line"]), end=end)
+    with open_text(path, where) as tf:
+        reader = LineReader(tf.fh, where, start=start, first_line=int(state["line"]),
+                            end=end if tf.tailable else None)
         for block in _blocks(reader, where, complete):
             if layout is None:
                 first = next(_block_lines(block), None)
@@ -632,11 +683,12 @@ def _read_jsonl(path: Path, resume: tuple[int, Mapping[str, Any]] | None, end: i
             else:
                 _jsonl_wide_lines(block, layout, path.stem, acc, where)
     state["line"] = reader.tail.line
+    offset = reader.end_offset if tf.tailable else 0
     if layout is None:
-        return TableRead([], reader.end_offset, state, 0, notices)
+        return TableRead([], offset, state if tf.tailable else {}, 0, notices)
     state["layout"] = asdict(layout)
-    return TableRead(_runs(path, acc, layout, partial=resume is not None), reader.end_offset, state, acc.rows,
-                     notices)
+    return TableRead(_runs(path, acc, layout, partial=resume is not None, notes=_kind_note(tf, where)), offset,
+                     state if tf.tailable else {}, acc.rows, notices)
 
 
 # ----------------------------------------------------------------------------------------------- runs

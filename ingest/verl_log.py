@@ -57,7 +57,7 @@ from db.limits import MAX_KEY_CHARS, MAX_STEP, shown
 from db.records import RunData, RunInfo, Series
 from ingest.errors import IngestError
 from ingest.steps import RULE
-from ingest.textfile import SETTLE_SECONDS, LineReader
+from ingest.textfile import SETTLE_SECONDS, LineReader, open_text
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*+[ -/]*+[@-~]")
 _PAREN = re.compile(r"\((?P<tag>[^()]*+)\)\s?")
@@ -166,9 +166,10 @@ def _long_line(where: str, skipped: list[str]):  # noqa: ANN202 - the LineReader
 
 def _physical_lines(path: Path, start: int, first_line: int, end: int | None, skipped: list[str],
                     reader_out: list[LineReader]) -> Iterator[tuple[int, str, bool]]:
-    with path.open("rb") as fh:
-        reader = LineReader(fh, str(path), start=start, first_line=first_line, end=end,
+    with open_text(path, str(path), cr=False) as tf:
+        reader = LineReader(tf.fh, str(path), start=start, first_line=first_line, end=end if tf.tailable else None,
                             long_line=_long_line(str(path), skipped))
+        reader.tailable = tf.tailable  # type: ignore[attr-defined]
         reader_out.append(reader)
         for block in reader:
             text = block.data.decode("utf-8", errors="replace")
@@ -655,6 +656,8 @@ def read_verl_log(path: str | Path, *, step_offset: int | None = None, resume: t
     if series or state is None:
         run = RunData(run=run_info, series=series, notes=tuple(f"{path.name}: {n}" for n in notes), origin=where,
                       partial=state is not None, notices=tuple(parsed.notices))
+    if not getattr(reader, "tailable", True):  # UTF-16: offsets are not the file's, read whole every time
+        return VerlRead(run, 0, {}, tuple(parsed.notices))
     return VerlRead(run, reader.end_offset if training_started else 0, new_state, tuple(parsed.notices))
 
 

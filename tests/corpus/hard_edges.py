@@ -143,4 +143,23 @@ def hard_edge_cases() -> list:
     add(Case("wandb_offline_empty_folder_creates_no_store", "messages", (Step(lambda d: (
         d.joinpath("empty").mkdir(exist_ok=True), ["ingest", "wandb", "--offline", str(d / "empty")])[1], exit=2,
         error=r"no W&B run files \(run-\*\.wandb\) under .*empty", names="empty"),), points=None))
+
+    # text shapes read as text: CR-only line ends, UTF-16 with a BOM, RFC 4180 quoted line ends
+    add(Case("cr_only_line_ends_csv_are_read", "text shapes", (Step(one(lambda d: _w(
+        d / "cr.csv", b"step,acc\r1,0.5\r2,0.6\r"))),), points=(("cr", "acc", 1, 0.5), ("cr", "acc", 2, 0.6)),
+        note=r"cr\.csv: lines end in CR alone \(old Mac line ends\): read as lines"))
+    add(Case("utf16_csv_with_a_bom_is_read", "text shapes", (Step(one(lambda d: _w(
+        d / "u16.csv", "step,acc\r\n1,0.5\r\n2,0.6\r\n".encode("utf-16")))),),
+        points=(("u16", "acc", 1, 0.5), ("u16", "acc", 2, 0.6)),
+        note=r"u16\.csv: UTF-16 text \(byte-order mark\): read as text, whole at every sync"))
+    add(Case("utf16_verl_log_with_a_bom_is_read", "text shapes", (Step(one(lambda d: _w(
+        d / "u16.log", verl([f"step:1 - {ENT}:0.5", f"step:2 - {ENT}:0.4"]).encode("utf-16")))),),
+        points=(("u16", ENT, 1, 0.5), ("u16", ENT, 2, 0.4))))
+    add(Case("quoted_newline_in_a_csv_field_is_read", "text shapes", (Step(one(lambda d: _w(
+        d / "q.csv", 'run,key,step,value\n"two\nlines",acc,1,0.5\nr,acc,2,0.6\n'))),),
+        points=(("two\nlines", "acc", 1, 0.5), ("r", "acc", 2, 0.6))))
+    add(Case("unclosed_quote_in_a_csv_is_refused", "text shapes", (Step(one(lambda d: _w(
+        d / "uq.csv", 'run,key,step,value\n"open,acc,1,0.5\nr,acc,2,0.6\n')), exit=2,
+        error=r"uq\.csv, line 2: not a readable CSV record \(unexpected end of data; a quoted field must end with a "
+              r"quote\)", names="uq.csv"),)))
     return c
