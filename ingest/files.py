@@ -45,7 +45,7 @@ from ingest.base import Source, Watermarks
 from ingest.errors import IngestError
 from ingest.tailing import new_state, plan
 from ingest.textfile import SETTLE_SECONDS, UTF16_BOMS
-from ingest.trl_state import FILE_NAME, latest_states, parse_trainer_state
+from ingest.trl_state import FILE_NAME, latest_states, parse_trainer_state, run_folder
 from ingest.values import REPEAT_RULE, repeat_note
 from ingest.verl_log import is_step_head, read_verl_log
 
@@ -232,10 +232,46 @@ def read_file(found: Detected, *, verl_step_offset: int | None = None,
     launch, first, new = _launch(known, runs, rewritten=p.mode == "fresh" and bool(p.why), full=resume is None)
     if launch > 1:
         runs = [_as_launch(run, launch, p.why if new else None) for run in runs]
+    runs = [_named(run, path) for run in runs]
     for run in runs:
         check_run(run)
     extra = {"launch": launch, "first_points": first}
     return FileRead(runs, new_state(path, st, offset, parser, found.fmt, settled, extra), rows, notices)
+
+
+def _named(run: RunData, path: Path) -> RunData:
+    """A blank run name ('', spaces) is replaced by the file's name, with a note."""
+    if run.run.name.strip():
+        return run
+    name = path.stem.strip() or path.name
+    note = f"{path}: run name {shown(run.run.name)} is blank: stored as {shown(name)} (the file's name)"
+    return replace(run, run=replace(run.run, name=name), notes=(*run.notes, note))
+
+
+def _base_name(d: Detected) -> str:
+    """The name a file's run gets when the file does not name it: the output folder's (trainer_state.json)
+    or the file's name."""
+    return run_folder(d.path).name if d.fmt == "trainer_state" else d.path.stem
+
+
+def shared_names(found: list[Detected], root: Path) -> dict[Path, tuple[str, str]]:
+    """Files of a folder whose runs would get the same name: {path: (that name, the path relative to the root
+    that tells them apart)}."""
+    groups: dict[str, list[Detected]] = {}
+    for d in found:
+        groups.setdefault(_base_name(d), []).append(d)
+    out = {}
+    for name, ds in groups.items():
+        if len(ds) < 2:
+            continue
+        for d in ds:
+            where = run_folder(d.path) if d.fmt == "trainer_state" else d.path.with_suffix("")
+            try:
+                rel = where.relative_to(root.resolve()).as_posix()
+            except ValueError:
+                rel = str(where)
+            out[d.path] = (name, rel)
+    return out
 
 
 def first_points(runs: list[RunData]) -> dict[str, list[str]] | None:
@@ -304,6 +340,16 @@ def _refuse_repeats(runs: list[RunData]) -> None:
                 raise IngestError(f"{note.rsplit(': ', 1)[0]}: refused (--strict; without it {REPEAT_RULE})")
 
 
+def _told_apart(run: RunData, name: str, rel: str) -> RunData:
+    """A run named like another file's run of the same folder: named by its path in the folder, with a note."""
+    if run.run.name != name and not run.run.name.startswith(f"{name} (launch "):
+        return run  # named by its content (a run column, a trial name): kept
+    new = rel + run.run.name[len(name):]
+    note = (f"{run.origin or run.run.external_id}: run name {shown(name)} is also another file's in this folder: "
+            f"stored as {shown(new)}")
+    return replace(run, run=replace(run.run, name=new), notes=(*run.notes, note))
+
+
 class FileSource(Source):
     """``ingest file PATH``: verl console logs, trainer_state.json, CSV and JSONL files."""
 
@@ -351,6 +397,8 @@ class FileSource(Source):
         """The new points of every recognised file (unchanged files are not opened)."""
         offset = self.options.get("verl_step_offset")
         found, problems = self._found()
+        root = Path(self.uri).expanduser()
+        shared = shared_names(found, root) if root.is_dir() else {}
         for why in problems:
             self._fail(why)
         for d in found:
@@ -372,6 +420,8 @@ class FileSource(Source):
             if not read.runs:
                 self.leftover_states.append(read.state)
                 continue
+            if d.path in shared:
+                read = replace(read, runs=[_told_apart(r, *shared[d.path]) for r in read.runs])
             *first, last = read.runs
             yield from first
             yield replace(last, file_states=(read.state,))

@@ -162,4 +162,21 @@ def hard_edge_cases() -> list:
         d / "uq.csv", 'run,key,step,value\n"open,acc,1,0.5\nr,acc,2,0.6\n')), exit=2,
         error=r"uq\.csv, line 2: not a readable CSV record \(unexpected end of data; a quoted field must end with a "
               r"quote\)", names="uq.csv"),)))
+
+    # run names: blank ones get the file's name; the same name from two files of a folder is told apart
+    add(Case("blank_run_name_gets_the_file_name", "run names", (Step(one(lambda d: _w(
+        d / "bl.csv", "run,key,step,value\n,acc,1,0.5\n"))),), points=(("bl", "acc", 1, 0.5),),
+        note=r"bl\.csv: run name '' is blank: stored as 'bl' \(the file's name\)"))
+    add(Case("spaces_run_name_gets_the_file_name_jsonl", "run names", (Step(one(lambda d: _w(
+        d / "sp.jsonl", jsonl([{"run": "   ", "key": "acc", "step": 1, "value": 0.5}])))),),
+        points=(("sp", "acc", 1, 0.5),), note=r"run name '   ' is blank: stored as 'sp'"))
+
+    def two_files(d):
+        _w(d / "runs" / "a" / "run.csv", "step,acc\n1,0.5\n")
+        _w(d / "runs" / "b" / "run.csv", "step,acc\n1,0.6\n")
+        return ["ingest", "file", str(d / "runs")]
+
+    add(Case("same_run_name_in_two_files_is_told_apart", "run names", (Step(two_files),),
+        points=(("a/run", "acc", 1, 0.5), ("b/run", "acc", 1, 0.6)),
+        note=r"a/run\.csv: run name 'run' is also another file's in this folder: stored as 'a/run'"))
     return c
