@@ -20,11 +20,9 @@ with no data rows (0 bytes, a CSV header alone, only blank lines, an empty ``log
 failure, "no data rows in FILE", unless ``allow_empty``.
 
 Files are tailed (``ingest.tailing``): an unchanged file is not opened, a grown one is parsed from where
-the last sync stopped, a rewritten one is read afresh. A rewritten file whose first points (the first 3 of
-each key) mostly differ from what the last read found was restarted from the start (``>`` again): it is
-launch N+1, a run of its own (external id ``…#launch-N``, name ``NAME (launch N)``), with a note; the
-earlier launch's run keeps its points. Rewrites that keep the first points (a Trainer saving its state, a
-table rewritten with more rows, one value edited) update the same run.
+the last sync stopped, a rewritten one is read afresh — as a new launch, a run of its own, when it was
+restarted from the start. What runs are called (blank names, names two files share) and launches:
+``ingest.file_runs``.
 """
 
 from __future__ import annotations
@@ -39,14 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from db.errors import RecordError
-from db.limits import check_run, shown
+from db.limits import check_run
 from db.records import FileState, RunData
 from ingest.base import Source, Watermarks
 from ingest.errors import IngestError
+from ingest.file_runs import as_launch, launch_of, named, refuse_repeats, shared_names, told_apart
 from ingest.tailing import new_state, plan
 from ingest.textfile import SETTLE_SECONDS, UTF16_BOMS
-from ingest.trl_state import FILE_NAME, latest_states, parse_trainer_state, run_folder
-from ingest.values import REPEAT_RULE, repeat_note
+from ingest.trl_state import FILE_NAME, latest_states, parse_trainer_state
 from ingest.verl_log import is_step_head, read_verl_log
 
 SUPPORTED = ("verl console log (lines 'step:N - key:value - …'), TRL trainer_state.json (log_history), "
@@ -229,96 +227,14 @@ def read_file(found: Detected, *, verl_step_offset: int | None = None,
         runs, offset, rows = [], 0, 0
     if resume is not None:
         rows = max(rows, 1)  # a tail read of a file that had rows before is not an empty file
-    launch, first, new = _launch(known, runs, rewritten=p.mode == "fresh" and bool(p.why), full=resume is None)
+    launch, first, new = launch_of(known, runs, rewritten=p.mode == "fresh" and bool(p.why), full=resume is None)
     if launch > 1:
-        runs = [_as_launch(run, launch, p.why if new else None) for run in runs]
-    runs = [_named(run, path) for run in runs]
+        runs = [as_launch(run, launch, p.why if new else None) for run in runs]
+    runs = [named(run, path) for run in runs]
     for run in runs:
         check_run(run)
     extra = {"launch": launch, "first_points": first}
     return FileRead(runs, new_state(path, st, offset, parser, found.fmt, settled, extra), rows, notices)
-
-
-def _named(run: RunData, path: Path) -> RunData:
-    """A blank run name ('', spaces) is replaced by the file's name, with a note."""
-    if run.run.name.strip():
-        return run
-    name = path.stem.strip() or path.name
-    note = f"{path}: run name {shown(run.run.name)} is blank: stored as {shown(name)} (the file's name)"
-    return replace(run, run=replace(run.run, name=name), notes=(*run.notes, note))
-
-
-def _base_name(d: Detected) -> str:
-    """The name a file's run gets when the file does not name it: the output folder's (trainer_state.json)
-    or the file's name."""
-    return run_folder(d.path).name if d.fmt == "trainer_state" else d.path.stem
-
-
-def shared_names(found: list[Detected], root: Path) -> dict[Path, tuple[str, str]]:
-    """Files of a folder whose runs would get the same name: {path: (that name, the path relative to the root
-    that tells them apart)}."""
-    groups: dict[str, list[Detected]] = {}
-    for d in found:
-        groups.setdefault(_base_name(d), []).append(d)
-    out = {}
-    for name, ds in groups.items():
-        if len(ds) < 2:
-            continue
-        for d in ds:
-            where = run_folder(d.path) if d.fmt == "trainer_state" else d.path.with_suffix("")
-            try:
-                rel = where.relative_to(root.resolve()).as_posix()
-            except ValueError:
-                rel = str(where)
-            out[d.path] = (name, rel)
-    return out
-
-
-def first_points(runs: list[RunData]) -> dict[str, list[str]] | None:
-    """The first 3 points ("step:value") of every key of a file's runs: what tells a rewrite from the start."""
-    out = {f"{r.run.external_id}#{s.key}": [f"{int(st)}:{float(v)!r}" for st, v in zip(s.steps[:3], s.values[:3],
-                                                                                     strict=True)]
-           for r in runs for s in r.series if len(s)}
-    return out or None
-
-
-def _differ(a: dict[str, list[str]], b: dict[str, list[str]]) -> bool:
-    """Whether more than half of the first points both reads hold differ: a restart from the start changes
-    nearly all of them (an edit of a value or two does not)."""
-    shared = differing = 0
-    for key in a.keys() & b.keys():
-        for x, y in zip(a[key], b[key], strict=False):
-            shared += 1
-            differing += x != y
-    return shared > 0 and 2 * differing > shared
-
-
-def _launch(known: FileState | None, runs: list[RunData], *, rewritten: bool,
-            full: bool) -> tuple[int, dict[str, list[str]] | None, bool]:
-    """Which launch of the file's run(s) this read is, the fingerprint of its first points, and whether it is a
-    new launch: a file rewritten from the start whose first points mostly differ from what was read before
-    (``_differ``)."""
-    ps = known.parser_state if known is not None else {}
-    launch, before = int(ps.get("launch", 1)), ps.get("first_points")
-    if not full:
-        return launch, before, False
-    first = first_points(runs)
-    if rewritten and before and first is not None and _differ(first, before):
-        return launch + 1, first, True
-    return launch, first if first is not None else before, False
-
-
-def _as_launch(run: RunData, launch: int, why: str | None) -> RunData:
-    """``run`` as launch ``launch`` of itself: its own external id and name, and (when just detected) a note."""
-    name = f"{run.run.name} (launch {launch})"
-    info = replace(run.run, external_id=f"{run.run.external_id}#launch-{launch}", name=name)
-    notes = run.notes
-    if why:
-        earlier = run.run.name if launch == 2 else f"{run.run.name} (launch {launch - 1})"
-        notes = (*notes, f"{run.origin or run.run.external_id}: rewritten from the start ({why}) with other values "
-                         f"at its first steps: a new launch, stored as run {shown(name, 80)}; the earlier launch "
-                         f"stays as run {shown(earlier, 80)}")
-    return replace(run, run=info, notes=notes)
 
 
 def _empty_why(found: Detected) -> str:
@@ -329,25 +245,6 @@ def _empty_why(found: Detected) -> str:
     if found.path.suffix.lower() == ".csv":
         return "a header and no rows, or no whole line"
     return "only blank lines, or no whole line"
-
-
-def _refuse_repeats(runs: list[RunData]) -> None:
-    """``--strict``: a (run, key, step) given twice in the file is an error naming it."""
-    for run in runs:
-        for s in run.series:
-            if s.repeats is not None:
-                note = repeat_note(run, s)
-                raise IngestError(f"{note.rsplit(': ', 1)[0]}: refused (--strict; without it {REPEAT_RULE})")
-
-
-def _told_apart(run: RunData, name: str, rel: str) -> RunData:
-    """A run named like another file's run of the same folder: named by its path in the folder, with a note."""
-    if run.run.name != name and not run.run.name.startswith(f"{name} (launch "):
-        return run  # named by its content (a run column, a trial name): kept
-    new = rel + run.run.name[len(name):]
-    note = (f"{run.origin or run.run.external_id}: run name {shown(name)} is also another file's in this folder: "
-            f"stored as {shown(new)}")
-    return replace(run, run=replace(run.run, name=new), notes=(*run.notes, note))
 
 
 class FileSource(Source):
@@ -398,7 +295,7 @@ class FileSource(Source):
         offset = self.options.get("verl_step_offset")
         found, problems = self._found()
         root = Path(self.uri).expanduser()
-        shared = shared_names(found, root) if root.is_dir() else {}
+        shared = shared_names(((d.path, d.fmt) for d in found), root) if root.is_dir() else {}
         for why in problems:
             self._fail(why)
         for d in found:
@@ -409,7 +306,7 @@ class FileSource(Source):
                     raise IngestError(f"no data rows in {d.path} ({_empty_why(d)}); --allow-empty accepts "
                                       "empty files")
                 if read is not None and self.strict:
-                    _refuse_repeats(read.runs)
+                    refuse_repeats(read.runs)
             except (IngestError, RecordError) as exc:
                 self._fail(str(exc))
                 continue
@@ -421,7 +318,7 @@ class FileSource(Source):
                 self.leftover_states.append(read.state)
                 continue
             if d.path in shared:
-                read = replace(read, runs=[_told_apart(r, *shared[d.path]) for r in read.runs])
+                read = replace(read, runs=[told_apart(r, *shared[d.path]) for r in read.runs])
             *first, last = read.runs
             yield from first
             yield replace(last, file_states=(read.state,))
