@@ -13,8 +13,10 @@ exactly the same thing:
   ``MAX_PARAM_CHARS`` are cut (``… (N characters)``);
 * run notes: at most ``MAX_NOTES`` per run (the newest kept), each at most ``MAX_NOTE_CHARS``;
 * ``sync_log.error``: one line of at most ``MAX_ERROR_CHARS``;
-* steps: whole numbers in [0, ``MAX_STEP``] (2^53: larger integers cannot be told apart once read as
-  floating point, as every source reads them).
+* steps: integers in [0, ``MAX_STEP``] = [0, 2^53], read exactly by every source (``ingest.steps``), never
+  through floating point. The BIGINT ``step`` column of SQLite and PostgreSQL holds up to 2^63 − 1, but charts,
+  downsampled copies and fits compute in float64, where integers above 2^53 are no longer all distinct: a
+  larger step is refused rather than merged with its neighbour downstream.
 
 ``shown`` and ``clip`` keep user content quoted in messages short: a 50 MB field is never copied whole into
 an error or the sync log.
@@ -35,7 +37,7 @@ MAX_PARAM_CHARS = 2000
 MAX_NOTE_CHARS = 500
 MAX_NOTES = 50
 MAX_ERROR_CHARS = 2000
-MAX_STEP = 2**53
+MAX_STEP = 2**53  # exact in float64 (charts, fits); metric_points.step (BIGINT) holds more
 #: varchar columns of ``runs`` cut to their length (see db.schema)
 RUN_COLUMN_CHARS = {"project": 255, "model": 255, "algorithm": 64, "status": 32, "planned_from": 255}
 _REPLACEMENT = "\ufffd"

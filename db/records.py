@@ -2,8 +2,9 @@
 
 ``Series.build`` is the one place where raw (step, value, wall_time) triples are checked: steps must be
 non-negative integers, values numbers (non-finite ones are kept and counted, never fitted), and a step
-seen twice keeps the value with the latest wall time. Errors name the source, run and key.
-Steps are whole numbers in [0, 2^53] (``db.limits.MAX_STEP``).
+seen twice keeps the value with the latest wall time (then the later point), and ``Series.repeats`` says how
+many were dropped. Errors name the source, run and key. Steps are integers in [0, 2^53]
+(``db.limits.MAX_STEP``), taken as integers only: a float step is refused, never rounded.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from db.errors import RecordError
-from db.limits import MAX_STEP
+from db.limits import MAX_STEP, shown
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,33 @@ class RunInfo:
         return run_state(self.status)
 
 
+@dataclass(frozen=True)
+class Repeats:
+    """Points of one key given at a step already given in the same input: how many were dropped, how many of
+    those had a value other than the one kept, and the first such step (with the dropped and kept lines)."""
+
+    dropped: int
+    differing: int
+    step: int
+    dropped_line: int | None = None
+    kept_line: int | None = None
+
+    @staticmethod
+    def of(steps: np.ndarray, values: np.ndarray, keep: np.ndarray, lines: np.ndarray | None) -> Repeats | None:
+        """``steps`` sorted (the last of each run of equal steps is kept, ``keep``)."""
+        drop = np.flatnonzero(~keep)
+        if not len(drop):
+            return None
+        kept_at = np.searchsorted(np.flatnonzero(keep), drop)  # the kept point of each dropped one's step
+        kept = np.flatnonzero(keep)[kept_at]
+        a, b = values[drop], values[kept]
+        differ = ~((a == b) | (np.isnan(a) & np.isnan(b)))
+        first = int(drop[np.flatnonzero(differ)[0]]) if differ.any() else int(drop[0])
+        k = int(kept[np.searchsorted(drop, first)])
+        return Repeats(len(drop), int(differ.sum()), int(steps[first]),
+                       None if lines is None else int(lines[first]), None if lines is None else int(lines[k]))
+
+
 @dataclass(frozen=True, eq=False)
 class Series:
     """One metric of one run: sorted unique int64 steps, float64 values (NaN/inf allowed), wall times."""
@@ -51,6 +79,8 @@ class Series:
     wall_times: np.ndarray  # float64 unix seconds, NaN where unknown
     #: the source line of each point (file sources), for messages that name it; None when not known
     lines: np.ndarray | None = None
+    #: points dropped because their step was given again in the same input (None: no step was)
+    repeats: Repeats | None = None
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -68,7 +98,7 @@ class Series:
     ) -> Series:
         """Validate and normalise raw points; ``where`` (file, run) is put into every error message.
         ``lines`` (optional) are the source lines of the points, kept alongside them."""
-        at = f"{where}, key {key!r}" if where else f"key {key!r}"
+        at = f"{where}, key {shown(key)}" if where else f"key {shown(key)}"
         n = len(steps)
         if len(values) != n or (wall_times is not None and len(wall_times) != n):
             raise RecordError(f"{at}: steps, values and wall times differ in length")
@@ -76,22 +106,9 @@ class Series:
         if vals.dtype.kind not in "fiu":  # strings, booleans, None or mixed objects: name the first bad one
             bad = next((v for v in values if not _is_number(v)), None)
             if bad is not None or vals.dtype.kind != "O":
-                raise RecordError(f"{at}: value {bad!r} is not a number")
+                raise RecordError(f"{at}: value {shown(bad)} is not a number")
         vals = vals.astype(np.float64)
-        try:
-            raw_steps = np.asarray(steps, dtype=np.float64)
-        except (TypeError, ValueError):
-            bad = next((s for s in steps if not _is_number(s)), None)
-            raise RecordError(f"{at}: step {bad!r} is not a number") from None
-        if n and (not np.all(np.isfinite(raw_steps)) or np.any(raw_steps != np.round(raw_steps))):
-            i = int(np.flatnonzero(~np.isfinite(raw_steps) | (raw_steps != np.round(raw_steps)))[0])
-            raise RecordError(f"{at}: step {steps[i]!r} is not a whole number")
-        st = raw_steps.astype(np.int64)
-        if n and raw_steps.max() > MAX_STEP:
-            raise RecordError(f"{at}: step {steps[int(np.argmax(raw_steps))]!r} is too large; steps must be "
-                              f"at most 2^53 ({MAX_STEP})")
-        if n and st.min() < 0:
-            raise RecordError(f"{at}: negative step {int(st.min())}; steps must be >= 0")
+        st = _int_steps(steps, at)
         wt = (
             np.full(n, np.nan)
             if wall_times is None
@@ -103,8 +120,10 @@ class Series:
         keep = np.ones(n, dtype=bool)
         if n:
             keep[:-1] = st[1:] != st[:-1]
-        ln = None if lines is None else np.asarray(lines, dtype=np.int64)[order][keep]
-        return cls(key=key, steps=st[keep], values=vals[keep], wall_times=wt[keep], lines=ln)
+        all_lines = None if lines is None else np.asarray(lines, dtype=np.int64)[order]
+        repeats = Repeats.of(st, vals, keep, all_lines)
+        ln = None if all_lines is None else all_lines[keep]
+        return cls(key=key, steps=st[keep], values=vals[keep], wall_times=wt[keep], lines=ln, repeats=repeats)
 
     def after(self, step: int | None) -> Series:
         """The points with step > ``step`` (all of them when ``step`` is None)."""
@@ -112,7 +131,7 @@ class Series:
             return self
         m = self.steps > step
         return Series(self.key, self.steps[m], self.values[m], self.wall_times[m],
-                      None if self.lines is None else self.lines[m])
+                      None if self.lines is None else self.lines[m], self.repeats)
 
 
 @dataclass(frozen=True)
@@ -196,3 +215,31 @@ def _is_number(v: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def _int_steps(steps: Sequence[Any] | np.ndarray, at: str) -> np.ndarray:
+    """Steps as int64, exactly: integers in [0, MAX_STEP]; a float, a string or a bool is refused (a float
+    may already have lost digits: every source reads its steps as integers, ``ingest.steps``)."""
+    arr = np.asarray(steps) if not isinstance(steps, np.ndarray) else steps
+    if not len(arr):
+        return np.empty(0, dtype=np.int64)
+    if arr.dtype.kind == "i":
+        st = arr.astype(np.int64)
+    elif arr.dtype.kind == "u":
+        if arr.max() > MAX_STEP:
+            raise RecordError(f"{at}: step {int(arr.max())} is too large; steps must be at most 2^53 ({MAX_STEP})")
+        st = arr.astype(np.int64)
+    else:
+        items = list(steps)
+        bad = next((s for s in items if isinstance(s, bool) or not isinstance(s, int | np.integer)), None)
+        if bad is not None or not items:
+            raise RecordError(f"{at}: step {shown(bad)} is not an integer")
+        big = next((s for s in items if s > MAX_STEP), None)
+        if big is not None:
+            raise RecordError(f"{at}: step {shown(big)} is too large; steps must be at most 2^53 ({MAX_STEP})")
+        st = np.asarray([int(s) for s in items], dtype=np.int64)
+    if st.min() < 0:
+        raise RecordError(f"{at}: negative step {int(st.min())}; steps must be >= 0")
+    if st.max() > MAX_STEP:
+        raise RecordError(f"{at}: step {int(st.max())} is too large; steps must be at most 2^53 ({MAX_STEP})")
+    return st

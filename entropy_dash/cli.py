@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="csv, jsonl, verl console log, TRL trainer_state.json (a file or a folder)")
     s.add_argument("path")
     s.add_argument("--allow-empty", action="store_true", help="a file with no data rows is not an error")
+    s.add_argument("--strict", action="store_true", help="refuse a file that gives one (run, key, step) twice "
+                   "instead of keeping the latest and noting it on the run")
     ing.set_defaults(command_name="ingest")
 
     s = sub.add_parser("runs", parents=[common, as_json], help="list runs and the keys chosen for them")

@@ -20,11 +20,14 @@ with no data rows (0 bytes, a CSV header alone, only blank lines, an empty ``log
 failure, "no data rows in FILE", unless ``allow_empty``.
 
 Files are tailed (``ingest.tailing``): an unchanged file is not opened, a grown one is parsed from where
-the last sync stopped, a rewritten one is read afresh.
+the last sync stopped, a rewritten one is read afresh — as a new launch, a run of its own, when it was
+restarted from the start. What runs are called (blank names, names two files share) and launches:
+``ingest.file_runs``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -38,8 +41,9 @@ from db.limits import check_run
 from db.records import FileState, RunData
 from ingest.base import Source, Watermarks
 from ingest.errors import IngestError
+from ingest.file_runs import as_launch, launch_of, named, refuse_repeats, shared_names, told_apart
 from ingest.tailing import new_state, plan
-from ingest.textfile import SETTLE_SECONDS
+from ingest.textfile import SETTLE_SECONDS, UTF16_BOMS
 from ingest.trl_state import FILE_NAME, latest_states, parse_trainer_state
 from ingest.verl_log import is_step_head, read_verl_log
 
@@ -61,7 +65,10 @@ def _is_verl_log(path: Path) -> bool:
     binary files (NUL bytes in the first KiB) are not. (Real console logs can hold stray NUL bytes further
     in: only the first KiB decides.)"""
     try:
-        with path.open("rb") as fh:
+        with path.open("rb") as raw:
+            utf16 = raw.read(2) in UTF16_BOMS
+            raw.seek(0)
+            fh = io.BytesIO(raw.read(_SNIFF_CHUNK).decode("utf-16", "replace").encode()) if utf16 else raw
             rest = b""
             first = True
             while chunk := fh.read(_SNIFF_CHUNK):
@@ -128,6 +135,9 @@ def discover(root: Path, known: Mapping[str, FileState] | None = None) -> tuple[
         if root.is_symlink():
             raise IngestError(f"{root}: a broken symlink or a symlink loop")
         raise IngestError(f"{root}: no such file or folder")
+    if not root.is_file() and not root.is_dir():  # a FIFO, a device (/dev/zero), a socket: never opened
+        raise IngestError(f"{root}: not a regular file (a FIFO, device or socket); ingest file reads regular files "
+                          "and folders")
     if root.is_file():
         path = _resolve(root)
         try:
@@ -158,6 +168,8 @@ def discover(root: Path, known: Mapping[str, FileState] | None = None) -> tuple[
         if not is_file:
             if wanted and p.is_symlink() and not p.exists():
                 problems.append(f"{p}: a broken symlink or a symlink loop")
+            elif wanted and p.exists() and not p.is_dir():
+                problems.append(f"{p}: not a regular file (a FIFO, device or socket)")
             continue
         try:
             path = _resolve(p)
@@ -215,9 +227,14 @@ def read_file(found: Detected, *, verl_step_offset: int | None = None,
         runs, offset, rows = [], 0, 0
     if resume is not None:
         rows = max(rows, 1)  # a tail read of a file that had rows before is not an empty file
+    launch, first, new = launch_of(known, runs, rewritten=p.mode == "fresh" and bool(p.why), full=resume is None)
+    if launch > 1:
+        runs = [as_launch(run, launch, p.why if new else None) for run in runs]
+    runs = [named(run, path) for run in runs]
     for run in runs:
         check_run(run)
-    return FileRead(runs, new_state(path, st, offset, parser, found.fmt, settled), rows, notices)
+    extra = {"launch": launch, "first_points": first}
+    return FileRead(runs, new_state(path, st, offset, parser, found.fmt, settled, extra), rows, notices)
 
 
 def _empty_why(found: Detected) -> str:
@@ -240,6 +257,7 @@ class FileSource(Source):
     def __init__(self, uri: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(uri, options)
         self.allow_empty = False  # a file with no data rows is not a failure
+        self.strict = False  # a (run, key, step) given twice in a file is a failure, not a note
         self.unchanged = 0  # files not opened: unchanged since the last sync
         self._discovered: tuple[list[Detected], list[str]] | None = None
 
@@ -276,6 +294,8 @@ class FileSource(Source):
         """The new points of every recognised file (unchanged files are not opened)."""
         offset = self.options.get("verl_step_offset")
         found, problems = self._found()
+        root = Path(self.uri).expanduser()
+        shared = shared_names(((d.path, d.fmt) for d in found), root) if root.is_dir() else {}
         for why in problems:
             self._fail(why)
         for d in found:
@@ -285,6 +305,8 @@ class FileSource(Source):
                 if read is not None and read.rows == 0 and not self.allow_empty:
                     raise IngestError(f"no data rows in {d.path} ({_empty_why(d)}); --allow-empty accepts "
                                       "empty files")
+                if read is not None and self.strict:
+                    refuse_repeats(read.runs)
             except (IngestError, RecordError) as exc:
                 self._fail(str(exc))
                 continue
@@ -295,6 +317,8 @@ class FileSource(Source):
             if not read.runs:
                 self.leftover_states.append(read.state)
                 continue
+            if d.path in shared:
+                read = replace(read, runs=[told_apart(r, *shared[d.path]) for r in read.runs])
             *first, last = read.runs
             yield from first
             yield replace(last, file_states=(read.state,))

@@ -6,25 +6,30 @@ Two shapes, told apart by the header (CSV) or the first record (JSONL):
   ``wall_time``;
 * wide: ``step`` plus one column per metric key, optional ``run`` and ``wall_time`` columns.
 
-Without a run column the file is one run named after the file. Values must be numbers: NaN and ±inf are
-kept as points (the store keeps them as missing values, fits skip them); an empty CSV cell or a JSON
-``null`` is a NaN point in long form (that is how pandas writes NaN) and *no point* in wide form (a key not
-logged at that step). These are ``IngestError``s naming the file and the line (and key or column):
+Without a run column the file is one run named after the file. Values must be numbers, one rule for CSV
+cells and JSON values: a number, or text holding one (a JSON ``"0.5"`` is 0.5 as the CSV cell ``0.5`` is);
+NaN and ±inf are kept as points (the store keeps them as missing values, fits skip them); an empty CSV cell,
+a JSON ``null`` or ``""`` is a NaN point in long form (that is how pandas writes NaN) and *no point* in wide
+form (a key not logged at that step). Steps follow ``ingest.steps`` (integers written as integers, read
+exactly). These are ``IngestError``s naming the file and the line (and key or column):
 
-* a string value; a step that is negative, not a whole number or over 2^53; a line that cannot be parsed;
+* text that is no number; a step that breaks the step rule; a line that cannot be parsed;
 * a CSV row with more or fewer fields than the header; a header naming a column twice; bytes that are not
   UTF-8; a long-form JSONL line without a ``value`` (or ``key``/``step``) field;
 * a line over 1 MiB (``ingest.textfile``), a key or run name over 512 characters (``db.limits``).
 
 A step seen twice keeps the latest wall time (the later line when wall times are equal or absent). Columns
-with no name in a CSV header (a pandas index written with ``to_csv``) are passed over, with a notice.
+with no name in a CSV header (a pandas index written with ``to_csv``) are passed over, with a note on the
+file's runs.
 
 The last line of a file without a line end is taken when it is complete — a whole JSON object; all CSV
 fields, in a file unchanged for ``SETTLE_SECONDS`` (a CSV number may still be cut short) — with the saved
 offset before it, so the next sync reads it again; otherwise it is left for the next sync with a notice (a
 writer still writing, or a killed one): a torn line never becomes a point.
 
-Files are read in blocks of whole lines (``ingest.textfile``) and kept as numpy arrays per (run, key),
+The readers live in ``ingest.tabular_csv`` and ``ingest.tabular_jsonl``; this module holds what they share
+(layouts, the per-run accumulator, the runs they give). Files are read in blocks of whole lines
+(``ingest.textfile``) and kept as numpy arrays per (run, key),
 never as a Python object per point; clean long-form JSONL goes through pyarrow's JSON reader block by block.
 ``read_table_from`` resumes at a byte offset with the state a previous read returned (header, layout, line
 number): appended lines are parsed on their own.
@@ -32,12 +37,8 @@ number): appended lines are parsed on their own.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,15 @@ import numpy as np
 import pandas as pd
 
 from db.errors import RecordError
-from db.limits import MAX_KEY_CHARS, MAX_NAME_CHARS, MAX_STEP, check_name, clip, shown
+from db.limits import check_name, shown
 from db.records import RunData, RunInfo, Series
 from ingest.errors import IngestError
-from ingest.textfile import MAX_LINE_BYTES, SETTLE_SECONDS, Block, LineReader, Tail, decode_utf8
+from ingest.textfile import (
+    Block,
+    LineReader,
+    Tail,
+    TextFile,
+)
 
 CHUNK_ROWS = 200_000
 KEY_COLUMNS = ("key", "metric")
@@ -128,22 +134,9 @@ class _Accumulator:
         return tuple(out)
 
 
-def _check_steps(steps: np.ndarray, lines: np.ndarray, where: str, key: str | None = None) -> np.ndarray:
-    """Float steps → int64; a NaN, fractional, negative or too large step is an error naming its line."""
-    bad = ~np.isfinite(steps) | (steps != np.round(steps)) | (steps < 0) | (steps > MAX_STEP)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        x = float(steps[i])
-        what = (f"step {int(x) if x == round(x) else x}" if np.isfinite(x) else "missing step")
-        if np.isfinite(x) and x < 0:
-            why = "steps must be >= 0"
-        elif np.isfinite(x) and x > MAX_STEP:
-            why = f"steps must be at most 2^53 ({MAX_STEP})"
-        else:
-            why = "steps must be whole numbers"
-        at = f", key {shown(key)}" if key else ""
-        raise IngestError(f"{where}, line {int(lines[i])}{at}: {what}; {why}")
-    return steps.astype(np.int64)
+def _step_error(where: str, line: int, why: str, key: str | None = None) -> IngestError:
+    at = f", key {shown(key)}" if key else ""
+    return IngestError(f"{where}, line {line}{at}: {why}")
 
 
 def _check_names(names: np.ndarray, lines: np.ndarray, what: str, where: str, limit: int) -> None:
@@ -188,428 +181,19 @@ def _torn(tail: Tail, where: str, why: str) -> str:
             "next sync (a writer still writing it, or one that was killed)")
 
 
-# ------------------------------------------------------------------------------------------------- CSV
-
-
-def _header(fh: Any, where: str) -> tuple[list[str], int] | None:
-    """Column names and the byte offset after the header line; None when there is no whole header line."""
-    raw = fh.readline(MAX_LINE_BYTES + 1)
-    if len(raw) > MAX_LINE_BYTES:
-        raise IngestError(f"{where}, line 1: the header is longer than the 1 MiB line limit")
-    if not raw.endswith(b"\n"):
-        return None
-    text = decode_utf8(raw, 1, where).removeprefix("\ufeff")
-    if not text.strip():
-        raise IngestError(f"{where}, line 1: blank; the first line must be the header (column names)")
-    cols = next(csv.reader([text.rstrip("\r\n")]))
-    seen: dict[str, int] = {}
-    for i, c in enumerate(cols, start=1):
-        if c and c in seen:
-            raise IngestError(f"{where}, line 1: column {shown(c)} appears twice in the header (columns "
-                              f"{seen[c]} and {i}); give every column its own name")
-        seen.setdefault(c, i)
-        if len(c) > MAX_KEY_CHARS:
-            raise IngestError(f"{where}, line 1: column {i} name {shown(c)} is longer than the "
-                              f"{MAX_KEY_CHARS}-character limit for metric keys")
-        if "\0" in c:
-            raise IngestError(f"{where}, line 1: column {i} name {shown(c)} contains a NUL byte")
-    return cols, len(raw)
-
-
-def _field_counts(data: bytes) -> np.ndarray:
-    """Fields per line of a block of whole lines (0 for blank lines)."""
-    if b'"' in data:  # quoted fields may hold commas: count with the csv module, line by line
-        lines = data.decode("utf-8").split("\n")[:-1]
-        return np.array([len(next(csv.reader([ln.rstrip("\r")]))) if ln.strip() else 0 for ln in lines],
-                        dtype=np.int64)
-    arr = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero(arr == 10)
-    commas = np.flatnonzero(arr == 44)
-    per_line = np.diff(np.searchsorted(commas, ends), prepend=0)
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    length = ends - starts
-    cr = (length == 1) & (arr[np.maximum(ends - 1, 0)] == 13)
-    blank = (length == 0) | cr
-    return np.where(blank, 0, per_line + 1)
-
-
-def _check_fields(block: Block, ncols: int, where: str, columns: Sequence[str]) -> None:
-    counts = _field_counts(block.data)
-    bad = np.flatnonzero((counts != ncols) & (counts != 0))
-    if len(bad):
-        i = int(bad[0])
-        k = int(counts[i])
-        what = "missing" if k < ncols else "extra"
-        raise IngestError(f"{where}, line {block.first_line + i}: {k} fields where the header has {ncols} "
-                          f"({shown(','.join(columns), 80)}): {what} value(s)")
-
-
-def _numeric(col: pd.Series, lines: np.ndarray, where: str, key: str) -> np.ndarray:
-    """Column → float64; text that is no number is an error naming key and line."""
-    if col.dtype.kind in "fiu":
-        return col.to_numpy(dtype=np.float64)
-    num = pd.to_numeric(col, errors="coerce")
-    text = col.astype("string").str.strip().str.lower()
-    bad = num.isna() & col.notna() & ~text.isin(_NAN_TEXT)
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise IngestError(f"{where}, line {int(lines[i])}: key {shown(key)} has value {shown(col.iloc[i])}, "
-                          "not a number")
-    return num.to_numpy(dtype=np.float64)
-
-
-def _read_csv(path: Path, resume: tuple[int, Mapping[str, Any]] | None, end: int | None,
-              settled: bool) -> TableRead:
-    where = str(path)
-    notices: list[str] = []
-    acc = _Accumulator()
-    with path.open("rb") as fh:
-        if resume is None:
-            head = _header(fh, where)
-            if head is None:
-                return TableRead([], 0, {}, 0, notices)
-            header, start = head
-            keep = [c for c in header if c]
-            if len(keep) < len(header):
-                gaps = [i for i, c in enumerate(header, start=1) if not c]
-                notices.append(f"{where}: column(s) {', '.join(map(str, gaps))} of the header have no name "
-                               "(a pandas index written by to_csv?): passed over")
-            layout = detect_layout(keep, where)
-            state = {"kind": "csv", "columns": header, "layout": asdict(layout), "line": 2}
-        else:
-            start, state = resume[0], dict(resume[1])
-            header, layout = list(state["columns"]), Layout(**state["layout"])
-        reader = LineReader(fh, where, start=start, first_line=int(state["line"]), end=end)
-
-        def complete(tail: Tail) -> bool:
-            try:
-                fields = len(next(csv.reader([tail.data.decode("utf-8").rstrip("\r")])))
-            except (UnicodeDecodeError, StopIteration, csv.Error):
-                notices.append(_torn(tail, where, "cut inside a character"))
-                return False
-            if fields != len(header):
-                notices.append(_torn(tail, where, f"{fields} of {len(header)} fields"))
-                return False
-            if not settled:
-                notices.append(f"{where}, line {tail.line}: the last line has no line end yet and the file changed "
-                               f"less than {SETTLE_SECONDS:g} s ago: left for the next sync (its last value may "
-                               "still be cut short)")
-                return False
-            return True
-
-        text_cols = {c: "string" for c in (layout.run, layout.key) if c}
-        names = [c if c else f"\0unnamed{i}" for i, c in enumerate(header)]
-        for block in _blocks(reader, where, complete):
-            decode_utf8(block.data, block.first_line, where)
-            _check_fields(block, len(header), where, header)
-            first = block.first_line
-            try:
-                chunks = pd.read_csv(io.BytesIO(block.data), header=None, names=names, chunksize=CHUNK_ROWS,
-                                     keep_default_na=False, na_values=[""], skip_blank_lines=False,
-                                     dtype=text_cols, encoding="utf-8")  # type: ignore[arg-type]
-                for chunk in chunks:
-                    lines = np.arange(first, first + len(chunk))
-                    first += len(chunk)
-                    _csv_chunk(chunk[[n for n in names if not n.startswith("\0")]], lines, layout, path, acc)
-            except pd.errors.ParserError as exc:
-                raise IngestError(f"{where}: not a readable CSV block from line {block.first_line} "
-                                  f"({shown(str(exc), 200)})") from None
-    state["line"] = reader.tail.line
-    return TableRead(_runs(path, acc, layout, partial=resume is not None), reader.end_offset, state, acc.rows,
-                     notices)
-
-
-def _csv_chunk(chunk: pd.DataFrame, lines: np.ndarray, layout: Layout, path: Path, acc: _Accumulator) -> None:
-    where = str(path)
-    keep = ~chunk.isna().all(axis=1).to_numpy()  # blank lines
-    chunk, lines = chunk[keep], lines[keep]
-    if chunk.empty:
-        return
-    acc.rows += len(chunk)
-    steps = _check_steps(_numeric(chunk[layout.step], lines, where, layout.step),
-                         lines, where)
-    walls = (_numeric(chunk[layout.wall], lines, where, layout.wall) if layout.wall
-             else np.full(len(chunk), np.nan))
-    runs = (chunk[layout.run].fillna("").to_numpy(dtype=object) if layout.run
-            else np.full(len(chunk), path.stem, dtype=object))
-    if layout.run:
-        _check_names(runs, lines, "run name", where, MAX_NAME_CHARS)
-    if layout.long:
-        keys = chunk[layout.key]
-        if keys.isna().any():
-            i = int(np.flatnonzero(keys.isna().to_numpy())[0])
-            raise IngestError(f"{where}, line {int(lines[i])}: empty '{layout.key}'")
-        keys_arr = keys.to_numpy(dtype=object)
-        _check_names(keys_arr, lines, "metric key", where, MAX_KEY_CHARS)
-        values = _numeric(chunk["value"], lines, where, "value")
-        acc.add_long(runs, keys_arr, steps, values, walls, lines)
-        return
-    for key in layout.metric_columns(list(chunk.columns)):
-        values = _numeric(chunk[key], lines, where, key)
-        present = chunk[key].notna().to_numpy()
-        for run in pd.unique(runs):
-            m = present & (runs == run)
-            acc.add(str(run), key, steps[m], values[m], walls[m], lines[m])
-
-
-# ----------------------------------------------------------------------------------------------- JSONL
-
-
-def _json_number(v: Any) -> float | None:
-    """A JSON number as float, None for null; raises TypeError for anything else."""
-    if v is None:
-        return None
-    if type(v) is float or (type(v) is int):
-        return float(v)
-    raise TypeError
-
-
-def _block_lines(block: Block) -> Iterator[tuple[int, bytes]]:
-    for i, raw in enumerate(block.data.split(b"\n")[:-1]):
-        if raw.strip():
-            yield block.first_line + i, raw
-
-
-def _record(raw: bytes, number: int, where: str) -> dict[str, Any]:
-    try:
-        rec = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        msg = getattr(exc, "msg", None) or clip(str(exc), 120)
-        raise IngestError(f"{where}, line {number}: not valid JSON ({msg})") from None
-    if not isinstance(rec, dict):
-        raise IngestError(f"{where}, line {number}: expected a JSON object, got {type(rec).__name__}")
-    return rec
-
-
-@dataclass
-class _LongChunk:
-    runs: list[Any] = field(default_factory=list)
-    keys: list[str] = field(default_factory=list)
-    steps: list[float] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-    walls: list[float] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)
-
-    def flush(self, acc: _Accumulator, where: str) -> None:
-        if not self.lines:
-            return
-        lines = np.asarray(self.lines)
-        steps = _check_steps(np.asarray(self.steps, dtype=np.float64), lines, where)
-        acc.add_long(np.asarray(self.runs, dtype=object), np.asarray(self.keys, dtype=object), steps,
-                     np.asarray(self.values, dtype=np.float64), np.asarray(self.walls, dtype=np.float64), lines)
-        self.__init__()  # type: ignore[misc]
-
-
-def _number_or_error(rec: Mapping[str, Any], col: str, where: str, key: str | None = None) -> float:
-    v = rec.get(col)
-    try:
-        f = _json_number(v)
-    except TypeError:
-        name = key if key is not None else col
-        raise IngestError(f"{where}: key {shown(name)} has value {shown(v)}, not a number") from None
-    return math.nan if f is None else f
-
-
-def _run_name(rec: Mapping[str, Any], col: str | None, default: str, at: str) -> str:
-    if not col:
-        return default
-    run = rec.get(col, default)
-    if run is None or isinstance(run, dict | list):
-        raise IngestError(f"{at}: run {shown(run)} is not a run name")
-    run = str(run)
-    try:
-        check_name(run, "run name", at, MAX_NAME_CHARS)
-    except RecordError as exc:
-        raise IngestError(str(exc)) from None
-    return run
-
-
-def _jsonl_long_lines(block: Block, layout: Layout, default_run: str, acc: _Accumulator, where: str) -> None:
-    chunk = _LongChunk()
-    kcol, scol, rcol, wcol = layout.key, layout.step, layout.run, layout.wall
-    for number, raw in _block_lines(block):
-        acc.rows += 1
-        rec = _record(raw, number, where)
-        at = f"{where}, line {number}"
-        key = rec.get(kcol)  # type: ignore[arg-type]
-        if not isinstance(key, str) or not key:
-            raise IngestError(f"{at}: '{kcol}' must be a non-empty string, got {shown(key)}")
-        try:
-            check_name(key, "metric key", at, MAX_KEY_CHARS)
-        except RecordError as exc:
-            raise IngestError(str(exc)) from None
-        if "value" not in rec:
-            raise IngestError(f"{at}, key {shown(key)}: no 'value' field (long-form lines need "
-                              f"'{kcol}', '{scol}' and 'value'; null marks a missing value)")
-        value = _number_or_error(rec, "value", at, key)
-        step = rec.get(scol)
-        if type(step) is not int and type(step) is not float:
-            raise IngestError(f"{at}, key {shown(key)}: step {shown(step)} is not a number")
-        chunk.runs.append(_run_name(rec, rcol, default_run, at))
-        chunk.keys.append(key)
-        chunk.steps.append(step)
-        chunk.values.append(value)
-        chunk.walls.append(_number_or_error(rec, wcol, at, wcol) if wcol else math.nan)
-        chunk.lines.append(number)
-        if len(chunk.lines) >= CHUNK_ROWS:
-            chunk.flush(acc, where)
-    chunk.flush(acc, where)
-
-
-def _jsonl_wide_lines(block: Block, layout: Layout, default_run: str, acc: _Accumulator, where: str) -> None:
-    rows: dict[tuple[str, str], _LongChunk] = {}
-
-    def flush() -> None:
-        for (run, key), ch in rows.items():
-            lines = np.asarray(ch.lines)
-            steps = _check_steps(np.asarray(ch.steps, dtype=np.float64), lines, where, key)
-            acc.add(run, key, steps, np.asarray(ch.values, dtype=np.float64),
-                    np.asarray(ch.walls, dtype=np.float64), lines)
-        rows.clear()
-
-    count = 0
-    for number, raw in _block_lines(block):
-        rec = _record(raw, number, where)
-        at = f"{where}, line {number}"
-        if layout.step not in rec:
-            raise IngestError(f"{at}: no '{layout.step}' field (every line of a wide-form file needs one)")
-        step = rec.get(layout.step)
-        if type(step) is not int and type(step) is not float:
-            raise IngestError(f"{at}: step {shown(step)} is not a number")
-        run = _run_name(rec, layout.run, default_run, at)
-        wall = _number_or_error(rec, layout.wall, at, layout.wall) if layout.wall else math.nan
-        acc.rows += 1
-        for key, v in rec.items():
-            if key in (layout.step, layout.run, layout.wall):
-                continue
-            try:
-                value = _json_number(v)
-            except TypeError:
-                raise IngestError(f"{at}: key {shown(key)} has value {shown(v)}, not a number") from None
-            if value is None:
-                continue
-            try:
-                check_name(key, "metric key", at, MAX_KEY_CHARS)
-            except RecordError as exc:
-                raise IngestError(str(exc)) from None
-            ch = rows.get((run, key))
-            if ch is None:
-                ch = rows[(run, key)] = _LongChunk()
-            ch.steps.append(step)
-            ch.values.append(value)
-            ch.walls.append(wall)
-            ch.lines.append(number)
-            count += 1
-        if count >= CHUNK_ROWS:
-            flush()
-            count = 0
-    flush()
-
-
-def _jsonl_long_arrow(block: Block, layout: Layout, default_run: str, acc: _Accumulator) -> bool:
-    """Fast path for clean long-form blocks: pyarrow's JSON reader. False when pyarrow is missing or the
-    block is not clean (a parse error, a string value, a missing or null value, a bad step, NaN tokens, blank
-    lines, a key over the limit): the line-by-line reader then reads it and names the offending line."""
-    try:
-        import pyarrow as pa
-        import pyarrow.json as pj
-    except ImportError:
-        return False
-    n_lines = block.data.count(b"\n")
-    fields = [(layout.key, pa.string()), (layout.step, pa.float64()), ("value", pa.float64())]
-    fields += [(c, pa.float64()) for c in (layout.wall,) if c]
-    fields += [(c, pa.string()) for c in (layout.run,) if c]
-    try:
-        table = pj.read_json(pa.BufferReader(block.data),
-                             read_options=pj.ReadOptions(block_size=max(4 << 20, MAX_LINE_BYTES + 1),
-                                                         use_threads=False),
-                             parse_options=pj.ParseOptions(explicit_schema=pa.schema(fields),
-                                                           unexpected_field_behavior="ignore"))
-    except (pa.ArrowException, ValueError, TypeError):
-        return False
-    try:
-        return _arrow_table(table, fields, n_lines, block, layout, default_run, acc)
-    except (pa.ArrowException, ValueError, TypeError, UnicodeDecodeError):  # e.g. a string that is not UTF-8
-        return False
-
-
-def _arrow_table(table: Any, fields: list, n_lines: int, block: Block, layout: Layout, default_run: str,
-                 acc: _Accumulator) -> bool:
-    import pyarrow.compute as pc
-
-    if table.num_rows != n_lines:  # blank lines: row numbers would not be line numbers
-        return False
-    cols = {name: table.column(name) for name, _ in fields}
-    if cols[layout.key].null_count or cols[layout.step].null_count or cols["value"].null_count or (
-            layout.run and cols[layout.run].null_count):
-        return False
-    steps = cols[layout.step].to_numpy()
-    if not (np.isfinite(steps).all() and (steps == np.round(steps)).all() and (steps >= 0).all()
-            and (steps <= MAX_STEP).all()):
-        return False
-    keys = cols[layout.key].to_numpy()
-    key_len = pc.utf8_length(cols[layout.key])
-    if (keys == "").any() or pc.max(key_len).as_py() > MAX_KEY_CHARS:
-        return False
-    if pc.any(pc.match_substring(cols[layout.key], "\0")).as_py():
-        return False
-    n = table.num_rows
-    if layout.run:
-        runs = cols[layout.run]
-        if pc.max(pc.utf8_length(runs)).as_py() > MAX_NAME_CHARS or pc.any(
-                pc.match_substring(runs, "\0")).as_py():
-            return False
-        runs = runs.to_numpy()
-    else:
-        runs = np.full(n, default_run, dtype=object)
-    walls = cols[layout.wall].fill_null(np.nan).to_numpy() if layout.wall else np.full(n, np.nan)
-    acc.rows += n
-    acc.add_long(runs, keys, steps.astype(np.int64), cols["value"].to_numpy(), walls,
-                 np.arange(block.first_line, block.first_line + n))
-    return True
-
-
-def _read_jsonl(path: Path, resume: tuple[int, Mapping[str, Any]] | None, end: int | None) -> TableRead:
-    where = str(path)
-    notices: list[str] = []
-    acc = _Accumulator()
-    start, state = (0, {"kind": "jsonl", "line": 1}) if resume is None else (resume[0], dict(resume[1]))
-    layout = Layout(**state["layout"]) if state.get("layout") else None
-
-    def complete(tail: Tail) -> bool:
-        try:
-            ok = isinstance(json.loads(tail.data), dict)
-        except (ValueError, UnicodeDecodeError):
-            ok = False
-        if not ok:
-            notices.append(_torn(tail, where, "not a whole JSON object"))
-        return ok
-
-    with path.open("rb") as fh:
-        reader = LineReader(fh, where, start=start, first_line=int(state["line"]), end=end)
-        for block in _blocks(reader, where, complete):
-            if layout is None:
-                first = next(_block_lines(block), None)
-                if first is None:
-                    continue
-                layout = detect_layout(list(_record(first[1], first[0], where)), f"{where}, line {first[0]}")
-            if layout.long:
-                if not _jsonl_long_arrow(block, layout, path.stem, acc):
-                    _jsonl_long_lines(block, layout, path.stem, acc, where)
-            else:
-                _jsonl_wide_lines(block, layout, path.stem, acc, where)
-    state["line"] = reader.tail.line
-    if layout is None:
-        return TableRead([], reader.end_offset, state, 0, notices)
-    state["layout"] = asdict(layout)
-    return TableRead(_runs(path, acc, layout, partial=resume is not None), reader.end_offset, state, acc.rows,
-                     notices)
+def _kind_note(tf: TextFile, where: str) -> list[str]:
+    if tf.kind == "cr":
+        return [f"{where}: lines end in CR alone (old Mac line ends): read as lines"]
+    if tf.kind == "utf-16":
+        return [f"{where}: UTF-16 text (byte-order mark): read as text, whole at every sync (not tailed)"]
+    return []
 
 
 # ----------------------------------------------------------------------------------------------- runs
 
 
-def _runs(path: Path, acc: _Accumulator, layout: Layout, *, partial: bool) -> list[RunData]:
+def _runs(path: Path, acc: _Accumulator, layout: Layout, *, partial: bool,
+          notes: Sequence[str] = ()) -> list[RunData]:
     base = str(path.resolve())
     out = []
     multi = layout.run is not None
@@ -618,7 +202,8 @@ def _runs(path: Path, acc: _Accumulator, layout: Layout, *, partial: bool) -> li
         where = f"{path}, run {shown(run, 80)}" if multi else str(path)
         info = RunInfo(external_id=f"{base}#{run}" if multi else base, name=run if multi else path.stem,
                        params={"file_format": fmt})
-        out.append(RunData(run=info, series=acc.series(run, where), origin=str(path), partial=partial))
+        out.append(RunData(run=info, series=acc.series(run, where), origin=str(path), partial=partial,
+                           notes=tuple(notes)))
     return out
 
 
@@ -630,8 +215,12 @@ def read_table_from(path: str | Path, resume: tuple[int, Mapping[str, Any]] | No
     path = Path(path)
     try:
         if path.suffix.lower() == ".csv":
-            return _read_csv(path, resume, end, settled)
-        return _read_jsonl(path, resume, end)
+            from ingest.tabular_csv import read_csv
+
+            return read_csv(path, resume, end, settled)
+        from ingest.tabular_jsonl import read_jsonl
+
+        return read_jsonl(path, resume, end)
     except OSError as exc:
         raise IngestError(f"{path}: cannot read ({exc.strerror or exc})") from None
 

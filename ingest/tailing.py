@@ -14,7 +14,9 @@ next sync a file is
   first bytes or different bytes before the offset): read afresh from the start.
 
 A fresh read upserts like any ingest: points the new content has are written, points of the earlier
-content that it lacks are kept.
+content that it lacks are kept — unless the file was rewritten from the start with other values at its first
+steps (a run restarted into the same file with ``>``): that is a new launch, stored as a run of its own
+(``ingest.files``), so the two launches never mix.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def plan(path: Path, st: os.stat_result, old: FileState | None) -> Plan:
 
 
 def new_state(path: Path, st: os.stat_result, offset: int, parser: dict[str, Any] | None, fmt: str,
-              settled: bool = True) -> FileState:
+              settled: bool = True, extra: dict[str, Any] | None = None) -> FileState:
     """The ``FileState`` after reading ``path`` (as ``st`` described it) up to ``offset``; ``settled``: the
     file had been quiet when read (else a last line left after the offset is looked at again later)."""
     head_len = min(st.st_size, HEAD_BYTES)
@@ -85,4 +87,4 @@ def new_state(path: Path, st: os.stat_result, offset: int, parser: dict[str, Any
     return FileState(path=str(path), size=int(st.st_size), mtime=float(st.st_mtime), inode=int(st.st_ino),
                      head_sha=head, offset=int(offset),
                      parser_state={"format": fmt, "head_len": head_len, "before_sha": before,
-                                   "settled": settled, "parser": parser or {}})
+                                   "settled": settled, "parser": parser or {}, **(extra or {})})

@@ -1,7 +1,9 @@
 """Reading text files by whole lines, in blocks, from a byte offset: the one line reader of CSV, JSONL and
 verl console logs.
 
-* Lines are cut at ``\\n`` only; a block holds whole lines, so parsers never see half a line.
+* Lines are cut at ``\\n`` only; a block holds whole lines, so parsers never see half a line. ``open_text``
+  reads two other shapes of text the same way: CR-only line ends (read as ``\\n``, same offsets) and UTF-16
+  with a byte-order mark (transcoded to UTF-8 in memory; such a file is read whole at every sync).
 * A line longer than ``MAX_LINE_BYTES`` (1 MiB) is rejected as soon as its first MiB has been read, never
   read whole: an ``IngestError`` naming the file and line, or (verl console logs, whose other lines are
   program output) a callback that may pass it over.
@@ -18,9 +20,10 @@ Everything here is linear in the size of the file.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -136,6 +139,75 @@ class LineReader:
             prev = int(ends[i]) + 1
         parts.append(whole[prev:])
         return b"".join(parts)
+
+
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_SNIFF = 1 << 16
+
+
+class _CRAsLF:
+    """A binary file whose lines end in CR alone (old Mac files), read as if they ended in LF: the same bytes
+    at the same offsets, so tailing and line numbers work as for any file."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+
+    def read(self, n: int = -1) -> bytes:
+        return self.fh.read(n).replace(b"\r", b"\n")
+
+    def readline(self, limit: int = -1) -> bytes:
+        start = self.fh.tell()
+        data = self.read(limit if limit > 0 else MAX_LINE_BYTES + 1)
+        nl = data.find(b"\n")
+        line = data if nl < 0 else data[: nl + 1]
+        self.fh.seek(start + len(line))
+        return line
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self.fh.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self.fh.tell()
+
+
+@dataclass
+class TextFile:
+    """An open text file as its reader should see it: ``fh`` gives UTF-8 bytes with LF line ends. ``kind``:
+    ``utf-8`` (as is), ``cr`` (CR-only line ends read as LF, offsets unchanged), ``utf-16`` (a UTF-16 file with
+    a BOM, transcoded to UTF-8 in memory: offsets are not the file's, so it is read whole every time)."""
+
+    fh: Any
+    kind: str
+    raw: BinaryIO
+
+    def __enter__(self) -> TextFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.raw.close()
+
+    @property
+    def tailable(self) -> bool:
+        return self.kind != "utf-16"
+
+
+def open_text(path: Any, where: str, *, cr: bool = True) -> TextFile:
+    """Open ``path`` for line reading: UTF-8 (the rule), UTF-16 with a BOM, CR-only line ends (unless ``cr`` is
+    False: verl console logs redraw progress bars with CR inside their lines)."""
+    raw = open(path, "rb")  # noqa: SIM115 - closed by TextFile
+    head = raw.read(_SNIFF)
+    raw.seek(0)
+    if head.startswith(UTF16_BOMS):
+        try:
+            data = raw.read().decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raw.close()
+            raise IngestError(f"{where}: starts with a UTF-16 byte-order mark but is not UTF-16 ({exc.reason} at "
+                              f"byte {exc.start})") from None
+        return TextFile(io.BytesIO(data.replace(b"\r\n", b"\n")), "utf-16", raw)
+    if cr and b"\r" in head and b"\n" not in head:
+        return TextFile(_CRAsLF(raw), "cr", raw)
+    return TextFile(raw, "utf-8", raw)
 
 
 def decode_utf8(data: bytes, first_line: int, where: str) -> str:

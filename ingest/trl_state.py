@@ -21,10 +21,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from db.limits import shown
 from db.records import RunData, RunInfo, Series
 from ingest.errors import IngestError
+from ingest.steps import StepError, step_from_json
 
 FILE_NAME = "trainer_state.json"
+#: JSON nested deeper than Python's JSON reader can follow (about 1,000 levels; a trainer writes 3)
+TOO_DEEP = "JSON nested too deeply (more than about 1,000 levels of arrays/objects): refused"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _SKIP = {"step"}
 
@@ -43,6 +47,8 @@ def load_state(path: Path) -> dict[str, Any]:
         raise IngestError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise IngestError(f"{path}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
+    except RecursionError:
+        raise IngestError(f"{path}: {TOO_DEEP}") from None
     if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
         raise IngestError(f"{path}: not a trainer_state.json (no 'log_history' list)")
     return state
@@ -54,16 +60,17 @@ def _points(history: list[Any], path: Path) -> dict[str, tuple[list[int], list[f
         at = f"{path}, log_history[{i}]"
         if not isinstance(entry, dict):
             raise IngestError(f"{at}: expected an object, got {type(entry).__name__}")
-        step = entry.get("step")
-        if isinstance(step, bool) or not isinstance(step, int | float):
-            raise IngestError(f"{at}: step {step!r} is not a number")
+        try:
+            step = step_from_json(entry.get("step"))
+        except StepError as exc:
+            raise IngestError(f"{at}: {exc}") from None
         for key, value in entry.items():
             if key in _SKIP or value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise IngestError(f"{at}: key {key!r} has value {value!r}, not a number")
+                raise IngestError(f"{at}: key {shown(key)} has value {shown(value)}, not a number")
             steps, values = by_key.setdefault(key, ([], []))
-            steps.append(step)  # type: ignore[arg-type]
+            steps.append(step)
             values.append(float(value))
     return by_key
 
@@ -81,7 +88,7 @@ def parse_trainer_state(path: str | Path) -> RunData:
     folder = run_folder(path)
     trial = state.get("trial_name")
     name = trial if isinstance(trial, str) and trial else folder.name
-    where = f"{path}, run {name!r}"
+    where = f"{path}, run {shown(name, 80)}"
     by_key = _points(state["log_history"], path)
     series = tuple(Series.build(k, s, v, where=where) for k, (s, v) in by_key.items())
     params = _params(state)

@@ -27,6 +27,11 @@ A step line before the first training line that holds only validation keys (old 
 validation as ``step:0 - test_score/…:0.521``) is that initial validation again, rounded; it is stored at
 step 0 under the ``val/`` name unless the full-precision ``Initial validation metrics`` line gave it.
 
+One log, one run: step lines of two Ray processes interleaved, a new process that starts again from the
+first step the previous one logged, or a second config dump naming another ``experiment_name`` are refused,
+naming the lines (give each run its own log). A new process that goes on from a later step is the same run
+resumed from a checkpoint, noted on the run; steps it logs again keep the later line (and are counted).
+
 An unterminated last line with fewer keys than the training line before it was cut by a killed writer (or
 one still writing): it is left for the next sync with a notice, as is an unterminated validation line that
 does not parse. A ``step:`` line whose fields are not ``key:number`` is an error naming the line. A line over
@@ -51,7 +56,8 @@ from typing import Any
 from db.limits import MAX_KEY_CHARS, MAX_STEP, shown
 from db.records import RunData, RunInfo, Series
 from ingest.errors import IngestError
-from ingest.textfile import SETTLE_SECONDS, LineReader
+from ingest.steps import RULE
+from ingest.textfile import SETTLE_SECONDS, LineReader, open_text
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*+[ -/]*+[@-~]")
 _PAREN = re.compile(r"\((?P<tag>[^()]*+)\)\s?")
@@ -66,6 +72,7 @@ _ALGORITHMS = {"gae": "ppo", "grpo": "grpo", "rloo": "rloo", "remax": "remax",
                "reinforce_plus_plus": "reinforce++"}
 _HEAD = 512  # format detection looks at this many characters of a line
 _STEP_HEAD = re.compile(r"step:\d+ - [^\s:]++:")
+_EXPERIMENT = "'experiment_name': '"  # how the config dump names the run (trainer.experiment_name)
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,7 @@ class StepLine:
     step: int
     metrics: dict[str, float]
     terminated: bool
+    tag: str = ""  # the Ray process that printed it ("main_task pid=7"), "" without a prefix
 
 
 @dataclass
@@ -93,6 +101,8 @@ class _Parsed:
     final: dict[str, float] | None = None
     final_line: int | None = None
     config: dict[str, Any] | None = None  # flattened
+    #: (line, name) of every ``'experiment_name': '…'`` line of a config dump, in order
+    experiments: list[tuple[int, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
 
@@ -156,9 +166,10 @@ def _long_line(where: str, skipped: list[str]):  # noqa: ANN202 - the LineReader
 
 def _physical_lines(path: Path, start: int, first_line: int, end: int | None, skipped: list[str],
                     reader_out: list[LineReader]) -> Iterator[tuple[int, str, bool]]:
-    with path.open("rb") as fh:
-        reader = LineReader(fh, str(path), start=start, first_line=first_line, end=end,
+    with open_text(path, str(path), cr=False) as tf:
+        reader = LineReader(tf.fh, str(path), start=start, first_line=first_line, end=end if tf.tailable else None,
                             long_line=_long_line(str(path), skipped))
+        reader.tailable = tf.tailable  # type: ignore[attr-defined]
         reader_out.append(reader)
         for block in reader:
             text = block.data.decode("utf-8", errors="replace")
@@ -194,7 +205,7 @@ def parse_step_line(text: str, where: str) -> tuple[int, dict[str, float]] | Non
     if step < 0:
         raise IngestError(f"{where}: negative step {step}; steps must be >= 0")
     if step > MAX_STEP:
-        raise IngestError(f"{where}: step {shown(m['step'])} is too large; steps must be at most 2^53 ({MAX_STEP})")
+        raise IngestError(f"{where}: step {shown(m['step'])} is too large; {RULE}")
     metrics: dict[str, float] = {}
     rest = m["rest"].rstrip()
     if rest.endswith(" -"):  # some verl versions end the line with the separator
@@ -390,8 +401,11 @@ def _read(lines: Iterator[LogLine], *, training: bool, path: Path) -> _Parsed:
             continue
         if step is not None:
             config.done = True  # the dump comes before training
-            parsed.steps.append(StepLine(line.number, step[0], step[1], line.terminated))
+            parsed.steps.append(StepLine(line.number, step[0], step[1], line.terminated, line.tag))
             continue
+        if (at := line.text.find(_EXPERIMENT)) >= 0:
+            name = line.text[at + len(_EXPERIMENT):]
+            parsed.experiments.append((line.number, name[:name.find("'")] if "'" in name else name))
         if config.feed(line):
             continue
         val = _parse_or_leave(_parse_validation, line, where, parsed.notices, "its validation metrics do not parse")
@@ -443,6 +457,8 @@ def _drop_torn_tail(steps: list[StepLine], prev_keys: int | None, notices: list[
 @dataclass
 class _Points:
     by_key: dict[str, tuple[list[int], list[float], list[int]]] = field(default_factory=dict)
+    #: full-precision initial/final validation values: they replace the rounded step-line value of their step
+    exact: dict[tuple[str, int], tuple[float, int]] = field(default_factory=dict)
 
     def add(self, key: str, step: int, value: float, line: int) -> None:
         steps, values, lines = self.by_key.setdefault(key, ([], [], []))
@@ -450,13 +466,27 @@ class _Points:
         values.append(value)
         lines.append(line)
 
+    def add_exact(self, key: str, step: int, value: float, line: int) -> None:
+        self.exact[(key, step)] = (value, line)
+
     def series(self, where: str) -> tuple[Series, ...]:
-        return tuple(Series.build(k, s, v, where=where, lines=ln) for k, (s, v, ln) in self.by_key.items())
+        """One series per key; a step given twice by step lines is a repeat (``Series.repeats``), a validation
+        value the initial/final line gives in full precision is not."""
+        by_key = {k: ([], [], []) for k in self.by_key} | {k: ([], [], []) for k, _ in self.exact}
+        for k, (steps, values, lines) in self.by_key.items():
+            out = by_key[k]
+            for st, v, ln in zip(steps, values, lines, strict=True):
+                if (k, st) not in self.exact:
+                    out[0].append(st), out[1].append(v), out[2].append(ln)
+        for (k, st), (v, ln) in self.exact.items():
+            by_key[k][0].append(st), by_key[k][1].append(v), by_key[k][2].append(ln)
+        return tuple(Series.build(k, s, v, where=where, lines=ln) for k, (s, v, ln) in by_key.items())
 
 
 def _assemble(parsed: _Parsed, step_offset: int | None, notes: list[str], resume: Mapping[str, Any] | None,
-              where: str, settled: bool = True) -> tuple[_Points, int]:
-    """Points of the parsed lines and the step offset used."""
+              where: str, settled: bool = True, tracked: dict[str, Any] | None = None) -> tuple[_Points, int]:
+    """Points of the parsed lines and the step offset used (``tracked`` gets the writer state to resume with)."""
+    tracked = {} if tracked is None else tracked
     steps = _drop_torn_tail(parsed.steps, None if resume is None else resume.get("last_keys"), parsed.notices,
                             where, settled)
     initial = parsed.initial if resume is None else resume.get("initial")
@@ -478,6 +508,7 @@ def _assemble(parsed: _Parsed, step_offset: int | None, notes: list[str], resume
     if echo and initial:
         notes.append(f"line {echo[0].number}: step:{echo[0].step} repeats the initial validation, rounded; "
                      "kept the full-precision values of the 'Initial validation metrics' line")
+    tracked.update(_check_one_run(training, parsed.experiments, resume, where, notes))
     seen: set[int] = set()
     before = None if resume is None else resume.get("last_step")
     again = False
@@ -490,14 +521,55 @@ def _assemble(parsed: _Parsed, step_offset: int | None, notes: list[str], resume
             pts.add(k, s.step + step_offset, v, s.number)
     if resume is None and parsed.initial:
         for k, v in parsed.initial.items():
-            pts.add(k, 0, v, 0)
+            pts.add_exact(k, 0, v, 0)
     last = max((s.step for s in training), default=None)
     last = before if last is None else last if before is None else max(last, before)
     if parsed.final:
         at = (last + step_offset) if last is not None else 0
         for k, v in parsed.final.items():
-            pts.add(k, at, v, parsed.final_line or 0)
+            pts.add_exact(k, at, v, parsed.final_line or 0)
     return pts, step_offset
+
+
+def _check_one_run(training: list[StepLine], experiments: list[tuple[int, str]], resume: Mapping[str, Any] | None,
+                   where: str, notes: list[str]) -> dict[str, Any]:
+    """One log, one run (returns what a tail read needs to go on checking). Refused, naming the lines: step lines of two processes interleaved (two trainers
+    writing one log); a new process starting again from the first step the previous one logged (a second
+    run appended to the log); a second config dump naming another ``experiment_name``. A new process that
+    goes on from a later step is the same run resumed: a note says where."""
+    first_exp = (resume or {}).get("experiment") or (experiments[0] if experiments else None)
+    for line, name in experiments:
+        if first_exp is not None and name != first_exp[1]:
+            raise IngestError(f"{where.split(', line')[0]}, line {line}: a second run (experiment_name {shown(name)}) "
+                              f"starts in a log of experiment_name {shown(first_exp[1])} (line {first_exp[0]}): "
+                              "two runs in one log are refused; give each run its own log (or split the file "
+                              f"before line {line})")
+    writer = (resume or {}).get("writer")
+    first = (resume or {}).get("first_step")
+    done = set((resume or {}).get("done_writers", []))
+    last_line = (resume or {}).get("writer_line")
+    for s in training:
+        if writer is None:
+            writer, first, last_line = s.tag, s.step, s.number
+            continue
+        if s.tag == writer:
+            last_line = s.number
+            continue
+        if s.tag in done:
+            raise IngestError(f"{where.split(', line')[0]}, line {s.number}: step lines of two processes are "
+                              f"interleaved ({shown(writer)} at line {last_line}, {shown(s.tag)} again at line "
+                              f"{s.number}): two trainers writing one log are refused; give each its own log")
+        if s.step <= first:
+            raise IngestError(f"{where.split(', line')[0]}, line {s.number}: a second run starts ({shown(s.tag)} "
+                              f"logs step:{s.step} again after {shown(writer)} started at step:{first}, line "
+                              f"{last_line} its last): two runs in one log are refused; give each run its own "
+                              f"log (or split the file before line {s.number})")
+        notes.append(f"line {s.number}: the trainer was launched again ({s.tag} after {writer}), going on from "
+                     f"step:{s.step}: read as the same run resumed")
+        done.add(writer)
+        writer, first, last_line = s.tag, s.step, s.number
+    return {"writer": writer, "first_step": first, "done_writers": sorted(done), "writer_line": last_line,
+            "experiment": first_exp}
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -546,7 +618,8 @@ def read_verl_log(path: str | Path, *, step_offset: int | None = None, resume: t
     notes = list(parsed.notes) + skipped
     if state is None and not parsed.steps:
         raise IngestError(f"{path}: no verl 'step:N - key:value' lines found")
-    points, offset = _assemble(parsed, step_offset, notes, state, where, settled)
+    tracked: dict[str, Any] = {}
+    points, offset = _assemble(parsed, step_offset, notes, state, where, settled, tracked)
     if state is None:
         params: dict[str, Any] = dict(parsed.config or {})
         params["step_offset"] = offset
@@ -577,12 +650,14 @@ def read_verl_log(path: str | Path, *, step_offset: int | None = None, resume: t
                      "last_step": last_whole,
                      "last_keys": _train_keys(whole[-1].metrics) if whole else (state or {}).get("last_keys"),
                      "finished": parsed.final is not None and (parsed.final_line or 0) < reader.tail.line
-                     or bool(state and state.get("finished"))}
+                     or bool(state and state.get("finished")), **tracked}
     series = points.series(where)
     run = None
     if series or state is None:
         run = RunData(run=run_info, series=series, notes=tuple(f"{path.name}: {n}" for n in notes), origin=where,
                       partial=state is not None, notices=tuple(parsed.notices))
+    if not getattr(reader, "tailable", True):  # UTF-16: offsets are not the file's, read whole every time
+        return VerlRead(run, 0, {}, tuple(parsed.notices))
     return VerlRead(run, reader.end_offset if training_started else 0, new_state, tuple(parsed.notices))
 
 

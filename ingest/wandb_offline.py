@@ -49,6 +49,7 @@ from google.protobuf.message import DecodeError
 from db.records import RunData, RunInfo, Series
 from ingest.base import Source, Watermarks
 from ingest.errors import IngestError
+from ingest.steps import StepError, step_from_json
 
 if TYPE_CHECKING:  # imported when a file is read: ``import wandb`` takes most of a second
     from wandb.proto import wandb_internal_pb2 as pb
@@ -257,7 +258,7 @@ class _RunState:
             key = ".".join(path)
             if key in SPECIAL_KEYS:
                 if key == "_step":
-                    step = int(float(item.value_json)) if item.value_json else int(_typed_value(item))
+                    step = _step(item)
                 elif key == "_timestamp":
                     wall = float(item.value_json) if item.value_json else float(_typed_value(item))
                 continue
@@ -354,6 +355,14 @@ def _item_path(item: pb.HistoryItem | pb.ConfigItem) -> tuple[str, ...]:
     return tuple(item.nested_key) if len(item.nested_key) else (item.key,)
 
 
+def _step(item: pb.HistoryItem) -> int:
+    """``_step`` of a history record as the integer W&B wrote (``ingest.steps``: never through a float)."""
+    try:
+        return step_from_json(_typed_value(item))
+    except StepError as exc:
+        raise IngestError(f"W&B history record: _step: {exc}") from None
+
+
 def _typed_value(item: pb.HistoryItem) -> Any:
     kind = item.WhichOneof("value")
     if kind is None:
@@ -444,7 +453,10 @@ def read_wandb_files(paths: Sequence[Path], run_id: str) -> _RunState:
             except DecodeError:
                 state.undecodable.append(offset)
                 continue
-            _apply_record(state, rec)
+            try:
+                _apply_record(state, rec)
+            except IngestError as exc:
+                raise IngestError(f"{path}, record at byte {offset}: {exc}") from None
         if log.stop is not None:
             state.notes.append(log.stop.note(path))
     return state
@@ -501,6 +513,10 @@ class WandbOfflineSource(Source):
         for run_id, paths in find_wandb_files(Path(self.uri).expanduser()).items():
             state = read_wandb_files(paths, run_id)
             yield state.to_run_data(watermarks.get(state.run_id, {}))
+
+    def check(self) -> None:
+        """A folder without any ``run-*.wandb`` file is an error before the store is opened (none is created)."""
+        find_wandb_files(Path(self.uri).expanduser())
 
     def count_runs(self) -> int | None:
         try:

@@ -91,3 +91,46 @@ def test_real_verl_folder(verl_logs):
     for run in runs.values():
         n = len(next(s for s in run.series if s.key == "actor/entropy_loss"))
         assert n in (435, 106)
+
+
+def _sync(path: Path, known: dict) -> list:
+    src = FileSource(str(path))
+    src.known_files = dict(known)
+    runs = list(src.iter_runs({}))
+    for r in runs:
+        for fs in r.file_states:
+            known[fs.path] = fs
+    for fs in src.leftover_states:
+        known[fs.path] = fs
+    return runs
+
+
+def test_a_file_rewritten_from_the_start_is_a_new_launch(tmp_path):
+    import os
+
+    path = tmp_path / "r.csv"
+    path.write_text("step,acc\n1,0.1\n2,0.2\n3,0.3\n4,0.4\n")
+    known: dict = {}
+    (first,) = _sync(path, known)
+    assert first.run.name == "r" and not first.notes
+    path.write_text("step,acc\n1,0.5\n2,0.6\n")  # restarted with '>': first steps again, other values
+    (second,) = _sync(path, known)
+    assert second.run.name == "r (launch 2)" and second.run.external_id == first.run.external_id + "#launch-2"
+    assert any("rewritten from the start (shorter than before" in n and "the earlier launch stays as run 'r'" in n
+               for n in second.notes), second.notes
+    with path.open("a") as fh:
+        fh.write("3,0.7\n")
+    os.utime(path, (1, 1))  # settled
+    (third,) = _sync(path, known)  # appended to: still launch 2, no new note
+    assert third.run.name == "r (launch 2)" and third.series[0].steps.tolist() == [3] and not third.notes
+
+
+def test_a_file_rewritten_with_the_same_first_points_is_the_same_launch(tmp_path):
+    path = tmp_path / "out" / "trainer_state.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"log_history": [{"step": 1, "loss": 0.5}]}))
+    known: dict = {}
+    (first,) = _sync(path, known)
+    path.write_text(json.dumps({"log_history": [{"step": 1, "loss": 0.5}, {"step": 2, "loss": 0.4}]}))
+    (second,) = _sync(path, known)  # the Trainer rewrites the whole file at every save
+    assert second.run.external_id == first.run.external_id and second.run.name == "out"

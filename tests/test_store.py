@@ -87,7 +87,7 @@ def test_series_build_rejects_bad_points_naming_them():
         Series.build("h", [1, 2], [0.5, "abc"], where="run.csv")
     with pytest.raises(RecordError, match="negative step -1"):
         Series.build("h", [-1, 2], [0.5, 0.4])
-    with pytest.raises(RecordError, match="not a whole number"):
+    with pytest.raises(RecordError, match="step 1.5 is not an integer"):
         Series.build("h", [1.5, 2], [0.5, 0.4])
     dup = Series.build("h", [3, 1, 3], [0.1, 0.2, 0.3], [10.0, 5.0, 7.0])  # latest wall time wins
     assert list(dup.steps) == [1, 3] and list(dup.values) == [0.2, 0.1]

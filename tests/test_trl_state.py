@@ -63,7 +63,7 @@ def test_string_value_names_entry_and_key(tmp_path):
 def test_missing_step_and_bad_json(tmp_path):
     state = _state(2)
     del state["log_history"][0]["step"]
-    with pytest.raises(IngestError, match=r"log_history\[0\]: step None is not a number"):
+    with pytest.raises(IngestError, match=r"log_history\[0\]: missing step; steps are integers"):
         parse_trainer_state(_write(tmp_path / "a" / "trainer_state.json", state))
     (p := tmp_path / "b" / "trainer_state.json").parent.mkdir()
     p.write_text('{"log_history": [')

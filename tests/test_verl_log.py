@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ingest.errors import IngestError
-from ingest.verl_log import iter_lines, lenient_config, looks_like_verl_log, parse_verl_log
+from ingest.verl_log import iter_lines, lenient_config, looks_like_verl_log, parse_verl_log, read_verl_log
 
 VAL = "val/test_score/openai/gsm8k"
 ENT = "actor/entropy_loss"
@@ -219,3 +219,43 @@ def test_lenient_config_matches_strict_on_a_clean_dump():
 def test_no_step_lines_is_an_error(tmp_path):
     with pytest.raises(IngestError, match="no verl 'step:N - key:value' lines"):
         parse_verl_log(_write(tmp_path, "just text\n"))
+
+
+def _tagged(lines: list[str], pid: int) -> str:
+    return "".join(f"\x1b[36m(main_task pid={pid})\x1b[0m {ln}\n" for ln in lines)
+
+
+def test_two_runs_in_one_log_are_refused_naming_the_lines(tmp_path):
+    e = "actor/entropy"
+    path = tmp_path / "two.log"
+    path.write_text(_tagged([f"step:1 - {e}:0.9", f"step:2 - {e}:0.8"], 7) + _tagged([f"step:1 - {e}:0.5"], 9))
+    with pytest.raises(IngestError, match=r"two\.log, line 3: a second run starts \('main_task pid=9' logs step:1 "
+                                          r"again after 'main_task pid=7' started at step:1, line 2 its last\)"):
+        parse_verl_log(path)
+    path.write_text(_tagged([f"step:1 - {e}:0.9"], 7) + _tagged([f"step:2 - {e}:0.8"], 9)
+                    + _tagged([f"step:3 - {e}:0.7"], 7))
+    with pytest.raises(IngestError, match=r"line 3: step lines of two processes are interleaved"):
+        parse_verl_log(path)
+    path.write_text(_tagged(["{'trainer': {'project_name': 'p',", "             'experiment_name': 'a'}}",
+                             f"step:1 - {e}:0.9"], 7)
+                    + _tagged(["{'trainer': {'project_name': 'p',", "             'experiment_name': 'b'}}",
+                               f"step:4 - {e}:0.5"], 7))
+    with pytest.raises(IngestError, match=r"line 5: a second run \(experiment_name 'b'\) starts in a log of "
+                                          r"experiment_name 'a' \(line 2\)"):
+        parse_verl_log(path)
+
+
+def test_a_resumed_trainer_is_the_same_run_and_tailing_keeps_checking(tmp_path):
+    e = "actor/entropy"
+    path = tmp_path / "res.log"
+    path.write_text(_tagged([f"step:1 - {e}:0.9", f"step:2 - {e}:0.8"], 7))
+    first = read_verl_log(path)
+    with path.open("a") as fh:
+        fh.write(_tagged([f"step:2 - {e}:0.6", f"step:3 - {e}:0.5"], 9))
+    again = read_verl_log(path, resume=(first.offset, first.state))
+    assert any("the trainer was launched again (main_task pid=9 after main_task pid=7), going on from step:2" in n
+               for n in again.run.notes)
+    with path.open("a") as fh:
+        fh.write(_tagged([f"step:4 - {e}:0.4"], 7))
+    with pytest.raises(IngestError, match=r"line 5: step lines of two processes are interleaved"):
+        read_verl_log(path, resume=(again.offset, again.state))

@@ -40,6 +40,7 @@ def _make_source(args: argparse.Namespace):  # noqa: ANN202 - ingest.base.Source
     else:
         source = build_source("file", _abspath(args.path))
         source.allow_empty = args.allow_empty
+        source.strict = args.strict
     source.fail_fast = args.fail_fast
     return source
 

@@ -426,7 +426,13 @@ def _unreadable(path: Path) -> Path:
     return path
 
 
-CASES = _cases()
+def _all_cases() -> list[Case]:
+    from tests.corpus.hard_edges import hard_edge_cases
+
+    return _cases() + hard_edge_cases()
+
+
+CASES = _all_cases()
 
 
 def main(out: str) -> None:
