@@ -37,7 +37,7 @@ def parse_ids(text: str | None, param: str = QP_RUNS) -> list[int]:
 def checked_ids(text: str | None) -> tuple[list[int], str]:
     """(the run ids in ``text``, a short description of what was not one — empty when all were)."""
     raw = str(text or "")
-    parts = [p.strip() for p in raw[:MAX_QUERY_CHARS].split(",") if p.strip()]
+    parts = list(dict.fromkeys(p.strip() for p in raw[:MAX_QUERY_CHARS].split(",") if p.strip()))
     out: list[int] = []
     bad: list[str] = []
     for part in parts:
