@@ -161,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("alembic", "mlflow", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
     mask_logs()  # every log line, --debug included, shows URLs with their password masked
+    for handler in logging.getLogger().handlers:  # and the run names and notes they quote are inert text
+        handler.addFilter(_inert_record)
     logging.captureWarnings(True)
     try:
         return int(_command(args.command_name)(args) or 0)
@@ -180,6 +182,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _inert_record(record: logging.LogRecord) -> bool:
+    """A log record's message with its control characters escaped (after masking: ``mask_logs``)."""
+    from db.limits import inert_lines
+
+    record.msg, record.args = inert_lines(record.getMessage()), None
+    return True
+
+
 def _print_traceback() -> None:
     import traceback
 
@@ -187,8 +197,10 @@ def _print_traceback() -> None:
 
 
 def _one_line(text: str, limit: int = 2000) -> str:
-    """An error message as one line of at most ``limit`` characters."""
-    text = " / ".join(ln.strip() for ln in text.splitlines() if ln.strip())
+    """An error message as one line of at most ``limit`` characters, control characters escaped."""
+    from db.limits import inert
+
+    text = inert(" / ".join(ln.strip() for ln in text.splitlines() if ln.strip()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -274,3 +274,26 @@ def test_sigkill_of_ingest_during_its_analyses_leaves_no_process(tmp_path):
 
     assert open_by(str(tmp_path / "store.db")) == []  # nothing holds the store
     assert main(["analyse", "--db", db, "--quiet"]) == 0  # and the next writer finishes the job
+
+
+# ---------------------------------------------------------------------------------------------- inert text
+EVIL = "evil\x1b]0;pwned\x07\x1b[2J\u202e"
+
+
+def test_stored_text_is_inert_on_a_terminal_and_exact_in_json(capsys, tmp_path, db):
+    csv = _csv(tmp_path, f"{EVIL}.csv", CSV.replace("val/acc", "val/acc\x1b[31m"))
+    assert main(["ingest", "file", csv, "--db", db, "--quiet"]) == 0
+    capsys.readouterr()
+    for argv in (["runs"], ["fit"], ["backtest"], ["scaling"]):
+        assert main([*argv, "--db", db]) == 0
+        out = capsys.readouterr().out
+        assert not any(c in out for c in "\x1b\x07\u202e"), (argv, out)
+        if argv != ["backtest"] and argv != ["scaling"]:
+            assert "evil\\x1b]0;pwned\\x07\\x1b[2J\\u202e" in out
+    assert main(["runs", "--json", "--db", db]) == 0
+    (run,) = json.loads(capsys.readouterr().out)
+    assert run["run"] == EVIL  # JSON keeps the name exactly (its own escapes)
+    out_dir = tmp_path / f"rep{EVIL}"
+    assert main(["report", "--out", str(out_dir), "--format", "json", "--db", db]) == 0
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "rep" in printed and (out_dir / "report.json").exists()

@@ -8,12 +8,13 @@ from entropy_dash.commands.output import open_store
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from db.limits import inert
     from reports.writer import write_report
 
     written = write_report(open_store(args, create=False), args.out, args.format.split(","),
                            experiments=args.experiment, runs=args.run, png=args.png)
     for kind, path in written.items():
-        print(f"{kind}: {path}")
+        print(inert(f"{kind}: {path}"))
     return 0
 
 

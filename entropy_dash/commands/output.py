@@ -18,11 +18,15 @@ def open_store(args: argparse.Namespace, *, create: bool = True):  # noqa: ANN20
 
 
 def emit(args: argparse.Namespace, payload: Any, text: Callable[[], str]) -> None:
+    """``payload`` as one JSON document (JSON escapes control characters itself), or ``text()`` with the
+    control characters of stored text (run names, keys, notes) escaped: a terminal shows them, never runs them."""
+    from db.limits import inert_lines
+
     if getattr(args, "json", False):
         json.dump(clean(payload), sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(text() + "\n")
+        sys.stdout.write(inert_lines(text()) + "\n")
 
 
 def clean(obj: Any) -> Any:

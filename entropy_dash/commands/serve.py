@@ -31,8 +31,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = ingest_and_analyse(store, MlflowSource(tracking, {"experiments": [args.experiment]}), args)
     print(f"ingested {summary['runs']} runs ({summary['points']} new points) into {store.url}", file=sys.stderr)
     from analysis.pipeline import current_results
+    from db.limits import inert_lines
 
-    print(fit_table(fit_payload(store, current_results(store))))
+    print(inert_lines(fit_table(fit_payload(store, current_results(store)))))
     return _serve(resolve_db_url(args.db), args.port, args.host, open_browser=not args.no_browser)
 
 
