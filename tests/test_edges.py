@@ -297,3 +297,65 @@ def test_stored_text_is_inert_on_a_terminal_and_exact_in_json(capsys, tmp_path, 
     assert main(["report", "--out", str(out_dir), "--format", "json", "--db", db]) == 0
     printed = capsys.readouterr().out
     assert "\x1b" not in printed and "rep" in printed and (out_dir / "report.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------- what the README says
+def test_runs_table_says_why_a_key_was_chosen_and_lists_unrecognised_keys(capsys, tmp_path):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    body = "step,actor/entropy,val/acc,my/custom,lr\n1,0.9,0.3,1,2\n2,0.7,0.45,1,2\n3,0.5,0.55,1,2\n"
+    assert main(["ingest", "file", _csv(tmp_path, body=body), "--db", db, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["runs", "--json", "--db", db]) == 0
+    (run,) = json.loads(capsys.readouterr().out)
+    assert main(["runs", "--db", db]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[2] == f"      performance key: {run['key_reason']}" and run["key_reason"]
+    assert sorted(run["unrecognised_keys"]) == ["lr", "my/custom"]
+    assert table[3] == f"      unrecognised keys (2): {', '.join(run['unrecognised_keys'])}"
+
+
+def test_a_failed_ingest_prints_its_error_first(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x")
+    proc = subprocess.run([ENTROPY_DASH, "ingest", "file", str(bad), "--db", f"sqlite:///{tmp_path / 's.db'}"],
+                          capture_output=True, text=True, timeout=120, env=ENV)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: no data rows in ")  # no blank line before it
+    assert proc.stderr.count("\n") == 1
+
+
+def test_report_for_no_matching_run_leaves_no_folder(capsys, tmp_path):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["ingest", "file", _csv(tmp_path), "--db", db, "--quiet"]) == 0
+    out = tmp_path / "reports" / "today"
+    assert main(["report", "--out", str(out), "--run", "nope", "--db", db]) == 2
+    assert _error(capsys) == "error: no run 'nope' in the store: see `entropy-dash runs`"
+    assert not (tmp_path / "reports").exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there before stays
+    assert main(["report", "--out", str(tmp_path / "kept"), "--run", "nope", "--db", db]) == 2
+    assert (tmp_path / "kept").is_dir()
+
+
+# ---------------------------------------------------------------------------------------------- the scheduler
+def test_scheduler_values_are_checked_and_a_failed_report_is_a_failed_job(capsys, tmp_path, db):
+    from entropy_dash import scheduler
+
+    csv = _csv(tmp_path)
+    cfg = tmp_path / "sources.toml"
+    for every, message in (("0.001", "0.001 is 0.001 s: an interval must be from 1 s to 366 days"),
+                           ('"0s"', "is not a positive interval"), ("1e300", "must be from 1 s to 366 days")):
+        cfg.write_text(f'[[source]]\nkind = "file"\nuri = "{csv}"\nevery = {every}\n')
+        assert main(["schedule", "--config", str(cfg), "--db", db]) == 2
+        assert message in _error(capsys)
+    (tmp_path / "afile").write_text("")
+    cfg.write_text(f'[[source]]\nkind = "file"\nuri = "{csv}"\nevery = "1s"\n[report]\nout = "afile/reports"\n')
+    assert main(["schedule", "--config", str(cfg), "--db", db]) == 2
+    assert f"{tmp_path / 'afile'} (above {tmp_path / 'afile' / 'reports'}) is a file, not a folder" in _error(capsys)
+    # a folder that becomes a file after the config was read: the report fails, and sync_log says so
+    cfg.write_text(f'[[source]]\nkind = "file"\nuri = "{csv}"\n[report]\nout = "later"\n')
+    config = scheduler.load_config(cfg, require_trigger=False)
+    (tmp_path / "later").write_text("")
+    assert scheduler.run(config, db=db, once=True) == 1
+    log = Store.open(db, create=False).sync_log_frame()
+    assert sorted(log["status"]) == ["error", "ok"]
+    (error,) = log.loc[log["status"] == "error", "error"]
+    assert error.startswith(f"report to {tmp_path / 'later'} failed: ") and _points(db) == 8

@@ -42,8 +42,9 @@ def clean(obj: Any) -> Any:
 
 @contextmanager
 def progress(args: argparse.Namespace, label: str):  # noqa: ANN202 - yields a progress callback
-    """A rich progress bar on stderr (silenced by --quiet or when stderr is not a terminal... or --json)."""
-    if args.quiet:
+    """A rich progress bar on stderr; none with --quiet or when stderr is not a terminal (a bar drawn into a
+    pipe or a log file would leave a blank line before the summary or the error)."""
+    if args.quiet or not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console
