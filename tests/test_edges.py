@@ -359,3 +359,20 @@ def test_scheduler_values_are_checked_and_a_failed_report_is_a_failed_job(capsys
     assert sorted(log["status"]) == ["error", "ok"]
     (error,) = log.loc[log["status"] == "error", "error"]
     assert error.startswith(f"report to {tmp_path / 'later'} failed: ") and _points(db) == 8
+
+
+@pytest.mark.postgres
+def test_a_select_only_role_reads_and_its_writes_are_one_line(capsys, tmp_path, postgres_url):
+    assert main(["ingest", "file", _csv(tmp_path), "--db", postgres_url, "--quiet"]) == 0
+    with create_engine(postgres_url).begin() as conn:
+        conn.execute(text("DROP ROLE IF EXISTS edge_reader"))
+        conn.execute(text("CREATE ROLE edge_reader LOGIN"))
+        conn.execute(text("GRANT SELECT ON ALL TABLES IN SCHEMA public TO edge_reader"))
+    reader = postgres_url.replace("://postgres@", "://edge_reader@")
+    capsys.readouterr()
+    assert main(["runs", "--json", "--db", reader]) == 0
+    assert [r["run"] for r in json.loads(capsys.readouterr().out)] == ["run"]
+    assert main(["ingest", "file", _csv(tmp_path, "b.csv"), "--db", reader, "--quiet"]) == 2
+    line = _error(capsys)
+    assert "the role 'edge_reader' of " in line and "cannot write (it may not write to the tables)" in line, line
+    assert _points(postgres_url) == 8
