@@ -761,7 +761,8 @@ def _check_writable(store: Store) -> None:
         return
     why = ("the URL says ?mode=ro" if "mode=ro" in str(store.engine.url)
            else "the file or its folder is not writable by this user")
-    raise StoreReadOnly(f"the store {store.url} is read-only here ({why}) and this command writes to it: "
+    path = (store.engine.url.database or "").removeprefix("file:").split("?", 1)[0]
+    raise StoreReadOnly(f"the store {path} is read-only here ({why}) and this command writes to it: "
                         "drop ?mode=ro, make the file writable, or give another --db (read commands work as is)")
 
 

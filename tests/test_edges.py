@@ -376,3 +376,21 @@ def test_a_select_only_role_reads_and_its_writes_are_one_line(capsys, tmp_path, 
     line = _error(capsys)
     assert "the role 'edge_reader' of " in line and "cannot write (it may not write to the tables)" in line, line
     assert _points(postgres_url) == 8
+
+
+def test_a_store_being_created_by_another_process_is_busy_not_missing(tmp_path):
+    path = tmp_path / "new.db"
+    code = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN EXCLUSIVE');"
+            " c.execute('CREATE TABLE x (a)'); print('held', flush=True); sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline().strip() == "held"
+    try:
+        proc = subprocess.run([ENTROPY_DASH, "--busy-timeout", "0.5", "ingest", "file", _csv(tmp_path), "--db",
+                               f"sqlite:///{path}"], capture_output=True, text=True, timeout=120, env=ENV)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"the store {path} is busy" in proc.stderr and f"held by pid {holder.pid}: " in proc.stderr
+    assert "does its folder exist" not in proc.stderr
