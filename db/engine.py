@@ -113,7 +113,7 @@ def make_engine(url: str | None = None, *, busy: float | None = None) -> Engine:
         else:
             engine = create_engine(url, pool_pre_ping=True, connect_args={
                 "connect_timeout": 10, "application_name": f"entropy-dash (pid {os.getpid()})",
-                "options": f"-c lock_timeout={int(wait * 1000)}"})
+                "options": " ".join([f"-c lock_timeout={int(wait * 1000)}", str(parsed.query.get("options", ""))]).strip()})
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
         raise StoreConfigError(f"cannot open {shown!r}: {mask_secrets(str(exc))}") from None
     event.listen(engine, "handle_error", partial(_translate, busy_timeout=wait))

@@ -45,8 +45,8 @@ def streamlit_command(host: str, port: int) -> list[str]:
     of its own), no usage statistics, bound to ``host``; its welcome banner (which would list network and
     external addresses, looking the latter up on the internet) is replaced by our own line; no developer
     menu (Deploy), no watching of the source files, and a page that fails shows its error's type only (never a
-traceback with the install's paths). Run through ``dashboard.server``, which imports the
-    pages' modules while the server starts (the first page after a start does not wait for them)."""
+    traceback with the install's paths). Run through ``dashboard.server``, which imports the pages' modules
+    while the server starts (the first page after a start does not wait for them)."""
     from pathlib import Path
 
     import dashboard
