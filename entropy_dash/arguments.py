@@ -9,8 +9,8 @@ import math
 import re
 from collections.abc import Callable
 
-#: the largest step a store keeps (db.limits.MAX_STEP: 2^53)
-MAX_STEPS = 2**53
+from db.limits import MAX_STEP
+
 _WHOLE = re.compile(r"^\s*\+?\d+\s*$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$")
 
@@ -68,6 +68,6 @@ class UsageError(Exception):
     """A command line argparse refused."""
 
 
-planned_steps = whole(1, MAX_STEPS, "a planned length in steps")
+planned_steps = whole(1, MAX_STEP, "a planned length in steps")
 port = whole(1, 65535, "a TCP port")
 busy_timeout = number(0, 86_400, "a wait in seconds")

@@ -62,6 +62,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from db.limits import MAX_STEP
 from db.masking import mask_url
 from entropy_dash.errors import USER_ERRORS, ConfigError
 from ingest.errors import IngestError
@@ -81,7 +82,6 @@ KIND_KEYS: dict[str, set[str]] = {
 }
 REPORT_KEYS = {"out", "formats", "keep"}
 REPORT_FORMATS = ("html", "md", "json")
-MAX_STEPS = 2**53  # db.limits.MAX_STEP
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*$")
 
@@ -197,9 +197,9 @@ def _run_settings(tab: dict[str, Any], bad: Any) -> dict[str, Any]:
     for key in ("warmup_steps", "planned_steps"):
         if key in tab:
             v = tab[key]
-            if not isinstance(v, int) or isinstance(v, bool) or not (0 if key == "warmup_steps" else 1) <= v <= MAX_STEPS:
+            if not isinstance(v, int) or isinstance(v, bool) or not (0 if key == "warmup_steps" else 1) <= v <= MAX_STEP:
                 raise bad(key, f"must be a whole number of steps from {0 if key == 'warmup_steps' else 1} to "
-                               f"{MAX_STEPS}, got {v!r}")
+                               f"{MAX_STEP}, got {v!r}")
             out[key] = v
     if "performance_range" in tab:
         v = tab["performance_range"]
@@ -294,8 +294,8 @@ def _source(path: Path, base: Path, index: int, tab: Any, require_trigger: bool)
         options["all_keys"] = tab["all_keys"]
     if "verl_step_offset" in tab:
         off = tab["verl_step_offset"]
-        if not isinstance(off, int) or isinstance(off, bool) or not -MAX_STEPS <= off <= MAX_STEPS:
-            raise bad("verl_step_offset", f"must be an integer from -{MAX_STEPS} to {MAX_STEPS}, got {off!r}")
+        if not isinstance(off, int) or isinstance(off, bool) or not -MAX_STEP <= off <= MAX_STEP:
+            raise bad("verl_step_offset", f"must be an integer from -{MAX_STEP} to {MAX_STEP}, got {off!r}")
         options["verl_step_offset"] = tab["verl_step_offset"]
     return SourceConfig(index=index, kind=kind, uri=uri, options=options, every=seconds, cron=cron)
 
