@@ -136,10 +136,55 @@ def analyse_ids(store: Store, run_ids: Sequence[int], options: Options = Options
     chunks = [ids[i::workers] for i in range(workers)]
     # fork is cheap but unsafe in a process with other threads (the scheduler, the dashboard's server)
     context = multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=end_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         parts = list(pool.map(_worker, [url] * workers, chunks, [options] * workers))
     by_id = {r["run_id"]: r for part in parts for r in part}
     return [by_id[i] for i in ids]
+
+
+def end_with_parent(parent_pid: int, poll: float = 1.0) -> None:
+    """A worker's initializer: the worker ends when the process that started the pool does, SIGKILL included
+    (so no worker outlives an ingest, holding the store open). On Linux the kernel sends SIGKILL when the
+    parent dies (``prctl(PR_SET_PDEATHSIG)``; with forkserver the parent is the fork server, which ends with
+    the pool's owner); everywhere a watchdog thread checks every ``poll`` seconds that ``parent_pid`` lives."""
+    import signal
+    import sys
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # the watchdog below still ends the worker
+    ppid = os.getppid()  # the pool's owner (fork) or the fork server
+    if not _alive(parent_pid):  # it died before the prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while _alive(parent_pid) and os.getppid() == ppid:
+            time.sleep(poll)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _worker(url: str, ids: list[int], options: Options) -> list[dict[str, Any]]:

@@ -11,19 +11,44 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import streamlit as st
 
+from dashboard.text import md_text
+
 SELECTION = "selected_runs"
 QP_RUNS = "runs"
 QP_RUN = "run"
 DEFAULT_MAX = 8  # with nothing chosen yet, pages show the first few runs
 
 
-def parse_ids(text: str | None) -> list[int]:
-    """``"3,7, 12"`` → [3, 7, 12]; anything that is not an integer is ignored."""
+MAX_ID_DIGITS = 18  # run ids are 64-bit integers
+MAX_IDS = 1000
+MAX_QUERY_CHARS = 20_000
+
+
+def parse_ids(text: str | None, param: str = QP_RUNS) -> list[int]:
+    """``"3,7, 12"`` → [3, 7, 12]; what is not a run id is left out and named in a short warning on the page
+    (never an error: ``?runs=1,2,<5000 digits>`` is a URL anyone can type)."""
+    ids, bad = checked_ids(text)
+    if bad:
+        st.warning(f"Ignored in the address (`?{param}=`): {md_text(bad)}. Run ids are whole numbers (at most "
+                   f"{MAX_ID_DIGITS} digits, {MAX_IDS} of them), separated by commas.")
+    return ids
+
+
+def checked_ids(text: str | None) -> tuple[list[int], str]:
+    """(the run ids in ``text``, a short description of what was not one — empty when all were)."""
+    raw = str(text or "")
+    parts = list(dict.fromkeys(p.strip() for p in raw[:MAX_QUERY_CHARS].split(",") if p.strip()))
     out: list[int] = []
-    for part in (text or "").replace(" ", "").split(","):
-        if part.lstrip("-").isdigit():
+    bad: list[str] = []
+    for part in parts:
+        if part.isascii() and part.isdigit() and len(part) <= MAX_ID_DIGITS and len(out) < MAX_IDS:
             out.append(int(part))
-    return list(dict.fromkeys(out))
+        else:
+            bad.append(part if len(part) <= 20 else f"{part[:12]}… ({len(part)} characters)")
+    if len(raw) > MAX_QUERY_CHARS:
+        bad.append(f"everything after the first {MAX_QUERY_CHARS} characters")
+    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return list(dict.fromkeys(out)), shown
 
 
 def format_ids(ids: Iterable[int]) -> str:
@@ -86,7 +111,7 @@ def single_run(options: Sequence[int], labels: Mapping[int, str], page: str, *, 
     key, canon = f"_one_{page}", f"one_run_{page}"
     opts = [int(i) for i in options]
     if st.session_state.get(canon) not in opts:
-        wanted = parse_ids(st.query_params.get(QP_RUN))
+        wanted = parse_ids(st.query_params.get(QP_RUN), QP_RUN)
         st.session_state[canon] = next((i for i in wanted + selection(opts) if i in opts), opts[0])
     st.session_state[key] = st.session_state[canon]
 

@@ -19,12 +19,13 @@ exactly the same thing:
   larger step is refused rather than merged with its neighbour downstream.
 
 ``shown`` and ``clip`` keep user content quoted in messages short: a 50 MB field is never copied whole into
-an error or the sync log.
+an error or the sync log; ``inert`` escapes the control characters of stored text printed on a terminal.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -58,6 +59,21 @@ def shown(value: Any, limit: int = 60) -> str:
         return f"{head[:-1]}…{head[-1]} ({len(value)} characters)"
     text = repr(value)
     return clip(text, limit + 20)
+
+
+#: characters a terminal would act on rather than show: C0/C1 controls, DEL, bidirectional overrides
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def inert(text: str) -> str:
+    """``text`` with every control character written as its escape (``ESC`` → ``\\x1b``), as ``shown`` (a
+    ``repr``) writes it in messages: a run named ``ESC]0;…BEL`` cannot retitle or clear a terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
+
+
+def inert_lines(text: str) -> str:
+    """``inert`` line by line: the newlines of a table stay, every other control character is escaped."""
+    return "\n".join(inert(line) for line in str(text).split("\n"))
 
 
 def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:

@@ -29,16 +29,27 @@ def alembic_config(engine: Engine) -> Any:
 
 
 @cache
-def head_revision() -> str:
-    """The newest revision of ``migrations/versions`` (the one no other revision names as its parent)."""
+def _revisions() -> tuple[frozenset[str], frozenset[str | None]]:
+    """(revisions, their parents) of ``migrations/versions``."""
     revisions, parents = set(), set()
     for path in (MIGRATIONS / "versions").glob("*.py"):
         found = dict((k, v) for k, v in _REVISION.findall(path.read_text()))
         if "revision" in found:
             revisions.add(found["revision"])
             parents.add(found.get("down_revision"))
+    return frozenset(revisions), frozenset(parents)
+
+
+def known_revisions() -> frozenset[str]:
+    """Every schema revision this version of entropy-dash can read or upgrade from."""
+    return _revisions()[0]
+
+
+def head_revision() -> str:
+    """The newest revision of ``migrations/versions`` (the one no other revision names as its parent)."""
+    revisions, parents = _revisions()
     heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else ""
+    return next(iter(heads)) if len(heads) == 1 else ""
 
 
 def _at_head(engine: Engine) -> bool:

@@ -23,9 +23,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from db import limits, lod
 from db import schema as t
 from db.engine import make_engine
-from db.errors import StoreError
+from db.errors import StoreError, StoreReadOnly, StoreTooNew
 from db.masking import MASK, mask_secrets, mask_url
-from db.migrate import current_revision, head_revision, is_initialised, upgrade
+from db.migrate import current_revision, head_revision, is_initialised, known_revisions, upgrade
 from db.records import FileState, RunData, RunInfo, planned_length
 
 POINT_BATCH = 5_000
@@ -70,7 +70,9 @@ class Store:
         """Open the store at ``url`` (``--db``/``$ENTROPY_DASH_DB``/default); migrate it when ``create``."""
         engine = make_engine(url)
         _check_reachable(engine)
+        _check_not_newer(engine)
         if create:
+            _check_writable(cls(engine))
             before = current_revision(engine)
             upgrade(engine)
             if before in LOD_LESS_REVISIONS:  # written before the downsampled levels existed: fill them once
@@ -742,6 +744,28 @@ def _planned(info: RunInfo, cut: int) -> dict[str, Any]:
     return {"planned_steps": steps, "planned_from": limits.text_column(origin, cut)}
 
 
+def _check_not_newer(engine: Engine) -> None:
+    """A store whose schema revision this version does not know was written by a newer one: it is neither
+    read (its tables may mean something else) nor migrated (alembic cannot go from an unknown revision)."""
+    have = current_revision(engine)
+    if have is not None and have not in known_revisions():
+        raise StoreTooNew(f"the store at {engine.url.render_as_string(hide_password=True)} was written by a newer "
+                          f"entropy-dash (schema revision {have}; this one knows up to {head_revision()}): upgrade "
+                          "entropy-dash to use it (nothing was changed)")
+
+
+def _check_writable(store: Store) -> None:
+    """A writing command on a store opened read-only (``?mode=ro``, a read-only file) is refused before it
+    starts (PostgreSQL roles are checked on their first write: the tables may not exist yet)."""
+    if store._dialect != "sqlite" or store.is_writable():
+        return
+    why = ("the URL says ?mode=ro" if "mode=ro" in str(store.engine.url)
+           else "the file or its folder is not writable by this user")
+    path = (store.engine.url.database or "").removeprefix("file:").split("?", 1)[0]
+    raise StoreReadOnly(f"the store {path} is read-only here ({why}) and this command writes to it: "
+                        "drop ?mode=ro, make the file writable, or give another --db (read commands work as is)")
+
+
 def _check_reachable(engine: Engine) -> None:
     """Connect once: an unreachable server, a file that is no SQLite database or a folder that does not exist
     is a one-line ``StoreError`` naming it (instead of 'no database … run init' or a traceback)."""
@@ -753,7 +777,10 @@ def _check_reachable(engine: Engine) -> None:
     except DBAPIError as exc:
         reason = limits.one_line(str(exc.orig), 300)
         if engine.dialect.name == "sqlite":
-            path = engine.url.database or ":memory:"
+            path = (engine.url.database or ":memory:").removeprefix("file:").split("?", 1)[0]
+            if "mode=ro" in str(engine.url) and not os.path.exists(path):
+                raise StoreError(f"no store at {path}: it was opened read-only (?mode=ro), so it is not created; "
+                                 "run `entropy-dash init` without ?mode=ro first") from None
             if "not a database" in reason or "malformed" in reason:
                 raise StoreError(f"{path} is not an SQLite database ({reason}): give another --db file") from None
             raise StoreError(f"cannot open the SQLite database {path}: {reason} (does its folder exist, is it "

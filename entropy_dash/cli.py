@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import Any
 
 from db.masking import mask_logs, mask_secrets
+from entropy_dash import arguments as types
 from entropy_dash.errors import EXIT_USER_ERROR, USER_ERRORS
 
 #: command name → "module:function" (imported only when the command runs, so `--help` stays fast)
@@ -32,28 +34,31 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
 
 def build_parser() -> argparse.ArgumentParser:
     def options(default: Any) -> argparse.ArgumentParser:
-        opts = argparse.ArgumentParser(add_help=False)
+        opts = types.Parser(add_help=False)
         opts.add_argument("--db", metavar="URL", default=default, help="database URL (default: $ENTROPY_DASH_DB or "
                           "sqlite:///entropy-dash.db); PostgreSQL: postgresql://user:pw@host/db")
         opts.add_argument("--debug", action="store_true", default=default, help="show tracebacks and debug logs")
         opts.add_argument("--quiet", "-q", action="store_true", default=default,
                           help="no progress bars or info logs")
+        opts.add_argument("--busy-timeout", metavar="SECONDS", type=types.busy_timeout, default=default,
+                          help="how long to wait for another command's lock on the store before giving up and "
+                               "naming who holds it (default 60; also $ENTROPY_DASH_BUSY_TIMEOUT)")
         return opts
 
     # the options work before and after the command; given after it, they must not be reset by its defaults
     top, common = options(None), options(argparse.SUPPRESS)
-    as_json = argparse.ArgumentParser(add_help=False)
+    as_json = types.Parser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    keys = argparse.ArgumentParser(add_help=False)
+    keys = types.Parser(add_help=False)
     keys.add_argument("--performance-key", metavar="KEY", help="use this metric as performance for the source's "
                       "runs (remembered for later ingests; per run: the scheduler's sources.toml)")
     keys.add_argument("--entropy-key", metavar="KEY", help="use this metric as entropy for the source's runs")
-    keys.add_argument("--planned-steps", metavar="N", type=int, help="the planned length of the source's runs in "
+    keys.add_argument("--planned-steps", metavar="N", type=types.planned_steps, help="the planned length of the source's runs in "
                       "steps, where the source does not say it (remembered; per run: sources.toml)")
     keys.add_argument("--no-analyse", action="store_true", help="store the points only; the next ingest of the "
                       "source without this flag analyses the runs that changed")
 
-    p = argparse.ArgumentParser(prog="entropy-dash", parents=[top],
+    p = types.Parser(prog="entropy-dash", parents=[top],
                                 description="Policy entropy vs performance of RL fine-tuning runs: ingest, "
                                             "fit R = -a*exp(H) + b, predict the ceiling.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -65,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-browser", action="store_true", help="start the dashboard without opening a browser")
     s.add_argument("--dir", default="demo-data", help="where the demo's MLflow store goes (default: ./demo-data)")
     s.add_argument("--experiment", default="entropy-demo", help="MLflow experiment name of the demo runs")
-    s.add_argument("--port", type=int, default=8501)
-    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every "
+    s.add_argument("--port", type=types.port, default=8501, help="TCP port (1-65535; default 8501)")
+    s.add_argument("--host", type=types.host, default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every "
                    "interface — put a reverse proxy with authentication in front first)")
     s.set_defaults(command_name="demo")
 
@@ -79,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = isub.add_parser("wandb", parents=[common, as_json, keys], help="a W&B project (cloud API) or offline run folders")
     s.add_argument("project", nargs="?", metavar="ENTITY/PROJECT")
     s.add_argument("--offline", metavar="DIR", help="folder of offline runs (wandb/offline-run-*)")
-    fail_fast = argparse.ArgumentParser(add_help=False)
+    fail_fast = types.Parser(add_help=False)
     fail_fast.add_argument("--fail-fast", action="store_true", help="stop at the first file (or run folder) that "
                            "cannot be read; default: skip it, read the others, then exit 2 naming it")
     s = isub.add_parser("tensorboard", parents=[common, as_json, keys, fail_fast],
@@ -135,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(command_name="report")
     s = sub.add_parser("dashboard", parents=[common], help="start the Streamlit dashboard (headless; opens your "
                        "browser once it answers)")
-    s.add_argument("--port", type=int, default=8501)
-    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every "
+    s.add_argument("--port", type=types.port, default=8501, help="TCP port (1-65535; default 8501)")
+    s.add_argument("--host", type=types.host, default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every "
                    "interface — put a reverse proxy with authentication in front first)")
     s.add_argument("--no-browser", action="store_true", help="do not open a browser")
     s.set_defaults(command_name="dashboard")
@@ -144,12 +149,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except types.UsageError as exc:
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if args.busy_timeout is not None:  # the store's engines read it, in this process and the ones it starts
+        from db.engine import BUSY_ENV
+
+        os.environ[BUSY_ENV] = repr(args.busy_timeout)
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("alembic", "mlflow", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
     mask_logs()  # every log line, --debug included, shows URLs with their password masked
+    for handler in logging.getLogger().handlers:  # and the run names and notes they quote are inert text
+        handler.addFilter(_inert_record)
     logging.captureWarnings(True)
     try:
         return int(_command(args.command_name)(args) or 0)
@@ -169,6 +184,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _inert_record(record: logging.LogRecord) -> bool:
+    """A log record's message with its control characters escaped (after masking: ``mask_logs``)."""
+    from db.limits import inert_lines
+
+    record.msg, record.args = inert_lines(record.getMessage()), None
+    return True
+
+
 def _print_traceback() -> None:
     import traceback
 
@@ -176,8 +199,10 @@ def _print_traceback() -> None:
 
 
 def _one_line(text: str, limit: int = 2000) -> str:
-    """An error message as one line of at most ``limit`` characters."""
-    text = " / ".join(ln.strip() for ln in text.splitlines() if ln.strip())
+    """An error message as one line of at most ``limit`` characters, control characters escaped."""
+    from db.limits import inert
+
+    text = inert(" / ".join(ln.strip() for ln in text.splitlines() if ln.strip()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

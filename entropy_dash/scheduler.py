@@ -50,6 +50,7 @@ succeeded, 1 when any failed (its error is in ``sync_log``) — for system cron 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import signal
@@ -61,6 +62,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from db.limits import MAX_STEP
 from db.masking import mask_url
 from entropy_dash.errors import USER_ERRORS, ConfigError
 from ingest.errors import IngestError
@@ -132,6 +134,27 @@ def parse_interval(value: Any) -> float:
     return seconds
 
 
+MIN_EVERY = 1.0  # seconds: a shorter interval would sync without pause
+MAX_EVERY = 366 * 86400.0
+
+
+def validate_every(value: Any) -> float:
+    """``every`` as seconds, at least ``MIN_EVERY`` and at most a year; ``ValueError`` saying why otherwise."""
+    seconds = parse_interval(value)
+    if not MIN_EVERY <= seconds <= MAX_EVERY:
+        raise ValueError(f"{value!r} is {seconds:g} s: an interval must be from {MIN_EVERY:g} s to 366 days")
+    return seconds
+
+
+def validate_report_out(out: Path) -> str | None:
+    """Why ``out`` cannot be the reports' folder (it, or a folder above it, is a file), or None."""
+    for p in (out, *out.parents):
+        if p.exists():
+            return None if p.is_dir() else (f"{out} is a file, not a folder" if p == out else
+                                            f"{p} (above {out}) is a file, not a folder")
+    return None
+
+
 def load_config(path: str | Path, *, require_trigger: bool = True) -> ScheduleConfig:
     """Read and check a sources.toml; raises ``ConfigError`` naming the file, the source and the key."""
     path = Path(path).expanduser()
@@ -174,14 +197,15 @@ def _run_settings(tab: dict[str, Any], bad: Any) -> dict[str, Any]:
     for key in ("warmup_steps", "planned_steps"):
         if key in tab:
             v = tab[key]
-            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if key == "warmup_steps" else 1):
-                raise bad(key, f"must be a whole number of steps, got {v!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or not (0 if key == "warmup_steps" else 1) <= v <= MAX_STEP:
+                raise bad(key, f"must be a whole number of steps from {0 if key == 'warmup_steps' else 1} to "
+                               f"{MAX_STEP}, got {v!r}")
             out[key] = v
     if "performance_range" in tab:
         v = tab["performance_range"]
         if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int | float) and not isinstance(x, bool)
-                                                              for x in v) and v[0] < v[1]):
-            raise bad("performance_range", f"must be [lo, hi] with lo < hi, got {v!r}")
+                                                              for x in v) and all(math.isfinite(x) for x in v) and v[0] < v[1]):
+            raise bad("performance_range", f"must be [lo, hi] of finite numbers with lo < hi, got {v!r}")
         out["performance_range"] = [float(v[0]), float(v[1])]
     return out
 
@@ -221,7 +245,7 @@ def _source(path: Path, base: Path, index: int, tab: Any, require_trigger: bool)
     seconds = None
     if every is not None:
         try:
-            seconds = parse_interval(every)
+            seconds = validate_every(every)
         except ValueError as exc:
             raise bad("every", f"{exc}; use a number of seconds or 30s, 5m, 1h, 1d") from None
     if cron is not None:
@@ -269,8 +293,9 @@ def _source(path: Path, base: Path, index: int, tab: Any, require_trigger: bool)
             raise bad("all_keys", f"must be true or false, got {tab['all_keys']!r}")
         options["all_keys"] = tab["all_keys"]
     if "verl_step_offset" in tab:
-        if not isinstance(tab["verl_step_offset"], int) or isinstance(tab["verl_step_offset"], bool):
-            raise bad("verl_step_offset", f"must be an integer, got {tab['verl_step_offset']!r}")
+        off = tab["verl_step_offset"]
+        if not isinstance(off, int) or isinstance(off, bool) or not -MAX_STEP <= off <= MAX_STEP:
+            raise bad("verl_step_offset", f"must be an integer from -{MAX_STEP} to {MAX_STEP}, got {off!r}")
         options["verl_step_offset"] = tab["verl_step_offset"]
     return SourceConfig(index=index, kind=kind, uri=uri, options=options, every=seconds, cron=cron)
 
@@ -285,16 +310,19 @@ def _report(path: Path, base: Path, tab: Any) -> ReportConfig:
         if key not in REPORT_KEYS:
             raise bad(key, f"unknown (allowed: {', '.join(sorted(REPORT_KEYS))})")
     out = tab.get("out")
-    if not isinstance(out, str) or not out:
+    if not isinstance(out, str) or not out.strip():
         raise bad("out", f"missing or not a folder path: {out!r}")
+    why = validate_report_out((base / Path(out).expanduser()).resolve())
+    if why:
+        raise bad("out", f"{why}: name a folder (created if missing) to write the reports into")
     formats = tab.get("formats", list(REPORT_FORMATS))
     if isinstance(formats, str):
         formats = [f.strip() for f in formats.split(",") if f.strip()]
     if not isinstance(formats, list) or not formats or any(f not in REPORT_FORMATS for f in formats):
         raise bad("formats", f"must be a list drawn from {', '.join(REPORT_FORMATS)}, got {formats!r}")
     keep = tab.get("keep")
-    if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 1):
-        raise bad("keep", f"must be a whole number >= 1, got {keep!r}")
+    if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool) or not 1 <= keep <= 100_000):
+        raise bad("keep", f"must be a whole number from 1 to 100000, got {keep!r}")
     return ReportConfig(out=(base / Path(out).expanduser()).resolve(), formats=tuple(formats), keep=keep)
 
 
@@ -407,15 +435,32 @@ class Scheduler:
                 return
             try:
                 write_scheduled_report(self.store, rep.out, formats=list(rep.formats), keep=rep.keep)
-            except USER_ERRORS as exc:
-                log.error("report to %s failed: %s", rep.out, exc)
+            except (*USER_ERRORS, OSError) as exc:
+                self.report_failed(rep.out, exc)
                 return
             self._dirty = False
             log.info("report written to %s", report_folders(rep.out)[-1])
 
+    def report_failed(self, out: Path, exc: Exception) -> None:
+        """A failed report is a failed job: logged, counted and kept in sync_log as an error (no source)."""
+        self.failures += 1
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        message = f"report to {out} failed: {why}"
+        log.error("%s", message)
+        try:
+            self.store.finish_sync(self.store.start_sync(None), runs=0, points=0, error=message)
+        except USER_ERRORS as again:
+            log.error("could not record it in sync_log: %s", again)
+
     def job(self, src: SourceConfig) -> None:
-        self.run_source(src)
-        self.run_report()
+        """What the scheduler runs: never raises (an unexpected error is one logged line, not a traceback)."""
+        try:
+            self.run_source(src)
+            self.run_report()
+        except Exception as exc:  # noqa: BLE001 - the schedule goes on; --debug shows the traceback
+            self.failures += 1
+            log.error("%s: job failed: %s: %s", src.label, type(exc).__name__, exc,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
 
 
 # ---------------------------------------------------------------------------- running
@@ -425,7 +470,7 @@ def run(config: ScheduleConfig, *, db: str | None = None, once: bool = False) ->
 
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is ours
-    store = Store.open(db or os.environ.get("ENTROPY_DASH_DB") or config.db)
+    store = Store.open(db if db is not None else (os.environ.get("ENTROPY_DASH_DB") or config.db))
     sched = Scheduler(config, store)
     with _signals(sched.stop) as on_stop:
         if once:
@@ -461,7 +506,12 @@ def _run_forever(sched: Scheduler, on_stop: list[Callable[[], None]]) -> int:
     on_stop.append(shutdown)
     if sched.stop.is_set():  # a signal arrived before the scheduler started
         return 0
-    aps.start()  # returns once shutdown() ran
+    try:
+        aps.start()  # returns once shutdown() ran
+    except Exception as exc:  # noqa: BLE001 - a race inside APScheduler while it shuts down on a signal
+        if not sched.stop.is_set():
+            raise
+        log.debug("scheduler shutdown: %s: %s", type(exc).__name__, exc)
     log.info("stopping: waiting for the current job to end")
     executor.shutdown(wait=True)  # the job in progress stops after the run it is writing
     log.info("scheduler stopped")

@@ -17,6 +17,7 @@ from analysis.payloads import backtest_payload, fit_payload
 from analysis.pipeline import current_results, refresh_analyses
 from dashboard.text import md_text
 from db import Store
+from db.errors import StoreReadOnly
 from db.records import RunData, RunInfo, Series
 from entropy_dash.demo_data import log_known_law, log_runs
 from entropy_dash.simulator import simulate, sized
@@ -282,7 +283,7 @@ def test_collapse_and_groups_pages_read_levels_as_a_select_only_role(monkeypatch
     assert all(v.endswith("in level 1") for v in at.dataframe[0].value["H drawn of read"])
     _page(at, "groups")
     assert "series were read from the stored downsampled level" in " ".join(c.value for c in at.caption)
-    with pytest.raises(Exception, match="permission denied"):  # the role really is read-only
+    with pytest.raises(StoreReadOnly, match="cannot write"):  # the role really is read-only
         Store.open(reader, create=False).rebuild_lod()
 
 

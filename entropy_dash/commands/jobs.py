@@ -8,12 +8,24 @@ from entropy_dash.commands.output import open_store
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from db.limits import inert
     from reports.writer import write_report
 
-    written = write_report(open_store(args, create=False), args.out, args.format.split(","),
-                           experiments=args.experiment, runs=args.run, png=args.png)
+    store = open_store(args, create=False)
+    out = Path(args.out)
+    made = [p for p in (out, *out.parents) if not p.exists()]  # the folders this report would create
+    try:
+        written = write_report(store, args.out, args.format.split(","), experiments=args.experiment,
+                               runs=args.run, png=args.png)
+    except BaseException:  # a --run that matches nothing (or any failure) leaves no empty folder behind
+        for folder in made:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
     for kind, path in written.items():
-        print(f"{kind}: {path}")
+        print(inert(f"{kind}: {path}"))
     return 0
 
 

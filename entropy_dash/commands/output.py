@@ -18,11 +18,15 @@ def open_store(args: argparse.Namespace, *, create: bool = True):  # noqa: ANN20
 
 
 def emit(args: argparse.Namespace, payload: Any, text: Callable[[], str]) -> None:
+    """``payload`` as one JSON document (JSON escapes control characters itself), or ``text()`` with the
+    control characters of stored text (run names, keys, notes) escaped: a terminal shows them, never runs them."""
+    from db.limits import inert_lines
+
     if getattr(args, "json", False):
         json.dump(clean(payload), sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(text() + "\n")
+        sys.stdout.write(inert_lines(text()) + "\n")
 
 
 def clean(obj: Any) -> Any:
@@ -38,8 +42,9 @@ def clean(obj: Any) -> Any:
 
 @contextmanager
 def progress(args: argparse.Namespace, label: str):  # noqa: ANN202 - yields a progress callback
-    """A rich progress bar on stderr (silenced by --quiet or when stderr is not a terminal... or --json)."""
-    if args.quiet:
+    """A rich progress bar on stderr; none with --quiet or when stderr is not a terminal (a bar drawn into a
+    pipe or a log file would leave a blank line before the summary or the error)."""
+    if args.quiet or not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console

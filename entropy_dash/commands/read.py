@@ -36,10 +36,23 @@ def cmd_runs(args: argparse.Namespace) -> int:
             lines.append(f"{r['run_id']:>4}  {r['run'][:40]:40}  {(r['entropy_key'] or '–')[:22]:22}  "
                          f"{(r['performance_key'] or '–')[:38]:38}  {r['n_entropy']:>6}  {r['n_performance']:>6}  "
                          f"{r['progress'] or '–'}" + (f"   ({r['reason']})" if r["reason"] else ""))
+            lines += [f"{'':6}{d}" for d in _key_details(r)]
         return "\n".join(lines)
 
     emit(args, payload, text)
     return 0
+
+
+def _key_details(r: dict[str, Any], shown: int = 8) -> list[str]:
+    """Why the performance key was chosen, and the keys no role was found for (as ``runs --json`` has them)."""
+    out = []
+    if r.get("key_reason"):
+        out.append(f"performance key: {r['key_reason']}")
+    unknown = r.get("unrecognised_keys") or []
+    if unknown:
+        more = f" and {len(unknown) - shown} more (runs --json lists them)" if len(unknown) > shown else ""
+        out.append(f"unrecognised keys ({len(unknown)}): {', '.join(unknown[:shown])}{more}")
+    return out
 
 
 def fit_table(payload: list[dict[str, Any]]) -> str:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from entropy_dash.commands.output import open_store
+from entropy_dash.errors import ConfigError
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -19,6 +20,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from entropy_dash.simulator import demo_sweep, simulate
     from ingest.mlflow_source import MlflowSource
 
+    check_can_listen(args.host, args.port)  # before the simulation, not after it
     folder = Path(args.dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     tracking = f"sqlite:///{folder / 'mlflow.db'}"
@@ -29,8 +31,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = ingest_and_analyse(store, MlflowSource(tracking, {"experiments": [args.experiment]}), args)
     print(f"ingested {summary['runs']} runs ({summary['points']} new points) into {store.url}", file=sys.stderr)
     from analysis.pipeline import current_results
+    from db.limits import inert_lines
 
-    print(fit_table(fit_payload(store, current_results(store))))
+    print(inert_lines(fit_table(fit_payload(store, current_results(store)))))
     return _serve(resolve_db_url(args.db), args.port, args.host, open_browser=not args.no_browser)
 
 
@@ -41,8 +44,9 @@ def streamlit_command(host: str, port: int) -> list[str]:
     """``streamlit run dashboard/app.py`` as a service: headless always (no first-run e-mail prompt, no browser
     of its own), no usage statistics, bound to ``host``; its welcome banner (which would list network and
     external addresses, looking the latter up on the internet) is replaced by our own line; no developer
-    menu (Deploy) and no watching of the source files. Run through ``dashboard.server``, which imports the
-    pages' modules while the server starts (the first page after a start does not wait for them)."""
+    menu (Deploy), no watching of the source files, and a page that fails shows its error's type only (never a
+    traceback with the install's paths). Run through ``dashboard.server``, which imports the pages' modules
+    while the server starts (the first page after a start does not wait for them)."""
     from pathlib import Path
 
     import dashboard
@@ -51,7 +55,7 @@ def streamlit_command(host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "dashboard.server", "run", str(app), "--server.port", str(port),
             "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--logger.hideWelcomeMessage", "true", "--client.toolbarMode", "viewer",
-            "--server.fileWatcherType", "none"]
+            "--server.fileWatcherType", "none", "--client.showErrorDetails", "type"]
 
 
 def local_url(host: str, port: int) -> str:
@@ -72,20 +76,15 @@ def _serve(db_url: str, port: int, host: str, *, open_browser: bool) -> int:
     from db.masking import mask_secrets, mask_url
 
     url = local_url(host, port)
-    print(f"dashboard: {url}  (store {mask_url(db_url)}; Ctrl-C to stop)", flush=True)
-    if host not in LOOPBACK:
-        print(f"listening on {host}: anyone who can reach this machine on port {port} can read the dashboard, "
-              "which has no login of its own; put a reverse proxy with authentication in front of it (README: "
-              "Run as a service)", file=sys.stderr, flush=True)
+    check_can_listen(host, port)  # a taken port or a foreign address: one line, before anything starts
     # the store's URL (and its password) reaches Streamlit through the environment, never the command line;
     # stdin is closed, so nothing can ever wait for an answer from a terminal
     env = {**os.environ, "ENTROPY_DASH_DB": db_url}
     proc = subprocess.Popen(streamlit_command(host, port), env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
     # everything Streamlit prints passes through here, with any password masked
-    threading.Thread(target=_relay, args=(proc, mask_secrets), daemon=True).start()
-    if open_browser:
-        threading.Thread(target=_open_when_ready, args=(url, proc), daemon=True).start()
+    said: list[str] = []
+    threading.Thread(target=_relay, args=(proc, mask_secrets, said), daemon=True).start()
 
     def forward(signum: int, _frame: object) -> None:
         if proc.poll() is None:
@@ -93,6 +92,17 @@ def _serve(db_url: str, port: int, host: str, *, open_browser: bool) -> int:
 
     previous = signal.signal(signal.SIGTERM, forward)
     try:
+        if not _wait_ready(url, proc):  # the address is printed only once the server listens on it
+            proc.wait()
+            last = next((ln.strip() for ln in reversed(said) if ln.strip()), "no output")
+            raise ConfigError(f"the dashboard could not start on {host}:{port}: {last}")
+        print(f"dashboard: {url}  (store {mask_url(db_url)}; Ctrl-C to stop)", flush=True)
+        if host not in LOOPBACK:
+            print(f"listening on {host}: anyone who can reach this machine on port {port} can read the dashboard, "
+                  "which has no login of its own; put a reverse proxy with authentication in front of it (README: "
+                  "Run as a service)", file=sys.stderr, flush=True)
+        if open_browser:
+            threading.Thread(target=_open_browser, args=(url,), daemon=True).start()
         while True:
             try:
                 code = proc.wait()
@@ -104,28 +114,57 @@ def _serve(db_url: str, port: int, host: str, *, open_browser: bool) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _relay(proc, mask) -> None:  # noqa: ANN001 - subprocess.Popen, callable
+def check_can_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` once (as the server will, with SO_REUSEADDR): a port another process listens on,
+    or an address that is not this machine's, is a ``ConfigError`` naming it."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}: {exc.strerror} (give an address of this machine, e.g. "
+                          "127.0.0.1 or 0.0.0.0)") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"port {port} on {host} is taken by another program: stop it, or give another "
+                                  "--port") from None
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _relay(proc, mask, said: list[str]) -> None:  # noqa: ANN001 - subprocess.Popen, callable
     for line in proc.stdout:
-        sys.stderr.write(mask(line))
+        line = mask(line)
+        said[:] = [*said[-20:], line]
+        sys.stderr.write(line)
         sys.stderr.flush()
 
 
-def _open_when_ready(url: str, proc) -> None:  # noqa: ANN001 - subprocess.Popen
-    """Open ``url`` in the user's browser once the server answers its health check (never before)."""
+def _wait_ready(url: str, proc, timeout: float = 300) -> bool:  # noqa: ANN001 - subprocess.Popen
+    """Wait until the server at ``url`` answers its health check: True, or False when it ended first."""
     import time
     import urllib.request
-    import webbrowser
 
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
                 if resp.status == 200:
-                    break
+                    return True
         except OSError:
             time.sleep(0.3)
-    else:
-        return
+    return proc.poll() is None
+
+
+def _open_browser(url: str) -> None:
+    """Open ``url`` in the user's browser (the server answers already)."""
+    import webbrowser
+
     try:
         opened = webbrowser.open(url)
     except Exception:  # noqa: BLE001 - no browser is not an error
