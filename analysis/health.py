@@ -219,8 +219,9 @@ def _cohort(f: Finding, res: Mapping[str, Any], finished: Sequence[Mapping[str, 
                     is not None]
             if len(vals) >= 2:
                 k = sum(v < mine[step] for v in vals)
-                return f.with_context(f"Entropy spent by step {step}: faster than {k} of your {len(vals)} finished "
-                                      "runs.", cohort_step=int(step), cohort_rank=k, cohort_n=len(vals))
+                standing = _standing(mine[step], vals).replace("higher", "faster").replace("lower", "slower")
+                return f.with_context(f"Entropy spent by step {step} ({mine[step]:.0%}): {standing}.",
+                                      cohort_step=int(step), cohort_rank=k, cohort_n=len(vals))
         return f
     v = f.evidence.get("cohort_value")
     if not isinstance(v, int | float):
@@ -245,7 +246,7 @@ def _standing(v: float, vals: Sequence[float]) -> str:
     if above == n:
         return f"lower than all {n} of your finished runs"
     if below == 0:
-        return f"no higher than any of your {n} finished runs"
+        return f"not above any of your {n} finished runs"
     return f"higher than {below} of your {n} finished runs"
 
 
