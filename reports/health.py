@@ -24,11 +24,12 @@ def health_markdown(fit_doc: list[Mapping[str, Any]], md=str) -> list[str]:  # n
     for r in fit_doc:
         shown = _shown(r)
         skipped = [f for f in r.get("health") or [] if f["severity"] == "skipped"]
-        lines.append(f"- **{md(r['run'])}** (id {r['run_id']}): worst {r.get('health_worst') or 'skipped'}"
+        lines.append(f"**{md(r['run'])}** (id {r['run_id']}): worst {r.get('health_worst') or 'skipped'}"
                      + ("" if shown else ", nothing at info or above"))
-        lines += [f"  - **{f['severity']}** {md(_label(f))}: {md(f['sentence'])}" for f in shown]
+        lines += [f"- {f['severity']} · {md(_label(f))}: {md(f['sentence'])}" for f in shown]
         if skipped:
-            lines.append("  - skipped: " + "; ".join(f"{md(_label(f))} (needs {md(f['needs'])})" for f in skipped))
+            lines.append("- skipped: " + "; ".join(f"{md(_label(f))} (needs {md(f['needs'])})" for f in skipped))
+        lines.append("")
     return [*lines, ""]
 
 
