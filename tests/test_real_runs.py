@@ -113,7 +113,7 @@ def test_ceiling_page_marks_the_warmup_and_switches_benchmarks(monkeypatch, caps
     assert bench.value == GSM8K and set(bench.options) >= {"openai/gsm8k (headline)", "DigitalLearningGmbH/MATH-lighteval"}
     bench.set_value(MATH).run()
     assert not at.exception, at.exception
-    assert any("falling: from 0" in w.value and "547" in w.value and "no ceiling is shown" in w.value
+    assert any("falling: from 0.547" in w.value.replace("\\", "") and "no ceiling is shown" in w.value
                for w in at.warning)
     table = at.dataframe[-1].value.set_index("key")
     assert table.loc[MATH, "status"] == "degenerate" and table.loc[GSM8K, "ceiling"] == pytest.approx(f["ceiling"])
