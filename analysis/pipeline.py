@@ -184,8 +184,7 @@ def _analyse_one(store: Store, run: dict[str, Any], stats: pd.DataFrame, roles: 
     wanted = [k for k in (choice.entropy, *choice.benchmarks) if k and k in with_points]
     series = {k: _finite(store, run["id"], k) for k in wanted}
     result = analyse_run(run, stats, choice, series, settings)
-    if result.get("status") != "skipped" or with_points:
-        result.update(_health(store, run, {k: r for k, r in run_roles.items() if k in with_points}, result))
+    result.update(_health(store, run, {k: r for k, r in run_roles.items() if k in with_points}, result))
     return result
 
 
