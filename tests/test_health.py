@@ -299,3 +299,47 @@ def test_fit_json_carries_health_and_the_collapse_verdict_is_no_longer_healthy(t
     assert fit["health_worst"] == "critical" and len(fit["health"]) == 11
     math = next(b for b in fit["benchmarks"] if "MATH" in b["key"])
     assert math["status"] == "degenerate" and math["reason"].startswith("falling: from 0.547 at best (step 15)")
+
+
+# --- read-time context: the finished runs and the live forecast ---------------------------------------------
+
+def _result(run_id: int, finished: bool, findings: list[Finding], spent: dict[str, float],
+            hours_per_step: float | None = None) -> dict:
+    return {"run_id": run_id, "run": f"r{run_id}", "project": "p", "progress": "", "finished": finished,
+            "performance_key": "val/acc", "range": {"lo": 0.0, "hi": 1.0},
+            "health": [f.to_dict() for f in findings],
+            "health_profile": {"entropy_spent": spent, "hours_per_step": hours_per_step}}
+
+
+def test_findings_say_where_the_run_stands_and_quote_the_live_forecast() -> None:
+    from analysis.health import health_payload
+
+    def collapse(spent: float) -> Finding:
+        return Finding("entropy_collapse", "warn", "entropy is collapsing.",
+                       {"entropy_spent": spent, "performance_recent": 0.60, "cohort_value": spent},
+                       ("actor/entropy", "val/acc"), (0, 300))
+
+    def clip(v: float) -> Finding:
+        return Finding("clip_saturation", "info", f"{v:.0%} clipped.", {"cohort_metric": "clip fraction",
+                                                                        "cohort_value": v}, ("actor/pg_clipfrac",))
+
+    finished = [_result(i, True, [collapse(s), clip(c)], {"20": s, "100": s + 0.1})
+                for i, s, c in ((1, 0.2, 0.05), (2, 0.3, 0.12), (3, 0.5, 0.30))]
+    live_run = _result(9, False, [collapse(0.45), clip(0.15)], {"20": 0.45}, hours_per_step=0.02)
+    live = {9: {"predicted_final": 0.604, "interval": [0.598, 0.611], "horizon_step": 1000, "from_step": 620,
+                "fraction_done": 0.62, "method": "law", "backtest_mae": 0.009, "backtest_n": 3}}
+    doc = health_payload([*finished, live_run], [live_run], live)
+    (run,) = doc
+    found = {f["detector"]: f for f in run["findings"]}
+    col = found["entropy_collapse"]["sentence"]
+    assert "Entropy spent by step 20 (45%): faster than 2 of your 3 finished runs." in col
+    assert ("The live forecast for step 1000: the remaining 38% of the planned steps buy +0.4 pt [-0.2, +1.1] "
+            "(law; its backtest error on 3 finished runs is 0.9 pt); stopping at step 620 saves 380 steps, "
+            "about 7.6 h.") in col
+    assert found["entropy_collapse"]["evidence"]["steps_left"] == 380
+    assert found["clip_saturation"]["sentence"].endswith("Clip fraction 0.15: higher than 2 of your 3 finished runs.")
+    assert run["worst"] == "warn" and run["findings"][0]["detector"] == "entropy_collapse"
+    # a finished run quotes no forecast, and is compared with the others only
+    (first,) = health_payload([*finished, live_run], [finished[2]], live)
+    assert "live forecast" not in first["findings"][0]["sentence"]
+    assert "faster than all 2 of your finished runs" in first["findings"][0]["sentence"]
