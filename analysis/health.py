@@ -72,35 +72,23 @@ def run_health(store: Store, run: Mapping[str, Any], roles: Mapping[str, str | N
     head_key = result.get("performance_key")
     head_kind = result.get("performance_kind")
     head = curve(head_key, result.get("excluded_steps") or []) if head_kind != "train_reward" else None
-    benches = [b for b in result.get("benchmarks") or []] if head_kind != "train_reward" else []
+    benches = list(result.get("benchmarks") or []) if head_kind != "train_reward" else []
     findings = [entropy_collapse.detect(entropy, head if head is not None else reward,
                                         scale=_scale((result.get("range") or {}) if head is not None else {}))]
     findings.append(entropy_blowup.detect(entropy, reward))
-    score_range = (0.0, 1.0) if reward is not None and np.nanmin(reward.values) >= 0 and np.nanmax(
-        reward.values) <= 1 else ((-1.0, 1.0) if reward is not None and np.nanmin(reward.values) >= -1
-                                  and np.nanmax(reward.values) <= 1 else None)
     findings.append(advantage_collapse.detect(curve(_first(hk["zero_std_frac"])), reward,
-                                              group_size=group_size(run.get("params")), score_range=score_range))
-    for b in benches or [None]:
-        if b is None:
-            findings.append(divergence.detect(reward, None, name="a held-out benchmark"))
-            continue
-        bc = curve(b["key"], b.get("excluded_steps") or [])
-        findings.append(divergence.detect(reward, bc, name=b.get("benchmark") or benchmark_name(b["key"]),
-                                          scale=_scale(b.get("range") or {})))
+                                              group_size=group_size(run.get("params")),
+                                              score_range=_score_range(reward)))
+    per_bench = [(curve(b["key"], b.get("excluded_steps") or []), b.get("benchmark") or benchmark_name(b["key"]),
+                  _scale(b.get("range") or {})) for b in benches] or [(None, "a held-out benchmark", None)]
+    findings += [divergence.detect(reward, c, name=n, scale=sc) for c, n, sc in per_bench]
     findings.append(length.detect(curve(_first(hk["clip_ratio"])), curve(_first(hk["response_length"]))))
     findings.append(clipping.detect([c for k in hk["pg_clipfrac"] if (c := curve(k)) is not None]))
     findings.append(kl_drift.detect([c for k in hk["kl"] if (c := curve(k)) is not None]))
     findings.append(gradients.detect(curve(_first(hk["grad_norm"]))))
-    for b in benches or [None]:
-        if b is None:
-            findings.append(plateau.detect(None, name="a held-out benchmark"))
-            continue
-        findings.append(plateau.detect(curve(b["key"], b.get("excluded_steps") or []),
-                                       name=b.get("benchmark") or benchmark_name(b["key"]),
-                                       scale=_scale(b.get("range") or {})))
+    findings += [plateau.detect(c, name=n, scale=sc) for c, n, sc in per_bench]
     profile = {"entropy_spent": {str(k): v for k, v in entropy_collapse.spent_profile(entropy).items()},
-               "hours_per_step": _hours_per_step(entropy or reward)}
+               "hours_per_step": _hours_per_step(entropy if entropy is not None else reward)}
     return {"health": [f.to_dict() for f in findings], "health_profile": profile}
 
 
@@ -121,6 +109,14 @@ def group_size(params: Mapping[str, Any] | None) -> int | None:
 def _train_reward(keys: Sequence[str], roles: Mapping[str, str | None]) -> str | None:
     cand = [k for k in keys if roles.get(k) == "train_reward"]
     return min(cand, key=lambda k: (k != "critic/score/mean", k != "reward", len(k), k), default=None)
+
+
+def _score_range(reward: Curve | None) -> tuple[float, float] | None:
+    """[0, 1] or [−1, 1] when every training score lies inside it (a 0/1 or ±1 verifier), else None."""
+    if reward is None or not np.isfinite(reward.values).any():
+        return None
+    lo, hi = float(np.nanmin(reward.values)), float(np.nanmax(reward.values))
+    return next(((a, b) for a, b in ((0.0, 1.0), (-1.0, 1.0)) if lo >= a and hi <= b), None)
 
 
 def _first(keys: Sequence[str]) -> str | None:

@@ -12,6 +12,7 @@ from analysis.payloads import fit_payload
 from analysis.pipeline import current_results
 from db import Store
 from entropy_dash.cli import main
+from models.health import RANK
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
@@ -45,8 +46,7 @@ def test_health_grid_and_a_picked_finding_equal_the_stored_findings(monkeypatch,
     # pick the game2048 run's divergence cell: its constant score is degenerate, not reward hacking
     game = next(i for i, f in fits.items() if f["run"].endswith("trtllm-qwen2-7b-game2048-tp4-8gpus"))
     at.selectbox(key="h_run").set_value(game).run()
-    findings = sorted(fits[game]["health"], key=lambda f: -{"skipped": -1, "ok": 0, "info": 1, "warn": 2,
-                                                            "critical": 3}[f["severity"]])
+    findings = sorted(fits[game]["health"], key=lambda f: -RANK[f["severity"]])
     j = next(k for k, f in enumerate(findings) if f["detector"] == "reward_eval_divergence")
     at.selectbox(key="h_finding").set_value(j).run()
     assert not at.exception, at.exception

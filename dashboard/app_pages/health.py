@@ -13,10 +13,8 @@ import streamlit as st
 
 from dashboard import context, data
 from dashboard.text import md_text, plotly_text, run_label
+from models.health import DETECTORS, RANK
 
-DETECTORS = ("entropy_collapse", "reward_eval_divergence", "plateau", "entropy_blowup", "advantage_collapse",
-             "length_pathology", "clip_saturation", "kl_drift", "gradient_pathology")
-RANK = {"skipped": -1, "ok": 0, "info": 1, "warn": 2, "critical": 3}
 COLOURS = {"critical": "#d62728", "warn": "#ff7f0e", "info": "#1f77b4", "ok": "#2ca02c", "skipped": "#bdbdbd",
            "–": "#ffffff"}
 MAX_CURVES = 3
