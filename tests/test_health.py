@@ -343,3 +343,38 @@ def test_findings_say_where_the_run_stands_and_quote_the_live_forecast() -> None
     (first,) = health_payload([*finished, live_run], [finished[2]], live)
     assert "live forecast" not in first["findings"][0]["sentence"]
     assert "faster than all 2 of your finished runs" in first["findings"][0]["sentence"]
+
+
+def test_trl_grpo_keys_feed_the_detectors_and_leave_nothing_unrecognised(tmp_path: Path, sqlite_url: str,
+                                                                          capsys) -> None:
+    """A TRL GRPOTrainer-shaped log (wide CSV: its own key names) through `ingest file` and `doctor`."""
+    rng = np.random.default_rng(7)
+    cols = {
+        "entropy": 0.9 * np.exp(-T / 120) + 0.05 + rng.normal(0, 0.01, N),
+        "reward": 0.3 + 0.5 * (1 - np.exp(-T / 60)) + rng.normal(0, 0.02, N),
+        "reward_std": 0.4 * np.exp(-T / 150) + 0.02,
+        "frac_reward_zero_std": np.clip(0.1 + 0.6 * T / N + rng.normal(0, 0.02, N), 0, 1),
+        "kl": 0.002 * T, "clip_ratio/region_mean": np.full(N, 0.004), "clip_ratio/low_mean": np.full(N, 0.001),
+        "completions/clipped_ratio": np.full(N, 0.01), "completions/mean_length": 200 + rng.normal(0, 5, N),
+        "grad_norm": 0.2 * np.exp(rng.normal(0, 0.1, N)),
+    }
+    lines = ["step," + ",".join(cols) + ",eval_accuracy"]
+    for i, t in enumerate(T):
+        ev = f"{0.3 + 0.4 * (1 - np.exp(-t / 60)) + rng.normal(0, 0.005):.4f}" if t % 10 == 0 else ""
+        lines.append(f"{t}," + ",".join(f"{v[i]:.6g}" for v in cols.values()) + f",{ev}")
+    path = tmp_path / "grpo-run.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["--db", sqlite_url, "-q", "ingest", "file", str(path)]) == 0
+    _, doc = _doctor(capsys, sqlite_url)
+    found = {f["detector"]: f for f in doc["runs"][0]["findings"]}
+    assert found["advantage_collapse"]["keys"] == ["frac_reward_zero_std"]
+    assert found["advantage_collapse"]["severity"] == "warn"  # ~66% of groups uniform over the last quarter
+    assert found["kl_drift"]["keys"] == ["kl"] and found["kl_drift"]["severity"] == "warn"  # 0.5–0.6 nats
+    assert set(found["clip_saturation"]["keys"]) == {"clip_ratio/region_mean", "clip_ratio/low_mean"}
+    assert found["length_pathology"]["keys"] == ["completions/clipped_ratio", "completions/mean_length"]
+    assert found["gradient_pathology"]["keys"] == ["grad_norm"]
+    assert found["reward_eval_divergence"]["keys"] == ["reward", "eval_accuracy"]
+    assert all(f["severity"] != "skipped" for f in found.values())
+    capsys.readouterr()
+    assert main(["--db", sqlite_url, "-q", "runs", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["unrecognised_keys"] == []  # every TRL key is read or mapped
