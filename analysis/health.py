@@ -78,7 +78,8 @@ def run_health(store: Store, run: Mapping[str, Any], roles: Mapping[str, str | N
     findings.append(entropy_blowup.detect(entropy, reward))
     findings.append(advantage_collapse.detect(curve(_first(hk["zero_std_frac"])), reward,
                                               group_size=group_size(run.get("params")),
-                                              score_range=_score_range(reward)))
+                                              score_range=_score_range(reward),
+                                              reward_std=curve(_first(hk["reward_std"]))))
     per_bench = [(curve(b["key"], b.get("excluded_steps") or []), b.get("benchmark") or benchmark_name(b["key"]),
                   _scale(b.get("range") or {})) for b in benches] or [(None, "a held-out benchmark", None)]
     findings += [divergence.detect(reward, c, name=n, scale=sc) for c, n, sc in per_bench]

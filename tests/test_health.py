@@ -367,7 +367,8 @@ def test_trl_grpo_keys_feed_the_detectors_and_leave_nothing_unrecognised(tmp_pat
     assert main(["--db", sqlite_url, "-q", "ingest", "file", str(path)]) == 0
     _, doc = _doctor(capsys, sqlite_url)
     found = {f["detector"]: f for f in doc["runs"][0]["findings"]}
-    assert found["advantage_collapse"]["keys"] == ["frac_reward_zero_std"]
+    assert found["advantage_collapse"]["keys"] == ["frac_reward_zero_std", "reward_std"]
+    assert "reward spread (reward_std) went 0.381 → 0.0893" in found["advantage_collapse"]["sentence"]
     assert found["advantage_collapse"]["severity"] == "warn"  # ~66% of groups uniform over the last quarter
     assert found["kl_drift"]["keys"] == ["kl"] and found["kl_drift"]["severity"] == "warn"  # 0.5–0.6 nats
     assert set(found["clip_saturation"]["keys"]) == {"clip_ratio/region_mean", "clip_ratio/low_mean"}

@@ -5,10 +5,14 @@ policy nothing and the effective batch shrinks (GRPO, RLOO, DAPO's dynamic sampl
 * estimated, when only a bounded score's batch mean p and the group size n are known (verl
   ``actor_rollout_ref.rollout.n``): with a 0/1 reward, a group is uniform with probability pⁿ + (1 − p)ⁿ; that
   is a lower bound when prompts differ in difficulty (the function is convex), and the sentence says so;
+* the within-group reward spread (TRL ``reward_std``), when logged, is quoted beside it (first tenth → last
+  quarter): a spread shrinking towards 0 is the same collapse seen from the other side;
 * ``critical`` ≥ 80% of groups uniform, ``warn`` ≥ 50%, ``info`` ≥ 25%, ``ok`` below.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -29,7 +33,20 @@ REFERENCES = (
 
 
 def detect(zero_std: Curve | None, score: Curve | None = None, *, group_size: int | None = None,
-           score_range: tuple[float, float] | None = None) -> Finding:
+           score_range: tuple[float, float] | None = None, reward_std: Curve | None = None) -> Finding:
+    f = _detect(zero_std, score, group_size, score_range)
+    if f.severity == "skipped" or reward_std is None or len(reward_std.finite()) < 8:
+        return f
+    r = reward_std.finite()
+    first = float(np.median(r.values[: max(3, len(r) // 10)]))
+    last = float(np.median(recent(r, 0.25, 5).values))
+    return replace(f, sentence=f"{f.sentence[:-1]}; the within-group reward spread ({r.key}) went {first:.3g} → "
+                   f"{last:.3g}.", keys=(*f.keys, r.key),
+                   evidence={**f.evidence, "reward_std_first": first, "reward_std_recent": last})
+
+
+def _detect(zero_std: Curve | None, score: Curve | None, group_size: int | None,
+            score_range: tuple[float, float] | None) -> Finding:
     if zero_std is not None and len(zero_std.finite()) >= 3:
         z = recent(zero_std.finite(), 0.25, 5)
         frac = float(np.clip(np.mean(z.values), 0.0, 1.0))
