@@ -13,6 +13,9 @@ chooses among the keys a run has.
   run's params name it (verl ``data/train_files``) › the first benchmark by name. The analysis then takes the
   first benchmark in that order whose law can be fitted: a benchmark that gives the law nothing (constant,
   no learning) heads the run only when none does, or when the user chose it.
+* Health inputs (``health_keys``): the keys each run-health detector reads, by their stored role (an override
+  of a key's role counts), or by their framework name for keys stored before the role existed. The report of
+  unrecognised keys leaves them out: it lists only keys no detector reads.
 """
 
 from __future__ import annotations
@@ -27,6 +30,20 @@ _TOKENS = re.compile(r"[/_\-.\s@]+")
 _ACC_TOKENS = {"acc", "accuracy", "pass1", "pass@1", "exact_match", "em", "correct", "score", "test_score"}
 _TRAIN_FILES = ("train_files", "train_file", "dataset_name", "train_dataset", "dataset")
 KINDS = {0: "val_acc", 1: "val_reward", 2: "val_other"}
+
+#: role → framework names the health detectors read (verl, TRL GRPO/RLOO, OpenRLHF), for stores that
+#: resolved them as "other" before the role existed; ``pg_clipfrac`` also matches by prefix
+HEALTH_NAMES: dict[str, tuple[str, ...]] = {
+    "grad_norm": ("actor/grad_norm", "grad_norm", "train/grad_norm"),
+    "clip_ratio": ("response_length/clip_ratio", "completions/clipped_ratio", "train/completions/clipped_ratio"),
+    "pg_clipfrac": ("actor/pg_clipfrac", "clip_ratio", "train/clip_ratio"),
+    "kl": ("actor/ppo_kl", "actor/kl_loss", "critic/kl", "kl", "train/kl"),
+    "zero_std_frac": ("frac_reward_zero_std", "train/frac_reward_zero_std"),
+    "reward_std": ("reward_std", "train/reward_std"),
+    "response_length": ("response_length/mean", "completions/mean_length", "train/completions/mean_length",
+                        "response_length", "train/response_length"),
+}
+_CLIPFRAC_PREFIXES = ("actor/pg_clipfrac", "clip_ratio/", "train/clip_ratio/")
 
 
 @dataclass(frozen=True)
@@ -100,7 +117,8 @@ def choose_keys(
     a stored role count as unrecognised only when their role is "other")."""
     keys = list(dict.fromkeys(keys))
     role = {k: roles.get(k) for k in keys}
-    unrecognised = tuple(sorted(k for k in keys if role[k] == "other"))
+    health = {k for ks in health_keys(keys, role).values() for k in ks}
+    unrecognised = tuple(sorted(k for k in keys if role[k] == "other" and k not in health))
 
     ent = [k for k in keys if role[k] == "entropy"]
     entropy = entropy_key if entropy_key and entropy_key in keys else min(
@@ -155,3 +173,19 @@ def _why(bench: list[str], kind: str, rule: str) -> str:
         head += f"; {len(bench) - 1} more benchmark{'s' if len(bench) > 2 else ''}: {', '.join(bench[1:4])}"
         head += "…" if len(bench) > 4 else ""
     return head + ")"
+
+
+def health_keys(keys: Iterable[str], roles: Mapping[str, str | None]) -> dict[str, list[str]]:
+    """Role → the run's keys a health detector reads for it (stored role first, else the framework name)."""
+    out: dict[str, list[str]] = {r: [] for r in HEALTH_NAMES}
+    for k in keys:
+        r = roles.get(k)
+        if r in out:
+            out[r].append(k)
+        elif r in (None, "other"):
+            by_name = next((h for h, names in HEALTH_NAMES.items() if k in names), None)
+            if by_name is None and k.startswith(_CLIPFRAC_PREFIXES):
+                by_name = "pg_clipfrac"
+            if by_name:
+                out[by_name].append(k)
+    return out

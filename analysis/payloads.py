@@ -12,6 +12,7 @@ from typing import Any
 
 from analysis.errors import AnalysisError
 from analysis.forecasting import CutoffBacktest, backtest_at, live_forecasts
+from analysis.health import health_payload
 from analysis.pipeline import run_series
 from db import Store
 from models.align import align
@@ -61,6 +62,7 @@ def fit_payload(store: Store, results: Sequence[Mapping[str, Any]], run: str | N
     live = live_forecasts(results)
     bt = backtest_at(results, DEFAULT_CUTOFF)
     bt_rows = {res["run_id"]: bt.row(i) for i, res in enumerate(bt.results)}
+    health = {h["run_id"]: h for h in health_payload(results, chosen, live)}
     out = []
     for res in chosen:
         law = res.get("law") or {}
@@ -86,6 +88,7 @@ def fit_payload(store: Store, results: Sequence[Mapping[str, Any]], run: str | N
             "backtest": _fit_backtest(res, bt_rows.get(res["run_id"]), bt),
             "forecast": live.get(int(res["run_id"])),
             "forecast_reason": None if int(res["run_id"]) in live else _why_no_forecast(res),
+            "health": health[res["run_id"]]["findings"], "health_worst": health[res["run_id"]]["worst"],
         })
     return out
 

@@ -222,11 +222,24 @@ def _analyse_one(store: Store, run: dict[str, Any], stats: pd.DataFrame, roles: 
     settings: RunSettings = run_settings(source_options, run["name"], keep_warmup=options.keep_warmup)
     with_points = set(stats["key"]) if not stats.empty else set()
     seen = list(dict.fromkeys([*(run.get("keys_seen") or []), *with_points]))
-    choice = choose_keys(seen, {k: roles.get(k) for k in seen} | {k: r for k, r in
-                                                                     zip(stats.get("key", []), stats.get("role", []),
-                                                                         strict=True)},
-                         params=run.get("params"), entropy_key=settings.entropy_key,
+    run_roles = {k: roles.get(k) for k in seen} | {k: r for k, r in zip(stats.get("key", []), stats.get("role", []),
+                                                                          strict=True)}
+    choice = choose_keys(seen, run_roles, params=run.get("params"), entropy_key=settings.entropy_key,
                          performance_key=settings.performance_key)
     wanted = [k for k in (choice.entropy, *choice.benchmarks) if k and k in with_points]
     series = {k: _finite(store, run["id"], k) for k in wanted}
-    return analyse_run(run, stats, choice, series, settings)
+    result = analyse_run(run, stats, choice, series, settings)
+    result.update(_health(store, run, {k: r for k, r in run_roles.items() if k in with_points}, result))
+    return result
+
+
+def _health(store: Store, run: dict[str, Any], roles: Mapping[str, str | None],
+            result: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's health findings (``analysis.health``); a failure there is said, never the run's failure."""
+    from analysis.health import run_health
+
+    try:
+        return run_health(store, run, roles, result)
+    except Exception as exc:  # noqa: BLE001 - health is one part of the analysis: contained like the others
+        log.warning("run %s (%s): health detectors failed: %s: %s", run["id"], run["name"], type(exc).__name__, exc)
+        return {"health": [], "health_error": f"{type(exc).__name__}: {str(exc)[:300]}"}

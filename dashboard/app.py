@@ -37,6 +37,7 @@ if _login_configured() and not st.user.get("is_logged_in", False):
 nav = st.navigation([
     st.Page(PAGES / "runs.py", title="Runs", icon=":material/table_rows:", url_path="runs", default=True),
     st.Page(PAGES / "collapse.py", title="Collapse", icon=":material/trending_down:", url_path="collapse"),
+    st.Page(PAGES / "health.py", title="Health", icon=":material/health_and_safety:", url_path="health"),
     st.Page(PAGES / "groups.py", title="Groups", icon=":material/stacked_line_chart:", url_path="groups"),
     st.Page(PAGES / "ceiling.py", title="Ceiling", icon=":material/show_chart:", url_path="ceiling"),
     st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),

@@ -23,7 +23,7 @@ COMMANDS = {
     "init": "ingest:cmd_init", "ingest": "ingest:cmd_ingest", "analyse": "ingest:cmd_analyse",
     "runs": "read:cmd_runs", "fit": "read:cmd_fit", "backtest": "read:cmd_backtest", "scaling": "read:cmd_scaling",
     "demo": "serve:cmd_demo", "dashboard": "serve:cmd_dashboard",
-    "report": "jobs:cmd_report", "schedule": "jobs:cmd_schedule",
+    "doctor": "doctor:cmd_doctor", "report": "jobs:cmd_report", "schedule": "jobs:cmd_schedule",
 }
 
 
@@ -112,6 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refit with a robust loss that sets aside outlier evaluations")
     s.add_argument("--keep-warmup", action="store_true", help="fit every evaluation: no warm-up detection")
     s.set_defaults(command_name="fit")
+    s = sub.add_parser("doctor", parents=[common, as_json],
+                       help="run health: every detector's finding per run (collapse, divergence, plateau, KL, "
+                            "clipping, length, gradients, advantage), with evidence and advice")
+    s.add_argument("--run", action="append", metavar="ID|NAME", help="only this run (repeatable)")
+    s.add_argument("--experiment", action="append", metavar="NAME", help="only runs of this experiment/project "
+                   "(repeatable)")
+    s.add_argument("--fail-on", choices=["info", "warn", "critical"],
+                   help="exit 1 when a finding reaches this severity (for CI)")
+    s.set_defaults(command_name="doctor")
     s = sub.add_parser("backtest", parents=[common, as_json],
                        help="per finished run: the forecast of the final score from its first part vs what happened, "
                             "every method, coverage")

@@ -2,7 +2,9 @@
 
 Names are kept verbatim in the store; a role says what a key measures. Resolution, in order:
 exact alias → suffix alias → normalised-token match. Roles: entropy, performance (validation score),
-train_reward, response_length, kl, pg_clipfrac, other. Which of a run's keys feed the law is the analysis'
+train_reward, response_length, kl, pg_clipfrac, and the health detectors' inputs (``models.health``):
+grad_norm, clip_ratio (responses cut at the length limit), zero_std_frac (groups with one reward for every
+rollout), reward_std; other. Which of a run's keys feed the law is the analysis'
 choice (``analysis.keys``), made from these stored roles.
 """
 
@@ -11,7 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-ROLES = ("entropy", "performance", "train_reward", "response_length", "kl", "pg_clipfrac", "other")
+ROLES = ("entropy", "performance", "train_reward", "response_length", "kl", "pg_clipfrac", "grad_norm",
+         "clip_ratio", "zero_std_frac", "reward_std", "other")
 
 EXACT: dict[str, str] = {
     # verl (newer, then older: actor/entropy_loss holds the entropy value there)
@@ -24,6 +27,8 @@ EXACT: dict[str, str] = {
     "actor/kl_loss": "kl",
     "critic/kl": "kl",
     "actor/pg_clipfrac": "pg_clipfrac",
+    "actor/grad_norm": "grad_norm",
+    "response_length/clip_ratio": "clip_ratio",
     # TRL GRPOTrainer (trainer_state.json and W&B with its train/ prefix)
     "entropy": "entropy",
     "train/entropy": "entropy",
@@ -34,6 +39,15 @@ EXACT: dict[str, str] = {
     "kl": "kl",
     "train/kl": "kl",
     "clip_ratio/region_mean": "pg_clipfrac",
+    "clip_ratio": "pg_clipfrac",  # older TRL GRPO
+    "grad_norm": "grad_norm",
+    "train/grad_norm": "grad_norm",
+    "reward_std": "reward_std",
+    "train/reward_std": "reward_std",
+    "frac_reward_zero_std": "zero_std_frac",
+    "train/frac_reward_zero_std": "zero_std_frac",
+    "completions/clipped_ratio": "clip_ratio",
+    "train/completions/clipped_ratio": "clip_ratio",
     # OpenRLHF
     "policy_entropy": "entropy",
     "train/policy_entropy": "entropy",
@@ -52,6 +66,12 @@ SUFFIX: tuple[tuple[str, str], ...] = (
     ("/score/mean", "train_reward"),
     ("/reward_mean", "train_reward"),
     ("/response_length/mean", "response_length"),
+)
+
+#: name prefixes (after an optional W&B ``train/``) of families a health detector reads
+PREFIX: tuple[tuple[str, str], ...] = (
+    ("actor/pg_clipfrac", "pg_clipfrac"),  # verl: pg_clipfrac_lower, pg_clipfrac_higher
+    ("clip_ratio/", "pg_clipfrac"),  # TRL GRPO/RLOO: clip_ratio/low_mean, high_max, region_mean…
 )
 
 _VAL_CORE = re.compile(r"^val-(core|aux)/(?P<src>.+)/(?P<metric>[^/]+)/mean(@|_at_)(?P<n>\d+)$")
@@ -74,6 +94,10 @@ def resolve_role(key: str, overrides: Mapping[str, str] | None = None) -> str:
     if _VAL_CORE.match(key) or _VAL_OLD.match(key):
         return "performance"
     low = key.lower()
+    bare = low[len("train/"):] if low.startswith("train/") else low
+    for prefix, role in PREFIX:
+        if bare.startswith(prefix):
+            return role
     for suffix, role in SUFFIX:
         if low.endswith(suffix):
             return role

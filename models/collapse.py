@@ -25,6 +25,8 @@ Verdicts, first match wins:
 * ``collapsed``: entropy is already at or below the floor (``h_now`` ≤ ``floor``) and performance is flat.
 * ``collapsing``: entropy falling, projected to reach the floor within ``horizon`` more steps (default: the
   run's length again), and performance flat.
+* ``collapsed`` too: at least ``SPENT_FRAC`` (80%) of the entropy spent and performance flat or falling, though
+  not heading for the floor — the seeds' collapse, whether or not the decay still heads for a fixed floor.
 * ``converging``: entropy falling or at the floor, but performance still rising — the trade is still paying.
   Never an alarm.
 * ``healthy``: anything else (entropy steady, or levelling off above the floor).
@@ -53,6 +55,7 @@ MIN_ENTROPY_WINDOW = 8
 MIN_PERF_POINTS = 4
 MIN_PERF_WINDOW = 5
 MIN_GAIN_FRAC = 0.1
+SPENT_FRAC = 0.8
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,9 @@ def _verdict(falling: bool, rising: bool, at_floor: bool, heading: bool, h_now: 
         return "collapsed", f"entropy has collapsed to its floor and performance is flat: {ent}; {perf}"
     if falling and heading and not rising:
         return "collapsing", (f"entropy is collapsing while performance has flattened: {ent}, {proj}; {perf}")
+    if used >= SPENT_FRAC and not rising:
+        return "collapsed", (f"entropy is mostly spent ({used:.0%}) and performance is flat or falling: {ent}; "
+                             f"{perf}")
     if (falling or at_floor) and rising:
         return "converging", (f"entropy is falling but performance is still rising (convergence, not "
                               f"collapse): {ent}; {perf}")

@@ -9,6 +9,8 @@ Checked in this order on the evaluations used for the law (warm-up already exclu
 * ``no_learning`` — no significant rise: the best later level (a moving mean over a third of the
   evaluations) is not above the first third's mean by more than twice its standard error (noise from the
   spread of successive differences) and a minimum step (0.005 of a bounded range);
+* ``falling`` — no significant rise, but the later level fell below the best one by more than twice its
+  standard error and the minimum step: named as a fall (from the best to the end), never as "no learning";
 * ``law_does_not_hold`` (``check_law``) — the fitted a ≤ 0 (performance does not rise as entropy falls) or
   R² below ``R2_MIN`` (0.3).
 
@@ -33,7 +35,7 @@ MIN_RISE_BOUNDED = 0.005
 
 @dataclass(frozen=True)
 class Degenerate:
-    status: str  # too_few_evaluations | constant | saturated | no_learning | law_does_not_hold
+    status: str  # too_few_evaluations | constant | saturated | falling | no_learning | law_does_not_hold
     reason: str
     evidence: dict[str, float] = field(default_factory=dict)
 
@@ -67,6 +69,14 @@ def check_series(steps: np.ndarray, values: np.ndarray, rng: MetricRange) -> Deg
     floor = MIN_RISE_BOUNDED * (rng.hi - rng.lo) if rng.hi is not None and rng.lo is not None else 0.0
     rise = best_later - early
     if rise <= max(2 * se, floor):
+        tail = float(np.mean(v[-third:]))
+        best_level = float(np.max(np.convolve(v, np.ones(third) / third, mode="valid")))
+        if best_level - tail > max(2 * se, floor):
+            i = int(np.argmax(v))
+            return Degenerate("falling", f"falling: from {v[i]:.3f} at best (step {s[i]:.0f}) to {v[-1]:.3f} at the "
+                              f"end (last third {tail:.3f}, noise ±{noise:.3f}): no rise for the law to fit",
+                              {"best": float(v[i]), "best_step": float(s[i]), "last": float(v[-1]),
+                               "last_third": tail, "noise_sd": noise, "drop": best_level - tail})
         return Degenerate("no_learning", f"no learning: no significant rise (first third {early:.3f}, best later "
                           f"level {best_later:.3f}, noise ±{noise:.3f}) over steps {s[0]:.0f}–{s[-1]:.0f}",
                           {"early": early, "best_later": best_later, "noise_sd": noise, "rise": rise})

@@ -26,6 +26,7 @@ from typing import Any
 
 from db import Store
 from reports.errors import ReportError
+from reports.health import health_html, health_markdown
 
 log = logging.getLogger(__name__)
 
@@ -454,7 +455,7 @@ def render_markdown(data: ReportData) -> str:
     for f in data.fit:
         lines.append(f"- **{md(f['run'])}** (id {f['run_id']}): "
                      + " ".join(md(s) for s in run_sentences(f, runs_by_id.get(f["run_id"]), detail=False)))
-    lines += ["", md(HOW_CEILING)]
+    lines += ["", *health_markdown(data.fit, md), md(HOW_CEILING)]
     return "\n".join(lines) + "\n"
 
 
@@ -580,6 +581,7 @@ def _html_run(f: Mapping[str, Any], runs_row: Mapping[str, Any] | None, figs: Ma
                       ("backtest observed", _f(bt["observed_final"], 4)), ("backtest error", _pt(bt["error"]))]
         out.append("<table class='numbers'><tr>" + "".join(f"<th>{esc(k)}</th>" for k, _ in cells) + "</tr><tr>"
                    + "".join(f"<td class='num'>{esc(v)}</td>" for _, v in cells) + "</tr></table>")
+    out.append(health_html(f))
     for name in ("fit", "forecast"):
         if name in figs:
             out.append(figs[name].to_html(full_html=False, include_plotlyjs=False, default_width="100%",
