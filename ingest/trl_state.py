@@ -11,7 +11,8 @@ The run is the output folder: its name is the folder's name (the parent of ``che
 checkpoint's copy), unless the file carries a ``trial_name``; its external id is
 ``<output folder>/trainer_state.json`` whichever copy was read, so the final file and the checkpoints'
 copies update the same run. Its planned length is ``max_steps`` (when > 0); it is finished when
-``global_step`` has reached ``max_steps``, else its state is unknown. ``latest_states`` picks, per output folder, the copy with the most steps.
+``global_step`` has reached ``max_steps``, else its state is unknown. ``latest_states`` picks, per output
+folder, the copy with the most steps.
 """
 
 from __future__ import annotations
