@@ -4,6 +4,8 @@ Formats, recognised by name and content:
 
 * ``trainer_state.json`` (TRL / transformers Trainer; also any ``.json`` with a ``log_history`` list when
   given as the PATH itself) → ``ingest.trl_state``; per output folder only the copy with the most steps;
+* verl's file logger: ``.jsonl`` / ``.ndjson`` (any name when given as PATH) whose first line starts
+  ``{"step": N, "data": {`` → ``ingest.verl_jsonl``;
 * ``.csv`` and ``.jsonl`` / ``.ndjson`` (long or wide form) → ``ingest.tabular``;
 * verl console logs: text holding ``step:N - key:value`` lines (``.log``, ``.txt``, ``.out``, ``.err`` or no
   extension when found in a folder; any name when given as PATH) → ``ingest.verl_log``.
@@ -45,9 +47,11 @@ from ingest.file_runs import as_launch, launch_of, named, refuse_repeats, shared
 from ingest.tailing import new_state, plan
 from ingest.textfile import SETTLE_SECONDS, UTF16_BOMS
 from ingest.trl_state import FILE_NAME, latest_states, parse_trainer_state
+from ingest.verl_jsonl import is_verl_file_log, read_verl_jsonl
 from ingest.verl_log import is_step_head, read_verl_log
 
-SUPPORTED = ("verl console log (lines 'step:N - key:value - …'), TRL trainer_state.json (log_history), "
+SUPPORTED = ("verl console log (lines 'step:N - key:value - …'), verl file logger (.jsonl, lines "
+             "{\"step\": N, \"data\": {…}}), TRL trainer_state.json (log_history), "
              ".csv and .jsonl/.ndjson (long: run,key,step,value; wide: step + one column per key)")
 TABULAR_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 LOG_SUFFIXES = ("", ".log", ".txt", ".out", ".err")
@@ -57,7 +61,7 @@ _SNIFF_CHUNK = 1 << 20
 @dataclass(frozen=True)
 class Detected:
     path: Path
-    fmt: str  # verl_log | trainer_state | tabular | empty
+    fmt: str  # verl_log | verl_jsonl | trainer_state | tabular | empty
 
 
 def _is_verl_log(path: Path) -> bool:
@@ -100,6 +104,10 @@ def detect(path: Path, *, explicit: bool, known: FileState | None = None) -> str
     suffix = path.suffix.lower()
     if path.name == FILE_NAME or (explicit and suffix == ".json" and _has_log_history(path)):
         return "trainer_state"
+    was = known.parser_state.get("format") if known is not None else None  # known files are not sniffed again
+    if was == "verl_jsonl" or (was in (None, "empty") and (explicit or suffix in (".jsonl", ".ndjson"))
+                               and is_verl_file_log(path)):
+        return "verl_jsonl"
     if suffix in TABULAR_SUFFIXES:
         return "tabular"
     if path.name.startswith("events.out.tfevents."):
@@ -109,6 +117,11 @@ def detect(path: Path, *, explicit: bool, known: FileState | None = None) -> str
     if (explicit or suffix in LOG_SUFFIXES) and _is_verl_log(path):
         return "verl_log"
     return None
+
+
+def _was_verl_jsonl(known: FileState | None) -> bool:
+    """An earlier sync read this file as verl's file logger (emptied by a resuming run, it stays one)."""
+    return known is not None and known.parser_state.get("format") == "verl_jsonl"
 
 
 def _resolve(path: Path) -> Path:
@@ -144,7 +157,8 @@ def discover(root: Path, known: Mapping[str, FileState] | None = None) -> tuple[
             empty = path.stat().st_size == 0
         except OSError as exc:
             raise IngestError(f"{root}: cannot read ({_why(exc)})") from None
-        fmt = "empty" if empty else detect(path, explicit=True, known=known.get(str(path)))
+        before = known.get(str(path))
+        fmt = "empty" if empty and not _was_verl_jsonl(before) else detect(path, explicit=True, known=before)
         if fmt is None and path.suffix.lower() in LOG_SUFFIXES:
             raise IngestError(f"{root}: unknown file format: no verl 'step:N - key:value' line (yet: a verl log "
                               f"whose training has not started is read once it has); supported: {SUPPORTED}")
@@ -213,6 +227,12 @@ def read_file(found: Detected, *, verl_step_offset: int | None = None,
         v = read_verl_log(path, step_offset=verl_step_offset, resume=resume, end=st.st_size, settled=settled)
         runs, offset, parser, rows = ([v.run] if v.run else []), v.offset, v.state, 1
         notices += [] if v.run else list(v.notices)  # a run carries its own notices
+    elif found.fmt == "verl_jsonl":
+        earlier = known.parser_state.get("parser") if _was_verl_jsonl(known) else None  # type: ignore[union-attr]
+        j = read_verl_jsonl(path, resume, end=st.st_size, rewritten=(p.why, earlier) if p.why else None)
+        runs, offset, parser, rows = ([j.run] if j.run else []), j.offset, j.state, j.rows
+        notices += [] if j.run else list(j.notices)  # a run carries its own notices
+        rows = rows or int(earlier is not None)  # emptied by a resuming run: not an empty file
     elif found.fmt == "trainer_state":
         run = parse_trainer_state(path)
         offset, rows = st.st_size, sum(len(s) for s in run.series)
@@ -248,7 +268,7 @@ def _empty_why(found: Detected) -> str:
 
 
 class FileSource(Source):
-    """``ingest file PATH``: verl console logs, trainer_state.json, CSV and JSONL files."""
+    """``ingest file PATH``: verl console logs and file-logger files, trainer_state.json, CSV and JSONL files."""
 
     kind = "file"
     tails_files = True

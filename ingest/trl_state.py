@@ -10,7 +10,9 @@ a string or other non-number is an ``IngestError`` naming the file, the entry an
 The run is the output folder: its name is the folder's name (the parent of ``checkpoint-N`` for a
 checkpoint's copy), unless the file carries a ``trial_name``; its external id is
 ``<output folder>/trainer_state.json`` whichever copy was read, so the final file and the checkpoints'
-copies update the same run. ``latest_states`` picks, per output folder, the copy with the most steps.
+copies update the same run. Its planned length is ``max_steps`` (when > 0); it is finished when
+``global_step`` has reached ``max_steps``, else its state is unknown. ``latest_states`` picks, per output
+folder, the copy with the most steps.
 """
 
 from __future__ import annotations
@@ -95,7 +97,10 @@ def parse_trainer_state(path: str | Path) -> RunData:
     params["log_format"] = "trainer_state"
     params["read_from"] = str(path.resolve())
     notes = () if series else (f"{path}: log_history is empty",)
-    info = RunInfo(external_id=str(folder / FILE_NAME), name=name, params=params)
+    step, planned = state.get("global_step"), state.get("max_steps")
+    finished = all(type(v) is int for v in (step, planned)) and 0 < planned <= step
+    info = RunInfo(external_id=str(folder / FILE_NAME), name=name, params=params,
+                   status="finished" if finished else None)
     return RunData(run=info, series=series, notes=notes)
 
 

@@ -9,14 +9,10 @@ import pytest
 
 from ingest.errors import IngestError
 from ingest.files import FileSource, detect, discover
+from tests.test_trl_state import save, trainer_state
 
 VERL = ("\x1b[36m(main_task pid=5)\x1b[0m step:0 - actor/entropy_loss:0.500 - critic/score/mean:0.100\n"
         "\x1b[36m(main_task pid=5)\x1b[0m step:1 - actor/entropy_loss:0.450 - critic/score/mean:0.200\n")
-
-
-def _state(steps: int) -> str:
-    return json.dumps({"global_step": steps, "log_history": [{"step": s, "entropy": 1 / s, "epoch": 0.1}
-                                                             for s in range(1, steps + 1)]})
 
 
 @pytest.fixture
@@ -26,8 +22,8 @@ def outputs(tmp_path: Path) -> Path:
     (tmp_path / "verl" / "notes.txt").write_text("nothing to see\n")
     (tmp_path / "trl" / "checkpoint-2").mkdir(parents=True)
     (tmp_path / "trl" / "checkpoint-4").mkdir()
-    (tmp_path / "trl" / "checkpoint-2" / "trainer_state.json").write_text(_state(2))
-    (tmp_path / "trl" / "checkpoint-4" / "trainer_state.json").write_text(_state(4))
+    save(tmp_path / "trl" / "checkpoint-2" / "trainer_state.json", trainer_state(2))  # transformers' own writer
+    save(tmp_path / "trl" / "checkpoint-4" / "trainer_state.json", trainer_state(4))
     (tmp_path / "tables").mkdir()
     (tmp_path / "tables" / "wide.csv").write_text("step,entropy\n0,0.9\n1,0.8\n")
     (tmp_path / "tables" / "long.jsonl").write_text(
@@ -63,7 +59,7 @@ def test_single_files(outputs):
     # a verl log under any name, and a renamed trainer state, when named explicitly
     (odd := outputs / "console_output.dat").write_text(VERL)
     assert detect(odd, explicit=True) == "verl_log" and detect(odd, explicit=False) is None
-    (renamed := outputs / "state.json").write_text(_state(3))
+    renamed = save(outputs / "state.json", trainer_state(3))
     (run,) = FileSource(str(renamed)).iter_runs({})
     assert run.run.name == outputs.name and len(run.series[0]) == 3
 

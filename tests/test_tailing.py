@@ -23,6 +23,7 @@ from ingest.sync import sync_source
 from ingest.tensorboard import TensorBoardSource
 from tests.test_faults import point_set
 from tests.test_tensorboard import _simple_values
+from tests.test_trl_state import save, trainer_state
 
 ENT, ACC = "actor/entropy", "val-core/gsm8k/acc/mean@1"
 
@@ -94,8 +95,7 @@ def test_unchanged_files_are_not_opened(tmp_path, monkeypatch, verl_logs):
     (folder / "m.csv").write_text("run,key,step,value\n" + _long_lines(range(2), range(10), "csv"))
     (folder / "m.jsonl").write_text(_long_lines(range(2), range(10), "jsonl"))
     (folder / "run.log").write_bytes(verl_logs[0].read_bytes())
-    (folder / "trainer_state.json").write_text(json.dumps({"global_step": 2, "log_history": [
-        {"step": 1, "entropy": 0.5}, {"step": 2, "entropy": 0.4}]}))
+    save(folder / "trainer_state.json", trainer_state(2))  # written by transformers' TrainerState
     db = f"sqlite:///{tmp_path / 's.db'}"
     first = sync(db, folder)
     assert first.runs_seen == 2 + 2 + 1 + 1 and first.unchanged_files == 0
