@@ -66,7 +66,7 @@ class CutoffBacktest:
                 "error": h.predicted - obs, "covered": bool(h.interval[0] <= obs <= h.interval[1]),
                 "rule": h.rule, "pool": h.pool, "calibrated": h.calibrated, "excluded": dict(h.excluded or {}),
                 "cutoff_step": int(np.floor(bt["cutoff_step"])), "final_steps": bt["final_steps"],
-                "horizon_step": bt.get("horizon_step"), "fraction_done": bt.get("fraction_done"),
+                "planned_end_step": bt.get("horizon_step"), "fraction_done": bt.get("fraction_done"),
                 "n_evaluations_before_cutoff": bt["n_evaluations"], "n_pairs_before_cutoff": bt["n_evaluations"],
                 "warmup_steps": bt["warmup_steps"], "baselines": methods,
                 "ceiling": (res.get("law") or {}).get("ceiling"),

@@ -226,7 +226,7 @@ def headline_path(url: str, run_id: int, run_version: int, result: dict[str, Any
 
     h, r = run_arrays(url, run_id, run_version, result["entropy_key"], result["performance_key"])
     start = float(headline["from_step"] if "from_step" in headline else headline["cutoff_step"])
-    end = float(headline["horizon_step"] if "horizon_step" in headline else np.mean(headline["final_steps"]))
+    end = float(headline.get("horizon_step") or headline.get("planned_end_step") or np.mean(headline["final_steps"]))
     return path_of(h, r, cutoff_step=start, end_step=end, rng=MetricRange.from_dict(result.get("range")),
                    warmup=warmup_mode(result), weights=headline["weights"], final=headline["predicted_final"],
                    interval=headline["interval"])

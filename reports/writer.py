@@ -402,7 +402,7 @@ def run_sentences(fit: Mapping[str, Any], runs_row: Mapping[str, Any] | None, *,
         out.append(f"Backtest: from the first {bt['cutoff']:.0%} of the run, the headline forecast of the final score "
                    f"was {_f(bt['predicted_final'])} (95% interval {_f(lo)} to {_f(hi)}); the run ended at "
                    f"{_f(bt['observed_final'])}, an error of {_pt(bt['error'])} ({covered} the interval).")
-    elif fit.get("finished"):
+    else:  # a run in progress, or one whose source does not say it finished, teaches nothing: say so
         out.append(f"Backtest not possible: {bt.get('reason') or 'not computed'}.")
     return out
 
