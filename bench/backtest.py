@@ -168,6 +168,47 @@ def replay_speed(quick: bool) -> None:
               f"{total / n / base:.2f}× the per-run cost of the smallest set)")
 
 
+def fit_flatness(quick: bool) -> None:
+    """`fit --run X --json` (a whole command, one run) in a store of 10 and of 100 finished CSV runs:
+    the cross-run results are stored at ingest, so the command about one run should cost the same."""
+    import os
+
+    from entropy_dash import simulator as sim
+
+    print("\n## `fit --run X --json` against the store's size (whole command; cross-run results read as stored)")
+    times = {}
+    for n in ((5, 20) if quick else (10, 100)):
+        tmp = Path(tempfile.mkdtemp(prefix="entropy-dash-flat-"))
+        folder = tmp / "runs"
+        folder.mkdir()
+        for i in range(n):
+            cfg = sim.sized(("0.5B", "1.5B", "7B")[i % 3], seed=7000 + i, steps=300, val_samples=4,
+                            lr=(0.25, 0.5, 1.0)[i % 3])
+            run = sim.simulate(cfg)
+            (hs, hv), (ps, pv) = run.entropy, run.validation
+            df = pd.DataFrame({"step": hs, "actor/entropy": hv}).merge(
+                pd.DataFrame({"step": ps, "val-core/gsm8k/acc/mean@1": pv}), on="step", how="outer")
+            df.sort_values("step").to_csv(folder / f"run-{i:03d}.csv", index=False)
+        db = f"sqlite:///{tmp / 'store.db'}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        cli = [sys.executable, "-m", "entropy_dash.cli"]
+        t0 = time.perf_counter()
+        subprocess.run([*cli, "ingest", "file", str(folder), "--finished", "--planned-steps", "300", "--db", db,
+                        "--quiet"], check=True, env=env, capture_output=True)
+        ingest = time.perf_counter() - t0
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run([*cli, "fit", "--run", "run-000", "--json", "--db", db], check=True, env=env,
+                           capture_output=True)
+            best = min(best, time.perf_counter() - t0)
+        times[n] = best
+        print(f"{n:4d} finished runs: ingest with analyses and replay {ingest:.1f} s; `fit --run run-000 --json` "
+              f"{best:.2f} s (best of 3)")
+    a, b = sorted(times)
+    print(f"growth {b // a}× the runs: `fit --run` ×{times[b] / times[a]:.2f}")
+
+
 def _pct(v: float | None) -> str:
     return "–" if v is None else f"{v:.0%}"
 
@@ -258,6 +299,7 @@ def main() -> None:
         print(f"\n(no real logs at {SHARED}: skipped)")
     if not args.no_speed:
         replay_speed(args.quick)
+        fit_flatness(args.quick)
         speed(args.quick)
 
 
