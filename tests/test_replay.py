@@ -94,3 +94,33 @@ def test_the_track_record_is_interpolated_at_the_runs_own_fraction():
     assert rec["methods"]["law"]["mae"] == pytest.approx(0.032)
     assert rec["sentence"] == "replayed on 8 finished runs at 37%: MAE 1.60 pt, coverage 94%"
     assert track_at(track, 0.5) is None  # nothing replayed there
+
+
+def test_a_weak_law_fit_is_flagged_beside_its_ceiling():
+    from analysis.run import bounded_law
+    from models.metric_range import MetricRange
+
+    unit = MetricRange(0.0, 1.0, "accuracy", "an accuracy")
+    law = {"ceiling": 0.993, "ceiling_lo": 0.890, "ceiling_hi": 1.096, "r2": 0.34, "flags": []}  # the reported fit
+    out = bounded_law(law, unit, 0.9)
+    assert out["ceiling_ci"] == [0.890, 1.0]  # inside the metric's range
+    assert out["weak"].startswith("weak fit: R² 0.34 < 0.5") and out["weak"] in out["flags"]
+    wide = bounded_law({**law, "r2": 0.9, "ceiling_lo": 0.2, "ceiling_hi": 0.95}, unit, 0.9)
+    assert "spans 75% of the metric's range" in wide["weak"]
+    assert bounded_law({**law, "r2": 0.9, "ceiling_lo": 0.9, "ceiling_hi": 0.99}, unit, 0.9)["weak"] is None
+
+
+def test_trl_state_is_finished_only_at_max_steps(tmp_path):
+    import json
+
+    from ingest.trl_state import parse_trainer_state
+
+    def state(step: int) -> str:
+        path = tmp_path / f"s{step}" / "trainer_state.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps({"global_step": step, "max_steps": 100,
+                                    "log_history": [{"step": 10, "entropy": 0.5, "reward": 0.1}]}))
+        return str(path)
+
+    assert parse_trainer_state(state(100)).run.state == "finished"
+    assert parse_trainer_state(state(40)).run.state == "unknown"  # a checkpoint: not assumed finished

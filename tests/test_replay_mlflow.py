@@ -91,9 +91,21 @@ def test_live_forecasts_off_the_grid_hold_their_replayed_track_record(capsys, re
     # promised 95%: with 6 runs at least 5 must be covered (P(≤ 4 of 6) is 3% for a calibrated interval)
     assert sum(covered) >= len(covered) - 1, (covered, errors)
 
-    # a command about one run reads that run's rows and says the same
-    one = _cli_json(capsys, "fit", "--run", "live-7-37", "--db", db)
-    assert len(one) == 1 and one[0]["forecast"] == fits["live-7-37"]["forecast"]
+    # stored at write time; a command about one run reads that run's rows, never refits across runs
+    from analysis import forecasting
+    from analysis.pipeline import cross_run_is_current
+    from db import Store
+
+    assert cross_run_is_current(Store.open(db, create=False))
+
+    def refit(*_a, **_k):
+        raise AssertionError("a read refitted across runs")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(forecasting, "cross_run", refit)
+        mp.setattr(forecasting, "backtest_at", refit)
+        one = _cli_json(capsys, "fit", "--run", "live-7-37", "--db", db)
+        assert len(one) == 1 and one[0]["forecast"] == fits["live-7-37"]["forecast"]
     # the replay is a view: stored at write time, the backtest at 35% matches what the track record used
     bt = _cli_json(capsys, "backtest", "--cutoff", "0.35", "--db", db)
     assert bt["summary"]["n_runs"] == 8 and not {r["run"] for r in bt["runs"]} & set(truth)
