@@ -224,8 +224,7 @@ def live_forecasts(results: Sequence[Mapping[str, Any]], reps: Mapping[float, Cu
         for f in (f_lo, f_hi):
             if f not in reps:
                 reps[f] = backtest_at(results, f)
-        if track is None:
-            track = track_record(reps)
+        tr = track if track is not None else track_record({f: reps[f] for f in (f_lo, f_hi)})
         pred, scale, roll = _rows(lv)
         cr, cs, dropped = _cross_run_live([reps[f_lo], reps[f_hi]], r, lv)
         pred, scale, roll = np.append(pred, cr), np.append(scale, cs), np.append(roll, np.nan)
@@ -236,7 +235,7 @@ def live_forecasts(results: Sequence[Mapping[str, Any]], reps: Mapping[float, Cu
         weights = {m: w for m, w in weights.items() if w > 0}
         value = (1 - t) * h0.predicted + t * h1.predicted
         interval = [(1 - t) * h0.interval[0] + t * h1.interval[0], (1 - t) * h0.interval[1] + t * h1.interval[1]]
-        rec = track_at(track, frac) if track else None
+        rec = track_at(tr, frac) if tr else None
         rule = h0.rule if h0.rule == h1.rule else f"{h0.rule} / {h1.rule}"
         finished_rule = h0.rule == "finished runs" and h1.rule == "finished runs"
         out[int(r["run_id"])] = {

@@ -107,6 +107,7 @@ def test_live_forecast_through_ingest_fit_backtest_and_pages(capsys, monkeypatch
     assert table.loc["still-training", "state"] == f"in progress: step {SEEN} of {PLANNED}"
     assert table.loc["still-training", "forecast"] == pytest.approx(fc["predicted_final"])
     assert table.loc["still-training", "forecast interval"] == f"{lo:.3f}–{hi:.3f}"
+    assert table.loc["still-training", "forecast track record"] == fc["track_record"]["sentence"]
     live_id = fits["still-training"]["run_id"]
     at.query_params["run"] = str(live_id)
     at.switch_page("app_pages/ceiling.py").run()
@@ -115,3 +116,6 @@ def test_live_forecast_through_ingest_fit_backtest_and_pages(capsys, monkeypatch
     assert m["predicted final"] == f"{fc['predicted_final']:.4f}" and m["95% interval"] == f"{lo:.3f}–{hi:.3f}"
     assert m["track record (MAE)"] == f"{100 * fc['backtest_mae']:.2f} pt"
     assert any(f"Forecast to the planned end (step {PLANNED})" in h.value for h in at.subheader)
+    from dashboard.text import md_text
+
+    assert any(md_text(fc["track_record"]["sentence"]) in c.value for c in at.caption)

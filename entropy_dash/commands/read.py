@@ -21,7 +21,7 @@ def _results(args: argparse.Namespace, run: str | None = None):  # noqa: ANN202 
 
     store = open_store(args, create=False)
     ids = None
-    if run is not None:
+    if run is not None and not getattr(args, "keep_warmup", False):
         runs = store.runs_frame()
         match = runs[(runs["id"].astype(str) == run) | (runs["name"] == run)]
         ids = [int(i) for i in match["id"]] or None  # unknown: every run, and select_runs names it
@@ -92,11 +92,21 @@ def _steps(steps: list[int]) -> str:
     return ", ".join(map(str, steps)) if len(steps) <= 6 else f"{steps[0]}–{steps[-1]} ({len(steps)})"
 
 
+def _in_memory_cross_run(args: argparse.Namespace, results: list[dict[str, Any]]):  # noqa: ANN202
+    """With a read-time choice (``--keep-warmup``) the stored cross-run results do not apply: they are computed
+    in memory from this command's analyses of every run (nothing is saved). None: read them as stored."""
+    if not getattr(args, "keep_warmup", False):
+        return None
+    from analysis.forecasting import cross_run
+
+    return cross_run(results)
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from analysis.payloads import fit_payload
 
     store, results = _results(args, args.run)
-    payload = fit_payload(store, results, args.run, args.robust)
+    payload = fit_payload(store, results, args.run, args.robust, cross=_in_memory_cross_run(args, results))
     emit(args, payload, lambda: fit_table(payload))
     return 0
 
@@ -130,7 +140,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from analysis.payloads import backtest_payload
 
     store, results = _results(args)
-    payload = backtest_payload(store, results, args.cutoff)
+    payload = backtest_payload(store, results, args.cutoff, cross=_in_memory_cross_run(args, results))
     emit(args, payload, lambda: backtest_text(payload))
     return 0
 
