@@ -150,11 +150,9 @@ def findings_of(result: Mapping[str, Any]) -> list[Finding]:
 
 def health_payload(results: Sequence[Mapping[str, Any]], chosen: Sequence[Mapping[str, Any]] | None = None,
                    live: Mapping[int, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Per run (of ``chosen``, default all): its findings with their context, worst severity first."""
-    if live is None:
-        from analysis.forecasting import live_forecasts
-
-        live = live_forecasts(results)
+    """Per run (of ``chosen``, default all): its findings with their context, worst severity first; ``live`` maps
+    run id → live forecast document, as stored across runs (``CrossRun.live``)."""
+    live = live or {}
     finished = [r for r in results if r.get("finished") and r.get("health")]
     out = []
     for res in chosen if chosen is not None else results:

@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from analysis.errors import AnalysisError
-from analysis.forecasting import CutoffBacktest, backtest_at, live_forecasts
+from analysis.forecasting import CrossRun, backtest_at, summary_of_rows
 from analysis.health import health_payload
-from analysis.pipeline import run_series
+from analysis.pipeline import current_cross_run, run_series
 from db import Store
 from models.align import align
-from models.backtest import CUTOFFS, DEFAULT_CUTOFF
+from models.backtest import CUTOFFS, DEFAULT_CUTOFF, GRID
 from models.metric_range import MetricRange
 
 
@@ -52,19 +52,23 @@ def select_runs(results: Sequence[Mapping[str, Any]], run: str | None) -> list[M
 
 
 def fit_payload(store: Store, results: Sequence[Mapping[str, Any]], run: str | None = None,
-                robust: str | None = None) -> list[dict[str, Any]]:
+                robust: str | None = None, cross: CrossRun | None = None) -> list[dict[str, Any]]:
     """Per run: the headline law with its bounded ceiling and 95% interval, every benchmark's law, the warm-up
-    excluded, stage, collapse, the backtest of the headline at 30%, and the live forecast of a run in progress.
+    excluded, stage, collapse, the replay of the headline at 30% (finished runs), and the live forecast of a run
+    in progress with the replay's track record at its own fraction. ``cross``: the results across runs as
+    stored (``analysis.pipeline.current_cross_run``; read when not given).
 
     ``robust`` ("soft_l1" or "huber") refits the headline law from the stored points with that loss, setting
     aside outlier evaluations (``loss`` and ``n_excluded`` say so)."""
     chosen = select_runs(results, run)
-    live = live_forecasts(results)
-    bt = backtest_at(results, DEFAULT_CUTOFF)
-    bt_rows = {res["run_id"]: bt.row(i) for i, res in enumerate(bt.results)}
-    health = {h["run_id"]: h for h in health_payload(results, chosen, live)}
+    if cross is None:
+        cross = current_cross_run(store, [int(r["run_id"]) for r in chosen], results)
+    key = f"{DEFAULT_CUTOFF:g}"
+    health = {h["run_id"]: h for h in health_payload(results, chosen, cross.live())}
     out = []
     for res in chosen:
+        row = cross.rows.get(int(res["run_id"])) or {}
+        live = row.get("live")
         law = res.get("law") or {}
         if robust and law:
             law = robust_law(store, res, robust)
@@ -85,9 +89,10 @@ def fit_payload(store: Store, results: Sequence[Mapping[str, Any]], run: str | N
             "state": res.get("state"), "planned_steps": res.get("planned_steps"), "last_step": res.get("last_step"),
             "finished": res.get("finished"), "progress": res.get("progress"),
             **_stage_collapse(res),
-            "backtest": _fit_backtest(res, bt_rows.get(res["run_id"]), bt),
-            "forecast": live.get(int(res["run_id"])),
-            "forecast_reason": None if int(res["run_id"]) in live else _why_no_forecast(res),
+            "weak": law.get("weak"),
+            "backtest": _fit_backtest((row.get("replay") or {}).get(key), (row.get("skipped") or {}).get(key)),
+            "forecast": live,
+            "forecast_reason": None if live else _why_no_forecast(res),
             "health": health[res["run_id"]]["findings"], "health_worst": health[res["run_id"]]["worst"],
         })
     return out
@@ -134,52 +139,74 @@ def _stage_collapse(res: Mapping[str, Any]) -> dict[str, Any]:
                          "message": collapse.get("message") or collapse.get("error")}}
 
 
-def _fit_backtest(res: Mapping[str, Any], row: Mapping[str, Any] | None, bt: CutoffBacktest) -> dict[str, Any]:
+def _fit_backtest(row: Mapping[str, Any] | None, why: str | None) -> dict[str, Any]:
     if row is not None:
         return {"cutoff": DEFAULT_CUTOFF, "method": row["method"], "predicted_final": row["predicted_final"],
                 "interval": row["interval"], "observed_final": row["observed_final"], "error": row["error"],
                 "covered": row["covered"], "reason": None}
-    why = next((s["reason"] for s in bt.skipped if s["run_id"] == res["run_id"]), "run not analysed")
-    return {"cutoff": DEFAULT_CUTOFF, "error": None, "reason": why}
+    return {"cutoff": DEFAULT_CUTOFF, "error": None, "reason": why or "run not analysed"}
 
 
 def backtest_payload(store: Store, results: Sequence[Mapping[str, Any]],
-                     cutoffs: Sequence[float] | None = None) -> dict[str, Any]:
-    """Per cutoff (10, 20, 30, 50% by default) and finished run: the headline's forecast of the final score
-    vs what happened, with every method's; then MAE/RMSE/coverage per method and for the headline. The top
-    level holds the 30% cutoff (or the first one asked for) as before; ``cutoffs`` holds them all."""
+                     cutoffs: Sequence[float] | None = None, cross: CrossRun | None = None) -> dict[str, Any]:
+    """A view of the replay. Per cutoff (10, 20, 30, 50% by default; any fraction on request) and finished
+    run: the headline's forecast of the final score from the run cut there vs what happened, with every
+    method's; then MAE/RMSE/coverage per method and for the headline. The top level holds the 30% cutoff (or
+    the first one asked for) as before; ``cutoffs`` holds them all. Grid fractions are read as stored
+    (``cross``); another fraction is replayed on request, in memory."""
     cutoffs = list(cutoffs or CUTOFFS)
     for c in cutoffs:
         if not 0.05 <= c <= 0.95:
             raise AnalysisError(f"--cutoff must be a fraction between 0.05 and 0.95, got {c}")
-    docs = [_cutoff_doc(backtest_at(results, c, _computed(store, results, c))) for c in cutoffs]
+    if any(_on_grid(c) for c in cutoffs) and cross is None:
+        cross = current_cross_run(store, [int(r["run_id"]) for r in results], results)
+    docs = [_stored_doc(results, c, cross) if _on_grid(c)
+            else _cutoff_doc(backtest_at(results, c, _computed(store, results, c))) for c in cutoffs]
     top = next((d for d in docs if abs(d["cutoff"] - DEFAULT_CUTOFF) < 1e-9), docs[0])
     return {**top, "cutoffs": docs}
 
 
-def _computed(store: Store, results: Sequence[Mapping[str, Any]], cutoff: float) -> dict[int, dict] | None:
-    """Backtests at a cutoff that is not stored, computed in memory (None: the stored ones serve)."""
-    if any(abs(cutoff - c) < 1e-9 for c in CUTOFFS):
-        return None
-    from analysis.run import backtest_of, warmup_mode
+def _on_grid(c: float) -> bool:
+    return any(abs(c - g) < 1e-9 for g in GRID)
+
+
+def _stored_doc(results: Sequence[Mapping[str, Any]], cutoff: float, cross: CrossRun) -> dict[str, Any]:
+    """The replay at a grid fraction, for ``results``' runs, from the stored rows (nothing refitted)."""
+    key = f"{cutoff:g}"
+    rows, skipped = [], []
+    for res in results:
+        mine = cross.rows.get(int(res["run_id"])) or {}
+        if key in (mine.get("replay") or {}):
+            rows.append(mine["replay"][key])
+        else:
+            skipped.append({"run": res["run"], "run_id": res["run_id"],
+                            "reason": (mine.get("skipped") or {}).get(key) or "not analysed"})
+    summary = summary_of_rows(rows, cutoff)
+    return {"cutoff": cutoff, "runs": rows, "skipped": skipped,
+            "summary": None if summary is None else _summary(summary.to_dict())}
+
+
+def _computed(store: Store, results: Sequence[Mapping[str, Any]], cutoff: float) -> dict[int, dict]:
+    """Replays at a fraction that is not on the grid, computed in memory (on request)."""
+    from analysis.run import backtest_of, replay_end, warmup_mode
 
     out = {}
     for res in results:
         if not res.get("finished") or res.get("entropy_key") is None or not res.get("range"):
             continue
         h, r = run_series(store, res)
-        out[int(res["run_id"])] = backtest_of(h, r, cutoff, MetricRange.from_dict(res["range"]), warmup_mode(res))
+        out[int(res["run_id"])] = backtest_of(h, r, cutoff, MetricRange.from_dict(res["range"]), warmup_mode(res),
+                                              replay_end(res.get("planned_steps"), res.get("last_step")))
     return out
 
 
-def _cutoff_doc(bt: CutoffBacktest) -> dict[str, Any]:
+def _cutoff_doc(bt) -> dict[str, Any]:  # noqa: ANN001 - analysis.forecasting.CutoffBacktest
     rows = [bt.row(i) for i in range(len(bt.headlines))]
     return {"cutoff": bt.cutoff, "runs": rows, "skipped": list(bt.skipped),
-            "summary": None if bt.summary is None else _summary(bt)}
+            "summary": None if bt.summary is None else _summary(bt.summary.to_dict())}
 
 
-def _summary(bt: CutoffBacktest) -> dict[str, Any]:
-    s = bt.summary.to_dict()
+def _summary(s: dict[str, Any]) -> dict[str, Any]:
     # fields of the first release, kept: the "winner" is the best entry by MAE, headline included
     winner = min(s["scores"], key=lambda k: s["scores"][k]["mae"])
     return {**s, "winner": winner, "primary": "headline", "baseline_won": winner != "headline"

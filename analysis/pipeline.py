@@ -10,6 +10,15 @@ made by another version of the analysis code (``ANALYSIS_VERSION``), or when it 
   fresh rows are read, stale ones are recomputed in memory and *not* saved, so reads work under a database
   role that may only SELECT and an upgrade never shows old numbers next to new ones.
 
+Results across runs — the replay's summary per fraction, every run's replay rows (finished runs) or live
+headline (runs in progress), the cross-run model and the headline weights behind them — are computed by the
+writers too, right after the per-run rows (``refresh_cross_run``): the per-run replay is incremental (only runs
+whose points changed are replayed again), the cross-run step is redone over the stored rows. They are stored
+with the analysis version and a fingerprint of the per-run rows they came from (``cross_run`` table, and one
+``analyses`` row of kind ``forecast`` per run); ``current_cross_run`` reads them as stored, and computes them in
+memory (never saved) only when the store is not current (a stale run, another version, a store written before
+this version).
+
 Many runs are analysed in parallel processes (at most one per core) when there are enough of them for the
 start-up of a process to pay off. A run whose analysis fails is not lost: it gets status ``failed`` and the
 reason, and every other run is analysed as usual.
@@ -31,7 +40,7 @@ import pandas as pd
 
 from analysis.keys import choose_keys
 from analysis.settings import RunSettings, run_settings
-from analysis.version import ANALYSIS_VERSION, KIND
+from analysis.version import ANALYSIS_VERSION, CROSS_RUN_KIND, FORECAST_KIND, KIND
 from db import Store
 
 log = logging.getLogger(__name__)
@@ -101,12 +110,55 @@ def refresh_analyses(store: Store, run_ids: Sequence[int] | None = None, *, forc
     else:
         stale = store.stale_runs(KIND, ANALYSIS_VERSION)
         todo = stale if run_ids is None else [i for i in stale if i in {int(j) for j in run_ids}]
-    if not todo:
-        return 0
-    versions = store.runs_frame(todo).set_index("id")["data_version"].to_dict()
-    results = analyse_ids(store, todo)
-    store.save_analyses([(r["run_id"], KIND, int(versions[r["run_id"]]), r, columns(r)) for r in results])
-    return len(results)
+    if todo:
+        versions = store.runs_frame(todo).set_index("id")["data_version"].to_dict()
+        results = analyse_ids(store, todo)
+        store.save_analyses([(r["run_id"], KIND, int(versions[r["run_id"]]), r, columns(r)) for r in results])
+    if todo or not cross_run_is_current(store):
+        refresh_cross_run(store)
+    return len(todo)
+
+
+def cross_run_is_current(store: Store) -> bool:
+    """Whether the stored cross-run results were computed, by this version, from the per-run rows as they are."""
+    doc = store.cross_run(CROSS_RUN_KIND)
+    return (doc is not None and doc[0] == ANALYSIS_VERSION and doc[1] == store.analyses_fingerprint(KIND)
+            and not store.stale_runs(KIND, ANALYSIS_VERSION))
+
+
+def refresh_cross_run(store: Store) -> None:
+    """Recompute and save the results across runs from the stored per-run rows (module docstring)."""
+    from analysis.forecasting import cross_run
+
+    inputs = store.analyses_fingerprint(KIND)
+    results = current_results(store)
+    cr = cross_run(results)
+    versions = store.runs_frame().set_index("id")["data_version"].to_dict()
+    store.save_analyses([(rid, FORECAST_KIND, int(versions[rid]), row, _forecast_columns(row))
+                         for rid, row in cr.rows.items() if rid in versions])
+    store.save_cross_run(CROSS_RUN_KIND, ANALYSIS_VERSION, inputs, {"track": cr.track})
+
+
+def _forecast_columns(row: Mapping[str, Any]) -> dict[str, Any]:
+    live = row.get("live") or {}
+    iv = live.get("interval") or [None, None]
+    return {"analysis_version": ANALYSIS_VERSION, "forecast_final": live.get("predicted_final"),
+            "forecast_lo": iv[0], "forecast_hi": iv[1]}
+
+
+def current_cross_run(store: Store, run_ids: Sequence[int] | None = None,
+                      results: Sequence[Mapping[str, Any]] | None = None):  # noqa: ANN201 - forecasting.CrossRun
+    """The results across runs for ``run_ids`` (every run when None): as stored when the store is current,
+    else computed in memory from ``results`` (every run's, read when not given) and not saved."""
+    from analysis.forecasting import CrossRun, cross_run
+
+    if cross_run_is_current(store):
+        doc = store.cross_run(CROSS_RUN_KIND)
+        df = store.analyses_frame(FORECAST_KIND, run_ids)
+        rows = {int(i): dict(r) for i, r in zip(df["run_id"], df["result"], strict=True)} if not df.empty else {}
+        return CrossRun(rows, dict(doc[2].get("track") or {}), stored=True)
+    everyone = results if results is not None and run_ids is None else current_results(store)
+    return cross_run(everyone)
 
 
 def columns(result: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,9 +9,11 @@ Per run:
   range (the raw b − a kept as ``ceiling_raw``, and a flag in words when it leaves the range);
 * the headline benchmark: the first in the key choice's order whose law could be fitted;
 * stage boundary and collapse verdict on the entropy and headline curves;
-* backtests at ``models.backtest.CUTOFFS`` (finished runs) and the live forecast to the planned end (runs in
-  progress with a known planned length): every method's prediction, expected error and features. Which method
-  is shown and its calibrated interval are decided across runs (``analysis.forecasting``).
+* the replay (finished runs): the run cut at every fraction of ``models.backtest.GRID`` (10% to 90% of its
+  planned length, every 5%) and sent down the live path, beside what happened (kept under ``backtests``,
+  keyed by fraction); and the live forecast to the planned end (runs in progress with a known planned
+  length): every method's prediction, expected error and features. Which method is shown and its calibrated
+  interval are decided across runs (``analysis.forecasting``).
 
 Any failure of one part is contained: the part says why (``{"error", "cause"}``) and the rest is kept; a
 failure of the whole run becomes its status ``failed`` with the reason (``analyse_run_safely``).
@@ -30,7 +32,7 @@ from analysis.settings import RunSettings
 from analysis.version import ANALYSIS_VERSION
 from db.records import planned_length
 from models.align import Aligned, align
-from models.backtest import CUTOFFS, backtest_run
+from models.backtest import FINAL_WINDOW, GRID, replay_cut_step
 from models.collapse import detect_collapse
 from models.degenerate import check_law, check_series
 from models.errors import FitError
@@ -40,6 +42,7 @@ from models.metric_range import MetricRange, metric_range
 from models.resample import bin_means
 from models.stages import find_stage_boundary
 from models.warmup import KEEP, Warmup, detect_warmup, pinned_warmup
+from models.weak_fit import weak_fit_reason
 
 #: a run is finished when it reached its planned length (within this share of it)
 FINISHED_SHARE = 0.98
@@ -50,23 +53,30 @@ PAIRING_RULE = ("R(s) pairs with the entropy logged at the first step >= s+1 (th
                 "the last evaluation falls back to the latest entropy at or before s")
 
 
-def progress(state: str | None, last_step: int | None, planned: int | None) -> tuple[bool, str]:
-    """Whether a run counts as finished, and how every page says where it is."""
+def progress(state: str | None, last_step: int | None, planned: int | None,
+             marked_finished: bool = False) -> tuple[bool, str]:
+    """Whether a run counts as finished, and how every page says where it is. Only a source that says so
+    (state ``finished``, having reached the planned length when there is one) or the user (``finished = true``,
+    ``--finished``) makes a run finished: a run whose state is unknown is never assumed finished."""
     state = state or "unknown"
     if last_step is None:
         return False, "no points"
     of = f" of {planned}" if planned else ""
     reached = planned is None or (last_step is not None and last_step >= FINISHED_SHARE * planned)
+    if marked_finished:
+        return True, f"finished at step {last_step}{of} (marked finished by the user)"
     if state == "running":
         return False, f"in progress: step {last_step}{of}" + ("" if planned else " (planned length unknown)")
     if state == "failed":
         return (reached and planned is not None), f"{'failed' if not reached else 'ended (failed)'} at step {last_step}{of}"
-    if not reached:
-        what = "in progress" if state == "unknown" else "stopped early"
-        return False, f"{what}: step {last_step}{of}"
     if state == "finished":
-        return True, f"finished at step {last_step}{of}"
-    return True, f"ended at step {last_step}{of} (assumed finished: the source does not say)"
+        if reached:
+            return True, f"finished at step {last_step}{of}"
+        return False, f"stopped early: step {last_step}{of}"
+    if planned is not None and not reached:
+        return False, f"in progress: step {last_step}{of} (state unknown)"
+    return False, (f"state unknown at step {last_step}{of}: not used as a finished run (the source does not say "
+                   "it finished; mark it with `--finished` or finished = true in sources.toml)")
 
 
 def analyse_run(run: Mapping[str, Any], stats: pd.DataFrame, choice: KeyChoice, series: Mapping[str, pd.Series],
@@ -76,7 +86,7 @@ def analyse_run(run: Mapping[str, Any], stats: pd.DataFrame, choice: KeyChoice, 
     stats = stats.set_index("key") if not stats.empty else pd.DataFrame()
     planned, planned_from = _planned(run, settings)
     last_step = int(stats["last_step"].max()) if not stats.empty else None
-    finished, progress_text = progress(run.get("state"), last_step, planned)
+    finished, progress_text = progress(run.get("state"), last_step, planned, settings.finished)
     out: dict[str, Any] = {
         "run_id": int(run["id"]), "run": run["name"], "project": run.get("project"),
         "analysis_version": ANALYSIS_VERSION,
@@ -123,38 +133,65 @@ def analyse_run(run: Mapping[str, Any], stats: pd.DataFrame, choice: KeyChoice, 
 
     warm_mode = settings.warmup
     if finished:
-        for c in CUTOFFS:
-            out["backtests"][f"{c:g}"] = backtest_of(h, r, c, rng, warm_mode)
+        end = replay_end(planned, last_step)
+        for f in GRID:
+            out["backtests"][f"{f:g}"] = backtest_of(h, r, f, rng, warm_mode, end)
     elif planned and last_step is not None and planned > last_step:
         out["live"] = live_of(h, r, planned, rng, warm_mode)
     return out
 
 
-def backtest_of(h: pd.Series, r: pd.Series, cutoff: float, rng: MetricRange, warmup: str | int) -> dict[str, Any]:
-    """One cutoff's backtest as stored: every method's forecast and what happened (or why there is none)."""
+def replay_end(planned: int | None, last_step: int | None) -> int:
+    """The planned end a finished run is replayed toward: its planned length, else its last step."""
+    return int(planned) if planned else int(last_step or 0)
+
+
+def backtest_of(h: pd.Series, r: pd.Series, cutoff: float, rng: MetricRange, warmup: str | int,
+                end_step: int | None = None) -> dict[str, Any]:
+    """The replay of a finished run at fraction ``cutoff`` of its planned length (``end_step``; its last step
+    when None): the run cut there and sent down exactly the live path (``live_of``: planned length known,
+    nothing after the cut visible), with what happened — the mean of its last ``FINAL_WINDOW`` evaluations."""
     def compute() -> dict[str, Any]:
-        bt = backtest_run(h.index.to_numpy(), h.to_numpy(), r.index.to_numpy(), r.to_numpy(), cutoff=cutoff,
-                          rng=rng, warmup=warmup)
-        return _compact(bt.forecast) | {"cutoff": cutoff, "cutoff_step": bt.cutoff_step,
-                                        "observed_final": bt.observed_final, "final_steps": list(bt.final_steps)}
+        if not 0 < cutoff < 1:
+            raise FitError(f"cutoff must be a fraction of the run strictly between 0 and 1, got {cutoff}",
+                           "bad_option")
+        first = float(min(h.index.min(), r.index.min()))
+        end = float(end_step if end_step is not None else max(h.index.max(), r.index.max()))
+        cut = replay_cut_step(first, end, cutoff)
+        after = r[r.index > cut]
+        if after.empty:
+            raise FitError(f"no evaluation after the cutoff step {cut:.0f}: nothing to score the forecast on",
+                           "nothing_after_cutoff")
+        seen_h, seen_r = h[h.index <= cut], r[r.index <= cut]
+        if seen_r.empty or seen_h.empty:
+            raise FitError(f"nothing logged at or before the cutoff step {cut:.0f}", "too_few_points_before_cutoff")
+        final = after.iloc[-FINAL_WINDOW:]
+        live = live_of(seen_h, seen_r, int(round(end)), rng, warmup, raise_errors=True)
+        return live | {"cutoff": cutoff, "cutoff_step": cut, "observed_final": float(final.mean()),
+                       "final_steps": [int(s) for s in final.index]}
     return _guarded(compute)
 
 
-def live_of(h: pd.Series, r: pd.Series, planned: int, rng: MetricRange, warmup: str | int) -> dict[str, Any]:
-    """Every method's forecast of the score at the planned end, from everything seen so far."""
+def live_of(h: pd.Series, r: pd.Series, planned: int, rng: MetricRange, warmup: str | int,
+            raise_errors: bool = False) -> dict[str, Any]:
+    """Every method's forecast of the score at the planned end, from everything seen so far (the live path:
+    the same for a run in progress and for a finished run replayed from a cut)."""
     def compute() -> dict[str, Any]:
         last = float(max(h.index.max(), r.index.max()))
         first = float(min(h.index.min(), r.index.min()))
         fc = forecast(h.index.to_numpy(), h.to_numpy(), r.index.to_numpy(), r.to_numpy(), cutoff_step=last,
                       target_steps=[planned], rng=rng, warmup=warmup)
         frac = (last - first) / (planned - first) if planned > first else 1.0
-        return _compact(fc) | {"horizon_step": planned, "from_step": last, "fraction_done": frac}
-    return _guarded(compute)
+        return _compact(fc, rng) | {"horizon_step": planned, "from_step": last, "fraction_done": frac}
+    return compute() if raise_errors else _guarded(compute)
 
 
-def _compact(fc) -> dict[str, Any]:  # noqa: ANN001 - models.forecast.Forecast
+def _compact(fc, rng: MetricRange) -> dict[str, Any]:  # noqa: ANN001 - models.forecast.Forecast
+    law = fc.methods.get("law")
+    weak = None if law is None else weak_fit_reason(law.params.get("r2"), rng.clip(law.params.get("ceiling_lo")),
+                                                    rng.clip(law.params.get("ceiling_hi")), rng)
     return {"methods": {m: {"predicted": f.predicted, "scale": f.scale, "rolling_mae": f.rolling_mae,
-                            "note": f.note} for m, f in fc.methods.items()},
+                            "note": f.note} for m, f in fc.methods.items()}, "weak_law": weak,
             "failed": dict(fc.failed), "features": dict(fc.features), "level": fc.level, "noise_sd": fc.noise_sd,
             "n_evaluations": fc.n_evaluations, "warmup_steps": list(fc.warmup.steps),
             "entropy_at_target": fc.entropy_at_target}
@@ -212,6 +249,10 @@ def bounded_law(law: dict[str, Any], rng: MetricRange, best: float | None) -> di
                      + ("the run is already near perfect" if near else f"the ceiling is shown as {rng.hi:g}"))
     elif rng.below(raw):
         flags.append(f"the law extrapolates below {rng.lo:g} (b − a = {raw:.4f}): the ceiling is shown as {rng.lo:g}")
+    weak = weak_fit_reason(law.get("r2"), out["ceiling_lo"], out["ceiling_hi"], rng)
+    out["weak"] = weak
+    if weak:
+        flags.append(weak)
     out["flags"] = flags
     return out
 

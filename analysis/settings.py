@@ -7,7 +7,9 @@ Keys a source or a run may set (sources.toml, ``[[source]]`` or ``[source.runs."
 * ``keep_warmup = true`` — fit every evaluation (no warm-up detection); ``warmup_steps = N`` — the
   evaluations at or before step N are the warm-up;
 * ``performance_range = [lo, hi]`` — the metric's range (a reward's, typically; accuracies are [0, 1]);
-* ``planned_steps = N`` — the run's planned length, where the source does not say it.
+* ``planned_steps = N`` — the run's planned length, where the source does not say it;
+* ``finished = true`` — the run(s) finished (for sources that do not say, e.g. a CSV): only finished runs
+  teach the replay, the cross-run model and the backtests.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-SETTINGS = ("entropy_key", "performance_key", "keep_warmup", "warmup_steps", "performance_range", "planned_steps")
+SETTINGS = ("entropy_key", "performance_key", "keep_warmup", "warmup_steps", "performance_range", "planned_steps",
+            "finished")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class RunSettings:
     warmup: str | int = "auto"  # "auto" | "keep" | a step (evaluations at or before it are the warm-up)
     performance_range: tuple[float | None, float | None] | None = None
     planned_steps: int | None = None
+    finished: bool = False  # the user marked the run finished
 
 
 def run_settings(source_options: Mapping[str, Any] | None, run_name: str, *, keep_warmup: bool = False) -> RunSettings:
@@ -46,4 +50,5 @@ def run_settings(source_options: Mapping[str, Any] | None, run_name: str, *, kee
         warmup=warmup,
         performance_range=None if rng is None else (rng[0], rng[1]),
         planned_steps=None if merged.get("planned_steps") is None else int(merged["planned_steps"]),
+        finished=bool(merged.get("finished")),
     )

@@ -1,10 +1,15 @@
 """Backtest evidence and analysis speed: how well each forecast did on runs it was not tuned on.
 
 Run: ``python bench/backtest.py [--cutoff 0.1 --cutoff 0.3 …] [--quick]``. For each set of finished runs it
-prints, at 10, 20, 30 and 50% cutoffs, the MAE (points of accuracy) and the coverage of the 95% interval of
-every method and of the headline — the headline of each run chosen, and its interval calibrated, on the
-*other* runs of the set only (leave-one-run-out: ``analysis.forecasting``), exactly as ``backtest --json``
-does for a store holding that set. Sets:
+replays every run at the 17 fractions of ``models.backtest.GRID`` (10% to 90%: the run cut there and sent
+down the live path) and prints, per fraction, the MAE (points of accuracy) and the coverage of the 95%
+interval of every method, the cross-run model and the headline — the headline of each run chosen, and its
+interval calibrated, on the *other* runs of the set only (leave-one-run-out: ``analysis.forecasting``),
+exactly as ``backtest --json`` does for a store holding that set — and how far the headline is from the best
+single method, beside the noise of that difference (twice the standard error of the paired |error|
+differences: the best method is the minimum of several noisy MAEs).
+Then the time of the replay for 25, 50 and 100 simulated finished runs: the per-run replays on the grid (what
+ingest does for a changed run) and the cross-run step over all of them (what follows every change). Sets:
 
 1. the demo sweep (``entropy_dash.simulator.demo_sweep()``, 7 simulated GRPO runs);
 2. 24 more simulated runs: other seeds, learning rates from 0.1 to 1 (some still rising at 30%), harder
@@ -33,9 +38,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.forecasting import backtest_at  # noqa: E402
-from analysis.run import backtest_of  # noqa: E402
-from models.backtest import CUTOFFS  # noqa: E402
+from analysis.forecasting import backtest_at, cross_run  # noqa: E402
+from analysis.run import backtest_of, replay_end  # noqa: E402
+from models.backtest import GRID  # noqa: E402
 from models.metric_range import metric_range  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -89,33 +94,121 @@ def real_set() -> list:
 
 
 def results_of(runs: list, cutoffs: list[float]) -> list[dict]:
-    """Result dicts as ``analysis.run`` stores them (just the parts the cross-run layer reads)."""
+    """Result dicts as ``analysis.run`` stores them (just the parts the cross-run layer reads): every run
+    replayed toward its last step (these runs have no planned length: they ended where they were planned to)."""
     out = []
     for i, run in enumerate(runs):
         h, r = run["h"].dropna(), run["r"].dropna()
         rng = metric_range(run["key"], r.to_numpy())
+        end = replay_end(None, int(max(h.index.max(), r.index.max())))
         out.append({"run_id": i + 1, "run": run["name"], "project": run["project"], "status": "ok",
                     "entropy_key": "h", "finished": True, "range": rng.to_dict(),
-                    "backtests": {f"{c:g}": backtest_of(h, r, c, rng, "auto") for c in cutoffs}})
+                    "backtests": {f"{c:g}": backtest_of(h, r, c, rng, "auto", end) for c in cutoffs}})
     return out
 
 
 def report(title: str, runs: list, cutoffs: list[float]) -> None:
     t0 = time.perf_counter()
     results = results_of(runs, cutoffs)
-    print(f"\n## {title}: {len(runs)} runs  [{time.perf_counter() - t0:.1f} s]")
+    print(f"\n## {title}: {len(runs)} runs  [replayed at {len(cutoffs)} fractions in {time.perf_counter() - t0:.1f} s]")
+    print("MAE pt (coverage of the 95% interval); gap = headline − best single method ± the SE of the paired "
+          "|error| differences (within noise: gap ≤ 2 SE)")
     for c in cutoffs:
         bt = backtest_at(results, c)
         if bt.summary is None:
-            print(f"cutoff {c:.0%}: no run could be backtested")
+            print(f"{c:4.0%}: no run could be replayed")
             continue
         sc = bt.summary.scores
         names = ["headline"] + [m for m in sc if m != "headline"]
-        print(f"cutoff {c:.0%} ({bt.summary.n_runs} runs)  MAE pt (coverage): "
-              + "  ".join(f"{m} {100 * sc[m].mae:.2f} ({_pct(sc[m].coverage)})" for m in names))
-        print(f"    {bt.summary.sentence}")
-        for s in bt.skipped:
+        gap, noise = _gap(bt)
+        # the best method is picked after the fact (the minimum of several noisy MAEs): noise is 2 SE
+        verdict = "within noise" if gap <= 2 * noise + 1e-12 else "WORSE than the best method by more than noise"
+        print(f"{c:4.0%} ({bt.summary.n_runs} runs)  "
+              + "  ".join(f"{m} {100 * sc[m].mae:.2f} ({_pct(sc[m].coverage)})" for m in names)
+              + f"  | gap {100 * gap:+.2f} ± {100 * noise:.2f} pt vs {bt.summary.best_method}: {verdict}")
+        for s in bt.skipped if c == cutoffs[0] else ():
             print(f"    skipped {s['run']}: {s['reason']}")
+
+
+def _gap(bt) -> tuple[float, float]:  # noqa: ANN001 - analysis.forecasting.CutoffBacktest
+    """Headline MAE − best single method's MAE, and the standard error of that paired difference."""
+    import numpy as np
+
+    t = bt.table
+    k = t.methods.index(bt.summary.best_method)
+    head = np.abs(np.array([h.predicted for h in bt.headlines]) - t.observed)
+    best = np.abs(t.errors[:, k])
+    ok = np.isfinite(best)
+    d = head[ok] - best[ok]
+    se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
+    return float(np.mean(d)), se
+
+
+def replay_speed(quick: bool) -> None:
+    """Replay time against the number of finished runs (one process; ingest spreads the per-run part over
+    the cores)."""
+    from entropy_dash import simulator as sim
+
+    print("\n## replay time (17-point grid; one process)")
+    sizes = (10, 25) if quick else (25, 50, 100)
+    base = None
+    for n in sizes:
+        runs = [_sim_run(sim, replace(cfg := sim.sized(("0.5B", "1.5B", "7B")[i % 3], seed=5000 + i, steps=300,
+                                                             val_samples=4, lr=(0.25, 0.5, 1.0)[i % 3]),
+                                      name=f"{cfg.name}-{i}"), "speed") for i in range(n)]
+        t0, c0 = time.perf_counter(), time.process_time()
+        results = results_of(runs, list(GRID))
+        c1 = time.process_time()
+        cross_run(results)
+        t2, c2 = time.perf_counter(), time.process_time()
+        base = base or ((c2 - c0) / n)
+        # CPU time: the per-run part spreads over the cores at ingest (one process per core), the cross-run
+        # step does not; on 2 cores the wall time is about per-run / 2 + cross-run
+        two_cores = (c1 - c0) / 2 + (c2 - c1)
+        print(f"{n:4d} finished runs: per-run replays {c1 - c0:.1f} s CPU ({(c1 - c0) / n * 1000:.0f} ms a run), "
+              f"cross-run step {c2 - c1:.1f} s CPU; wall {t2 - t0:.1f} s in one process, ≈ {two_cores:.1f} s on 2 "
+              f"cores (goal for 100 runs: ≤ 60 s); CPU per run {(c2 - c0) / n / base:.2f}× the smallest set's")
+
+
+def fit_flatness(quick: bool) -> None:
+    """`fit --run X --json` (a whole command, one run) in a store of 10 and of 100 finished CSV runs:
+    the cross-run results are stored at ingest, so the command about one run should cost the same."""
+    import os
+
+    from entropy_dash import simulator as sim
+
+    print("\n## `fit --run X --json` against the store's size (whole command; cross-run results read as stored)")
+    times = {}
+    for n in ((5, 20) if quick else (10, 100)):
+        tmp = Path(tempfile.mkdtemp(prefix="entropy-dash-flat-"))
+        folder = tmp / "runs"
+        folder.mkdir()
+        for i in range(n):
+            cfg = sim.sized(("0.5B", "1.5B", "7B")[i % 3], seed=7000 + i, steps=300, val_samples=4,
+                            lr=(0.25, 0.5, 1.0)[i % 3])
+            run = sim.simulate(cfg)
+            (hs, hv), (ps, pv) = run.entropy, run.validation
+            df = pd.DataFrame({"step": hs, "actor/entropy": hv}).merge(
+                pd.DataFrame({"step": ps, "val-core/gsm8k/acc/mean@1": pv}), on="step", how="outer")
+            df.sort_values("step").to_csv(folder / f"run-{i:03d}.csv", index=False)
+        db = f"sqlite:///{tmp / 'store.db'}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        cli = [sys.executable, "-m", "entropy_dash.cli"]
+        t0 = time.perf_counter()
+        subprocess.run([*cli, "ingest", "file", str(folder), "--finished", "--planned-steps", "300", "--db", db,
+                        "--quiet"], check=True, env=env, capture_output=True)
+        ingest = time.perf_counter() - t0
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run([*cli, "fit", "--run", "run-000", "--json", "--db", db], check=True, env=env,
+                           capture_output=True)
+            best = min(best, time.perf_counter() - t0)
+        times[n] = best
+        print(f"{n:4d} finished runs: ingest with analyses and replay {ingest:.1f} s; `fit --run run-000 --json` "
+              f"{best:.2f} s (best of 3)")
+    a, b = sorted(times)
+    print(f"growth {b // a}× the runs: `fit --run` ×{times[b] / times[a]:.2f}")
 
 
 def _pct(v: float | None) -> str:
@@ -194,11 +287,11 @@ def _baseline_tree() -> Path | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cutoff", type=float, action="append", help="cutoff fraction (repeatable; default 0.1 0.2 0.3 0.5)")
+    ap.add_argument("--cutoff", type=float, action="append", help="fraction (repeatable; default the 17-point grid)")
     ap.add_argument("--quick", action="store_true", help="fewer simulated runs and speed repetitions")
     ap.add_argument("--no-speed", action="store_true")
     args = ap.parse_args()
-    cutoffs = args.cutoff or list(CUTOFFS)
+    cutoffs = args.cutoff or list(GRID)
     demo, extra = simulated_sets(args.quick)
     report("demo sweep (simulated GRPO)", demo, cutoffs)
     report("more simulated runs (seeds, learning rates, difficulty, noise, entropy bonus)", extra, cutoffs)
@@ -207,6 +300,8 @@ def main() -> None:
     else:
         print(f"\n(no real logs at {SHARED}: skipped)")
     if not args.no_speed:
+        replay_speed(args.quick)
+        fit_flatness(args.quick)
         speed(args.quick)
 
 

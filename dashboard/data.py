@@ -90,12 +90,21 @@ def fit_doc(url: str, version: tuple) -> dict[int, dict[str, Any]]:
     """``fit --json`` per run id: bounded ceilings, benchmarks, the live forecast with its track record."""
     from analysis.payloads import fit_payload
 
-    return {int(r["run_id"]): r for r in fit_payload(_open(url), results(url, version))}
+    return {int(r["run_id"]): r for r in fit_payload(_open(url), results(url, version),
+                                                     cross=cross_run(url, version))}
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cross_run(url: str, version: tuple):  # noqa: ANN201 - analysis.forecasting.CrossRun
+    """The results across runs (replay rows, live headlines, the replay's summary per fraction), as stored."""
+    from analysis.pipeline import current_cross_run
+
+    return current_cross_run(_open(url), results=results(url, version))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def backtest_doc(url: str, version: tuple) -> dict[str, Any]:
-    """``backtest --json`` at every stored cutoff (10, 20, 30, 50%)."""
+    """``backtest --json`` at every replayed fraction (10% to 90%, every 5%)."""
     return backtest_doc_for(url, version, None)
 
 
@@ -103,9 +112,10 @@ def backtest_doc(url: str, version: tuple) -> dict[str, Any]:
 def backtest_doc_for(url: str, version: tuple, project: str | None) -> dict[str, Any]:
     """``backtest --json`` over the runs of one experiment/project (all runs when None)."""
     from analysis.payloads import backtest_payload
+    from models.backtest import GRID
 
     res = [r for r in results(url, version) if project is None or r.get("project") == project]
-    return backtest_payload(_open(url), res)
+    return backtest_payload(_open(url), res, list(GRID), cross=cross_run(url, version))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -215,9 +225,8 @@ def headline_path(url: str, run_id: int, run_version: int, result: dict[str, Any
     from models.metric_range import MetricRange
 
     h, r = run_arrays(url, run_id, run_version, result["entropy_key"], result["performance_key"])
-    live = "horizon_step" in headline
-    start = float(headline["from_step"] if live else headline["cutoff_step"])
-    end = float(headline["horizon_step"] if live else np.mean(headline["final_steps"]))
+    start = float(headline["from_step"] if "from_step" in headline else headline["cutoff_step"])
+    end = float(headline.get("horizon_step") or headline.get("planned_end_step") or np.mean(headline["final_steps"]))
     return path_of(h, r, cutoff_step=start, end_step=end, rng=MetricRange.from_dict(result.get("range")),
                    warmup=warmup_mode(result), weights=headline["weights"], final=headline["predicted_final"],
                    interval=headline["interval"])

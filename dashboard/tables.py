@@ -111,6 +111,7 @@ def runs_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame | None =
             "b": finite_number(law.get("b")),
             "ceiling": finite_number(law.get("ceiling")),
             "± (95% CI)": ci,
+            "fit": law.get("weak") or ("ok" if law else ""),
             "headroom": finite_number(r.get("headroom")),
             "R²": finite_number(law.get("r2")),
             "n pairs": law.get("n"),
@@ -120,6 +121,8 @@ def runs_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame | None =
             "forecast interval": (f"{fc['interval'][0]:.3f}–{fc['interval'][1]:.3f}" if fc else ""),
             "forecast method": fc.get("label", ""),
             "forecast backtest MAE": finite_number(fc.get("backtest_mae")),
+            "forecast track record": ((fc.get("track_record") or {}).get("sentence")
+                                      or ("no finished run replayed yet" if fc else "")),
             "stage": stage_text(r.get("stage")),
             "collapse": collapse_text(r.get("collapse")),
             "backtest error": finite_number(bt["error"]) if bt else None,

@@ -110,6 +110,18 @@ analyses = Table(
     UniqueConstraint("run_id", "kind", name="uq_analyses_run_kind"),
 )
 
+# Results across runs (migration 0004): the replay's summary per fraction and what it was computed from, written
+# at write time (ingest, schedule, `analyse`) beside the per-run rows of kind "forecast"; reads take them as stored.
+cross_run = Table(
+    "cross_run",
+    metadata,
+    Column("kind", String(32), primary_key=True),  # "replay"
+    Column("analysis_version", Integer, nullable=False),
+    Column("inputs", String(255), nullable=False),  # fingerprint of the per-run analyses it was computed from
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+    Column("result", JSON, nullable=False),
+)
+
 # Downsampled levels of each (run, key) series, written at ingest next to the points (migration 0003):
 # pages read these few thousand rows per run instead of every point.
 metric_lod = Table(

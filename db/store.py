@@ -717,6 +717,30 @@ class Store:
         with self.engine.connect() as conn:
             return [int(r) for r in conn.execute(q).scalars()]
 
+    def analyses_fingerprint(self, kind: str) -> str:
+        """Changes whenever an analysis of ``kind`` is written or removed (what cross-run results depend on)."""
+        a = t.analyses
+        with self.engine.connect() as conn:
+            n, last, ids = conn.execute(select(func.count(), func.max(a.c.computed_at), func.sum(a.c.run_id))
+                                        .where(a.c.kind == kind)).one()
+        return f"{int(n)}:{int(ids or 0)}:{last}"
+
+    # ---------------------------------------------------------------- cross-run results
+    def save_cross_run(self, kind: str, analysis_version: int, inputs: str, result: Mapping[str, Any]) -> None:
+        """Upsert the cross-run result of ``kind`` with the fingerprint of its inputs."""
+        values = {"analysis_version": analysis_version, "inputs": inputs, "computed_at": _now(),
+                  "result": _jsonable(result)}
+        with self._writer() as conn, conn.begin():
+            ins = self._insert(t.cross_run).values(kind=kind, **values)
+            conn.execute(ins.on_conflict_do_update(index_elements=["kind"], set_=values))
+
+    def cross_run(self, kind: str) -> tuple[int, str, dict[str, Any]] | None:
+        """(analysis version, inputs fingerprint, result) of the stored cross-run result, None when absent."""
+        c = t.cross_run
+        with self.engine.connect() as conn:
+            row = conn.execute(select(c.c.analysis_version, c.c.inputs, c.c.result).where(c.c.kind == kind)).first()
+        return None if row is None else (int(row[0]), str(row[1]), dict(row[2]))
+
     # ---------------------------------------------------------------- helpers
     def _frame(self, query: Any) -> pd.DataFrame:
         try:

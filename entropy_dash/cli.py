@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--entropy-key", metavar="KEY", help="use this metric as entropy for the source's runs")
     keys.add_argument("--planned-steps", metavar="N", type=types.planned_steps, help="the planned length of the source's runs in "
                       "steps, where the source does not say it (remembered; per run: sources.toml)")
+    keys.add_argument("--finished", action="store_true", help="the source's runs finished (for sources that do not "
+                      "say so, e.g. a CSV): only finished runs teach the replay, the cross-run model and the "
+                      "backtests (remembered; per run: finished = true in sources.toml)")
     keys.add_argument("--no-analyse", action="store_true", help="store the points only; the next ingest of the "
                       "source without this flag analyses the runs that changed")
 

@@ -17,7 +17,8 @@ The config file (TOML)::
     # keep_warmup = true                     # optional: fit every evaluation (no warm-up detection)
     # warmup_steps = 10                      # optional: the evaluations at or before step 10 are the warm-up
     # performance_range = [-1.0, 1.0]        # optional: the metric's range (accuracies are [0, 1] anyway)
-    [source.runs."run-name"]                 # optional per-run settings (any of the six above)
+    # finished = true                        # optional: the runs finished (for sources that do not say so)
+    [source.runs."run-name"]                 # optional per-run settings (any of the seven above)
     performance_key = "val/test_score/gsm8k"
     warmup_steps = 20
 
@@ -71,7 +72,8 @@ log = logging.getLogger(__name__)
 
 KINDS = ("mlflow", "wandb", "wandb-offline", "tensorboard", "file")
 PATH_KINDS = ("wandb-offline", "tensorboard", "file")
-RUN_KEYS = {"performance_key", "entropy_key", "keep_warmup", "warmup_steps", "performance_range", "planned_steps"}
+RUN_KEYS = {"performance_key", "entropy_key", "keep_warmup", "warmup_steps", "performance_range", "planned_steps",
+            "finished"}
 COMMON_KEYS = {"kind", "uri", "every", "cron", "roles", "runs"} | RUN_KEYS
 KIND_KEYS: dict[str, set[str]] = {
     "mlflow": {"experiments", "keys", "all_keys"},
@@ -190,10 +192,11 @@ def _run_settings(tab: dict[str, Any], bad: Any) -> dict[str, Any]:
             if not isinstance(tab[key], str) or not tab[key]:
                 raise bad(key, f"must be a metric name, got {tab[key]!r}")
             out[key] = tab[key]
-    if "keep_warmup" in tab:
-        if not isinstance(tab["keep_warmup"], bool):
-            raise bad("keep_warmup", f"must be true or false, got {tab['keep_warmup']!r}")
-        out["keep_warmup"] = tab["keep_warmup"]
+    for key in ("keep_warmup", "finished"):
+        if key in tab:
+            if not isinstance(tab[key], bool):
+                raise bad(key, f"must be true or false, got {tab[key]!r}")
+            out[key] = tab[key]
     for key in ("warmup_steps", "planned_steps"):
         if key in tab:
             v = tab[key]

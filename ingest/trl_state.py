@@ -97,11 +97,16 @@ def parse_trainer_state(path: str | Path) -> RunData:
     params["log_format"] = "trainer_state"
     params["read_from"] = str(path.resolve())
     notes = () if series else (f"{path}: log_history is empty",)
-    step, planned = state.get("global_step"), state.get("max_steps")
-    finished = all(type(v) is int for v in (step, planned)) and 0 < planned <= step
-    info = RunInfo(external_id=str(folder / FILE_NAME), name=name, params=params,
-                   status="finished" if finished else None)
+    info = RunInfo(external_id=str(folder / FILE_NAME), name=name, params=params, status=_status(state))
     return RunData(run=info, series=series, notes=notes)
+
+
+def _status(state: Mapping[str, Any]) -> str | None:
+    """"finished" when the trainer reached its planned length (``global_step == max_steps``); otherwise the
+    file does not say (a checkpoint of a run in progress, or of one that stopped): None, state unknown."""
+    step, planned = state.get("global_step"), state.get("max_steps")
+    ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (step, planned))
+    return "finished" if ok and planned > 0 and step >= planned else None
 
 
 def _global_step(path: Path) -> int:

@@ -28,6 +28,21 @@ from models.metric_range import MetricRange
 CUTOFFS = (0.1, 0.2, 0.3, 0.5)
 DEFAULT_CUTOFF = 0.3
 FINAL_WINDOW = 3
+#: the replay grid: every finished run is cut at each of these fractions of its planned length (10% to 90%)
+GRID = tuple(round(0.10 + 0.05 * i, 2) for i in range(17))
+
+
+def replay_cut_step(first_step: float, end_step: float, fraction: float) -> float:
+    """The step at which a run spanning ``first_step``..``end_step`` (its planned end) is ``fraction`` done."""
+    return first_step + fraction * (end_step - first_step)
+
+
+def bracket(fraction: float, grid: Sequence[float] = GRID) -> tuple[float, float, float]:
+    """The grid fractions around ``fraction`` and the weight of the upper one (clamped to the grid's ends)."""
+    f = min(max(fraction, grid[0]), grid[-1])
+    hi = next(g for g in grid if g >= f - 1e-12)
+    lo = max([g for g in grid if g <= f + 1e-12], default=hi)
+    return lo, hi, 0.0 if hi == lo else (f - lo) / (hi - lo)
 
 
 @dataclass(frozen=True)

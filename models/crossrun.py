@@ -9,6 +9,11 @@ units of the run's own spread before the cutoff.
 
 It is only used with at least ``MIN_TRAIN_RUNS`` finished runs to learn from, and in a backtest it is never
 trained on the run it predicts (leave-one-run-out).
+
+It never extrapolates: a feature whose spread over the training runs is negligible (below ``MIN_SPREAD`` of
+its typical size — e.g. ``horizon_ratio`` when every training run was cut at the same fraction) is dropped,
+and a predicted run's standardised features are clipped to the range the training runs spanned, so one
+feature far off the training runs cannot move the forecast by more than the training runs did.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ GAIN_FEATURES = ("gain_saturating", "gain_sigmoid", "gain_power", "gain_law", "s
 MIN_TRAIN_RUNS = 6
 RIDGE = 3.0
 EPS = 0.005
+#: a feature is dropped when its training standard deviation is below this share of max(|mean|, FLOOR)
+MIN_SPREAD = 0.05
+SPREAD_FLOOR = 0.05
 
 
 @dataclass(frozen=True)
@@ -78,11 +86,18 @@ class Model:
     fill: np.ndarray  # per-feature value used where a run's feature is missing
     rmse: float  # in-sample error in the metric's units (the scale of its forecasts)
     n: int
+    zmin: np.ndarray = None  # type: ignore[assignment]  # the training runs' standardised range per feature
+    zmax: np.ndarray = None  # type: ignore[assignment]
+    dropped: tuple[str, ...] = ()  # features with negligible training spread (coefficient 0)
+
+    def standardised(self, x: np.ndarray) -> np.ndarray:
+        """A design row standardised and clipped to the training range (missing values filled)."""
+        x = np.where(np.isfinite(x), x, self.fill)
+        z = (x - self.mean) / self.sd
+        return z if self.zmin is None else np.clip(z, self.zmin, self.zmax)
 
     def predict(self, p: RunPoint) -> float:
-        x = design_row(p)
-        x = np.where(np.isfinite(x), x, self.fill)
-        t = self.intercept + float(((x - self.mean) / self.sd) @ self.coef)
+        t = self.intercept + float(self.standardised(design_row(p)) @ self.coef)
         base = _to_t(np.array([p.level]), p)[0]
         return _from_t(base + t, p)
 
@@ -130,12 +145,18 @@ def _fit(d: _Design, idx: np.ndarray) -> Model:
     fill = np.array([np.median(X[finite[:, j], j]) if finite[:, j].any() else 0.0 for j in range(X.shape[1])])
     X = np.where(finite, X, fill)
     mean, sd = X.mean(axis=0), X.std(axis=0)
-    sd = np.where(sd > 1e-12, sd, 1.0)
-    Z = (X - mean) / sd
+    keep = sd >= MIN_SPREAD * np.maximum(np.abs(mean), SPREAD_FLOOR)
+    sd = np.where(keep, sd, 1.0)
+    Z = np.where(keep, (X - mean) / sd, 0.0)
     ym = float(y.mean())
-    coef = np.linalg.solve(Z.T @ Z + RIDGE * np.eye(Z.shape[1]), Z.T @ (y - ym))
+    coef = np.zeros(Z.shape[1])
+    if keep.any():
+        Zk = Z[:, keep]
+        coef[keep] = np.linalg.solve(Zk.T @ Zk + RIDGE * np.eye(Zk.shape[1]), Zk.T @ (y - ym))
     err = d.back(idx, d.base[idx] + ym + Z @ coef) - d.observed[idx]  # in-sample, in the metric's units
-    return Model(coef, ym, mean, sd, fill, float(np.sqrt(np.mean(np.square(err)))), len(idx))
+    dropped = tuple(f for f, k in zip(FEATURES, keep, strict=True) if not k)
+    return Model(coef, ym, mean, sd, fill, float(np.sqrt(np.mean(np.square(err)))), len(idx),
+                 Z.min(axis=0), Z.max(axis=0), dropped)
 
 
 def loro(points: Sequence[RunPoint], groups: Sequence[str | None] | None = None,
@@ -150,7 +171,8 @@ def loro(points: Sequence[RunPoint], groups: Sequence[str | None] | None = None,
         if len(others) < MIN_TRAIN_RUNS:
             continue
         m = _fit(d, np.array(others))
-        pred[i], scale[i] = m.predict(points[i]), m.rmse
+        t = m.intercept + float(m.standardised(d.X[i]) @ m.coef)
+        pred[i], scale[i] = float(d.back(np.array([i]), np.array([d.base[i] + t]))[0]), m.rmse
     return pred, scale
 
 

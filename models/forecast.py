@@ -271,7 +271,8 @@ def _law(hs, hv, ps, pv, bs, bv, origins, target, horizon, target_noise, rng: Me
         roll.append(rng.clip(b_k - law_k.a * np.exp(h_fc)))
         used.append(origins[i])
     mae, scale = _track_record(bs, bv, used, roll, horizon, target_noise)
-    params = {"a": law.a, "b": law.b, "b_anchored": b_level, "r2": law.r2, "entropy_floor": final.asymptote,
+    params = {"a": law.a, "b": law.b, "b_anchored": b_level, "r2": law.r2, "ceiling_lo": law.ceiling_lo,
+              "ceiling_hi": law.ceiling_hi, "entropy_floor": final.asymptote,
               "entropy_at_target": float(np.mean(h_target))}
     note = f"entropy: power decay to {final.asymptote:.3f}; level from the last {_anchor_m(len(h))} pairs"
     return MethodForecast("law", pred, scale, mae, params, note, np.atleast_1d(path)), float(np.mean(h_target))

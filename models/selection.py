@@ -5,7 +5,10 @@ expected error (``scale``), its within-run rolling-origin score, and what happen
 
 Headline of run i (``headline_of``): a weighted mean of the methods' forecasts (stacking). The pool is the
 other finished runs — of the same experiment when it has ``GROUP_MIN`` of them, else all ("leave-one-run-out":
-run i never votes for its own forecast). A method's weight is ∝ 1 / MAE² over the pool, for the methods that
+run i never votes for its own forecast). Two kinds of forecast get no weight, and are named in ``excluded``:
+the law when the run's law fit is weak (``models.weak_fit``), and an outlier — a method whose forecast lies
+outside the range of the other methods' forecasts by more than ``OUTLIER_FACTOR`` times its own replayed
+error (its MAE over the pool, or its within-run error without a pool). A method's weight is ∝ 1 / MAE² over the pool, for the methods that
 forecast at least ``MIN_POOL`` (3) and 80% of the pool's runs; with too few finished runs the weights come
 from the within-run rolling-origin errors of run i itself. A method that could not forecast run i gets no
 weight. Weighting by the pool's errors rather than picking the single best method keeps the choice stable
@@ -31,12 +34,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CONFIDENCE = 0.95
-Z = 1.959963984540054
+from models.intervals import DEFAULT_CONFIDENCE, Z95, t_quantile
+
+CONFIDENCE = DEFAULT_CONFIDENCE
+Z = Z95
 MIN_POOL = 3
 GROUP_MIN = 5
 #: weights ∝ 1 / MAE^WEIGHT_POWER (2: inverse squared error, as inverse-variance weighting)
 WEIGHT_POWER = 2.0
+#: a forecast this many times its replayed MAE outside the other methods' range is an outlier (no weight)
+OUTLIER_FACTOR = 3.0
+LAW = "law"
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +60,7 @@ class Table:
     observed: np.ndarray  # N
     lo: np.ndarray  # N, −inf when unbounded
     hi: np.ndarray  # N, +inf when unbounded
+    weak_law: np.ndarray | None = None  # N bools: the run's law fit at the cut is weak (the law gets no weight)
 
     @property
     def errors(self) -> np.ndarray:
@@ -78,6 +87,7 @@ class Headline:
     q: float  # conformal multiplier of the scale
     calibrated: bool  # False: fewer than 19 runs, q from a Student-t of the scores' RMS (see conformal_q)
     weights: dict[str, float]  # the methods combined and their weights
+    excluded: dict[str, str] = None  # type: ignore[assignment]  # method → why it got no weight
 
     @property
     def label(self) -> str:
@@ -88,7 +98,8 @@ class Headline:
     def to_dict(self) -> dict:
         return {"method": self.method, "predicted": self.predicted, "interval": list(self.interval),
                 "rule": self.rule, "pool": self.pool, "pool_mae": self.pool_mae, "q": self.q,
-                "calibrated": self.calibrated, "weights": dict(self.weights), "label": self.label}
+                "calibrated": self.calibrated, "weights": dict(self.weights), "label": self.label,
+                "excluded": dict(self.excluded or {})}
 
 
 def conformal_q(scores: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, bool]:
@@ -108,9 +119,7 @@ def conformal_q(scores: np.ndarray, confidence: float = CONFIDENCE) -> tuple[flo
 
 
 def _t(confidence: float, dof: int) -> float:
-    from models.law import _t_quantile
-
-    return _t_quantile(confidence, dof)
+    return t_quantile(dof, confidence)
 
 
 def pool_of(i: int | None, table: Table, group: str | None = None) -> list[int]:
@@ -125,19 +134,43 @@ def pool_of(i: int | None, table: Table, group: str | None = None) -> list[int]:
     return others
 
 
+def _pool_mae(table: Table, pool: list[int], k: int) -> float:
+    """Method k's MAE over the pool, NaN unless it forecast most of the pool."""
+    e = np.abs(table.errors[pool, k]) if pool else np.array([])
+    e = e[np.isfinite(e)]
+    return float(e.mean()) if len(e) >= max(MIN_POOL, 0.8 * len(pool)) else float("nan")
+
+
+def outliers(methods: Sequence[str], predicted: np.ndarray, error: np.ndarray) -> dict[str, str]:
+    """Methods whose forecast lies outside the others' range by more than ``OUTLIER_FACTOR`` × their error."""
+    out = {}
+    ok = [k for k in range(len(methods)) if np.isfinite(predicted[k])]
+    for k in ok:
+        others = [predicted[j] for j in ok if j != k]
+        if len(others) < 2 or not np.isfinite(error[k]):
+            continue
+        dist = max(0.0, predicted[k] - max(others), min(others) - predicted[k])
+        if dist > OUTLIER_FACTOR * max(float(error[k]), 1e-6):
+            out[methods[k]] = (f"outlier: {predicted[k]:.3f} lies {dist:.3f} outside the other methods' "
+                               f"[{min(others):.3f}, {max(others):.3f}], more than {OUTLIER_FACTOR:g}× its replayed "
+                               f"error {float(error[k]):.3f}")
+    return out
+
+
 def headline_of(table: Table, predicted: np.ndarray, scale: np.ndarray, rolling_mae: np.ndarray, lo: float,
-                hi: float, pool: list[int]) -> Headline:
+                hi: float, pool: list[int], weak_law: bool = False) -> Headline:
     """The headline of a run with these per-method ``predicted``/``scale``/``rolling_mae`` rows, learned from
-    the finished runs in ``pool`` (module docstring)."""
-    can = [k for k in range(len(table.methods)) if np.isfinite(predicted[k])]
-    if not can:
+    the finished runs in ``pool`` (module docstring); ``weak_law``: the run's law fit is weak."""
+    allm = [k for k in range(len(table.methods)) if np.isfinite(predicted[k])]
+    if not allm:
         raise ValueError("no method could forecast this run")
-    mae = np.full(len(can), np.nan)
-    for c, k in enumerate(can):  # a method must have forecast most of the pool to be judged on it
-        e = np.abs(table.errors[pool, k]) if pool else np.array([])
-        e = e[np.isfinite(e)]
-        if len(e) >= max(MIN_POOL, 0.8 * len(pool)):
-            mae[c] = float(e.mean())
+    pool_err = np.array([_pool_mae(table, pool, k) for k in range(len(table.methods))])
+    err = np.where(np.isfinite(pool_err), pool_err, np.asarray(rolling_mae, dtype=float))
+    excluded = outliers(table.methods, predicted, err)
+    if weak_law and LAW in table.methods and np.isfinite(predicted[table.methods.index(LAW)]):
+        excluded[LAW] = "weak law fit at the cut: never the headline"
+    can = [k for k in allm if table.methods[k] not in excluded] or allm
+    mae = pool_err[can]
     if np.isfinite(mae).any():
         rule, basis = "finished runs", mae
     elif np.isfinite([rolling_mae[k] for k in can]).any():
@@ -163,13 +196,15 @@ def headline_of(table: Table, predicted: np.ndarray, scale: np.ndarray, rolling_
     half = q * s_i
     pool_mae = float(np.mean(np.abs(pp[ok] @ wu - table.observed[pool][ok]))) if pool and ok.any() else None
     return Headline("stacked", value, (float(np.clip(value - half, lo, hi)), float(np.clip(value + half, lo, hi))),
-                    rule, len(pool), pool_mae, q, calibrated, weights)
+                    rule, len(pool), pool_mae, q, calibrated, weights,
+                    {m: why for m, why in excluded.items() if m not in weights})
 
 
 def loro_headlines(table: Table) -> list[Headline]:
     """The headline of every finished run, each learned without it (the backtest of the headline)."""
+    weak = table.weak_law if table.weak_law is not None else np.zeros(len(table.runs), bool)
     return [headline_of(table, table.predicted[i], table.scale[i], table.rolling_mae[i], float(table.lo[i]),
-                        float(table.hi[i]), pool_of(i, table)) for i in range(len(table.runs))]
+                        float(table.hi[i]), pool_of(i, table), bool(weak[i])) for i in range(len(table.runs))]
 
 
 def method_intervals(table: Table) -> np.ndarray:
@@ -221,22 +256,29 @@ class Summary:
 
 def summarise(table: Table, headlines: Sequence[Headline], cutoff: float) -> Summary:
     obs = table.observed
-    scores = {"headline": _score(np.array([h.predicted for h in headlines]) - obs,
-                                 [(h.interval[0] <= o <= h.interval[1]) for h, o in zip(headlines, obs, strict=True)])}
+    errors = {"headline": np.array([h.predicted for h in headlines]) - obs}
+    covered = {"headline": [(h.interval[0] <= o <= h.interval[1]) for h, o in zip(headlines, obs, strict=True)]}
     iv = method_intervals(table)
     for k, m in enumerate(table.methods):
         ok = np.isfinite(table.predicted[:, k])
         if not ok.any():
             continue
-        cover = [(iv[i, k, 0] <= obs[i] <= iv[i, k, 1]) for i in np.flatnonzero(ok)]
-        scores[m] = _score(table.errors[ok, k], cover)
+        covered[m] = [(iv[i, k, 0] <= obs[i] <= iv[i, k, 1]) for i in np.flatnonzero(ok)]
+        errors[m] = table.errors[ok, k]
+    tops = [max(h.weights, key=h.weights.get) for h in headlines]
+    return summary_from(errors, covered, table.methods, tops, len(headlines), cutoff)
+
+
+def summary_from(errors: dict[str, np.ndarray], covered: dict[str, Sequence[bool]], methods: Sequence[str],
+                 tops: Sequence[str], n: int, cutoff: float) -> Summary:
+    """The summary of errors and interval coverages ("headline" and per method) and the headline's largest
+    weight per run (``tops``)."""
+    scores = {k: _score(errors[k], covered[k]) for k in ("headline", *methods) if k in errors}
     # a method that forecast fewer runs than the headline is not comparable on MAE: rank the complete ones
-    n = len(headlines)
-    complete = [m for m in table.methods if m in scores and scores[m].n == n] or [m for m in table.methods if m in scores]
+    complete = [m for m in methods if m in scores and scores[m].n == n] or [m for m in methods if m in scores]
     best = min(complete, key=lambda m: scores[m].mae)
     counts: dict[str, int] = {}  # how often each method had the largest weight
-    for h in headlines:
-        top = max(h.weights, key=h.weights.get)
+    for top in tops:
         counts[top] = counts.get(top, 0) + 1
     return Summary(scores, best, counts, n, cutoff, _sentence(scores, best, counts, n, cutoff))
 

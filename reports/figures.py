@@ -42,7 +42,7 @@ def forecast_figure(h: pd.Series, r: pd.Series, result: Mapping[str, Any],
     live = "horizon_step" in headline
     rng = MetricRange.from_dict(result["range"])
     start = float(headline["from_step"] if live else headline["cutoff_step"])
-    end = float(headline["horizon_step"] if live else np.mean(headline["final_steps"]))
+    end = float(headline["horizon_step"] if live else headline.get("planned_end_step") or np.mean(headline["final_steps"]))
     path = headline_path(h, r, cutoff_step=start, end_step=end, rng=rng, warmup=warmup_mode(result),
                          weights=headline["weights"], final=headline["predicted_final"], interval=headline["interval"])
     fig = step_figure(r, result.get("law"), result["run"], result["run_id"], path=path, cutoff_step=start,

@@ -61,24 +61,25 @@ def collect_report(store: Store, experiments: Sequence[str] | None = None,
     """The payloads of ``runs``/``fit``/``backtest --json``, restricted to the selected runs.
 
     ``experiments`` match a run's project (MLflow experiment, W&B project); ``runs`` match a run id or
-    name. Both given: runs matching both. A name that matches nothing is an error naming it. With a
-    selection, the backtest (headline weights, intervals, MAE per method, sentence) is recomputed over the
-    selected runs alone — exactly what ``backtest --json`` prints for a store holding only those runs; the
-    live forecasts of runs in progress still learn from every finished run of the store.
+    name. Both given: runs matching both. A name that matches nothing is an error naming it. The backtest is
+    a view of the stored replay: with a selection, its summary (MAE, coverage per method, sentence) is taken
+    over the selected runs' replay rows; weights and intervals were learned, as stored, on every finished run
+    of the store (nothing is refitted for a report).
     Nothing is written to the store: stale analyses are computed in memory.
     """
     from analysis.payloads import backtest_payload, fit_payload, runs_payload
-    from analysis.pipeline import current_results
+    from analysis.pipeline import current_cross_run, current_results
 
     all_results = current_results(store)
+    cross = current_cross_run(store, results=all_results)
     runs_doc = runs_payload(store, all_results)
-    fit_doc = fit_payload(store, all_results)
+    fit_doc = fit_payload(store, all_results, cross=cross)
     keep = _select(runs_doc, list(experiments or []), list(runs or []))
     selected = all_results if keep is None else [r for r in all_results if r["run_id"] in keep]
     if keep is not None:
         runs_doc = [r for r in runs_doc if r["run_id"] in keep]
         fit_doc = [r for r in fit_doc if r["run_id"] in keep]
-    bt_doc = backtest_payload(store, selected)
+    bt_doc = backtest_payload(store, selected, cross=cross)
     return ReportData(generated_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
                       store=store.url, filters={"experiments": list(experiments or []), "runs": list(runs or [])},
                       runs=runs_doc, fit=fit_doc, backtest=bt_doc,
@@ -332,8 +333,8 @@ def summary_rows(data: ReportData) -> list[SummaryRow]:
         bt = f.get("backtest") or {}
         fc = f.get("forecast")
         forecast = (f"{_f(fc['predicted_final'])} [{_f(fc['interval'][0])}, {_f(fc['interval'][1])}] at step "
-                    f"{fc['horizon_step']}" + (f", backtest MAE {_pt(fc['backtest_mae'], sign=False)} (n {fc['backtest_n']})"
-                                                if fc.get("backtest_mae") is not None else "")) if fc else "–"
+                    f"{fc['horizon_step']}" + (f", {fc['track_record']['sentence']}"
+                                                if (fc.get("track_record") or {}).get("sentence") else "")) if fc else "–"
         rows.append(SummaryRow(
             run_id=f["run_id"], run=f["run"], status=f["status"], ceiling=_f(f.get("ceiling")),
             interval=f"{_f(ci[0])} – {_f(ci[1])}" if f.get("ceiling") is not None else "–",
@@ -387,10 +388,8 @@ def run_sentences(fit: Mapping[str, Any], runs_row: Mapping[str, Any] | None, *,
                       (f" (entropy floor projected at step {_f(floor, 0)})." if floor is not None else ".")))
     fc = fit.get("forecast")
     if fc:
-        record = (f"; this forecast's track record on {fc['backtest_n']} finished runs at {fc['backtest_cutoff']:.0%}: "
-                  f"MAE {_pt(fc['backtest_mae'], sign=False)}" + (f", its interval covered {_f(100 * fc['coverage'], 0)}%"
-                                                                    if fc.get("coverage") is not None else "")
-                  if fc.get("backtest_mae") is not None else
+        record = (f"; its track record: {fc['track_record']['sentence']}"
+                  if (fc.get("track_record") or {}).get("sentence") else
                   "; too few finished runs to learn from: the weights come from this run's own rolling-origin errors")
         out.append(f"Forecast: at its planned end (step {fc['horizon_step']}) the run should score "
                    f"{_f(fc['predicted_final'])} (95% interval {_f(fc['interval'][0])} to {_f(fc['interval'][1])}; "
@@ -404,7 +403,7 @@ def run_sentences(fit: Mapping[str, Any], runs_row: Mapping[str, Any] | None, *,
         out.append(f"Backtest: from the first {bt['cutoff']:.0%} of the run, the headline forecast of the final score "
                    f"was {_f(bt['predicted_final'])} (95% interval {_f(lo)} to {_f(hi)}); the run ended at "
                    f"{_f(bt['observed_final'])}, an error of {_pt(bt['error'])} ({covered} the interval).")
-    elif fit.get("finished"):
+    else:  # a run in progress, or one whose source does not say it finished, teaches nothing: say so
         out.append(f"Backtest not possible: {bt.get('reason') or 'not computed'}.")
     return out
 

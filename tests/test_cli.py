@@ -39,6 +39,15 @@ def test_verl_logs_fit_stage_collapse_and_backtest(capsys, tmp_path, verl_logs):
     assert qwen["performance_key"] == "val/test_score/openai/gsm8k"
     assert (qwen["n_entropy"], qwen["n_performance"]) == (435, 45)  # 43 in-loop + initial + final validation
     assert qwen["state"] == "finished" and qwen["progress"] == "finished at step 435"
+    # the gemma log has no final validation line: its source does not say it finished, so it teaches nothing
+    gemma = runs["gemma-2-2b-it-ppo-bsz512_4-prompt1024-resp-512-0.640"]
+    assert gemma["state"] == "unknown" and gemma["finished"] is False
+    assert gemma["progress"].startswith("state unknown at step 106: not used as a finished run")
+    bt = cli_json(capsys, "backtest", "--db", db)
+    assert len(bt["runs"]) == 2 and [s["run"] for s in bt["skipped"]] == [gemma["run"]]
+    assert bt["skipped"][0]["reason"].startswith("not finished (state unknown at step 106")
+    # the user knows it finished: --finished (remembered for the source) makes it teach
+    assert cli_json(capsys, "ingest", "file", str(verl_logs[0].parent), "--finished", "--db", db)["analysed"] == 3
     fits = {f["run"]: f for f in cli_json(capsys, "fit", "--db", db)}
     for name, f in fits.items():
         final = float(name.rsplit("-", 1)[1].removesuffix(".log"))  # the file name ends in the final score

@@ -348,6 +348,29 @@ def test_ceiling_page_equals_stored_fit_and_shows_the_backtest_at_each_cutoff(mo
     assert sum(row["weights"].values()) == pytest.approx(1.0)
 
 
+def test_backtest_page_draws_mae_and_coverage_against_the_fraction_done(monkeypatch, sim_store):
+    """The replay as stored: MAE and coverage per method and for the headline at every grid fraction."""
+    import json
+
+    from models.backtest import GRID
+
+    results = _results(sim_store)
+    doc = backtest_payload(Store.open(sim_store, create=False), list(results.values()), list(GRID))
+    at = _app(monkeypatch, sim_store)
+    _page(at, "backtest")
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(charts) == 2
+    for spec, what in zip(charts, ("mae", "coverage"), strict=True):
+        traces = {t["name"]: t for t in spec["data"]}
+        assert "headline" in traces and "law" in traces
+        for name in ("headline", "law"):
+            want = [(100 * d["cutoff"], 100 * d["summary"]["scores"][name][what]) for d in doc["cutoffs"]
+                    if d["summary"] and name in d["summary"]["scores"]]
+            assert len(traces[name]["x"]) == len(want) >= 10
+            assert traces[name]["x"] == pytest.approx([x for x, _ in want])
+            assert traces[name]["y"] == pytest.approx([y for _, y in want])
+
+
 def test_ceiling_page_on_the_known_law(monkeypatch, law_store):
     at = _page(_app(monkeypatch, law_store), "ceiling")
     (res,) = _results(law_store).values()

@@ -177,8 +177,14 @@ def test_planned_length_and_state_from_what_sources_log():
     assert [run_state(s) for s in ("RUNNING", "FINISHED", "KILLED", "crashed", None)] == \
         ["running", "finished", "failed", "failed", "unknown"]
     assert progress("running", 373, 600) == (False, "in progress: step 373 of 600")
-    assert progress("unknown", 373, 600) == (False, "in progress: step 373 of 600")
+    assert progress("unknown", 373, 600) == (False, "in progress: step 373 of 600 (state unknown)")
     assert progress("finished", 373, 600) == (False, "stopped early: step 373 of 600")
     assert progress("finished", 600, 600) == (True, "finished at step 600 of 600")
-    assert progress("unknown", 435, None) == (True, "ended at step 435 (assumed finished: the source does not say)")
+    # only a source that says so, or the user, makes a run finished: never assumed
+    assert progress("unknown", 435, None) == (False, "state unknown at step 435: not used as a finished run (the "
+                                              "source does not say it finished; mark it with `--finished` or "
+                                              "finished = true in sources.toml)")
+    assert progress("unknown", 600, 600)[0] is False
+    assert progress("unknown", 435, None, marked_finished=True) == (
+        True, "finished at step 435 (marked finished by the user)")
     assert progress("failed", 200, 600) == (False, "failed at step 200 of 600")

@@ -9,7 +9,6 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
@@ -68,7 +67,9 @@ def test_live_forecast_through_ingest_fit_backtest_and_pages(capsys, monkeypatch
     fits = {f["run"]: f for f in _cli_json(capsys, "fit", "--db", db)}
     fc = fits["still-training"]["forecast"]
     assert fc["horizon_step"] == PLANNED and fc["from_step"] == SEEN
-    assert fc["fraction_done"] == pytest.approx(SEEN / PLANNED, abs=0.01) and fc["backtest_cutoff"] == 0.3
+    assert fc["fraction_done"] == pytest.approx(SEEN / PLANNED, abs=0.01)
+    # trained and judged at its own fraction: the replay's grid fractions around 37.5%, interpolated there
+    assert fc["backtest_cutoff"] == fc["fraction_done"] and fc["trained_at"] == [0.35, 0.4]
     lo, hi = fc["interval"]
     assert 0.0 <= lo <= fc["predicted_final"] <= hi <= 1.0
     assert fc["method"] == "stacked" and sum(fc["weights"].values()) == pytest.approx(1.0)
@@ -86,10 +87,16 @@ def test_live_forecast_through_ingest_fit_backtest_and_pages(capsys, monkeypatch
     skipped = {s["run"]: s["reason"] for s in bt["skipped"]}
     assert skipped["still-training"].startswith(f"not finished (in progress: step {SEEN} of {PLANNED})")
     assert bt["summary"]["n_runs"] == 8
-    # its track record: the same weighted mean applied to the finished runs' forecasts at 30%, against the end
-    errors = [sum(w * r["baselines"][m]["predicted"] for m, w in fc["weights"].items()) - r["observed_final"]
-              for r in bt["runs"] if all(m in r["baselines"] for m in fc["weights"])]
-    assert len(errors) == 8 and fc["backtest_mae"] == pytest.approx(np.mean(np.abs(errors)))
+    # its track record: the replay's headline at 35% and 40% (each finished run cut there and sent down the
+    # live path), interpolated at the run's own fraction
+    rep = _cli_json(capsys, "backtest", "--cutoff", "0.35", "--cutoff", "0.4", "--db", db)
+    (m0, c0), (m1, c1) = [(d["summary"]["scores"]["headline"]["mae"], d["summary"]["scores"]["headline"]["coverage"])
+                          for d in rep["cutoffs"]]
+    t = (fc["fraction_done"] - 0.35) / 0.05
+    assert fc["backtest_mae"] == pytest.approx((1 - t) * m0 + t * m1)
+    assert fc["coverage"] == pytest.approx((1 - t) * c0 + t * c1)
+    assert fc["track_record"]["sentence"] == (f"replayed on 8 finished runs at {fc['fraction_done']:.0%}: MAE "
+                                              f"{100 * fc['backtest_mae']:.2f} pt, coverage {fc['coverage']:.0%}")
 
     # the pages: the Runs table and the Ceiling page show the same forecast
     monkeypatch.setenv("ENTROPY_DASH_DB", db)
@@ -100,6 +107,7 @@ def test_live_forecast_through_ingest_fit_backtest_and_pages(capsys, monkeypatch
     assert table.loc["still-training", "state"] == f"in progress: step {SEEN} of {PLANNED}"
     assert table.loc["still-training", "forecast"] == pytest.approx(fc["predicted_final"])
     assert table.loc["still-training", "forecast interval"] == f"{lo:.3f}–{hi:.3f}"
+    assert table.loc["still-training", "forecast track record"] == fc["track_record"]["sentence"]
     live_id = fits["still-training"]["run_id"]
     at.query_params["run"] = str(live_id)
     at.switch_page("app_pages/ceiling.py").run()
@@ -108,3 +116,6 @@ def test_live_forecast_through_ingest_fit_backtest_and_pages(capsys, monkeypatch
     assert m["predicted final"] == f"{fc['predicted_final']:.4f}" and m["95% interval"] == f"{lo:.3f}–{hi:.3f}"
     assert m["track record (MAE)"] == f"{100 * fc['backtest_mae']:.2f} pt"
     assert any(f"Forecast to the planned end (step {PLANNED})" in h.value for h in at.subheader)
+    from dashboard.text import md_text
+
+    assert any(md_text(fc["track_record"]["sentence"]) in c.value for c in at.caption)

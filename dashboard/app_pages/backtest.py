@@ -1,6 +1,7 @@
-"""Backtest: from which point can the forecast be trusted on runs like mine? The headline's error and interval
-coverage against the share of the run it saw (10, 20, 30, 50%), every method beside it, over the finished runs
-of the store or of one experiment — each run forecast with weights learned without it."""
+"""Backtest: from which point can the forecast be trusted on runs like mine? The replay's MAE and interval
+coverage against the fraction of the run done (10% to 90%, every 5%), per method and for the headline, over the
+finished runs of the store or of one experiment — each run cut there, sent down the live path, and forecast
+with weights learned without it. Read as stored: nothing is refitted here."""
 
 from __future__ import annotations
 
@@ -25,17 +26,22 @@ if ctx is not None:
             for s in d["skipped"]:
                 st.caption(f"{md_text(s['run'])}: {md_text(s['reason'])}")
     else:
-        methods = list(docs[0]["summary"]["scores"])
-        fig = go.Figure()
-        for m in methods:
-            xs = [d["cutoff"] * 100 for d in docs if m in d["summary"]["scores"]]
-            ys = [100 * d["summary"]["scores"][m]["mae"] for d in docs if m in d["summary"]["scores"]]
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=plotly_text(m),
-                                     line={"width": 4 if m == "headline" else 1.5,
-                                           "color": "black" if m == "headline" else None}))
-        fig.update_layout(xaxis_title="cutoff: share of the run seen (%)", yaxis_title="MAE of the final score (pt)",
-                          height=420, margin={"t": 20}, legend={"orientation": "h", "y": -0.25})
-        st.plotly_chart(fig, key="backtest_chart")
+        methods = list(dict.fromkeys(m for d in docs for m in d["summary"]["scores"]))
+        for what, title, scale, key in (("mae", "MAE of the final score (pt)", 100, "backtest_chart"),
+                                        ("coverage", "coverage of the 95% interval (%)", 100, "coverage_chart")):
+            fig = go.Figure()
+            for m in methods:
+                pts = [(d["cutoff"] * 100, d["summary"]["scores"][m][what]) for d in docs
+                       if m in d["summary"]["scores"] and d["summary"]["scores"][m][what] is not None]
+                fig.add_trace(go.Scatter(x=[x for x, _ in pts], y=[scale * y for _, y in pts], mode="lines+markers",
+                                         name=plotly_text(m), line={"width": 4 if m == "headline" else 1.5,
+                                                                    "color": "black" if m == "headline" else None}))
+            if what == "coverage":
+                fig.add_hline(y=95, line_dash="dot", annotation_text="promised 95%")
+            fig.update_layout(xaxis_title="fraction of the run done (%)", yaxis_title=title, height=380,
+                              margin={"t": 20}, legend={"orientation": "h", "y": -0.3})
+            st.subheader("Replay: " + title.split(" (")[0] + " against the fraction done")
+            st.plotly_chart(fig, key=key)
         table = pd.DataFrame([{
             "cutoff": f"{d['cutoff']:.0%}", "finished runs": d["summary"]["n_runs"],
             "headline MAE (pt)": 100 * d["summary"]["scores"]["headline"]["mae"],
@@ -47,8 +53,9 @@ if ctx is not None:
                      column_config={"headline MAE (pt)": st.column_config.NumberColumn(format="%.2f"),
                                     "its MAE (pt)": st.column_config.NumberColumn(format="%.2f"),
                                     "headline coverage": st.column_config.NumberColumn(format="%.2f")})
-        for d in docs:
-            st.markdown(f"**{d['cutoff']:.0%}** — {md_text(d['summary']['sentence'])}")
+        with st.expander("in words, per fraction"):
+            for d in docs:
+                st.markdown(f"**{d['cutoff']:.0%}** — {md_text(d['summary']['sentence'])}")
         st.caption("MAE in points of the metric (0.01 of an accuracy); coverage: the share of runs whose final "
                    "score fell inside the stated 95% interval.")
         skipped = doc["skipped"]

@@ -94,11 +94,14 @@ if ctx is not None:
                             "fewer than 19 finished runs: a Student-t interval of the size of their errors (not calibrated)")
                 m[2].metric("track record (MAE)", "–" if live["backtest_mae"] is None else
                             f"{100 * live['backtest_mae']:.2f} pt",
-                            help=f"this forecast's error on {live['backtest_n']} finished runs at "
-                                 f"{live['backtest_cutoff']:.0%} of their length")
+                            help=f"the replay's error: {live['backtest_n']} finished runs cut at "
+                                 f"{live['backtest_cutoff']:.0%} of their length, forecast by this same path")
                 m[3].metric("interval coverage", "–" if live.get("coverage") is None else f"{live['coverage']:.0%}")
+                rec = (live.get("track_record") or {}).get("sentence") or "no finished run replayed yet"
                 st.caption(f"{md_text(live['label'])}; weights learned on {live['backtest_n']} finished runs "
-                           f"({md_text(live['rule'])}).")
+                           f"({md_text(live['rule'])}); {md_text(rec)}.")
+                for m_name, why in (live.get("excluded") or {}).items():
+                    st.caption(f"no weight to {md_text(m_name)}: {md_text(why)}")
                 path = data.headline_path(ctx.url, run_id, version, res, live)
                 st.plotly_chart(forecast_figure(r, law, res["run"], run_id, path=path, cutoff_step=live["from_step"],
                                                 live=live, excluded_steps=res.get("excluded_steps") or []),

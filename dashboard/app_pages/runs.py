@@ -16,7 +16,11 @@ NUM = {c: st.column_config.NumberColumn(format="%.4f")
 HELP = {
     "headroom": "ceiling − best performance so far",
     "forecast": "runs in progress: the headline forecast of the score at the planned end",
-    "forecast backtest MAE": "the forecast's error on the store's finished runs (its track record)",
+    "forecast backtest MAE": "the replay's error at this run's fraction: finished runs cut there and forecast by "
+                             "the same path (its track record)",
+    "forecast track record": "the replay at this run's own fraction: how many finished runs, MAE, coverage",
+    "fit": "a weak law fit (low R², or a ceiling interval spanning most of the range) is flagged here and never "
+           "carries the headline forecast",
     "state": "finished, or in progress: step so far of the planned length",
     "backtest error": "track record: forecast of the final score from the first 30% of the run minus what happened",
     "± (95% CI)": "half-width of the ceiling's 95% confidence interval",

@@ -37,10 +37,11 @@ def select(results: list[dict[str, Any]], runs: list[str], experiments: list[str
     return [r for r in chosen if not (r["run_id"] in seen or seen.add(r["run_id"]))]
 
 
-def doctor_document(results: list[dict[str, Any]], chosen: list[dict[str, Any]], fail_on: str | None) -> dict:
+def doctor_document(results: list[dict[str, Any]], chosen: list[dict[str, Any]], fail_on: str | None,
+                    live: dict[int, dict[str, Any]] | None = None) -> dict:
     from analysis.health import at_least, health_payload
 
-    runs = health_payload(results, chosen)
+    runs = health_payload(results, chosen, live)
     hits = at_least(runs, fail_on) if fail_on else []
     return {"fail_on": fail_on, "failing": len(hits), "runs": runs}
 
@@ -73,11 +74,12 @@ def doctor_text(doc: dict[str, Any]) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from analysis.pipeline import current_results
+    from analysis.pipeline import current_cross_run, current_results
 
     store = open_store(args, create=False)
     results = current_results(store)
     chosen = select(results, list(args.run or []), list(args.experiment or []))
-    doc = doctor_document(results, chosen, args.fail_on)
+    live = current_cross_run(store, [int(r["run_id"]) for r in chosen], results).live()
+    doc = doctor_document(results, chosen, args.fail_on, live)
     emit(args, doc, lambda: doctor_text(doc))
     return 1 if doc["failing"] else 0

@@ -115,7 +115,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     source = _make_source(args)
     source.options.update({k: v for k, v in (("entropy_key", args.entropy_key),
                                              ("performance_key", args.performance_key),
-                                             ("planned_steps", args.planned_steps)) if v})
+                                             ("planned_steps", args.planned_steps),
+                                             ("finished", getattr(args, "finished", False))) if v})
     source.check()  # an unreachable or unknown source writes nothing, not even an empty database
     store = open_store(args)
     try:

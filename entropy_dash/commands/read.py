@@ -14,11 +14,18 @@ from entropy_dash.commands.output import emit, fmt, open_store
 NO_RUNS = "no runs yet: ingest some with `entropy-dash ingest …` or try `entropy-dash demo`"
 
 
-def _results(args: argparse.Namespace):  # noqa: ANN202 - (Store, list of result dicts)
+def _results(args: argparse.Namespace, run: str | None = None):  # noqa: ANN202 - (Store, list of result dicts)
+    """The store and the analyses of every run (of ``run`` only, id or name, when given: a command about one
+    run reads that run's rows, whatever the store's size)."""
     from analysis.pipeline import Options, current_results
 
     store = open_store(args, create=False)
-    return store, current_results(store, options=Options(keep_warmup=bool(getattr(args, "keep_warmup", False))))
+    ids = None
+    if run is not None and not getattr(args, "keep_warmup", False):
+        runs = store.runs_frame()
+        match = runs[(runs["id"].astype(str) == run) | (runs["name"] == run)]
+        ids = [int(i) for i in match["id"]] or None  # unknown: every run, and select_runs names it
+    return store, current_results(store, ids, options=Options(keep_warmup=bool(getattr(args, "keep_warmup", False))))
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -75,10 +82,11 @@ def fit_table(payload: list[dict[str, Any]]) -> str:
             detail.append("benchmarks: " + "; ".join(_bench(b) for b in r["benchmarks"]))
         fc = r["forecast"]
         if fc:
-            mae = "" if fc["backtest_mae"] is None else (f", backtest MAE {100 * fc['backtest_mae']:.2f} pt over "
-                                                         f"{fc['backtest_n']} finished runs at {fc['backtest_cutoff']:.0%}")
+            rec = (fc.get("track_record") or {}).get("sentence")
             detail.append(f"forecast at step {fc['horizon_step']}: {fc['predicted_final']:.3f} "
-                          f"[{fc['interval'][0]:.3f}, {fc['interval'][1]:.3f}] ({fc['method']}{mae})")
+                          f"[{fc['interval'][0]:.3f}, {fc['interval'][1]:.3f}] ({fc['method']}"
+                          + (f"; {rec}" if rec else "; no track record: no finished run replayed yet") + ")")
+            detail += [f"no weight to {m}: {why}" for m, why in (fc.get("excluded") or {}).items()]
         bt = r["backtest"]
         if bt.get("error") is not None:
             detail.append(f"backtest at 30%: {bt['method']} {bt['predicted_final']:.3f} vs observed "
@@ -97,11 +105,21 @@ def _steps(steps: list[int]) -> str:
     return ", ".join(map(str, steps)) if len(steps) <= 6 else f"{steps[0]}–{steps[-1]} ({len(steps)})"
 
 
+def _in_memory_cross_run(args: argparse.Namespace, results: list[dict[str, Any]]):  # noqa: ANN202
+    """With a read-time choice (``--keep-warmup``) the stored cross-run results do not apply: they are computed
+    in memory from this command's analyses of every run (nothing is saved). None: read them as stored."""
+    if not getattr(args, "keep_warmup", False):
+        return None
+    from analysis.forecasting import cross_run
+
+    return cross_run(results)
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from analysis.payloads import fit_payload
 
-    store, results = _results(args)
-    payload = fit_payload(store, results, args.run, args.robust)
+    store, results = _results(args, args.run)
+    payload = fit_payload(store, results, args.run, args.robust, cross=_in_memory_cross_run(args, results))
     emit(args, payload, lambda: fit_table(payload))
     return 0
 
@@ -135,7 +153,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from analysis.payloads import backtest_payload
 
     store, results = _results(args)
-    payload = backtest_payload(store, results, args.cutoff)
+    payload = backtest_payload(store, results, args.cutoff, cross=_in_memory_cross_run(args, results))
     emit(args, payload, lambda: backtest_text(payload))
     return 0
 
