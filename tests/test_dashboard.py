@@ -24,6 +24,7 @@ from ingest.files import FileSource
 from ingest.keys import resolve_roles
 from ingest.mlflow_source import MlflowSource
 from ingest.sync import sync_source
+from tests.service_checks import wait_drawn
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 PAGES = ("runs", "collapse", "groups", "ceiling", "compare", "backtest", "sources")
@@ -145,6 +146,8 @@ def test_runs_page_shows_every_stored_number(monkeypatch, sim_store):
     df = at.dataframe[0].value.set_index("id")
     results, fits = _results(sim_store), _fits(sim_store)
     assert set(df.index) == set(results) and len(results) == 6
+    with_law = {r["run"] for r in results.values() if r.get("law")}
+    assert len(with_law) == 4 and not with_law & {"no-entropy-run", "two-evals-run"}  # the rows below check a law
     for run_id, res in results.items():
         row = df.loc[run_id]
         law = res.get("law") or {}
@@ -195,6 +198,8 @@ def test_collapse_page_shows_stored_verdicts_and_warns_about_missing_entropy(mon
     _page(at, "collapse")
     assert len(at.get("plotly_chart")) == 1
     table = at.dataframe[0].value.set_index("id")
+    judged = {res["run"] for res in results.values() if (res.get("collapse") or {}).get("verdict")}
+    assert len(judged) == 5 and "no-entropy-run" not in judged  # every run with an entropy curve has a verdict
     for run_id, res in results.items():
         coll = res.get("collapse") or {}
         if coll.get("verdict"):
@@ -485,26 +490,27 @@ def _open(browser, url: str):
     return page
 
 
-def _wait_charts(page, n: int) -> None:
-    page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length > 0 && "
-                           f"document.querySelectorAll('.js-plotly-plot').length >= {n}", timeout=60_000)
-    page.wait_for_timeout(800)
+def _wait_charts(page, title: str, n: int, texts: tuple[str, ...] = ()) -> None:
+    """The page has drawn (its script run ended, ``texts`` shown, every chart drawn) with ``n`` charts."""
+    wait_drawn(page, title, texts)
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == n
 
 
 @pytest.mark.browser
 def test_collapse_and_ceiling_pages_draw_in_chromium(sim_store, streamlit_app, browser, tmp_path):
     app = streamlit_app(sim_store)
     page = _open(browser, f"{app.url}/collapse?runs=1,2,3")
-    _wait_charts(page, 1)
+    names = {i: r["run"] for i, r in _results(sim_store).items()}
+    _wait_charts(page, "Collapse", 1, tuple(f"{names[i]} (#{i})" for i in (1, 2, 3)))
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 6  # H and R of 3 runs (+ markers)
     assert "policy entropy H" in page.inner_text("body")
     page.screenshot(path=str(tmp_path / "collapse.png"))
     page.goto(f"{app.url}/ceiling?run=2", wait_until="networkidle")
-    _wait_charts(page, 3)
+    law = _results(sim_store)[2]["law"]
+    _wait_charts(page, "Ceiling", 3, (f"{law['ceiling']:.4f}",))
     assert page.locator('[data-testid="stException"]').count() == 0
     text = page.inner_text("body")
-    law = _results(sim_store)[2]["law"]
     assert "ceiling R(H=0)" in text and f"{law['ceiling']:.4f}" in text and "backtest error (30%)" in text
     page.screenshot(path=str(tmp_path / "ceiling.png"))
     assert (tmp_path / "collapse.png").stat().st_size > 20_000 and (tmp_path / "ceiling.png").stat().st_size > 20_000
@@ -515,7 +521,7 @@ def test_collapse_and_ceiling_pages_draw_in_chromium(sim_store, streamlit_app, b
 def test_groups_page_draws_in_chromium(sim_store, streamlit_app, browser, tmp_path):
     app = streamlit_app(sim_store)
     page = _open(browser, f"{app.url}/groups")
-    _wait_charts(page, 2)
+    _wait_charts(page, "Groups", 2, ("ceiling against entropy spent", "6 runs in "))
     assert page.locator('[data-testid="stException"]').count() == 0
     text = page.inner_text("body")
     assert "Median and interquartile range per group" in text and "ceiling against entropy spent" in text
@@ -529,19 +535,20 @@ def test_groups_page_draws_in_chromium(sim_store, streamlit_app, browser, tmp_pa
 def test_markup_in_a_run_name_shows_literally(sim_store, streamlit_app, browser, tmp_path):
     app = streamlit_app(sim_store)
     (markup_id,) = [i for i, r in _results(sim_store).items() if r["run"] == MARKUP]
+    label = f"{MARKUP} (#{markup_id})"  # as the run pickers name it
     page = _open(browser, f"{app.url}/collapse?runs={markup_id}")
-    _wait_charts(page, 1)
+    _wait_charts(page, "Collapse", 1, (label,))
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.locator("img[src='x']").count() == 0
     legend = page.locator(".js-plotly-plot .legend").first.text_content()
     assert MARKUP in legend  # plotly shows the escaped name as text
-    assert MARKUP in page.inner_text("body")  # and so does the run picker
     page.screenshot(path=str(tmp_path / "markup-collapse.png"))
     page.goto(f"{app.url}/ceiling?run={markup_id}", wait_until="networkidle")
-    _wait_charts(page, 3)
-    assert page.locator("img[src='x']").count() == 0 and MARKUP in page.inner_text("body")
-    page.goto(f"{app.url}/runs", wait_until="networkidle")
-    page.wait_for_timeout(1500)
+    _wait_charts(page, "Ceiling", 3, (MARKUP,))
+    assert page.locator("img[src='x']").count() == 0
+    # the Runs page, with the run selected: its name shown in the picker (the table is drawn on a canvas)
+    page.goto(f"{app.url}/?runs={markup_id}", wait_until="networkidle")
+    wait_drawn(page, "Runs", (label,))
     assert page.locator("img[src='x']").count() == 0 and page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(tmp_path / "markup-runs.png"))
     page.close()

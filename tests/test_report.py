@@ -108,8 +108,10 @@ def _open_offline(browser, html_path: Path, screenshot: Path) -> dict:
 
     page.route("**/*", route)
     page.goto(html_path.as_uri(), wait_until="load")
-    page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=60_000)
-    page.wait_for_timeout(300)
+    # every figure of the page drawn (plotly's SVG in each of its divs), not just the first
+    page.wait_for_function("() => { const d = [...document.querySelectorAll('.plotly-graph-div')]; "
+                           "return d.length > 0 && d.every(x => x.querySelector('.main-svg .scatterlayer .trace')); }",
+                           timeout=60_000)
     page.screenshot(path=str(screenshot))
     out = {"attempted": attempted, "errors": errors, "dialogs": dialogs,
            "plots": page.locator(".js-plotly-plot").count(),
