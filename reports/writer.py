@@ -254,11 +254,14 @@ def write_pngs(figures: Mapping[int, Mapping[str, Any]], folder: Path) -> Path |
         return None
     if Path(CHROMIUM).exists():
         os.environ.setdefault("BROWSER_PATH", CHROMIUM)
+    import plotly.io as pio  # plotly takes half a second to import: only when PNGs are made
+
+    items = [(fig, folder / f"run-{run_id}-{name}.png") for run_id, figs in figures.items()
+             for name, fig in figs.items()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for run_id, figs in figures.items():
-            for name, fig in figs.items():
-                fig.write_image(folder / f"run-{run_id}-{name}.png", width=1100, scale=1)
+        # one Chromium for every figure (a browser per figure costs seconds each)
+        pio.write_images([fig for fig, _ in items], [path for _, path in items], width=1100, scale=1)
     except Exception as exc:  # noqa: BLE001 - kaleido/Chromium failures of any kind must not fail the report
         log.warning("PNG figures skipped: %s", exc)
         return None

@@ -6,7 +6,9 @@ verl console logs."""
 from __future__ import annotations
 
 import json
+import logging
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -216,17 +218,42 @@ def test_filters_select_runs_and_recompute_the_backtest_summary(demo_db, tmp_pat
         assert message in capsys.readouterr().err
 
 
-def test_png_figures_are_optional(demo_db, tmp_path):
-    """PNGs need kaleido (not a dependency): asked for without it, the report is still written."""
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path  # a PNG file
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")  # IHDR width, height
+
+
+def test_png_figures_are_drawn_by_kaleido_with_the_system_chromium(demo_db, tmp_path, capsys):
+    """kaleido (in the test extras) drives Debian's Chromium: every figure of the HTML report as a PNG."""
     store = Store.open(demo_db, create=False)
-    written = write_report(store, tmp_path, formats=("md",), runs=["1"], png=True)
+    written = write_report(store, tmp_path / "one", formats=("md",), runs=["1"], png=True)
     assert written["md"].exists()
+    pngs = sorted(written["figures"].iterdir())
+    assert [p.name for p in pngs] == ["run-1-fit.png", "run-1-forecast.png"]
+    for p in pngs:
+        width, height = _png_size(p)
+        assert width == 1100 and height >= 400 and p.stat().st_size > 20_000  # drawn, not blank
+    # the CLI: --png asks for them (two runs: four figures), --no-png never makes them
+    cli(capsys, "report", "--db", demo_db, "--out", str(tmp_path / "cli"), "--format", "json", "--run", "1",
+        "--run", "2", "--png")
+    assert sorted(p.name for p in (tmp_path / "cli" / "figures").iterdir()) == [
+        "run-1-fit.png", "run-1-forecast.png", "run-2-fit.png", "run-2-forecast.png"]
+    cli(capsys, "report", "--db", demo_db, "--out", str(tmp_path / "none"), "--format", "md", "--run", "1",
+        "--no-png")
+    assert sorted(p.name for p in (tmp_path / "none").iterdir()) == ["report.md"]
+
+
+def test_png_figures_without_kaleido_are_skipped_and_said_so(demo_db, tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "kaleido", None)  # `import kaleido` raises ImportError, as when not installed
     from reports.writer import kaleido_available
 
-    if kaleido_available():
-        assert sorted(p.name for p in written["figures"].iterdir()) == ["run-1-fit.png", "run-1-forecast.png"]
-    else:
-        assert "figures" not in written and not (tmp_path / "figures").exists()
+    assert not kaleido_available()
+    store = Store.open(demo_db, create=False)
+    with caplog.at_level(logging.WARNING):
+        written = write_report(store, tmp_path, formats=("md",), runs=["1"], png=True)
+    assert written["md"].exists() and "figures" not in written and not (tmp_path / "figures").exists()
+    assert "PNG figures skipped: kaleido is not installed (pip install kaleido)" in caplog.text
 
 
 def test_scheduled_reports_keep_the_last_n_folders(demo_db, tmp_path):
