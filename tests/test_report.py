@@ -128,7 +128,9 @@ def _open_offline(browser, html_path: Path, screenshot: Path) -> dict:
 # ------------------------------------------------------------------------------------------ demo runs
 def test_html_report_has_every_run_ceiling_and_backtest_error(demo_db, tmp_path, capsys):
     out = cli(capsys, "report", "--db", demo_db, "--out", str(tmp_path / "r"))
-    assert {line.split(":")[0] for line in out.splitlines()} == {"html", "md", "json"}
+    # kaleido is installed (test extras): by default the figures are drawn as PNGs too
+    assert {line.split(":")[0] for line in out.splitlines()} == {"html", "md", "json", "figures"}
+    assert len(list((tmp_path / "r" / "figures").glob("run-*-fit.png"))) == 9
     html = (tmp_path / "r" / "report.html").read_text()
     fit = cli_json(capsys, "fit", "--db", demo_db)
     assert len(fit) == 9 and all(f["status"] == "ok" for f in fit)
