@@ -17,11 +17,11 @@ import time
 
 #: what the pages import, beside Streamlit itself: libraries and the layers below the dashboard …
 LIBRARIES = ("numpy", "pandas", "sqlalchemy", "plotly.graph_objects", "plotly.subplots", "plotly.io", "db.store",
-             "analysis.payloads", "analysis.pipeline")
+             "analysis.payloads", "analysis.pipeline", "plots.run_figures")
 #: … and the dashboard's own modules, imported once Streamlit's runtime exists (their caches are declared
 #: against it; before, Streamlit would warn that it has none)
 PAGE_MODULES = ("dashboard.context", "dashboard.data", "dashboard.state", "dashboard.tables",
-                "dashboard.collapse_figure", "dashboard.figures", "dashboard.group_figures",
+                "dashboard.collapse_figure", "dashboard.group_figures",
                 "dashboard.compare_figures")
 
 

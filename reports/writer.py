@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from db import Store
+from db.values import json_safe
 from reports.errors import ReportError
 
 log = logging.getLogger(__name__)
@@ -103,17 +104,6 @@ def _select(runs_doc: list[dict[str, Any]], experiments: list[str], runs: list[s
     if not keep:
         raise ReportError(f"no run matches both --experiment {experiments} and --run {runs}")
     return keep
-
-
-def json_safe(obj: Any) -> Any:
-    """Strict JSON: NaN/inf → null, tuples → lists (as the CLI's ``--json`` output)."""
-    if isinstance(obj, Mapping):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 # ---------------------------------------------------------------------------- writing

@@ -218,7 +218,7 @@ def test_collapse_page_with_many_runs_keeps_the_budget_and_draws_one_marker_per_
     import json
 
     from dashboard.collapse_figure import DETAIL_RUNS
-    from dashboard.downsample import CHART_BUDGET, trace_budget
+    from plots.downsample import CHART_BUDGET, trace_budget
 
     results = _results(many_store)
     ids = sorted(results)
