@@ -21,7 +21,9 @@ from db import Store
 from entropy_dash.cli import main
 from entropy_dash.demo_data import log_runs
 from entropy_dash.simulator import demo_sweep, simulate
-from reports.writer import _f, _pt, md, report_folders, write_report, write_scheduled_report
+from reports.markdown import md
+from reports.wording import fmt, fmt_pt
+from reports.writer import report_folders, write_report, write_scheduled_report
 
 EVIL = "<img src=x onerror=alert(1)>"
 PIPE = "pipe|run `x` *y*"
@@ -85,10 +87,10 @@ def _check_html_has_every_run(html: str, fit: list[dict]) -> None:
         section = _run_section(html, f["run_id"])
         assert f"<a href='#run-{f['run_id']}'>" in summary
         if f["status"] == "ok":
-            assert _f(f["ceiling"]) in summary and _f(f["ceiling"], 4) in section
+            assert fmt(f["ceiling"]) in summary and fmt(f["ceiling"], 4) in section
         bt = f["backtest"]
         if bt["error"] is not None:
-            assert _pt(bt["error"]) in summary and _pt(bt["error"]) in section
+            assert fmt_pt(bt["error"]) in summary and fmt_pt(bt["error"]) in section
         else:
             assert "Backtest not possible" in section
 
@@ -178,8 +180,8 @@ def test_markdown_table_is_well_formed(demo_db, tmp_path, capsys):
     fit = {f["run_id"]: f for f in cli_json(capsys, "fit", "--db", demo_db)}
     for row in cells[2:]:
         f = fit[int(row[1].strip())]
-        assert row[2].strip() == md(f["progress"]) and row[3].strip() == _f(f["ceiling"])
-        assert row[9].strip() == _pt(f["backtest"]["error"])
+        assert row[2].strip() == md(f["progress"]) and row[3].strip() == fmt(f["ceiling"])
+        assert row[9].strip() == fmt_pt(f["backtest"]["error"])
     bullets = [ln for ln in lines if ln.startswith("- **")]
     assert len(bullets) == 9
     assert "MAE per method: headline " in text and "Headline error against the cutoff: 20%" in text
@@ -248,7 +250,7 @@ def test_png_figures_are_drawn_by_kaleido_with_the_system_chromium(demo_db, tmp_
 
 def test_png_figures_without_kaleido_are_skipped_and_said_so(demo_db, tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "kaleido", None)  # `import kaleido` raises ImportError, as when not installed
-    from reports.writer import kaleido_available
+    from reports.pngs import kaleido_available
 
     assert not kaleido_available()
     store = Store.open(demo_db, create=False)
