@@ -48,8 +48,12 @@ def _preload_all(wait_s: float = 60.0) -> None:
 
 
 def main() -> None:
-    threading.Thread(target=_preload_all, name="preload", daemon=True).start()
+    # Streamlit (and with it pandas and plotly) is imported before the preload thread starts: two threads
+    # importing pandas at once can hand one of them a half-initialised module (seen once: the server exited
+    # with "partially initialized module 'pandas' has no attribute 'Series'")
     from streamlit.web.cli import main as streamlit_main
+
+    threading.Thread(target=_preload_all, name="preload", daemon=True).start()
 
     sys.argv = ["streamlit", *sys.argv[1:]]
     streamlit_main()
