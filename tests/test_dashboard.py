@@ -565,3 +565,21 @@ def test_login_is_required_when_streamlit_auth_is_configured(monkeypatch, law_st
     assert [b.label for b in at.button] == ["Log in"] and not at.dataframe  # no data before logging in
     plain = _app(monkeypatch, law_store)  # without [auth]: no login (the deployment puts a proxy in front)
     assert not [b for b in plain.button if b.label == "Log in"] and len(plain.dataframe[0].value) == 1
+
+
+def test_compare_page_shows_the_scaling_fit_of_scaling_json(monkeypatch, sim_store):
+    """The Compare page reads the size trend from analysis (as `scaling --json` does), not a fit of its own."""
+    from analysis.payloads import scaling_payload
+
+    results = _results(sim_store)
+    fitted = sorted(i for i, r in results.items() if r.get("law"))
+    at = _page(_app(monkeypatch, sim_store, {"runs": ",".join(map(str, fitted))}), "compare")
+    doc = scaling_payload(Store.open(sim_store, create=False), [results[i] for i in fitted])
+    fits = {f["coefficient"]: f for f in doc["fits"] if f["group"] is None}
+    captions = " ".join(c.value for c in at.caption)
+    for coef in ("a", "b"):
+        f = fits[coef]
+        assert "reason" not in f, f  # 0.5B and 1.5B runs: a size trend can be fitted
+        lo, hi = f["k_ci"]
+        assert (f"{coef} = k·ln(size) + c with k = {f['k']:.4g} (95% CI {lo:.4g} – {hi:.4g}), c = {f['c']:.4g}, "
+                f"R² {f['r2']:.3f}, n = {f['n']} runs") in captions
