@@ -18,6 +18,7 @@ COPY db ./db
 COPY ingest ./ingest
 COPY models ./models
 COPY analysis ./analysis
+COPY plots ./plots
 COPY reports ./reports
 COPY dashboard ./dashboard
 RUN pip install -c constraints.txt -e . \

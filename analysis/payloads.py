@@ -14,6 +14,7 @@ from analysis.errors import AnalysisError
 from analysis.forecasting import CrossRun, backtest_at, summary_of_rows
 from analysis.health import health_payload
 from analysis.pipeline import current_cross_run, run_series
+from analysis.scaling import scaling_of
 from db import Store
 from models.align import align
 from models.backtest import CUTOFFS, DEFAULT_CUTOFF, GRID
@@ -216,31 +217,13 @@ def _summary(s: dict[str, Any]) -> dict[str, Any]:
 def scaling_payload(store: Store, results: Sequence[Mapping[str, Any]], group: str | None = None) -> dict[str, Any]:
     """a, b and the ceiling per fitted run against model size, algorithm and intervention, and the log-linear fit
     of each coefficient against model size (per ``group`` value when given: algorithm or intervention)."""
-    if group not in (None, "algorithm", "intervention"):
-        raise AnalysisError(f"--group must be 'algorithm' or 'intervention', got {group!r}")
-    from models.scaling import fit_scaling_table, model_size_from
-
-    runs = store.runs_frame().set_index("id")
-    rows = []
-    for res in results:
-        law = res.get("law")
-        if not law:
-            continue
-        run = runs.loc[res["run_id"]]
-        params, tags = run["params"] or {}, run["tags"] or {}
-        rows.append({
-            "run": res["run"], "run_id": res["run_id"], "model": run["model"],
-            "size": model_size_from(run["model"], res["run"], params, tags),
-            "algorithm": run["algorithm"] or tags.get("algorithm"),
-            "intervention": tags.get("intervention") or "none",
-            "a": law["a"], "b": law["b"], "ceiling": law["ceiling"],
-            "ceiling_ci": law["ceiling_ci"], "r2": law["r2"],
-        })
+    scaling = scaling_of(store.runs_frame(), results, group)
     fits = []
-    for (grp, coef), fit in fit_scaling_table(rows, group=group).items():
+    for (grp, coef), fit in scaling.fits.items():
         entry = {"group": grp, "coefficient": coef}
         entry.update(fit.to_dict() if not isinstance(fit, str) else {"reason": fit})
         fits.append(entry)
+    rows = list(scaling.rows)
     return {"runs": rows, "group_by": group, "fits": fits,
             "note": "coefficient = k·ln(model size in B) + c, fitted over runs whose model size could be read "
                     "from the model name, params, tags or run name"}

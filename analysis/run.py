@@ -31,6 +31,7 @@ from analysis.keys import KeyChoice, benchmark_name
 from analysis.settings import RunSettings
 from analysis.version import ANALYSIS_VERSION
 from db.records import planned_length
+from db.values import finite_number
 from models.align import Aligned, align
 from models.backtest import FINAL_WINDOW, GRID, replay_cut_step
 from models.collapse import detect_collapse
@@ -210,8 +211,8 @@ def _benchmark(h: pd.Series, r: pd.Series, key: str, settings: RunSettings) -> d
     summary: dict[str, Any] = {
         "key": key, "benchmark": benchmark_name(key), "status": "ok", "reason": None, "law": None,
         "range": rng.to_dict(), "excluded_steps": list(warm.steps), "warmup_reason": warm.reason,
-        "n": int(keep.sum()), "best": _num(r.max()), "last": _num(r.iloc[-1]) if len(r) else None,
-        "first": _num(r.iloc[0]) if len(r) else None,
+        "n": int(keep.sum()), "best": finite_number(r.max()), "last": finite_number(r.iloc[-1]) if len(r) else None,
+        "first": finite_number(r.iloc[0]) if len(r) else None,
     }
     bad = check_series(sp, rp, rng)
     if bad is None:
@@ -287,10 +288,10 @@ def _planned(run: Mapping[str, Any], settings: RunSettings) -> tuple[int | None,
 
 
 def _levels(h: pd.Series, r: pd.Series, law: Mapping[str, Any] | None) -> dict[str, Any]:
-    best = _num(r.max()) if len(r) else None
-    return {"best_performance": best, "last_performance": _num(r.iloc[-1]) if len(r) else None,
-            "performance_first": _num(r.iloc[0]) if len(r) else None,
-            "entropy_first": _num(h.iloc[0]) if len(h) else None, "entropy_last": _num(h.iloc[-1]) if len(h) else None,
+    best = finite_number(r.max()) if len(r) else None
+    return {"best_performance": best, "last_performance": finite_number(r.iloc[-1]) if len(r) else None,
+            "performance_first": finite_number(r.iloc[0]) if len(r) else None,
+            "entropy_first": finite_number(h.iloc[0]) if len(h) else None, "entropy_last": finite_number(h.iloc[-1]) if len(h) else None,
             "headroom": (law["ceiling"] - best) if law and best is not None else None}
 
 
@@ -310,11 +311,3 @@ def _guarded(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return {"error": str(exc), "cause": exc.cause}
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}", "cause": "numerical"}
-
-
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if np.isfinite(f) else None

@@ -227,7 +227,7 @@ def server_side(url: str, ids: list[int]) -> dict[str, float]:
     from dashboard.collapse_figure import RunCurves, chart_points, collapse_figure, marker_points
     from dashboard.curves import choose_level
     from dashboard.data import build_curve
-    from dashboard.downsample import trace_budget
+    from plots.downsample import trace_budget
 
     store = Store.open(url, create=False)
     results = {r["run_id"]: r for r in current_results(store)}

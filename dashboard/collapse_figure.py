@@ -1,7 +1,7 @@
 """The Collapse page's figure: entropy (top) and performance (bottom) against step or wall time for many
 runs, overlaid. Pure: takes prepared curves (``dashboard.curves``) and stored analysis dicts.
 
-Within a point budget per chart (``dashboard.downsample.CHART_BUDGET``: every trace is cut to its share,
+Within a point budget per chart (``plots.downsample.CHART_BUDGET``: every trace is cut to its share,
 ``trace_budget``), with WebGL traces when there are more than ``WEBGL_TRACES`` lines. Up to ``LEGEND_RUNS``
 runs the legend lists each run; with more it lists the legend groups (one entry toggles a group), or is left
 out when there are none (hover a line for its run: a legend of 100 runs is unreadable and slow to draw). Up to ``DETAIL_RUNS``
@@ -12,7 +12,6 @@ instead (``summary_marker``), and the table under the chart lists the details.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,11 +22,12 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.colors import run_color, with_alpha
 from dashboard.curves import Curve
-from dashboard.downsample import CHART_BUDGET, downsample_index, trace_budget
 from dashboard.tables import stage_text
-from dashboard.text import plotly_text, run_label
+from db.values import finite_number
+from plots.colors import run_color, with_alpha
+from plots.downsample import CHART_BUDGET, downsample_index, trace_budget
+from plots.text import plotly_text, run_label
 
 #: more line traces than this: WebGL (Scattergl) instead of SVG ($ENTROPY_DASH_WEBGL_TRACES overrides it).
 #: Within the point budget SVG draws faster wherever WebGL runs in software (no GPU: remote desktops, headless
@@ -212,7 +212,7 @@ def summary_marker(r: RunCurves) -> dict[str, Any] | None:
     if h is None or h.n_total == 0:
         return None
     st, c = r.stage or {}, r.collapse or {}
-    clear = bool(st.get("clear")) and _finite(st.get("step"))
+    clear = bool(st.get("clear")) and finite_number(st.get("step")) is not None
     step = float(st["step"]) if clear else float(h.step[-1])
     xs, ys = (h.smooth_x, h.smooth_y) if h.smooth_x is not None else (h.x, h.y)
     x = h.x_at(step)
@@ -220,13 +220,9 @@ def summary_marker(r: RunCurves) -> dict[str, Any] | None:
     proj = c.get("projected_floor_step")
     lines = [f"run: {plotly_text(run_label(r.name, r.run_id))}", plotly_text(stage_text(st))]
     lines.append(f"collapse: {plotly_text(verdict)}"
-                 + (f", floor projected at step {float(proj):.0f}" if c.get("alarm") and _finite(proj) else ""))
+                 + (f", floor projected at step {float(proj):.0f}" if c.get("alarm") and finite_number(proj) is not None else ""))
     symbol = SUMMARY_SYMBOL["alarm" if c.get("alarm") else "plateau" if clear else "none"]
     return {"x": x, "y": float(np.interp(x, xs, ys)), "symbol": symbol, "text": "<br>".join(lines)}
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _stage(shapes: list[dict], notes: list[dict], r: RunCurves, color: str, *, annotate: bool) -> None:
@@ -234,7 +230,7 @@ def _stage(shapes: list[dict], notes: list[dict], r: RunCurves, color: str, *, a
     written only when one run is shown (with several they overlap; the table below lists them)."""
     st = r.stage or {}
     ref = r.entropy or r.performance
-    if ref is None or not st.get("clear") or not _finite(st.get("step")):
+    if ref is None or not st.get("clear") or finite_number(st.get("step")) is None:
         return
     lo, hi = st.get("range") or (st["step"], st["step"])
     x0, x1, xs = ref.x_at(lo), ref.x_at(hi), ref.x_at(st["step"])
@@ -262,7 +258,7 @@ def _collapse(r: RunCurves, color: str, kind: str, group: str) -> list[dict[str,
     meta = plotly_text(r.name)
     verdict = str(c["verdict"])
     last_x, last_step = float(h.x[-1]), float(h.step[-1])
-    if c.get("alarm") and _finite(c.get("h_now")):
+    if c.get("alarm") and finite_number(c.get("h_now")) is not None:
         out.append(_trace(
             kind, 1, x=[last_x], y=[c["h_now"]], mode="markers", meta=meta, customdata=[last_step],
             marker={"symbol": ALARM_SYMBOL.get(verdict, "x"), "size": 13, "color": color, "line": {"width": 2}},
@@ -270,7 +266,7 @@ def _collapse(r: RunCurves, color: str, kind: str, group: str) -> list[dict[str,
             hovertemplate=f"run: %{{meta}}<br>{plotly_text(verdict)} at step %{{customdata:.0f}}"
                           "<br>H now %{y:.4f}<extra></extra>"))
     proj, floor = c.get("projected_floor_step"), c.get("floor")
-    if _finite(proj) and _finite(floor):
+    if finite_number(proj) is not None and finite_number(floor) is not None:
         # a projection far past the run would stretch the axis and squeeze every curve: beyond half the
         # run's length again, the marker stops there and points right (the hover gives the step)
         limit = last_step + PROJECTION_REACH * (last_step - float(h.step[0]))

@@ -11,20 +11,22 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.colors import run_color
-from dashboard.figures import law_from_result
-from dashboard.text import plotly_text, run_label
+from models.intervals import Z95
 from models.scaling import ScalingFit
+from plots.colors import run_color
+from plots.run_figures import law_from_result
+from plots.text import plotly_text, run_label
 
 
 def coefficients_figure(table: pd.DataFrame) -> go.Figure:
     """a, b and the ceiling per run (points with ±1.96·se / the ceiling's interval)."""
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("a (± 1.96 se)", "b (± 1.96 se)", "ceiling b − a (95% CI)"))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=(f"a (± {Z95:.2f} se)", f"b (± {Z95:.2f} se)",
+                                                        "ceiling b − a (95% CI)"))
     labels = [plotly_text(run_label(r, i)) for r, i in zip(table["run"], table["id"], strict=True)]
     colors = [run_color(i) for i in table["id"]]
     for col, (val, lo, hi) in enumerate((
-        (table["a"], table["a"] - 1.96 * table["a se"], table["a"] + 1.96 * table["a se"]),
-        (table["b"], table["b"] - 1.96 * table["b se"], table["b"] + 1.96 * table["b se"]),
+        (table["a"], table["a"] - Z95 * table["a se"], table["a"] + Z95 * table["a se"]),
+        (table["b"], table["b"] - Z95 * table["b se"], table["b"] + Z95 * table["b se"]),
         (table["ceiling"], table["ceiling_lo"], table["ceiling_hi"]),
     ), start=1):
         fig.add_trace(go.Scatter(x=val, y=labels, mode="markers", marker={"color": colors, "size": 10},
@@ -51,7 +53,7 @@ def scaling_figure(points: pd.DataFrame, fits: Mapping[str, ScalingFit | str]) -
         if isinstance(fit, ScalingFit):
             grid = np.geomspace(fit.size_min, fit.size_max, 60)
             mid = fit.predict(grid)
-            lo, hi = _band(fit, grid)
+            lo, hi = fit.interval(grid)
             fig.add_trace(go.Scatter(x=np.r_[grid, grid[::-1]], y=np.r_[hi, lo[::-1]], fill="toself", mode="none",
                                      fillcolor="rgba(100,100,100,0.15)", hoverinfo="skip", showlegend=False), row=1, col=col)
             fig.add_trace(go.Scatter(x=grid, y=mid, mode="lines", line={"color": "black"}, showlegend=False,
@@ -62,16 +64,6 @@ def scaling_figure(points: pd.DataFrame, fits: Mapping[str, ScalingFit | str]) -
     fig.update_xaxes(type="log", title_text="model size (billions of parameters)")
     fig.update_layout(height=380, margin={"t": 50})
     return fig
-
-
-def _band(fit: ScalingFit, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from scipy import stats
-
-    x = np.log(sizes)
-    var = fit.k_se**2 * x**2 + fit.c_se**2 + 2 * x * fit.cov_kc
-    half = float(stats.t.ppf(0.5 + fit.confidence / 2, max(fit.n - 2, 1))) * np.sqrt(np.maximum(var, 0))
-    mid = fit.predict(sizes)
-    return mid - half, mid + half
 
 
 def laws_figure(results: Sequence[Mapping[str, Any]]) -> go.Figure:

@@ -11,9 +11,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data
-from dashboard.text import md_text, run_label
+from dashboard.text import md_text
 from db import Store
 from db.masking import mask_secrets
+from plots.text import run_label
 
 FIX_NOT_ANALYSED = "`entropy-dash analyse --db {url}` analyses and stores them (ingest does it too)."
 FIX_NO_ENTROPY = ("it logs no policy-entropy metric. Log one (verl `actor/entropy`, TRL/OpenRLHF `entropy`) and "

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dashboard.downsample import MAX_POINTS, downsample_index, finite_xy
 from dashboard.smoothing import ema_debiased
+from plots.downsample import MAX_POINTS, downsample_index, finite_xy
 
 X_AXES = ("step", "wall time")
 

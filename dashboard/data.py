@@ -19,11 +19,11 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.curves import Curve, choose_level, prepare_curve
-from dashboard.downsample import MAX_POINTS
 from dashboard.grouping import bucket_points
 from db import Store, resolve_db_url
 from db.errors import StoreError
 from db.masking import mask_secrets, mask_url
+from plots.downsample import MAX_POINTS
 
 FIX_NO_DB = ("Create it with `entropy-dash init --db {url}` and fill it with `entropy-dash ingest …` "
              "(mlflow, wandb, tensorboard or file), or try `entropy-dash demo`.")
@@ -218,15 +218,9 @@ def run_arrays(url: str, run_id: int, run_version: int, entropy_key: str,
 @st.cache_data(show_spinner=False, max_entries=128)
 def headline_path(url: str, run_id: int, run_version: int, result: dict[str, Any],
                   headline: dict[str, Any]) -> dict[str, Any] | None:
-    """The headline forecast as a path with its band (``analysis.forecasting.headline_path``) for one run's
+    """The headline forecast as a path with its band (``analysis.headline.path_of_headline``) for one run's
     live forecast (``headline`` from ``fit_doc``) or backtest row (from ``backtest_doc``)."""
-    from analysis.forecasting import headline_path as path_of
-    from analysis.run import warmup_mode
-    from models.metric_range import MetricRange
+    from analysis.headline import path_of_headline
 
     h, r = run_arrays(url, run_id, run_version, result["entropy_key"], result["performance_key"])
-    start = float(headline["from_step"] if "from_step" in headline else headline["cutoff_step"])
-    end = float(headline.get("horizon_step") or headline.get("planned_end_step") or np.mean(headline["final_steps"]))
-    return path_of(h, r, cutoff_step=start, end_step=end, rng=MetricRange.from_dict(result.get("range")),
-                   warmup=warmup_mode(result), weights=headline["weights"], final=headline["predicted_final"],
-                   interval=headline["interval"])
+    return path_of_headline(h, r, result, headline)

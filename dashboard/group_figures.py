@@ -11,9 +11,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.colors import PALETTE, with_alpha
 from dashboard.grouping import GroupBand
-from dashboard.text import plotly_text, run_label
+from plots.colors import PALETTE, with_alpha
+from plots.text import plotly_text, run_label
 
 #: more runs than this in the runs-as-points view: smaller, lighter markers and no interval bars by default
 MANY_POINTS = 60

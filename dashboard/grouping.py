@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dashboard.tables import finite_number
 from db.lod import BASE_WIDTH, FACTOR, MAX_LEVEL
+from db.values import finite_number
 
 BUILTIN = ("project / experiment", "model", "algorithm", "intervention")
 HIDDEN_PREFIXES = ("mlflow.",)

@@ -17,11 +17,11 @@ import time
 
 #: what the pages import, beside Streamlit itself: libraries and the layers below the dashboard …
 LIBRARIES = ("numpy", "pandas", "sqlalchemy", "plotly.graph_objects", "plotly.subplots", "plotly.io", "db.store",
-             "analysis.payloads", "analysis.pipeline")
+             "analysis.payloads", "analysis.pipeline", "plots.run_figures")
 #: … and the dashboard's own modules, imported once Streamlit's runtime exists (their caches are declared
 #: against it; before, Streamlit would warn that it has none)
 PAGE_MODULES = ("dashboard.context", "dashboard.data", "dashboard.state", "dashboard.tables",
-                "dashboard.collapse_figure", "dashboard.figures", "dashboard.group_figures",
+                "dashboard.collapse_figure", "dashboard.group_figures",
                 "dashboard.compare_figures")
 
 
@@ -48,8 +48,12 @@ def _preload_all(wait_s: float = 60.0) -> None:
 
 
 def main() -> None:
-    threading.Thread(target=_preload_all, name="preload", daemon=True).start()
+    # Streamlit (and with it pandas and plotly) is imported before the preload thread starts: two threads
+    # importing pandas at once can hand one of them a half-initialised module (seen once: the server exited
+    # with "partially initialized module 'pandas' has no attribute 'Series'")
     from streamlit.web.cli import main as streamlit_main
+
+    threading.Thread(target=_preload_all, name="preload", daemon=True).start()
 
     sys.argv = ["streamlit", *sys.argv[1:]]
     streamlit_main()

@@ -14,19 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-Z95 = 1.959963984540054
+from db.values import finite_number
+from models.intervals import Z95
+
 HIDDEN_TAG_PREFIXES = ("mlflow.",)
-
-
-def finite_number(v: Any) -> float | None:
-    """``v`` as a finite float, or None (missing, not a number, a bool, NaN or ±inf)."""
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _arrow(first: float | None, last: float | None) -> str:
@@ -63,13 +54,13 @@ def collapse_text(collapse: Mapping[str, Any] | None) -> str:
 
 
 def backtest_of(fit: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The 30% backtest of a run's ``fit --json`` row when it could be made, else None."""
+    """The backtest at ``DEFAULT_CUTOFF`` (30%) of a run's ``fit --json`` row when it could be made, else None."""
     bt = (fit or {}).get("backtest")
     return bt if isinstance(bt, Mapping) and bt.get("error") is not None else None
 
 
 def backtest_text(fit: Mapping[str, Any] | None) -> str:
-    """The run's track record in words: the headline's backtest error at 30%, or why there is none."""
+    """The run's track record in words: the headline's backtest error at ``DEFAULT_CUTOFF``, or why there is none."""
     bt = (fit or {}).get("backtest")
     if not bt:
         return "no backtest yet"

@@ -1,8 +1,7 @@
 """User strings (run names, tags, keys) made safe for the two places that would interpret them.
 
-* Plotly renders a subset of HTML in trace names, legend titles, annotations and hover text, so a run
-  named ``<b>x</b>`` would turn bold (and anything tag-like is parsed): ``plotly_text`` escapes ``&``,
-  ``<`` and ``>`` as entities, which plotly shows literally.
+* Plotly renders a subset of HTML in trace names, legend titles, annotations and hover text:
+  ``plots.text.plotly_text`` (shared with the reports).
 * Streamlit markdown (st.info/st.warning/st.caption/st.markdown bodies) would format ``*a*`` or ``[x](y)``:
   ``md_text`` backslash-escapes every ASCII punctuation character CommonMark lets one escape.
 
@@ -17,16 +16,6 @@ from typing import Any
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>&$:\"'=])")
 
 
-def plotly_text(value: Any) -> str:
-    """``value`` as text that plotly displays literally (no markup)."""
-    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def md_text(value: Any) -> str:
     """``value`` as Markdown that displays literally (no formatting, links or HTML)."""
     return _MD_SPECIAL.sub(r"\\\1", str(value)).replace("\n", " ")
-
-
-def run_label(name: Any, run_id: int) -> str:
-    """How a run is named in pickers and legends (before any escaping): ``name (#id)``."""
-    return f"{name} (#{int(run_id)})"

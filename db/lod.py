@@ -5,7 +5,7 @@ aligned at step 0) and keeps, of the finite points in each bucket, the first, th
 the last (M4 aggregation: a line through them is drawn the same as one through every point at that
 resolution; ties go to the earliest step). The first and last finite points of the series are therefore in
 every level. A reader picks the coarsest level with at least the points it will draw and runs MinMaxLTTB on
-it (``dashboard.downsample``).
+it (``plots.downsample``).
 
 Because buckets are fixed in step, a level is updated incrementally: points written at steps ``lo…hi``
 change only the buckets that hold them, so an append rewrites the last bucket of each level and a rewrite

@@ -27,6 +27,7 @@ from db.errors import StoreError, StoreReadOnly, StoreTooNew
 from db.masking import MASK, mask_secrets, mask_url
 from db.migrate import current_revision, head_revision, is_initialised, known_revisions, upgrade
 from db.records import FileState, RunData, RunInfo, planned_length
+from db.values import finite_number, json_safe
 
 POINT_BATCH = 5_000
 #: schema revisions that had no downsampled levels (migration 0003 added them): a writer opening such a store
@@ -140,7 +141,7 @@ class Store:
             sid, stored = conn.execute(
                 select(t.sources.c.id, t.sources.c.options).where(t.sources.c.kind == kind, t.sources.c.uri == uri)
             ).one()
-            merged = {**(stored or {}), **_jsonable(options or {})}
+            merged = {**(stored or {}), **json_safe(options or {})}
             if merged != (stored or {}):
                 conn.execute(update(t.sources).where(t.sources.c.id == sid).values(options=merged))
             return int(sid)
@@ -187,8 +188,8 @@ class Store:
             "project": limits.text_column(info.project, cut["project"]),
             "name": info.name,
             "status": limits.text_column(info.status, cut["status"]),
-            "params": limits.clean_json(_jsonable(info.params)),
-            "tags": limits.clean_json(_jsonable(info.tags)),
+            "params": limits.clean_json(json_safe(info.params)),
+            "tags": limits.clean_json(json_safe(info.tags)),
             "model": limits.text_column(info.model, cut["model"]),
             "algorithm": limits.text_column(info.algorithm, cut["algorithm"]),
             "started_at": info.started_at,
@@ -568,7 +569,7 @@ class Store:
     def _save_file_states(self, conn: Connection, source_id: int, states: Sequence[FileState]) -> None:
         rows = [{"source_id": source_id, "path_hash": _path_hash(s.path), "path": s.path, "size": s.size,
                  "mtime": s.mtime, "inode": s.inode, "head_sha": s.head_sha, "offset": s.offset,
-                 "parser_state": _jsonable(s.parser_state), "updated_at": _now()} for s in states]
+                 "parser_state": json_safe(s.parser_state), "updated_at": _now()} for s in states]
         stmt = self._insert(t.file_state)
         cols = ("path", "size", "mtime", "inode", "head_sha", "offset", "parser_state", "updated_at")
         conn.execute(stmt.on_conflict_do_update(index_elements=["source_id", "path_hash"],
@@ -691,7 +692,7 @@ class Store:
         with self._writer() as conn, conn.begin():
             for run_id, kind, data_version, result, columns in items:
                 cols = {k: (v if isinstance(v, str) else _num(v)) for k, v in columns.items()}
-                values = {"computed_at": _now(), "data_version": data_version, "result": _jsonable(result), **cols}
+                values = {"computed_at": _now(), "data_version": data_version, "result": json_safe(result), **cols}
                 ins = self._insert(t.analyses).values(run_id=run_id, kind=kind, **values)
                 conn.execute(ins.on_conflict_do_update(index_elements=["run_id", "kind"], set_=values))
 
@@ -729,7 +730,7 @@ class Store:
     def save_cross_run(self, kind: str, analysis_version: int, inputs: str, result: Mapping[str, Any]) -> None:
         """Upsert the cross-run result of ``kind`` with the fingerprint of its inputs."""
         values = {"analysis_version": analysis_version, "inputs": inputs, "computed_at": _now(),
-                  "result": _jsonable(result)}
+                  "result": json_safe(result)}
         with self._writer() as conn, conn.begin():
             ins = self._insert(t.cross_run).values(kind=kind, **values)
             conn.execute(ins.on_conflict_do_update(index_elements=["kind"], set_=values))
@@ -844,29 +845,7 @@ def _alive(pid: int) -> bool:
 
 
 def _num(v: Any) -> float | int | None:
-    if v is None:
-        return None
+    """An analyses column: integers kept, other numbers finite floats or None."""
     if isinstance(v, np.integer | int) and not isinstance(v, bool):
         return int(v)
-    f = float(v)
-    return f if math.isfinite(f) else None
-
-
-def _jsonable(obj: Any) -> Any:
-    """JSON-safe copy: numpy scalars to Python, non-finite floats to None, unknown objects to str."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, bool | str) or obj is None:
-        return obj
-    if isinstance(obj, np.integer | int):
-        return int(obj)
-    if isinstance(obj, np.floating | float):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    return str(obj)
+    return finite_number(v)

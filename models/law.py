@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
 
 import numpy as np
 
 from models.errors import FitError
+from models.intervals import DEFAULT_CONFIDENCE, t_quantile
 
-CONFIDENCE = 0.95
 #: the ceiling is "far extrapolated" when H = 0 lies further below the lowest observed entropy than the
 #: whole observed entropy range is wide
 EXTRAPOLATION_LIMIT = 1.0
@@ -51,7 +50,7 @@ class LawFit:
     ceiling_se: float
     ceiling_lo: float
     ceiling_hi: float
-    confidence: float = CONFIDENCE
+    confidence: float = DEFAULT_CONFIDENCE
     loss: str = "linear"
     n_excluded: int = 0  # outlier evaluations set aside by a robust fit
 
@@ -91,7 +90,7 @@ class LawFit:
         var = self.sigma**2 * (1.0 / self.n + (x - self.x_mean) ** 2 / self.sxx)
         if prediction:
             var = var + self.sigma**2
-        half = _t_quantile(self.confidence, self.dof) * np.sqrt(var)
+        half = t_quantile(self.dof, self.confidence) * np.sqrt(var)
         mid = self.predict(h)
         return mid - half, mid + half
 
@@ -149,7 +148,7 @@ class LawFitBatch:
     ceiling_lo: np.ndarray
     ceiling_hi: np.ndarray
     error: tuple[str | None, ...]  # cause of failure per run, None where the fit was made
-    confidence: float = CONFIDENCE
+    confidence: float = DEFAULT_CONFIDENCE
 
     def __len__(self) -> int:
         return len(self.a)
@@ -173,7 +172,7 @@ _MESSAGES = {
 }
 
 
-def fit_law_many(h: np.ndarray, r: np.ndarray, *, confidence: float = CONFIDENCE) -> LawFitBatch:
+def fit_law_many(h: np.ndarray, r: np.ndarray, *, confidence: float = DEFAULT_CONFIDENCE) -> LawFitBatch:
     """Fit every row of ``h`` / ``r`` (shape runs × points). NaN in both marks padding (unused slots).
 
     Rows with fewer than 3 points, a NaN/inf in only one of the two arrays, or no spread in H get NaN
@@ -247,7 +246,7 @@ def fit_law_many(h: np.ndarray, r: np.ndarray, *, confidence: float = CONFIDENCE
 
 
 def fit_law(h: Sequence[float] | np.ndarray, r: Sequence[float] | np.ndarray, *,
-            confidence: float = CONFIDENCE) -> LawFit:
+            confidence: float = DEFAULT_CONFIDENCE) -> LawFit:
     """Fit one run's paired points; raises ``FitError`` naming the cause when it cannot."""
     h = np.asarray(h, dtype=float)
     r = np.asarray(r, dtype=float)
@@ -263,7 +262,7 @@ def fit_law(h: Sequence[float] | np.ndarray, r: Sequence[float] | np.ndarray, *,
 
 def fit_law_robust(h: Sequence[float] | np.ndarray, r: Sequence[float] | np.ndarray, *,
                    loss: str = "soft_l1", f_scale: float | None = None, cutoff: float = 3.0,
-                   confidence: float = CONFIDENCE) -> LawFit:
+                   confidence: float = DEFAULT_CONFIDENCE) -> LawFit:
     """Robust fit for runs with outlier evaluations (``soft_l1`` or ``huber`` loss).
 
     The robust loss finds the line without letting a broken evaluation drag it; points whose residual
@@ -290,20 +289,11 @@ def _mad(v: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(v - np.median(v))))
 
 
-@lru_cache(maxsize=4096)
-def _t_quantile(confidence: float, dof: int) -> float:
-    """Two-sided Student-t quantile (cached: scipy's ppf costs far more than the fit itself; scipy is imported
-    here, on first use, so that reading stored results never pays for it)."""
-    from scipy import stats
-
-    return float(stats.t.ppf(0.5 + confidence / 2, max(int(dof), 1)))
-
-
 def _t_quantiles(confidence: float, dof: np.ndarray) -> np.ndarray:
-    """``_t_quantile`` for an array of degrees of freedom (one scipy call per distinct value)."""
+    """``t_quantile`` for an array of degrees of freedom (one scipy call per distinct value)."""
     dof = np.asarray(dof, dtype=float)
     ok = np.isfinite(dof)
     out = np.full(dof.shape, np.nan)
     uniq, inv = np.unique(dof[ok], return_inverse=True)
-    out[ok] = np.array([_t_quantile(confidence, int(d)) for d in uniq])[inv]
+    out[ok] = np.array([t_quantile(int(d), confidence) for d in uniq])[inv]
     return out

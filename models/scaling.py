@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from models.errors import FitError
+from models.intervals import DEFAULT_CONFIDENCE, t_quantile
 
 _SIZE = re.compile(r"(?<![\d.])(?:(?P<experts>\d+)\s*[xX]\s*)?(?P<num>\d+(?:\.\d+)?)\s?(?P<unit>[bBmM])(?![A-Za-z])")
 _UNIT = {"b": 1.0, "m": 1e-3}
@@ -72,15 +72,23 @@ class ScalingFit:
     sigma: float  # residual standard deviation (n − 2 dof)
     size_min: float
     size_max: float
-    confidence: float = 0.95
+    confidence: float = DEFAULT_CONFIDENCE
 
     @property
     def k_ci(self) -> tuple[float, float]:
-        half = _tq(self.confidence, self.n - 2) * self.k_se
+        half = t_quantile(self.n - 2, self.confidence) * self.k_se
         return (self.k - half, self.k + half)
 
     def predict(self, size: float | np.ndarray) -> np.ndarray:
         return self.k * np.log(np.asarray(size, dtype=float)) + self.c
+
+    def interval(self, size: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ``confidence`` interval of the fitted line at ``size`` (of the mean, not of a new run)."""
+        x = np.log(np.asarray(size, dtype=float))
+        var = self.k_se**2 * x**2 + self.c_se**2 + 2 * x * self.cov_kc
+        half = t_quantile(self.n - 2, self.confidence) * np.sqrt(np.maximum(var, 0))
+        mid = self.predict(size)
+        return mid - half, mid + half
 
     def to_dict(self) -> dict:
         return {"k": self.k, "c": self.c, "k_se": self.k_se, "c_se": self.c_se, "cov_kc": self.cov_kc,
@@ -90,7 +98,7 @@ class ScalingFit:
 
 
 def fit_scaling(sizes: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray, *,
-                confidence: float = 0.95) -> ScalingFit:
+                confidence: float = DEFAULT_CONFIDENCE) -> ScalingFit:
     """OLS of ``values`` on ln(``sizes``) (sizes in billions). Needs ≥ 3 runs and ≥ 2 distinct sizes."""
     s = np.asarray(sizes, dtype=float).ravel()
     v = np.asarray(values, dtype=float).ravel()
@@ -138,7 +146,3 @@ def fit_scaling_table(rows: Iterable[Mapping[str, Any]], coefficients: Sequence[
             except FitError as exc:
                 out[(g, coef)] = str(exc)
     return out
-
-
-def _tq(confidence: float, dof: int) -> float:
-    return float(stats.t.ppf(0.5 + confidence / 2, max(dof, 1)))

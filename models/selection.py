@@ -36,8 +36,6 @@ import numpy as np
 
 from models.intervals import DEFAULT_CONFIDENCE, Z95, t_quantile
 
-CONFIDENCE = DEFAULT_CONFIDENCE
-Z = Z95
 MIN_POOL = 3
 GROUP_MIN = 5
 #: weights ∝ 1 / MAE^WEIGHT_POWER (2: inverse squared error, as inverse-variance weighting)
@@ -102,7 +100,7 @@ class Headline:
                 "excluded": dict(self.excluded or {})}
 
 
-def conformal_q(scores: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, bool]:
+def conformal_q(scores: np.ndarray, confidence: float = DEFAULT_CONFIDENCE) -> tuple[float, bool]:
     """The studentised split-conformal multiplier and whether it is finite-sample calibrated.
 
     With too few scores for the conformal rank (fewer than 19 at 95%), the multiplier is that of a Student-t
@@ -114,12 +112,8 @@ def conformal_q(scores: np.ndarray, confidence: float = CONFIDENCE) -> tuple[flo
     if n and rank <= n:
         return float(s[rank - 1]), True
     if n < 2:
-        return float(max(Z, s[-1] if n else 0.0)), False
-    return float(_t(confidence, n - 1) * np.sqrt(np.mean(s * s))), False
-
-
-def _t(confidence: float, dof: int) -> float:
-    return t_quantile(dof, confidence)
+        return float(max(Z95, s[-1] if n else 0.0)), False
+    return float(t_quantile(n - 1, confidence) * np.sqrt(np.mean(s * s))), False
 
 
 def pool_of(i: int | None, table: Table, group: str | None = None) -> list[int]:

@@ -8,14 +8,27 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sqlalchemy import MetaData, create_engine, select
 
 from tests.fixtures_servers import free_port, wait_http
 
-PAGES = ("runs", "collapse", "ceiling", "compare", "sources")
-TITLES = {"runs": "Runs", "collapse": "Collapse", "ceiling": "Ceiling", "compare": "Compare", "sources": "Sources"}
+PAGES = ("runs", "collapse", "groups", "ceiling", "compare", "backtest", "sources")
+TITLES = {name: name.capitalize() for name in PAGES}
+
+#: true once a Streamlit page has drawn: its script run has ended (not merely not started), its title and every
+#: text asked for are shown, no spinner is left, and every chart container holds plotly's drawing
+_DRAWN = """([title, texts]) => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.dataset.testScriptState !== 'notRunning') return false;
+  if (![...document.querySelectorAll('h1')].some(h => h.innerText.includes(title))) return false;
+  if (document.querySelector('[data-testid="stSpinner"]')) return false;
+  const body = document.body.innerText;
+  if (!texts.every(t => body.includes(t))) return false;
+  return [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(c => c.querySelector('.main-svg'));
+}"""
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -88,10 +101,24 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def read_every_page(browser, base_url: str, query: str = "") -> dict[str, str]:  # noqa: ANN001 - playwright
-    """Each page once it has drawn (title shown, no spinner left): its visible text, its HTML, and every
-    message the server sent it over the websocket (tables are drawn on a canvas: their cells are only in
-    those messages, as Arrow data with plain UTF-8 strings)."""
+def wait_drawn(page, title: str, texts: Sequence[str] = (), timeout: float = 120_000) -> None:  # noqa: ANN001
+    """Wait until the Streamlit page has drawn (``_DRAWN``) and shows each of ``texts``; on a timeout, fail
+    saying which text never came and what the page showed instead."""
+    try:
+        page.wait_for_function(_DRAWN, arg=[title, list(texts)], timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError: say what was missing
+        body = page.inner_text("body")
+        state = page.locator('[data-testid="stApp"]').get_attribute("data-test-script-state")
+        missing = [t for t in texts if t not in body]
+        raise AssertionError(f"page {title!r} not drawn (script {state}; missing {missing}): {body[:1500]}") from exc
+
+
+def read_every_page(browser, base_url: str, query: str = "",  # noqa: ANN001 - playwright
+                    expect: Mapping[str, Sequence[str]] | None = None) -> dict[str, str]:
+    """Each page once it has drawn (``wait_drawn``: its script run ended, its title, the texts ``expect`` names
+    for it — a run name, a number — and every chart drawn): its visible text, its HTML, and every message the
+    server sent it over the websocket (tables are drawn on a canvas: their cells are only in those messages,
+    as Arrow data with plain UTF-8 strings)."""
     out = {}
     page = browser.new_page(viewport={"width": 1500, "height": 2200})
     frames: list[str] = []
@@ -104,17 +131,37 @@ def read_every_page(browser, base_url: str, query: str = "") -> dict[str, str]: 
     try:
         for name in PAGES:
             frames.clear()
-            page.goto(f"{base_url}/{name}{query}", wait_until="networkidle")
-            page.wait_for_function(
-                "([t]) => [...document.querySelectorAll('h1')].some(h => h.innerText.includes(t))",
-                arg=[TITLES[name]], timeout=90_000)
-            page.wait_for_function("() => !document.querySelector('[data-testid=\"stSpinner\"]')", timeout=90_000)
-            page.wait_for_timeout(1000)
+            path = "" if name == "runs" else name  # the default page lives at the root URL
+            page.goto(f"{base_url}/{path}{query}", wait_until="networkidle")
+            wait_drawn(page, TITLES[name], (expect or {}).get(name, ()))
             assert page.locator('[data-testid="stException"]').count() == 0, (name, page.inner_text("body"))
             out[name] = "\n".join([page.inner_text("body"), page.content(), *frames])
     finally:
         page.close()
     return out
+
+
+def page_texts(fit: Sequence[Mapping], backtest: Mapping, sources: Sequence[str] = ()) -> dict[str, list[str]]:
+    """What each page must show once drawn with every run of ``fit`` (``fit --json``) selected (``?runs=…``):
+    the run count, each run's label in the pickers, the first run's ceiling, the group count, each backtest
+    cutoff's sentence of ``backtest --json`` (or why there is none), and ``sources`` on the Sources page."""
+    labels = [f"{f['run']} (#{f['run_id']})" for f in fit]
+    first = fit[0]
+    summaries = [d for d in backtest["cutoffs"] if d.get("summary")]
+    return {
+        "runs": [f"{len(fit)} of {len(fit)} runs"],
+        "collapse": labels,
+        "groups": [f"{len(fit)} runs in "],
+        "ceiling": [f"{first['ceiling']:.4f}" if first["status"] == "ok" else first["status"]],
+        "compare": labels,
+        "backtest": [f"{d['cutoff']:.0%} — {d['summary']['sentence']}" for d in summaries]
+        or ["No finished run can be backtested yet"],
+        "sources": list(sources),
+    }
+
+
+def runs_query(fit: Sequence[Mapping]) -> str:
+    return "?runs=" + ",".join(str(f["run_id"]) for f in fit)
 
 
 def dump_tables(url: str) -> str:

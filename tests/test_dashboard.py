@@ -25,6 +25,7 @@ from ingest.files import FileSource
 from ingest.keys import resolve_roles
 from ingest.mlflow_source import MlflowSource
 from ingest.sync import sync_source
+from tests.service_checks import wait_drawn
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 PAGES = ("runs", "collapse", "groups", "ceiling", "compare", "backtest", "sources")
@@ -146,6 +147,8 @@ def test_runs_page_shows_every_stored_number(monkeypatch, sim_store):
     df = at.dataframe[0].value.set_index("id")
     results, fits = _results(sim_store), _fits(sim_store)
     assert set(df.index) == set(results) and len(results) == 6
+    with_law = {r["run"] for r in results.values() if r.get("law")}
+    assert len(with_law) == 4 and not with_law & {"no-entropy-run", "two-evals-run"}  # the rows below check a law
     for run_id, res in results.items():
         row = df.loc[run_id]
         law = res.get("law") or {}
@@ -196,6 +199,8 @@ def test_collapse_page_shows_stored_verdicts_and_warns_about_missing_entropy(mon
     _page(at, "collapse")
     assert len(at.get("plotly_chart")) == 1
     table = at.dataframe[0].value.set_index("id")
+    judged = {res["run"] for res in results.values() if (res.get("collapse") or {}).get("verdict")}
+    assert len(judged) == 5 and "no-entropy-run" not in judged  # every run with an entropy curve has a verdict
     for run_id, res in results.items():
         coll = res.get("collapse") or {}
         if coll.get("verdict"):
@@ -214,7 +219,7 @@ def test_collapse_page_with_many_runs_keeps_the_budget_and_draws_one_marker_per_
     import json
 
     from dashboard.collapse_figure import DETAIL_RUNS
-    from dashboard.downsample import CHART_BUDGET, trace_budget
+    from plots.downsample import CHART_BUDGET, trace_budget
 
     results = _results(many_store)
     ids = sorted(results)
@@ -509,26 +514,27 @@ def _open(browser, url: str):
     return page
 
 
-def _wait_charts(page, n: int) -> None:
-    page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length > 0 && "
-                           f"document.querySelectorAll('.js-plotly-plot').length >= {n}", timeout=60_000)
-    page.wait_for_timeout(800)
+def _wait_charts(page, title: str, n: int, texts: tuple[str, ...] = ()) -> None:
+    """The page has drawn (its script run ended, ``texts`` shown, every chart drawn) with ``n`` charts."""
+    wait_drawn(page, title, texts)
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == n
 
 
 @pytest.mark.browser
 def test_collapse_and_ceiling_pages_draw_in_chromium(sim_store, streamlit_app, browser, tmp_path):
     app = streamlit_app(sim_store)
     page = _open(browser, f"{app.url}/collapse?runs=1,2,3")
-    _wait_charts(page, 1)
+    names = {i: r["run"] for i, r in _results(sim_store).items()}
+    _wait_charts(page, "Collapse", 1, tuple(f"{names[i]} (#{i})" for i in (1, 2, 3)))
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 6  # H and R of 3 runs (+ markers)
     assert "policy entropy H" in page.inner_text("body")
     page.screenshot(path=str(tmp_path / "collapse.png"))
     page.goto(f"{app.url}/ceiling?run=2", wait_until="networkidle")
-    _wait_charts(page, 3)
+    law = _results(sim_store)[2]["law"]
+    _wait_charts(page, "Ceiling", 3, (f"{law['ceiling']:.4f}",))
     assert page.locator('[data-testid="stException"]').count() == 0
     text = page.inner_text("body")
-    law = _results(sim_store)[2]["law"]
     assert "ceiling R(H=0)" in text and f"{law['ceiling']:.4f}" in text and "backtest error (30%)" in text
     page.screenshot(path=str(tmp_path / "ceiling.png"))
     assert (tmp_path / "collapse.png").stat().st_size > 20_000 and (tmp_path / "ceiling.png").stat().st_size > 20_000
@@ -539,7 +545,7 @@ def test_collapse_and_ceiling_pages_draw_in_chromium(sim_store, streamlit_app, b
 def test_groups_page_draws_in_chromium(sim_store, streamlit_app, browser, tmp_path):
     app = streamlit_app(sim_store)
     page = _open(browser, f"{app.url}/groups")
-    _wait_charts(page, 2)
+    _wait_charts(page, "Groups", 2, ("ceiling against entropy spent", "6 runs in "))
     assert page.locator('[data-testid="stException"]').count() == 0
     text = page.inner_text("body")
     assert "Median and interquartile range per group" in text and "ceiling against entropy spent" in text
@@ -553,19 +559,20 @@ def test_groups_page_draws_in_chromium(sim_store, streamlit_app, browser, tmp_pa
 def test_markup_in_a_run_name_shows_literally(sim_store, streamlit_app, browser, tmp_path):
     app = streamlit_app(sim_store)
     (markup_id,) = [i for i, r in _results(sim_store).items() if r["run"] == MARKUP]
+    label = f"{MARKUP} (#{markup_id})"  # as the run pickers name it
     page = _open(browser, f"{app.url}/collapse?runs={markup_id}")
-    _wait_charts(page, 1)
+    _wait_charts(page, "Collapse", 1, (label,))
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.locator("img[src='x']").count() == 0
     legend = page.locator(".js-plotly-plot .legend").first.text_content()
     assert MARKUP in legend  # plotly shows the escaped name as text
-    assert MARKUP in page.inner_text("body")  # and so does the run picker
     page.screenshot(path=str(tmp_path / "markup-collapse.png"))
     page.goto(f"{app.url}/ceiling?run={markup_id}", wait_until="networkidle")
-    _wait_charts(page, 3)
-    assert page.locator("img[src='x']").count() == 0 and MARKUP in page.inner_text("body")
-    page.goto(f"{app.url}/runs", wait_until="networkidle")
-    page.wait_for_timeout(1500)
+    _wait_charts(page, "Ceiling", 3, (MARKUP,))
+    assert page.locator("img[src='x']").count() == 0
+    # the Runs page, with the run selected: its name shown in the picker (the table is drawn on a canvas)
+    page.goto(f"{app.url}/?runs={markup_id}", wait_until="networkidle")
+    wait_drawn(page, "Runs", (label,))
     assert page.locator("img[src='x']").count() == 0 and page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(tmp_path / "markup-runs.png"))
     page.close()
@@ -582,3 +589,21 @@ def test_login_is_required_when_streamlit_auth_is_configured(monkeypatch, law_st
     assert [b.label for b in at.button] == ["Log in"] and not at.dataframe  # no data before logging in
     plain = _app(monkeypatch, law_store)  # without [auth]: no login (the deployment puts a proxy in front)
     assert not [b for b in plain.button if b.label == "Log in"] and len(plain.dataframe[0].value) == 1
+
+
+def test_compare_page_shows_the_scaling_fit_of_scaling_json(monkeypatch, sim_store):
+    """The Compare page reads the size trend from analysis (as `scaling --json` does), not a fit of its own."""
+    from analysis.payloads import scaling_payload
+
+    results = _results(sim_store)
+    fitted = sorted(i for i, r in results.items() if r.get("law"))
+    at = _page(_app(monkeypatch, sim_store, {"runs": ",".join(map(str, fitted))}), "compare")
+    doc = scaling_payload(Store.open(sim_store, create=False), [results[i] for i in fitted])
+    fits = {f["coefficient"]: f for f in doc["fits"] if f["group"] is None}
+    captions = " ".join(c.value for c in at.caption)
+    for coef in ("a", "b"):
+        f = fits[coef]
+        assert "reason" not in f, f  # 0.5B and 1.5B runs: a size trend can be fitted
+        lo, hi = f["k_ci"]
+        assert (f"{coef} = k·ln(size) + c with k = {f['k']:.4g} (95% CI {lo:.4g} – {hi:.4g}), c = {f['c']:.4g}, "
+                f"R² {f['r2']:.3f}, n = {f['n']} runs") in captions

@@ -29,7 +29,9 @@ from tests.service_checks import (
     assert_no_secret,
     dump_tables,
     listening_addresses,
+    page_texts,
     read_every_page,
+    runs_query,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,10 +135,15 @@ def test_dockerfile_is_slim_non_root_pinned_and_runs_entropy_dash():
 
 
 # ------------------------------------------------------------------------------------------ services on PostgreSQL
-@pytest.fixture(scope="module")
+@pytest.fixture
 def deployment(postgres_server):
-    """deploy/init-db.sh run against the session's server (twice: it is idempotent), as the postgres image
-    would run it; the environment is .env.example's."""
+    """A fresh deployment for each test: the deployment's databases dropped if an earlier test made them, then
+    deploy/init-db.sh run against the session's server (twice: it is idempotent), as the postgres image would
+    run it on a new volume; the environment is .env.example's. No test sees another's runs."""
+    with psycopg.connect(host="127.0.0.1", port=postgres_server.port, user="postgres", dbname="postgres",
+                         autocommit=True) as conn:
+        for db in ("entropy_dash", "mlflow"):
+            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
     env = {**ENV_EXAMPLE, "POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres"}
     run_env = {**os.environ, **env, "PGHOST": "127.0.0.1", "PGPORT": str(postgres_server.port)}
     for _ in range(2):
@@ -217,6 +224,7 @@ def test_services_run_on_postgres_mlflow_ingest_report_dashboard(deployment, bro
         done = run_service(args, reader)
         outputs[" ".join(args)] = done.stdout + done.stderr
         assert done.returncode == 0, done.stderr
+    backtest = json.loads(done.stdout)  # logs go to stderr, the document to stdout
 
     # dashboard: the service's own command as a service manager starts it — its own session, stdin from
     # /dev/null, an empty HOME — as the read-only role; bound to loopback here (every interface in the container)
@@ -226,7 +234,8 @@ def test_services_run_on_postgres_mlflow_ingest_report_dashboard(deployment, bro
     app = ServiceDashboard(dash, reader, tmp_path, entrypoint=ROOT / "deploy" / "entrypoint.sh")
     try:
         assert listening_addresses(app.port) == {"127.0.0.1"}
-        pages = read_every_page(browser, app.url)
+        pages = read_every_page(browser, app.url, runs_query(doc["fit"]),
+                                expect=page_texts(doc["fit"], backtest, ["read-only", "Sync log"]))
     finally:
         app.stop()
     assert all(f["run"] in pages["runs"] for f in doc["fit"])
@@ -257,11 +266,14 @@ def _reader_conn(port: int, password: str) -> psycopg.Connection:
 def test_dashboard_role_cannot_write(deployment, verl_logs):
     env, port = deployment["env"], deployment["port"]
     writer = service_env("ingest", env, port)
-    done = run_service(["init", "--quiet"], writer)  # the schema, by the writer (as the entrypoint does)
+    done = run_service(["ingest", "file", str(verl_logs[0]), "--quiet"], writer)  # schema and one run, by the writer
     assert done.returncode == 0, done.stderr
     with _reader_conn(port, env["ENTROPY_DASH_READER_PASSWORD"]) as conn:
-        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] >= 0  # it can read every table
-        conn.execute("SELECT count(*) FROM metric_points, analyses, alembic_version")
+        # it reads every table the writer filled
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM metric_points").fetchone()[0] > 400  # 435 steps of entropy …
+        assert conn.execute("SELECT count(*) FROM analyses").fetchone()[0] >= 1
+        assert conn.execute("SELECT count(*) FROM alembic_version").fetchone()[0] == 1
         # its sessions start read-only …
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("INSERT INTO metric_keys (name, role) VALUES ('x', 'other')")
@@ -313,15 +325,22 @@ def test_read_only_role_reads_runs_whose_analyses_are_stale(deployment, verl_log
     assert int(run["id"]) in store.stale_runs("summary", ANALYSIS_VERSION)
 
     reader = service_env("dashboard", env, port)
+    docs = {}
     for args in (["runs", "--json"], ["fit", "--json"], ["backtest", "--json"],
                  ["report", "--out", str(tmp_path / "report")]):
         done = run_service([*args, "--quiet"], reader)
         if done.returncode != 0:
             pytest.fail(f"{' '.join(args)} as the read-only role: exit {done.returncode}\n{done.stderr[-2500:]}")
+        docs[args[0]] = done.stdout
     assert int(run["id"]) in store.stale_runs("summary", ANALYSIS_VERSION)  # nothing was written by the reads
+    fit, backtest = json.loads(docs["fit"]), json.loads(docs["backtest"])
+    (row,) = json.loads(docs["runs"])
+    (h_key,) = [k for k, r in roles.items() if r == "entropy"]
+    assert row["run_id"] == int(run["id"]) and row["n_entropy"] == len(store.points(int(run["id"]), h_key))
+    assert row["n_entropy"] > 10 and int(store.points(int(run["id"]), h_key)[-1, 0]) == last + 10  # new points seen
     app = ServiceDashboard(["dashboard", "--port", "{port}", "--no-browser"], reader, tmp_path)
     try:
-        pages = read_every_page(browser, app.url, f"?runs={int(run['id'])}")
+        pages = read_every_page(browser, app.url, runs_query(fit), expect=page_texts(fit, backtest, ["read-only"]))
     finally:
         app.stop()
     assert str(run["name"]) in pages["runs"] and "read-only" in pages["sources"]

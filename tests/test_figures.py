@@ -18,11 +18,8 @@ from dashboard.collapse_figure import (
     line_traces,
     marker_points,
 )
-from dashboard.colors import run_color
 from dashboard.compare_figures import laws_figure, lift_figure, scaling_figure
 from dashboard.curves import choose_level, prepare_curve
-from dashboard.downsample import CHART_BUDGET, MAX_POINTS, downsample_index, trace_budget
-from dashboard.figures import ceiling_figure, forecast_figure, residuals, residuals_figure
 from dashboard.smoothing import ema_debiased
 from dashboard.sync_command import ingest_command, shown
 from dashboard.tables import (
@@ -33,9 +30,13 @@ from dashboard.tables import (
     stage_text,
     tag_list,
 )
-from dashboard.text import md_text, plotly_text
+from dashboard.text import md_text
 from models.law import fit_law
 from models.scaling import fit_scaling
+from plots.colors import run_color
+from plots.downsample import CHART_BUDGET, MAX_POINTS, downsample_index, trace_budget
+from plots.run_figures import ceiling_figure, forecast_figure, residuals, residuals_figure
+from plots.text import plotly_text
 
 MARKUP = "<img src=x onerror=alert(1)>"
 

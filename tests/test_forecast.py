@@ -12,6 +12,7 @@ from models.backtest import backtest_run
 from models.curves import fit_curve, fit_prefixes
 from models.errors import FitError
 from models.forecast import METHODS, forecast
+from models.intervals import Z95
 from models.metric_range import MetricRange
 
 UNIT = MetricRange(0.0, 1.0, "accuracy", "")
@@ -145,7 +146,7 @@ def test_conformal_multiplier_is_finite_sample_valid_and_says_when_it_is_not_cal
     q, calibrated = selection.conformal_q(np.array([0.5, 1.0, 3.0]))  # t(2 dof) × RMS
     assert q == pytest.approx(4.302653 * np.sqrt((0.25 + 1 + 9) / 3), rel=1e-5) and not calibrated
     q, _ = selection.conformal_q(np.array([0.1]))
-    assert q == pytest.approx(selection.Z)
+    assert q == pytest.approx(Z95)
 
 
 def test_summary_sentences_are_true():

@@ -6,7 +6,9 @@ verl console logs."""
 from __future__ import annotations
 
 import json
+import logging
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +21,9 @@ from db import Store
 from entropy_dash.cli import main
 from entropy_dash.demo_data import log_runs
 from entropy_dash.simulator import demo_sweep, simulate
-from reports.writer import _f, _pt, md, report_folders, write_report, write_scheduled_report
+from reports.markdown import md
+from reports.wording import fmt, fmt_pt
+from reports.writer import report_folders, write_report, write_scheduled_report
 
 EVIL = "<img src=x onerror=alert(1)>"
 PIPE = "pipe|run `x` *y*"
@@ -83,10 +87,10 @@ def _check_html_has_every_run(html: str, fit: list[dict]) -> None:
         section = _run_section(html, f["run_id"])
         assert f"<a href='#run-{f['run_id']}'>" in summary
         if f["status"] == "ok":
-            assert _f(f["ceiling"]) in summary and _f(f["ceiling"], 4) in section
+            assert fmt(f["ceiling"]) in summary and fmt(f["ceiling"], 4) in section
         bt = f["backtest"]
         if bt["error"] is not None:
-            assert _pt(bt["error"]) in summary and _pt(bt["error"]) in section
+            assert fmt_pt(bt["error"]) in summary and fmt_pt(bt["error"]) in section
         else:
             assert "Backtest not possible" in section
 
@@ -108,8 +112,10 @@ def _open_offline(browser, html_path: Path, screenshot: Path) -> dict:
 
     page.route("**/*", route)
     page.goto(html_path.as_uri(), wait_until="load")
-    page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=60_000)
-    page.wait_for_timeout(300)
+    # every figure of the page drawn (plotly's SVG in each of its divs), not just the first
+    page.wait_for_function("() => { const d = [...document.querySelectorAll('.plotly-graph-div')]; "
+                           "return d.length > 0 && d.every(x => x.querySelector('.main-svg .scatterlayer .trace')); }",
+                           timeout=60_000)
     page.screenshot(path=str(screenshot))
     out = {"attempted": attempted, "errors": errors, "dialogs": dialogs,
            "plots": page.locator(".js-plotly-plot").count(),
@@ -124,7 +130,9 @@ def _open_offline(browser, html_path: Path, screenshot: Path) -> dict:
 # ------------------------------------------------------------------------------------------ demo runs
 def test_html_report_has_every_run_ceiling_and_backtest_error(demo_db, tmp_path, capsys):
     out = cli(capsys, "report", "--db", demo_db, "--out", str(tmp_path / "r"))
-    assert {line.split(":")[0] for line in out.splitlines()} == {"html", "md", "json"}
+    # kaleido is installed (test extras): by default the figures are drawn as PNGs too
+    assert {line.split(":")[0] for line in out.splitlines()} == {"html", "md", "json", "figures"}
+    assert len(list((tmp_path / "r" / "figures").glob("run-*-fit.png"))) == 9
     html = (tmp_path / "r" / "report.html").read_text()
     fit = cli_json(capsys, "fit", "--db", demo_db)
     assert len(fit) == 9 and all(f["status"] == "ok" for f in fit)
@@ -172,8 +180,8 @@ def test_markdown_table_is_well_formed(demo_db, tmp_path, capsys):
     fit = {f["run_id"]: f for f in cli_json(capsys, "fit", "--db", demo_db)}
     for row in cells[2:]:
         f = fit[int(row[1].strip())]
-        assert row[2].strip() == md(f["progress"]) and row[3].strip() == _f(f["ceiling"])
-        assert row[9].strip() == _pt(f["backtest"]["error"])
+        assert row[2].strip() == md(f["progress"]) and row[3].strip() == fmt(f["ceiling"])
+        assert row[9].strip() == fmt_pt(f["backtest"]["error"])
     bullets = [ln for ln in lines if ln.startswith("- **")]
     assert len(bullets) == 9
     assert "MAE per method: headline " in text and "Headline error against the cutoff: 20%" in text
@@ -214,17 +222,42 @@ def test_filters_select_runs_and_recompute_the_backtest_summary(demo_db, tmp_pat
         assert message in capsys.readouterr().err
 
 
-def test_png_figures_are_optional(demo_db, tmp_path):
-    """PNGs need kaleido (not a dependency): asked for without it, the report is still written."""
-    store = Store.open(demo_db, create=False)
-    written = write_report(store, tmp_path, formats=("md",), runs=["1"], png=True)
-    assert written["md"].exists()
-    from reports.writer import kaleido_available
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path  # a PNG file
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")  # IHDR width, height
 
-    if kaleido_available():
-        assert sorted(p.name for p in written["figures"].iterdir()) == ["run-1-fit.png", "run-1-forecast.png"]
-    else:
-        assert "figures" not in written and not (tmp_path / "figures").exists()
+
+def test_png_figures_are_drawn_by_kaleido_with_the_system_chromium(demo_db, tmp_path, capsys):
+    """kaleido (in the test extras) drives Debian's Chromium: every figure of the HTML report as a PNG."""
+    store = Store.open(demo_db, create=False)
+    written = write_report(store, tmp_path / "one", formats=("md",), runs=["1"], png=True)
+    assert written["md"].exists()
+    pngs = sorted(written["figures"].iterdir())
+    assert [p.name for p in pngs] == ["run-1-fit.png", "run-1-forecast.png"]
+    for p in pngs:
+        width, height = _png_size(p)
+        assert width == 1100 and height >= 400 and p.stat().st_size > 20_000  # drawn, not blank
+    # the CLI: --png asks for them (two runs: four figures), --no-png never makes them
+    cli(capsys, "report", "--db", demo_db, "--out", str(tmp_path / "cli"), "--format", "json", "--run", "1",
+        "--run", "2", "--png")
+    assert sorted(p.name for p in (tmp_path / "cli" / "figures").iterdir()) == [
+        "run-1-fit.png", "run-1-forecast.png", "run-2-fit.png", "run-2-forecast.png"]
+    cli(capsys, "report", "--db", demo_db, "--out", str(tmp_path / "none"), "--format", "md", "--run", "1",
+        "--no-png")
+    assert sorted(p.name for p in (tmp_path / "none").iterdir()) == ["report.md"]
+
+
+def test_png_figures_without_kaleido_are_skipped_and_said_so(demo_db, tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "kaleido", None)  # `import kaleido` raises ImportError, as when not installed
+    from reports.pngs import kaleido_available
+
+    assert not kaleido_available()
+    store = Store.open(demo_db, create=False)
+    with caplog.at_level(logging.WARNING):
+        written = write_report(store, tmp_path, formats=("md",), runs=["1"], png=True)
+    assert written["md"].exists() and "figures" not in written and not (tmp_path / "figures").exists()
+    assert "PNG figures skipped: kaleido is not installed (pip install kaleido)" in caplog.text
 
 
 def test_scheduled_reports_keep_the_last_n_folders(demo_db, tmp_path):

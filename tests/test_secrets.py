@@ -26,7 +26,9 @@ from tests.service_checks import (
     assert_no_secret,
     dump_tables,
     listening_addresses,
+    page_texts,
     read_every_page,
+    runs_query,
 )
 
 PLANT = "Pl4nted-Tr4cker-Pw"  # the tracking server's password, in the URL only
@@ -149,8 +151,8 @@ def test_planted_password_appears_nowhere(mlflow_server, browser, tmp_path):
     runs = json.loads(run("runs", "runs", "--json", "--db", db).stdout)
     assert {r["source"] for r in runs} == {f"mlflow http://tracker:***@127.0.0.1:{mlflow_server.port}"}
     run("runs text", "runs", "--db", db)
-    run("fit", "fit", "--json", "--db", db)
-    run("backtest", "backtest", "--json", "--db", db)
+    fit = json.loads(run("fit", "fit", "--json", "--db", db).stdout)
+    backtest = json.loads(run("backtest", "backtest", "--json", "--db", db).stdout)
     run("scaling", "scaling", "--json", "--db", db)
     run("report", "report", "--out", str(tmp_path / "report"), "--db", db)
     for bad in (f"postgresql://u:{DB_PLANT}@127.0.0.1:54x2/db", f"mysql://u:{DB_PLANT}@127.0.0.1/db",
@@ -172,7 +174,7 @@ def test_planted_password_appears_nowhere(mlflow_server, browser, tmp_path):
     dash = ServiceDashboard(["--db", db, "dashboard", "--port", "{port}"], {}, tmp_path)
     try:
         assert listening_addresses(dash.port) == {"127.0.0.1"}
-        pages = read_every_page(browser, dash.url)
+        pages = read_every_page(browser, dash.url, runs_query(fit), expect=page_texts(fit, backtest, ["Sync log"]))
         page = browser.new_page()
         page.goto(f"{dash.url}/sources", wait_until="networkidle")
         page.get_by_role("button", name="sync now").click()

@@ -12,7 +12,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from dashboard.collapse_figure import WEBGL_TRACES, marker_points
-from dashboard.downsample import trace_budget
+from plots.downsample import trace_budget
 
 n_runs = int(os.environ.get("BENCH_FLOOR_RUNS", "10"))
 n_points = trace_budget(2 * n_runs, marker_points(n_runs))

@@ -12,7 +12,8 @@ from today import MAX_POINTS, X_AXES, Curve, RunCurves, collapse_figure, prepare
 
 from dashboard import context, data, state
 from dashboard.tables import backtest_text, collapse_text, stage_text
-from dashboard.text import md_text, run_label
+from dashboard.text import md_text
+from plots.text import run_label
 
 
 @st.cache_data(show_spinner=False, max_entries=1024)

@@ -16,9 +16,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from tsdownsample import MinMaxLTTBDownsampler
 
-from dashboard.colors import run_color, with_alpha
 from dashboard.smoothing import ema_debiased
-from dashboard.text import plotly_text, run_label
+from plots.colors import run_color, with_alpha
+from plots.text import plotly_text, run_label
 
 MAX_POINTS = 2_000
 _LTTB = MinMaxLTTBDownsampler()

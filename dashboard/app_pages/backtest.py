@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import context, data
-from dashboard.text import md_text, plotly_text
+from dashboard.text import md_text
+from plots.text import plotly_text
 
 st.title("Backtest")
 ctx = context.load()

@@ -9,10 +9,11 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import context, data, state
-from dashboard.figures import ceiling_figure, forecast_figure, residuals_figure
 from dashboard.tables import baselines_table
 from dashboard.text import md_text
 from models.align import align
+from models.backtest import DEFAULT_CUTOFF
+from plots.run_figures import ceiling_figure, forecast_figure, residuals_figure
 
 FMT4 = st.column_config.NumberColumn(format="%.4f")
 
@@ -58,9 +59,11 @@ if ctx is not None:
             cols[2].metric("headroom", "–" if headroom is None else f"{headroom:+.4f}",
                            help="ceiling − best performance so far")
             bt = (fit.get("backtest") or {}) if key == res["performance_key"] else {}
-            cols[3].metric("backtest error (30%)", f"{bt['error']:+.4f}" if bt.get("error") is not None else "n/a",
-                           help="track record: the headline forecast of the final score from the first 30% of this "
-                                "run minus what happened" + (f" — {bt.get('reason')}" if bt.get("reason") else ""))
+            cols[3].metric(f"backtest error ({DEFAULT_CUTOFF:.0%})",
+                           f"{bt['error']:+.4f}" if bt.get("error") is not None else "n/a",
+                           help=f"track record: the headline forecast of the final score from the first "
+                                f"{DEFAULT_CUTOFF:.0%} of this run minus what happened"
+                                + (f" — {bt.get('reason')}" if bt.get("reason") else ""))
             cols[4].metric("a", f"{law['a']:.3f} ± {law['a_se']:.3f}")
             cols[5].metric("b", f"{law['b']:.3f} ± {law['b_se']:.3f}")
             cols[6].metric("R²", f"{law['r2']:.4f}", help=f"n = {law['n']} paired evaluations")
@@ -110,7 +113,7 @@ if ctx is not None:
                 st.subheader("Backtest: the forecast from the first part of the run vs what happened")
                 doc = data.backtest_doc(ctx.url, ctx.version)
                 cut = st.select_slider("cutoff: forecast from the first k% of steps", [d["cutoff"] for d in doc["cutoffs"]],
-                                       value=0.3, format_func=lambda c: f"{c:.0%}", key="cutoff")
+                                       value=DEFAULT_CUTOFF, format_func=lambda c: f"{c:.0%}", key="cutoff")
                 cdoc = next(d for d in doc["cutoffs"] if d["cutoff"] == cut)
                 row = next((x for x in cdoc["runs"] if x["run_id"] == run_id), None)
                 if row is None:

@@ -23,10 +23,11 @@ from dashboard.collapse_figure import (
     marker_points,
 )
 from dashboard.curves import X_AXES, Curve
-from dashboard.downsample import CHART_BUDGET, trace_budget
 from dashboard.grouping import group_of
 from dashboard.tables import backtest_text, collapse_text, stage_text
-from dashboard.text import md_text, run_label
+from dashboard.text import md_text
+from plots.downsample import CHART_BUDGET, trace_budget
+from plots.text import run_label
 
 GROUPS = ("none", "project / experiment", "model", "algorithm", "intervention")
 GROUPS_PAGE_FROM = 20  # selections at least this large get a pointer to the Groups page

@@ -6,11 +6,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from analysis.scaling import scaling_of
 from dashboard import context, state
 from dashboard.compare_figures import coefficients_figure, laws_figure, lift_figure, scaling_figure
 from dashboard.tables import ceiling_lift_table, coefficients_table
-from models.errors import FitError
-from models.scaling import fit_scaling, model_size_from
 
 FMT4 = st.column_config.NumberColumn(format="%.4f")
 
@@ -25,12 +24,8 @@ if ctx is not None:
         if len(chosen) < 1:
             st.info("Pick runs above (or on the Runs page) to compare them.")
         else:
-            sizes = {}
-            for r in chosen:
-                info = ctx.run_info(int(r["run_id"]))
-                sizes[int(r["run_id"])] = model_size_from(info.get("model"), info.get("name"),
-                                                          info.get("params"), info.get("tags"))
-            table = coefficients_table(chosen, ctx.runs, sizes, ctx.fits)
+            scaling = scaling_of(ctx.runs, chosen, coefficients=("a", "b"))
+            table = coefficients_table(chosen, ctx.runs, scaling.sizes(), ctx.fits)
             st.subheader("Law coefficients and ceiling per run")
             st.plotly_chart(coefficients_figure(table), key="coef_chart")
             st.dataframe(table, hide_index=True,
@@ -41,12 +36,7 @@ if ctx is not None:
 
             st.subheader("a and b vs model size")
             pts = table[table["size (B)"].notna()].rename(columns={"size (B)": "size"})
-            fits = {}
-            for coef in ("a", "b"):
-                try:
-                    fits[coef] = fit_scaling(pts["size"].to_numpy(float), pts[coef].to_numpy(float))
-                except FitError as exc:
-                    fits[coef] = str(exc)
+            fits = {coef: scaling.fit(coef) for coef in ("a", "b")}
             if pts.empty:
                 st.info("No model size could be read from these runs' model, name, params or tags (e.g. "
                         "'Qwen2.5-7B', '1.5B'). Tag runs with `model_size` to compare across sizes.")

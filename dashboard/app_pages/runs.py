@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboard import context, state
 from dashboard.tables import filter_options, filter_runs, runs_table
+from models.backtest import DEFAULT_CUTOFF
 
 NUM = {c: st.column_config.NumberColumn(format="%.4f")
        for c in ("R best", "R last", "a", "b", "ceiling", "± (95% CI)", "headroom", "R²", "backtest error", "forecast",
@@ -22,7 +23,8 @@ HELP = {
     "fit": "a weak law fit (low R², or a ceiling interval spanning most of the range) is flagged here and never "
            "carries the headline forecast",
     "state": "finished, or in progress: step so far of the planned length",
-    "backtest error": "track record: forecast of the final score from the first 30% of the run minus what happened",
+    "backtest error": f"track record: forecast of the final score from the first {DEFAULT_CUTOFF:.0%} of the run "
+                      "minus what happened",
     "± (95% CI)": "half-width of the ceiling's 95% confidence interval",
 }
 

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
+from db.values import json_safe
+
 
 def open_store(args: argparse.Namespace, *, create: bool = True):  # noqa: ANN202 - db.Store, imported lazily
     from db import Store
@@ -23,21 +25,10 @@ def emit(args: argparse.Namespace, payload: Any, text: Callable[[], str]) -> Non
     from db.limits import inert_lines
 
     if getattr(args, "json", False):
-        json.dump(clean(payload), sys.stdout, indent=2, allow_nan=False)
+        json.dump(json_safe(payload), sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(inert_lines(text()) + "\n")
-
-
-def clean(obj: Any) -> Any:
-    """JSON-safe: NaN/inf → null (the output stays strict JSON)."""
-    if isinstance(obj, dict):
-        return {k: clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [clean(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 @contextmanager

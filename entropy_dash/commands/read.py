@@ -89,7 +89,7 @@ def fit_table(payload: list[dict[str, Any]]) -> str:
             detail += [f"no weight to {m}: {why}" for m, why in (fc.get("excluded") or {}).items()]
         bt = r["backtest"]
         if bt.get("error") is not None:
-            detail.append(f"backtest at 30%: {bt['method']} {bt['predicted_final']:.3f} vs observed "
+            detail.append(f"backtest at {bt['cutoff']:.0%}: {bt['method']} {bt['predicted_final']:.3f} vs observed "
                           f"{bt['observed_final']:.3f} ({100 * bt['error']:+.1f} pt)")
         lines += [f"{'':6}{d}" for d in detail if d]
     return "\n".join(lines)

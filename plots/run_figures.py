@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.colors import run_color, with_alpha
-from dashboard.downsample import MAX_POINTS, downsample_index
-from dashboard.text import plotly_text
 from models.law import LawFit
+from plots.colors import run_color, with_alpha
+from plots.downsample import MAX_POINTS, downsample_index
+from plots.text import plotly_text
 
 __all__ = ["ceiling_figure", "forecast_figure", "law_from_result", "residuals", "residuals_figure", "run_color"]
 
