@@ -1,5 +1,6 @@
 """The Sources page's "sync now": ``entropy-dash ingest <kind> <uri>`` for a source, run in the background (a
-subprocess; the dashboard never imports ``ingest``), its progress and outcome read by polling.
+subprocess running the same sync-then-analyse workflow as the CLI and the scheduler; the dashboard reads only
+the command line of a kind from ``ingest.registry``), its progress and outcome read by polling.
 
 The store's URL reaches the subprocess through ``ENTROPY_DASH_DB`` in its environment, never its command line;
 a stored URI's masked password (``http://user:***@host``) is taken by the ingest from the environment
@@ -97,21 +98,13 @@ def cli_prefix() -> list[str]:
 
 
 def ingest_command(kind: str, uri: str, options: Mapping[str, Any] | None) -> list[str]:
-    """The CLI command that syncs one configured source again (with the options the CLI can express); the
-    store comes from ``ENTROPY_DASH_DB``."""
-    opts = dict(options or {})
-    args = ["ingest", kind]
-    if kind == "mlflow":
-        args.append(uri)
-        for exp in opts.get("experiments") or []:
-            args += ["--experiment", str(exp)]
-        if opts.get("all_keys"):
-            args.append("--all-keys")
-    elif kind == "wandb":
-        args += ["--offline", uri] if Path(uri).is_absolute() else [uri]
-    else:  # tensorboard DIR, file PATH
-        args.append(uri)
-    return [*cli_prefix(), *args]
+    """The CLI command that syncs one configured source again (with the options the CLI can express, as the
+    source registry spells them); the store comes from ``ENTROPY_DASH_DB``."""
+    from ingest import (
+        registry,  # the source modules load when a page first shows a sync command, not at start
+    )
+
+    return [*cli_prefix(), *registry.cli_args(kind, uri, options)]
 
 
 def shown(command: list[str]) -> str:

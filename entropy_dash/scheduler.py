@@ -6,7 +6,7 @@ The config file (TOML)::
     db = "sqlite:///entropy-dash.db"        # optional; --db and $ENTROPY_DASH_DB win
 
     [[source]]
-    kind = "mlflow"                          # mlflow | wandb | wandb-offline | tensorboard | file
+    kind = "mlflow"                          # a kind of the source registry (`entropy-dash ingest --help`)
     uri = "http://127.0.0.1:5000"            # server URL, ENTITY/PROJECT (wandb) or a path (the others)
     experiments = ["grpo-sweep"]             # mlflow only; default: every experiment
     every = "5m"                             # interval: a number of seconds, or 30s, 5m, 1h, 1d …
@@ -34,12 +34,13 @@ The config file (TOML)::
 Reports are written by ``reports.writer.write_scheduled_report`` (time-stamped folders, the last ``keep``
 kept), only when something changed since the last one.
 
-Other per-source keys: ``keys`` (list) and ``all_keys`` (bool) for mlflow, ``keys`` for wandb,
-``verl_step_offset`` for file. A relative ``sqlite:///`` path in ``db`` is relative to the config file too.
+Other per-source keys are the options each kind declares in the source registry (``ingest.registry``;
+e.g. ``keys`` and ``all_keys`` for mlflow, ``verl_step_offset`` for file). A relative ``sqlite:///`` path in ``db`` is relative to the config file too.
 Unknown keys, bad values and missing ones are a ``ConfigError`` naming the file, the source and the key.
 
-Each job is ``ingest.sync.sync_source`` (one transaction per run, a ``sync_log`` row per job, retries on
-connection errors) followed by ``refresh_analyses`` of the runs left stale. Jobs run one at a time in a
+Each job is ``entropy_dash.sync_workflow.sync_and_analyse``, as for ``entropy-dash ingest``: the sync (one
+transaction per run, a ``sync_log`` row per job, retries on connection errors), then the analyses of the
+source's runs left stale. Sources are built by the source registry (``ingest.registry``). Jobs run one at a time in a
 worker thread; a job whose previous run is still going is skipped, never stacked. SIGTERM or SIGINT stops
 the scheduler: the current job ends after the run it is writing (every run is its own transaction, so
 nothing partial is left; the job's ``sync_log`` row says it was stopped and the next sync resumes from the
@@ -63,21 +64,15 @@ from typing import Any
 
 from db.masking import mask_url
 from entropy_dash.errors import USER_ERRORS, ConfigError
+from entropy_dash.sync_workflow import sync_and_analyse
+from ingest import registry
 from ingest.errors import IngestError
+from ingest.keys import ROLES
 
 log = logging.getLogger(__name__)
 
-KINDS = ("mlflow", "wandb", "wandb-offline", "tensorboard", "file")
-PATH_KINDS = ("wandb-offline", "tensorboard", "file")
 RUN_KEYS = {"performance_key", "entropy_key", "keep_warmup", "warmup_steps", "performance_range", "planned_steps"}
 COMMON_KEYS = {"kind", "uri", "every", "cron", "roles", "runs"} | RUN_KEYS
-KIND_KEYS: dict[str, set[str]] = {
-    "mlflow": {"experiments", "keys", "all_keys"},
-    "wandb": {"keys"},
-    "wandb-offline": set(),
-    "tensorboard": set(),
-    "file": {"verl_step_offset"},
-}
 REPORT_KEYS = {"out", "formats", "keep"}
 REPORT_FORMATS = ("html", "md", "json")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -194,26 +189,26 @@ def _source(path: Path, base: Path, index: int, tab: Any, require_trigger: bool)
     def bad(key: str, what: str) -> ConfigError:
         return ConfigError(f"{where}, key {key!r}: {what}")
 
+    known = registry.kinds()
     kind = tab.get("kind")
     if kind is None:
-        raise bad("kind", f"missing; one of {', '.join(KINDS)}")
-    if kind not in KINDS:
-        raise bad("kind", f"unknown source kind {kind!r}; one of {', '.join(KINDS)}")
+        raise bad("kind", f"missing; one of {', '.join(known)}")
+    if kind not in known:
+        raise bad("kind", f"unknown source kind {kind!r}; one of {', '.join(known)}")
+    spec = known[kind]
     uri = tab.get("uri")
     if uri is None:
-        hint = "a server URL or store URI" if kind == "mlflow" else (
-            "ENTITY/PROJECT" if kind == "wandb" else "a file or folder path")
-        raise bad("uri", f"missing ({hint})")
+        raise bad("uri", f"missing ({spec.uri_metavar}: {spec.uri_help})")
     if not isinstance(uri, str) or not uri.strip():
         raise bad("uri", f"must be a non-empty string, got {uri!r}")
-    allowed = COMMON_KEYS | KIND_KEYS[kind]
+    allowed = COMMON_KEYS | spec.config_keys
     for key in tab:
         if key not in allowed:
             raise bad(key, f"unknown for a {kind} source (allowed: {', '.join(sorted(allowed))})")
-    if kind in PATH_KINDS:
-        uri = str((base / Path(uri).expanduser()).resolve())
-    elif kind == "wandb" and (len(uri.strip("/").split("/")) != 2):
-        raise bad("uri", f"W&B cloud projects are ENTITY/PROJECT, got {uri!r}")
+    try:
+        uri = registry.resolve_config_uri(kind, uri, base)
+    except ValueError as exc:
+        raise bad("uri", str(exc)) from None
 
     every, cron = tab.get("every"), tab.get("cron")
     if every is not None and cron is not None:
@@ -237,8 +232,6 @@ def _source(path: Path, base: Path, index: int, tab: Any, require_trigger: bool)
     options: dict[str, Any] = {}
     roles = tab.get("roles")
     if roles is not None:
-        from ingest.keys import ROLES
-
         if not isinstance(roles, dict):
             raise bad("roles", "must be a table of metric key = role")
         for k, r in roles.items():
@@ -258,20 +251,10 @@ def _source(path: Path, base: Path, index: int, tab: Any, require_trigger: bool)
                 raise bad("runs", f"run {name!r}: unknown key {sorted(unknown)[0]!r} (allowed: "
                           f"{', '.join(sorted(RUN_KEYS))})")
             options["runs"][name] = _run_settings(choice, lambda k, what, n=name: bad("runs", f"run {n!r}, {k}: {what}"))
-    for key in ("experiments", "keys"):
-        if key in tab:
-            val = tab[key]
-            if not isinstance(val, list) or not all(isinstance(v, str) and v for v in val):
-                raise bad(key, f"must be a list of names, got {val!r}")
-            options[key] = list(val)
-    if "all_keys" in tab:
-        if not isinstance(tab["all_keys"], bool):
-            raise bad("all_keys", f"must be true or false, got {tab['all_keys']!r}")
-        options["all_keys"] = tab["all_keys"]
-    if "verl_step_offset" in tab:
-        if not isinstance(tab["verl_step_offset"], int) or isinstance(tab["verl_step_offset"], bool):
-            raise bad("verl_step_offset", f"must be an integer, got {tab['verl_step_offset']!r}")
-        options["verl_step_offset"] = tab["verl_step_offset"]
+    try:
+        options.update(registry.options_from_config(kind, tab))
+    except registry.OptionError as exc:
+        raise bad(exc.key, exc.what) from None
     return SourceConfig(index=index, kind=kind, uri=uri, options=options, every=seconds, cron=cron)
 
 
@@ -312,34 +295,6 @@ def _cron_trigger(expr: str) -> Any:
     return CronTrigger.from_crontab(expr, timezone=UTC)
 
 
-# ---------------------------------------------------------------------------- sources
-def build_source(kind: str, uri: str, options: Mapping[str, Any] | None = None) -> Any:
-    """The ``ingest.base.Source`` for ``kind`` (the config's kinds; ``wandb-offline`` is a folder of offline
-    runs). Shared by ``entropy-dash ingest`` and the scheduler."""
-    opts = dict(options or {})
-    if kind == "mlflow":
-        from ingest.mlflow_source import MlflowSource
-
-        return MlflowSource(uri, opts)
-    if kind == "wandb":
-        from ingest.wandb_cloud import WandbCloudSource
-
-        return WandbCloudSource(uri, opts)
-    if kind == "wandb-offline":
-        from ingest.wandb_offline import WandbOfflineSource
-
-        return WandbOfflineSource(uri, opts)
-    if kind == "tensorboard":
-        from ingest.tensorboard import TensorBoardSource
-
-        return TensorBoardSource(uri, opts)
-    if kind == "file":
-        from ingest.files import FileSource
-
-        return FileSource(uri, opts)
-    raise ConfigError(f"unknown source kind {kind!r}; one of {', '.join(KINDS)}")
-
-
 # ---------------------------------------------------------------------------- jobs
 class SyncStopped(IngestError):
     """The scheduler was asked to stop while a sync was running; the runs written so far are complete."""
@@ -358,16 +313,12 @@ class Scheduler:
 
     def run_source(self, src: SourceConfig) -> bool:
         """One sync of ``src`` + analyses (+ report); False when it failed (the error is in sync_log)."""
-        from analysis.pipeline import refresh_analyses
-        from ingest.sync import sync_source
-
         if self.stop.is_set():
             return True
         with self._lock:
             try:
-                source = build_source(src.kind, src.uri, src.options)
-                before = self.store.source_options(source.kind, source.uri)
-                result = sync_source(self.store, source, progress=self._progress)
+                source = registry.build(src.kind, src.uri, src.options)
+                summary = sync_and_analyse(self.store, source, progress=self._progress, stopped=self.stop.is_set)
             except SyncStopped as exc:
                 log.warning("%s: %s", src.label, exc)
                 return True
@@ -375,19 +326,12 @@ class Scheduler:
                 self.failures += 1
                 log.error("%s: sync failed: %s", src.label, exc)
                 return False
+            result = summary.result
             for note in result.notes:
                 log.warning("%s: %s", src.label, note)
-            # the changed runs, and any left stale by an earlier job that was stopped or killed; every run of
-            # the source when its settings (keys, warm-up, range, planned length) changed
-            if self.stop.is_set():
-                analysed = 0
-            elif before is not None and self.store.source_options(source.kind, source.uri) != before:
-                analysed = refresh_analyses(self.store, self.store.run_ids_of_source(result.source_id), force=True)
-            else:
-                analysed = refresh_analyses(self.store)
-            self._dirty = self._dirty or bool(result.points or analysed)
+            self._dirty = self._dirty or bool(result.points or summary.analysed)
             log.info("%s: %d runs, %d new points, %d runs re-analysed", src.label, result.runs_seen,
-                     result.points, analysed)
+                     result.points, summary.analysed)
             return True
 
     def _progress(self, done: int, total: int | None, run: str) -> None:

@@ -55,6 +55,7 @@ from ingest.base import Source, Watermarks
 from ingest.credentials import split_credentials
 from ingest.errors import IngestError, SourceUnavailable
 from ingest.keys import resolve_role
+from ingest.registry import Option, SourceKind, boolean, names, register
 
 MAX_RUNS_PER_CALL = 100  # the server's limit of run ids per bulk request
 MAX_POINTS_PER_RUN = 2500  # get-history-bulk-interval's max_results: more rows than this in a window are sampled
@@ -645,3 +646,15 @@ def _short(exc: BaseException) -> str:
         return "timed out"
     lines = text.strip().splitlines()
     return lines[0][:300] if lines else type(exc).__name__
+
+
+register(SourceKind(
+    kind="mlflow", build=MlflowSource, help="runs of an MLflow tracking server or store URI",
+    uri_help="http://host:5000 or a store URI such as sqlite:///path/mlflow.db",
+    options=(
+        Option("experiments", names, "experiment name (repeatable; default all)", flag="--experiment", many=True,
+               metavar="NAME"),
+        Option("keys", names, "metric keys to fetch beside the recognised ones"),
+        Option("all_keys", boolean, "fetch every metric, not only the recognised ones", flag="--all-keys",
+               switch=True),
+    )))

@@ -40,7 +40,8 @@ from typing import Any, ClassVar, TypeVar
 from db.records import RunData, RunInfo, Series
 from ingest.base import Source, Watermarks
 from ingest.errors import IngestError, SourceUnavailable
-from ingest.wandb_offline import flatten_config
+from ingest.registry import Option, SourceKind, names, register
+from ingest.wandb_config import flatten_config
 
 API_KEY_ENV = "WANDB_API_KEY"
 CONNECT_TIMEOUT = 10.0
@@ -322,3 +323,15 @@ def scrub(text: str) -> str:
     """``text`` with the value of ``WANDB_API_KEY`` (if set) replaced by ``***``."""
     key = os.environ.get(API_KEY_ENV, "").strip()
     return text.replace(key, "***") if key else text
+
+
+def _check_project(uri: str) -> None:
+    if len(uri.strip().strip("/").split("/")) != 2:
+        raise ValueError(f"W&B cloud projects are ENTITY/PROJECT, got {uri!r}")
+
+
+register(SourceKind(
+    kind="wandb", build=WandbCloudSource, help="a W&B project (cloud API) or offline run folders",
+    uri_help="the W&B cloud project", uri_metavar="ENTITY/PROJECT", check_uri=_check_project,
+    options=(Option("keys", names, "metric keys to fetch instead of every numeric history key"),),
+    alternative=("--offline", "wandb-offline")))

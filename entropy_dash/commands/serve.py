@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from entropy_dash.commands.output import open_store
+from entropy_dash.commands.output import open_store, progress
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -13,11 +13,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from analysis.payloads import fit_payload
     from db import resolve_db_url
-    from entropy_dash.commands.ingest import ingest_and_analyse
     from entropy_dash.commands.read import fit_table
     from entropy_dash.demo_data import log_runs
     from entropy_dash.simulator import demo_sweep, simulate
-    from ingest.mlflow_source import MlflowSource
+    from entropy_dash.sync_workflow import sync_and_analyse
+    from ingest import registry
 
     folder = Path(args.dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -26,8 +26,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     runs = [simulate(cfg) for cfg in demo_sweep()]
     log_runs(runs, tracking, experiment=args.experiment)  # runs already there are not logged again
     store = open_store(args)
-    summary = ingest_and_analyse(store, MlflowSource(tracking, {"experiments": [args.experiment]}), args)
-    print(f"ingested {summary['runs']} runs ({summary['points']} new points) into {store.url}", file=sys.stderr)
+    with progress(args, "ingest mlflow") as bar:
+        summary = sync_and_analyse(store, registry.build("mlflow", tracking, {"experiments": [args.experiment]}),
+                                   progress=bar)
+    print(f"ingested {summary.result.runs_seen} runs ({summary.result.points} new points) into {store.url}",
+          file=sys.stderr)
     from analysis.pipeline import current_results
 
     print(fit_table(fit_payload(store, current_results(store))))
