@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import Any
@@ -159,8 +160,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _print_traceback() -> None:
-    import traceback
-
     print(mask_secrets(traceback.format_exc()), end="", file=sys.stderr)
 
 

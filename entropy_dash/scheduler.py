@@ -62,6 +62,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from db import Store
 from db.masking import mask_url
 from entropy_dash.errors import USER_ERRORS, ConfigError
 from entropy_dash.sync_workflow import sync_and_analyse
@@ -290,8 +296,6 @@ def _relative_sqlite(url: str, base: Path) -> str:
 
 
 def _cron_trigger(expr: str) -> Any:
-    from apscheduler.triggers.cron import CronTrigger
-
     return CronTrigger.from_crontab(expr, timezone=UTC)
 
 
@@ -344,7 +348,10 @@ class Scheduler:
         rep = self.config.report
         if rep is None or self.stop.is_set():
             return
-        from reports.writer import report_folders, write_scheduled_report
+        from reports.writer import (  # plotly & co.: only with a [report]
+            report_folders,
+            write_scheduled_report,
+        )
 
         with self._lock:
             if not self._dirty and report_folders(rep.out):
@@ -365,8 +372,6 @@ class Scheduler:
 # ---------------------------------------------------------------------------- running
 def run(config: ScheduleConfig, *, db: str | None = None, once: bool = False) -> int:
     """Open the store (``db`` or $ENTROPY_DASH_DB win over the config's ``db``) and run the schedule."""
-    from db import Store
-
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is ours
     store = Store.open(db or os.environ.get("ENTROPY_DASH_DB") or config.db)
@@ -381,10 +386,6 @@ def run(config: ScheduleConfig, *, db: str | None = None, once: bool = False) ->
 
 
 def _run_forever(sched: Scheduler, on_stop: list[Callable[[], None]]) -> int:
-    from apscheduler.executors.pool import ThreadPoolExecutor
-    from apscheduler.schedulers.blocking import BlockingScheduler
-    from apscheduler.triggers.interval import IntervalTrigger
-
     executor = ThreadPoolExecutor(max_workers=1)
     aps = BlockingScheduler(executors={"default": executor}, timezone=UTC,
                             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.version import ANALYSIS_VERSION, KIND
 from ingest.errors import PartialIngest
 from ingest.sync import Progress, SyncResult, sync_source
 
@@ -76,8 +77,6 @@ def sync_and_analyse(store: Any, source: Any, *, progress: Progress | None = Non
 
 
 def _analyse(store: Any, result: SyncResult, *, force: bool) -> int:
-    from analysis.version import ANALYSIS_VERSION, KIND
-
     source_runs = store.run_ids_of_source(result.source_id)
     todo = source_runs if force else sorted(
         set(result.changed_run_ids) | (set(store.stale_runs(KIND, ANALYSIS_VERSION)) & set(source_runs)))

@@ -41,13 +41,15 @@ class TrackingStoreReader(Reader):
     @property
     def client(self) -> Any:
         if self._client is None:
-            from mlflow.tracking import MlflowClient
+            from mlflow.tracking import (
+                MlflowClient,  # seconds to import: servers and SQLite stores never need it
+            )
 
             self._client = MlflowClient(tracking_uri=self.connect_uri)
         return self._client
 
     def _guard(self, what: str, fn: Any) -> Any:
-        from mlflow.exceptions import MlflowException
+        from mlflow.exceptions import MlflowException  # as above: only this reader imports MLflow
 
         try:
             return fn()

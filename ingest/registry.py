@@ -142,12 +142,18 @@ def unregister(kind: str) -> None:
 
 
 def kinds() -> dict[str, SourceKind]:
-    """Every registered kind by name, in registration order (the built-in ones first)."""
+    """Every registered kind by name: the built-in ones in ``BUILTIN_MODULES`` order, then the others in
+    registration order."""
     if not _registry.loaded:
         for module in BUILTIN_MODULES:
             import_module(module)
         _registry.loaded = True
-    return dict(_registry.kinds)
+
+    def rank(spec: SourceKind) -> int:
+        module = getattr(spec.build, "__module__", "")
+        return BUILTIN_MODULES.index(module) if module in BUILTIN_MODULES else len(BUILTIN_MODULES)
+
+    return {spec.kind: spec for spec in sorted(_registry.kinds.values(), key=rank)}
 
 
 def get(kind: str) -> SourceKind:

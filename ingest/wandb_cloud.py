@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
+import requests
+
 from db.records import RunData, RunInfo, Series
 from ingest.base import Source, Watermarks
 from ingest.errors import IngestError, SourceUnavailable
@@ -85,7 +87,7 @@ class WandbCloudSource(Source):
                 )
 
             def connect() -> Any:
-                import wandb
+                import wandb  # most of a second: only when a cloud project is read
 
                 return wandb.Api(api_key=key)
 
@@ -225,7 +227,7 @@ def base_url() -> str:
     if url:
         return url
     try:
-        from wandb.sdk.wandb_settings import Settings
+        from wandb.sdk.wandb_settings import Settings  # wandb: only when a cloud project is read
 
         return str(Settings().base_url)
     except Exception:  # noqa: BLE001 - any wandb internals change: fall back to the public cloud
@@ -234,8 +236,6 @@ def base_url() -> str:
 
 def reachable(url: str, what: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """``SourceUnavailable`` naming ``url`` when no HTTP server answers there (any HTTP status is an answer)."""
-    import requests
-
     try:
         requests.head(url, timeout=timeout, allow_redirects=False)
     except requests.RequestException as exc:

@@ -59,7 +59,7 @@ def _report(args: argparse.Namespace, summary: SyncSummary) -> None:
 
 def cmd_analyse(args: argparse.Namespace) -> int:
     """Recompute and store the analyses of stale runs (every run with --all, or one with --run)."""
-    from analysis.pipeline import refresh_analyses
+    from analysis.pipeline import refresh_analyses  # the models (~1 s): `init` and `ingest` may not need them
 
     store = open_store(args)
     ids = None

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
 import sys
+import threading
+import time
+import urllib.request
+import webbrowser
+from pathlib import Path
 
+import dashboard
+from db import resolve_db_url
+from db.masking import mask_secrets, mask_url
 from entropy_dash.commands.output import open_store, progress
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    # the demo's own modules (MLflow, the simulator, the analyses) load only for it: `dashboard` starts without
     from analysis.payloads import fit_payload
-    from db import resolve_db_url
+    from analysis.pipeline import current_results
     from entropy_dash.commands.read import fit_table
     from entropy_dash.demo_data import log_runs
     from entropy_dash.simulator import demo_sweep, simulate
@@ -31,8 +41,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                    progress=bar)
     print(f"ingested {summary.result.runs_seen} runs ({summary.result.points} new points) into {store.url}",
           file=sys.stderr)
-    from analysis.pipeline import current_results
-
     print(fit_table(fit_payload(store, current_results(store))))
     return _serve(resolve_db_url(args.db), args.port, args.host, open_browser=not args.no_browser)
 
@@ -46,10 +54,6 @@ def streamlit_command(host: str, port: int) -> list[str]:
     external addresses, looking the latter up on the internet) is replaced by our own line; no developer
     menu (Deploy) and no watching of the source files. Run through ``dashboard.server``, which imports the
     pages' modules while the server starts (the first page after a start does not wait for them)."""
-    from pathlib import Path
-
-    import dashboard
-
     app = Path(dashboard.__file__).with_name("app.py")
     return [sys.executable, "-m", "dashboard.server", "run", str(app), "--server.port", str(port),
             "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
@@ -67,13 +71,6 @@ def local_url(host: str, port: int) -> str:
 
 
 def _serve(db_url: str, port: int, host: str, *, open_browser: bool) -> int:
-    import os
-    import signal
-    import subprocess
-    import threading
-
-    from db.masking import mask_secrets, mask_url
-
     url = local_url(host, port)
     print(f"dashboard: {url}  (store {mask_url(db_url)}; Ctrl-C to stop)", flush=True)
     if host not in LOOPBACK:
@@ -115,10 +112,6 @@ def _relay(proc, mask) -> None:  # noqa: ANN001 - subprocess.Popen, callable
 
 def _open_when_ready(url: str, proc) -> None:  # noqa: ANN001 - subprocess.Popen
     """Open ``url`` in the user's browser once the server answers its health check (never before)."""
-    import time
-    import urllib.request
-    import webbrowser
-
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         try:
@@ -138,6 +131,4 @@ def _open_when_ready(url: str, proc) -> None:  # noqa: ANN001 - subprocess.Popen
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from db import resolve_db_url
-
     return _serve(resolve_db_url(args.db), args.port, args.host, open_browser=not args.no_browser)
