@@ -31,6 +31,9 @@ A run still being written ends in a torn record (a short block tail, a fragment 
 checksum): every complete record before it is read and the run's notes say where reading stopped. A file
 that does not start with the W&B header raises ``IngestError`` naming the file. Several files with the
 same run id (a resumed run) are read in path order into one run.
+
+This module is longer than most (about 500 lines) because it is one file format read end to end — the
+record log, the protobuf records and the run state they build — whose parts nothing else uses.
 """
 
 from __future__ import annotations
