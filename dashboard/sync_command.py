@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from db.masking import mask_secrets
+from ingest import registry  # the source modules load at its first lookup, when a page shows a command
 
 TIMEOUT_S = 1800
 
@@ -100,10 +101,6 @@ def cli_prefix() -> list[str]:
 def ingest_command(kind: str, uri: str, options: Mapping[str, Any] | None) -> list[str]:
     """The CLI command that syncs one configured source again (with the options the CLI can express, as the
     source registry spells them); the store comes from ``ENTROPY_DASH_DB``."""
-    from ingest import (
-        registry,  # the source modules load when a page first shows a sync command, not at start
-    )
-
     return [*cli_prefix(), *registry.cli_args(kind, uri, options)]
 
 

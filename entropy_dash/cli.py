@@ -17,6 +17,7 @@ from typing import Any
 
 from db.masking import mask_logs, mask_secrets
 from entropy_dash.errors import EXIT_USER_ERROR, USER_ERRORS
+from ingest import registry
 
 #: command name → "module:function" (imported only when the command runs, so `--help` stays fast)
 COMMANDS = {
@@ -76,9 +77,7 @@ def build_parser(*, with_sources: bool = True) -> argparse.ArgumentParser:
 
     ing = sub.add_parser("ingest", parents=[common], help="pull runs from a source into the store")
     isub = ing.add_subparsers(dest="source", required=True, metavar="SOURCE")
-    if with_sources:  # one subcommand per registered kind, with its own arguments (ingest.registry)
-        from ingest import registry  # imports the source modules (~0.5 s): only when the command is `ingest`
-
+    if with_sources:  # one subcommand per registered kind; loads the source modules (~0.5 s): `ingest` only
         registry.add_cli_commands(isub, [common, as_json, keys])
     ing.set_defaults(command_name="ingest")
 

@@ -9,6 +9,7 @@ import sys
 from entropy_dash.commands.output import emit, open_store, progress
 from entropy_dash.errors import ConfigError
 from entropy_dash.sync_workflow import SyncSummary, sync_and_analyse
+from ingest import registry
 from ingest.errors import PartialIngest
 
 log = logging.getLogger("entropy_dash")
@@ -23,8 +24,6 @@ def cmd_init(args: argparse.Namespace) -> int:
 def make_source(args: argparse.Namespace):  # noqa: ANN202 - ingest.base.Source
     """The source named by ``entropy-dash ingest <kind> …`` (the kinds and their arguments: ``ingest.registry``),
     with the analysis settings common to every kind."""
-    from ingest import registry  # loads the source modules: only the ingest command needs them
-
     try:
         kind, uri, options = registry.from_cli(args)
     except ValueError as exc:
