@@ -3,10 +3,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# the oldest MLflow 3.x the product supports, in a venv of its own: the tests run its `mlflow server` too
+MLFLOW_OLDEST := 3.0.0
+OLD_MLFLOW    := .venv-mlflow-old
+OLD_STAMP     := $(OLD_MLFLOW)/.installed-$(MLFLOW_OLDEST)
 PORT   ?= 8501
 HOST   ?= 127.0.0.1
 
-.PHONY: install system-deps demo test bench lint clean
+.PHONY: install mlflow-oldest system-deps demo test bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +19,14 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# MLflow 3.0.0 declares sqlalchemy<3, but needs the pools SQLAlchemy 2.1 removed
+$(OLD_STAMP):
+	$(PYTHON) -m venv $(OLD_MLFLOW)
+	$(OLD_MLFLOW)/bin/pip install --quiet "mlflow==$(MLFLOW_OLDEST)" "sqlalchemy<2.1"
+	touch $(OLD_STAMP)
+
+mlflow-oldest: $(OLD_STAMP)
 
 # Debian packages the tests need: a PostgreSQL server and headless Chromium (installed only when missing).
 system-deps:
@@ -30,7 +42,7 @@ system-deps:
 demo: install
 	$(BIN)/entropy-dash demo --port $(PORT) --host $(HOST)
 
-test: install system-deps
+test: install mlflow-oldest system-deps
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q
@@ -47,4 +59,4 @@ lint: install
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache demo-data entropy-dash.db*
+	rm -rf $(VENV) $(OLD_MLFLOW) *.egg-info .pytest_cache .ruff_cache demo-data entropy-dash.db*

@@ -28,6 +28,7 @@ def runs_payload(store: Store, results: Sequence[Mapping[str, Any]]) -> list[dic
         run = runs.loc[res["run_id"]]
         out.append({
             "run": res["run"], "run_id": res["run_id"], "source": f"{run['source_kind']} {run['source_uri']}",
+            "source_kind": run["source_kind"],  # a kind of the source registry (ingest.registry)
             "project": run["project"], "external_id": run["external_id"],
             "entropy_key": res["entropy_key"], "performance_key": res["performance_key"],
             "performance_kind": res["performance_kind"], "key_reason": res["key_reason"],

@@ -1,5 +1,6 @@
 """The Sources page's "sync now": ``entropy-dash ingest <kind> <uri>`` for a source, run in the background (a
-subprocess; the dashboard never imports ``ingest``), its progress and outcome read by polling.
+subprocess running the same sync-then-analyse workflow as the CLI and the scheduler; the dashboard reads only
+the command line of a kind from ``ingest.registry``), its progress and outcome read by polling.
 
 The store's URL reaches the subprocess through ``ENTROPY_DASH_DB`` in its environment, never its command line;
 a stored URI's masked password (``http://user:***@host``) is taken by the ingest from the environment
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from db.masking import mask_secrets
+from ingest import registry  # the source modules load at its first lookup, when a page shows a command
 
 TIMEOUT_S = 1800
 
@@ -97,21 +99,9 @@ def cli_prefix() -> list[str]:
 
 
 def ingest_command(kind: str, uri: str, options: Mapping[str, Any] | None) -> list[str]:
-    """The CLI command that syncs one configured source again (with the options the CLI can express); the
-    store comes from ``ENTROPY_DASH_DB``."""
-    opts = dict(options or {})
-    args = ["ingest", kind]
-    if kind == "mlflow":
-        args.append(uri)
-        for exp in opts.get("experiments") or []:
-            args += ["--experiment", str(exp)]
-        if opts.get("all_keys"):
-            args.append("--all-keys")
-    elif kind == "wandb":
-        args += ["--offline", uri] if Path(uri).is_absolute() else [uri]
-    else:  # tensorboard DIR, file PATH
-        args.append(uri)
-    return [*cli_prefix(), *args]
+    """The CLI command that syncs one configured source again (with the options the CLI can express, as the
+    source registry spells them); the store comes from ``ENTROPY_DASH_DB``."""
+    return [*cli_prefix(), *registry.cli_args(kind, uri, options)]
 
 
 def shown(command: list[str]) -> str:

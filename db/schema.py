@@ -1,4 +1,4 @@
-"""Tables of the store (see docs/DESIGN.md, data model).
+"""Tables of the store (see docs/DESIGN.md, "Data model").
 
 Non-finite metric values are kept as NULL in ``metric_points.value`` (SQLite cannot hold NaN) so that they
 are counted in ``runs`` and kept out of fits, never silently dropped.
@@ -28,7 +28,7 @@ sources = Table(
     "sources",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("kind", String(32), nullable=False),  # mlflow | wandb | tensorboard | file
+    Column("kind", String(32), nullable=False),  # a kind of the source registry, ingest.registry (0004)
     Column("uri", Text, nullable=False),
     Column("options", JSON, nullable=False, default=dict),
     Column("created_at", DateTime(timezone=True), nullable=False),

@@ -1,4 +1,5 @@
-"""`entropy-dash`: the command line (contract in docs/DESIGN.md; names, flags and --json output are stable).
+"""`entropy-dash`: the command line (contract: docs/DESIGN.md, "Command line"; names, flags and --json output
+are stable; the subcommands of ``ingest`` come from the source registry, ``ingest.registry``).
 
 This is the only module that wires sources, the store, the models and the reports together. ``--json``
 output is one JSON document on stdout; logs and progress bars go to stderr.
@@ -10,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 from db.masking import mask_logs, mask_secrets
 from entropy_dash import arguments as types
 from entropy_dash.errors import EXIT_USER_ERROR, USER_ERRORS
+from ingest import registry
 
 #: command name → "module:function" (imported only when the command runs, so `--help` stays fast)
 COMMANDS = {
@@ -32,7 +35,9 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
     return getattr(import_module(f"entropy_dash.commands.{module}"), func)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, with_sources: bool = True) -> argparse.ArgumentParser:
+    """The parser of every command; ``with_sources=False`` leaves out the subcommands of ``ingest`` (the other
+    commands start without importing the source modules)."""
     def options(default: Any) -> argparse.ArgumentParser:
         opts = types.Parser(add_help=False)
         opts.add_argument("--db", metavar="URL", default=default, help="database URL (default: $ENTROPY_DASH_DB or "
@@ -80,25 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ing = sub.add_parser("ingest", parents=[common], help="pull runs from a source into the store")
     isub = ing.add_subparsers(dest="source", required=True, metavar="SOURCE")
-    s = isub.add_parser("mlflow", parents=[common, as_json, keys], help="runs of an MLflow tracking server or store URI")
-    s.add_argument("uri", help="http://host:5000 or a store URI such as sqlite:///path/mlflow.db")
-    s.add_argument("--experiment", action="append", metavar="NAME", help="experiment name (repeatable; default all)")
-    s.add_argument("--all-keys", action="store_true", help="fetch every metric, not only the recognised ones")
-    s = isub.add_parser("wandb", parents=[common, as_json, keys], help="a W&B project (cloud API) or offline run folders")
-    s.add_argument("project", nargs="?", metavar="ENTITY/PROJECT")
-    s.add_argument("--offline", metavar="DIR", help="folder of offline runs (wandb/offline-run-*)")
-    fail_fast = types.Parser(add_help=False)
-    fail_fast.add_argument("--fail-fast", action="store_true", help="stop at the first file (or run folder) that "
-                           "cannot be read; default: skip it, read the others, then exit 2 naming it")
-    s = isub.add_parser("tensorboard", parents=[common, as_json, keys, fail_fast],
-                        help="TensorBoard event folders (recursive)")
-    s.add_argument("dir")
-    s = isub.add_parser("file", parents=[common, as_json, keys, fail_fast],
-                        help="csv, jsonl, verl console log, TRL trainer_state.json (a file or a folder)")
-    s.add_argument("path")
-    s.add_argument("--allow-empty", action="store_true", help="a file with no data rows is not an error")
-    s.add_argument("--strict", action="store_true", help="refuse a file that gives one (run, key, step) twice "
-                   "instead of keeping the latest and noting it on the run")
+    if with_sources:  # one subcommand per registered kind; loads the source modules (~0.5 s): `ingest` only
+        registry.add_cli_commands(isub, [common, as_json, keys])
     ing.set_defaults(command_name="ingest")
 
     s = sub.add_parser("runs", parents=[common, as_json], help="list runs and the keys chosen for them")
@@ -161,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(with_sources="ingest" in argv).parse_args(argv)
     except types.UsageError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -205,8 +194,6 @@ def _inert_record(record: logging.LogRecord) -> bool:
 
 
 def _print_traceback() -> None:
-    import traceback
-
     print(mask_secrets(traceback.format_exc()), end="", file=sys.stderr)
 
 

@@ -44,6 +44,7 @@ from db.records import FileState, RunData
 from ingest.base import Source, Watermarks
 from ingest.errors import IngestError
 from ingest.file_runs import as_launch, launch_of, named, refuse_repeats, shared_names, told_apart
+from ingest.registry import FAIL_FAST, Option, SourceKind, boolean, integer, register
 from ingest.tailing import new_state, plan
 from ingest.textfile import SETTLE_SECONDS, UTF16_BOMS
 from ingest.trl_state import FILE_NAME, latest_states, parse_trainer_state
@@ -342,3 +343,17 @@ class FileSource(Source):
             *first, last = read.runs
             yield from first
             yield replace(last, file_states=(read.state,))
+
+
+register(SourceKind(
+    kind="file", build=FileSource,
+    help="csv, jsonl, verl console log, TRL trainer_state.json (a file or a folder)",
+    uri_help="a file, or a folder searched recursively", uri_metavar="PATH", uri_is_path=True,
+    options=(
+        Option("verl_step_offset", integer, "the step shift of verl console logs (default: detected; see ingest.verl_log)"),
+        FAIL_FAST,
+        Option("allow_empty", boolean, "a file with no data rows is not an error", flag="--allow-empty",
+               switch=True, remembered=False),
+        Option("strict", boolean, "refuse a file that gives one (run, key, step) twice instead of keeping the "
+               "latest and noting it on the run", flag="--strict", switch=True, remembered=False),
+    )))

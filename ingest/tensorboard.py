@@ -42,6 +42,7 @@ from db.limits import shown
 from db.records import RunData, RunInfo, Series
 from ingest.base import Source, Watermarks
 from ingest.errors import IngestError
+from ingest.registry import FAIL_FAST, SourceKind, register
 from ingest.tailing import new_state, plan
 
 EVENT_GLOB = "events.out.tfevents.*"
@@ -289,3 +290,9 @@ class TensorBoardSource(Source):
         info = RunInfo(external_id=str(folder.resolve()), name=name, params={"event_files": len(files)})
         return RunData(run=info, series=read.series, notes=(*read.notes, *([restart] if restart else [])),
                        origin=str(folder), partial=partial, notices=(*notices, *read.notices), file_states=states)
+
+
+register(SourceKind(
+    kind="tensorboard", build=TensorBoardSource, help="TensorBoard event folders (recursive)",
+    uri_help="a folder of events.out.tfevents.* files (searched recursively)", uri_metavar="DIR", uri_is_path=True,
+    options=(FAIL_FAST,)))

@@ -37,10 +37,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
+import requests
+
 from db.records import RunData, RunInfo, Series
 from ingest.base import Source, Watermarks
 from ingest.errors import IngestError, SourceUnavailable
-from ingest.wandb_offline import flatten_config
+from ingest.registry import Option, SourceKind, names, register
+from ingest.wandb_config import flatten_config
 
 API_KEY_ENV = "WANDB_API_KEY"
 CONNECT_TIMEOUT = 10.0
@@ -84,7 +87,7 @@ class WandbCloudSource(Source):
                 )
 
             def connect() -> Any:
-                import wandb
+                import wandb  # most of a second: only when a cloud project is read
 
                 return wandb.Api(api_key=key)
 
@@ -224,7 +227,7 @@ def base_url() -> str:
     if url:
         return url
     try:
-        from wandb.sdk.wandb_settings import Settings
+        from wandb.sdk.wandb_settings import Settings  # wandb: only when a cloud project is read
 
         return str(Settings().base_url)
     except Exception:  # noqa: BLE001 - any wandb internals change: fall back to the public cloud
@@ -233,8 +236,6 @@ def base_url() -> str:
 
 def reachable(url: str, what: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """``SourceUnavailable`` naming ``url`` when no HTTP server answers there (any HTTP status is an answer)."""
-    import requests
-
     try:
         requests.head(url, timeout=timeout, allow_redirects=False)
     except requests.RequestException as exc:
@@ -322,3 +323,15 @@ def scrub(text: str) -> str:
     """``text`` with the value of ``WANDB_API_KEY`` (if set) replaced by ``***``."""
     key = os.environ.get(API_KEY_ENV, "").strip()
     return text.replace(key, "***") if key else text
+
+
+def _check_project(uri: str) -> None:
+    if len(uri.strip().strip("/").split("/")) != 2:
+        raise ValueError(f"W&B cloud projects are ENTITY/PROJECT, got {uri!r}")
+
+
+register(SourceKind(
+    kind="wandb", build=WandbCloudSource, help="a W&B project (cloud API) or offline run folders",
+    uri_help="the W&B cloud project", uri_metavar="ENTITY/PROJECT", check_uri=_check_project,
+    options=(Option("keys", names, "metric keys to fetch instead of every numeric history key"),),
+    alternative=("--offline", "wandb-offline")))

@@ -31,6 +31,9 @@ A run still being written ends in a torn record (a short block tail, a fragment 
 checksum): every complete record before it is read and the run's notes say where reading stopped. A file
 that does not start with the W&B header raises ``IngestError`` naming the file. Several files with the
 same run id (a resumed run) are read in path order into one run.
+
+This module is longer than most (about 500 lines) because it is one file format read end to end — the
+record log, the protobuf records and the run state they build — whose parts nothing else uses.
 """
 
 from __future__ import annotations
@@ -49,7 +52,9 @@ from google.protobuf.message import DecodeError
 from db.records import RunData, RunInfo, Series
 from ingest.base import Source, Watermarks
 from ingest.errors import IngestError
+from ingest.registry import SourceKind, register
 from ingest.steps import StepError, step_from_json
+from ingest.wandb_config import flatten_config
 
 if TYPE_CHECKING:  # imported when a file is read: ``import wandb`` takes most of a second
     from wandb.proto import wandb_internal_pb2 as pb
@@ -65,7 +70,6 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 _TYPE_SEEDS = {t: zlib.crc32(bytes([t])) for t in (FULL, FIRST, MIDDLE, LAST)}
 
 SPECIAL_KEYS = frozenset({"_step", "_timestamp", "_runtime"})
-CONFIG_SEP = "."
 WANDB_FILE_GLOB = "run-*.wandb"
 
 
@@ -419,24 +423,6 @@ def _pop_path(tree: dict[str, Any], path: Sequence[str]) -> None:
         node.pop(path[-1], None)
 
 
-def flatten_config(config: Mapping[str, Any], sep: str = CONFIG_SEP) -> dict[str, Any]:
-    """Nested config dicts flattened to ``a.b.c`` keys; W&B's internal ``_wandb`` entry is dropped."""
-    flat: dict[str, Any] = {}
-
-    def walk(node: Mapping[str, Any], prefix: str) -> None:
-        for k, v in node.items():
-            if not prefix and k in ("_wandb", "wandb_version"):
-                continue
-            name = f"{prefix}{k}"
-            if isinstance(v, Mapping) and v:
-                walk(v, name + sep)
-            else:
-                flat[name] = v
-
-    walk(config, "")
-    return flat
-
-
 # ---------------------------------------------------------------------------------------- reading files
 def read_wandb_files(paths: Sequence[Path], run_id: str) -> _RunState:
     """Read one run's ``.wandb`` files (in the given order) into a run state."""
@@ -507,7 +493,7 @@ def find_wandb_files(root: Path) -> dict[str, list[Path]]:
 class WandbOfflineSource(Source):
     """Runs from W&B offline run folders; ``uri`` is a folder (or one ``.wandb`` file)."""
 
-    kind: ClassVar[str] = "wandb"
+    kind: ClassVar[str] = "wandb-offline"
 
     def iter_runs(self, watermarks: Watermarks) -> Iterator[RunData]:
         for run_id, paths in find_wandb_files(Path(self.uri).expanduser()).items():
@@ -523,3 +509,9 @@ class WandbOfflineSource(Source):
             return len(find_wandb_files(Path(self.uri).expanduser()))
         except IngestError:
             return None
+
+
+register(SourceKind(
+    kind="wandb-offline", build=WandbOfflineSource, help="W&B offline run folders (wandb/offline-run-*)",
+    uri_help="a wandb/ folder, one offline-run-* folder or one run-*.wandb file", uri_metavar="DIR",
+    uri_is_path=True))

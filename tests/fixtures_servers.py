@@ -61,20 +61,27 @@ def stop(proc: subprocess.Popen) -> None:
 
 # ------------------------------------------------------------------------------------------ MLflow
 class MlflowServer:
-    def __init__(self, root: Path, workers: int = 1) -> None:
+    """``mlflow server`` of ``program`` (this venv's by default) with an SQLite backend under ``root``;
+    ``extra`` arguments (``--app-name basic-auth``) and ``env`` are added to its command and environment."""
+
+    def __init__(self, root: Path, workers: int = 1, program: Path | None = None, extra: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.root = root
         self.workers = workers
+        self.program = program or VENV_BIN / "mlflow"
+        self.extra, self.env = list(extra), env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = root / "mlflow-server.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        cmd = [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+        cmd = [str(self.program), "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
                "--default-artifact-root", str(self.root / "artifacts"), "--host", "127.0.0.1",
-               "--port", str(self.port), "--workers", str(self.workers)]
+               "--port", str(self.port), "--workers", str(self.workers), *self.extra]
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                         cwd=self.root, env={**os.environ, **(self.env or {})})
         wait_http(f"{self.url}/health", self.proc, 120, self.log)
 
     def stop(self) -> None:

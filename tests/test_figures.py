@@ -318,7 +318,8 @@ def test_sync_command_is_the_cli_ingest():
     cmd = ingest_command("mlflow", "http://u:***@h:5000", {"experiments": ["e1", "e2"]})
     assert cmd[-7:] == ["ingest", "mlflow", "http://u:***@h:5000", "--experiment", "e1", "--experiment", "e2"]
     assert shown(cmd) == "entropy-dash ingest mlflow 'http://u:***@h:5000' --experiment e1 --experiment e2"
-    assert ingest_command("wandb", "/abs/dir", {})[-3:] == ["wandb", "--offline", "/abs/dir"]
+    assert ingest_command("wandb-offline", "/abs/dir", {})[-3:] == ["ingest", "wandb-offline", "/abs/dir"]
+    assert ingest_command("wandb", "team/proj", {"keys": ["x"]})[-3:] == ["ingest", "wandb", "team/proj"]
     assert ingest_command("file", "/x.log", None)[-2:] == ["file", "/x.log"]  # the store: $ENTROPY_DASH_DB
 
 

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from db import Store
 from entropy_dash.cli import main
 from entropy_dash.demo_data import log_known_law
-from ingest.mlflow_source import MAX_POINTS_PER_RUN, MlflowSource, _MlflowStoreReader
+from ingest.mlflow_source import MAX_POINTS_PER_RUN, MlflowSource, TrackingStoreReader
 from ingest.sync import sync_source
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,7 +179,7 @@ def test_other_store_uris_go_through_mlflows_store_with_the_same_result(mlflow_s
     backend = f"sqlite:///{mlflow_server.root / 'mlflow.db'}"
     sql = MlflowSource(backend, {"experiments": ["tricky"]})
     store_path = MlflowSource(backend, {"experiments": ["tricky"]})
-    store_path._reader = _MlflowStoreReader(backend, backend)  # what a postgresql:// or file: store URI gets
+    store_path._reader = TrackingStoreReader(backend, backend)  # what a postgresql:// or file: store URI gets
     dbs = [f"sqlite:///{tmp_path / name}" for name in ("sql.db", "mlflow-store.db")]
     for db, source in zip(dbs, (sql, store_path), strict=True):
         sync_source(Store.open(db), source)

@@ -120,7 +120,7 @@ def history_offset(path: Path, step: int) -> int:
 # ------------------------------------------------------------------------------------------ tests
 def test_folder_of_several_runs(runs_root: Path) -> None:
     src = WandbOfflineSource(str(runs_root / "proj" / "wandb"))
-    assert src.kind == "wandb"
+    assert src.kind == "wandb-offline"
     assert src.count_runs() == 3
     runs = read(runs_root / "proj" / "wandb")
     assert set(runs) == {"alpha001", "beta0002", "empty003"}
@@ -310,3 +310,22 @@ def test_store_round_trip_and_reingest_adds_nothing(runs_root: Path, store: Stor
     assert again == 0
     runs = store.runs_frame().set_index("external_id")
     assert runs.loc["alpha001", "name"] == "qwen-7b-grpo"
+
+
+def test_offline_runs_are_stored_as_wandb_offline(runs_root: Path, tmp_path: Path, capsys) -> None:
+    """Both spellings of the command store the kind ``wandb-offline``, and ``runs --json`` shows it."""
+    import json
+
+    from entropy_dash.cli import main
+
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    folder = runs_root / "proj" / "wandb"
+    assert main(["ingest", "wandb", "--offline", str(folder), "--db", db, "--no-analyse", "-q"]) == 0
+    assert main(["ingest", "wandb-offline", str(folder), "--db", db, "-q"]) == 0  # the same source again
+    capsys.readouterr()
+    assert main(["runs", "--json", "--db", db]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    runs = doc["runs"] if isinstance(doc, dict) else doc
+    assert runs and {r["source_kind"] for r in runs} == {"wandb-offline"}
+    assert {r["source"] for r in runs} == {f"wandb-offline {folder.resolve()}"}
+    assert len(Store.open(db).sources_frame()) == 1

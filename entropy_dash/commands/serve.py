@@ -13,12 +13,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from analysis.payloads import fit_payload
+    from analysis.pipeline import current_results
     from db import resolve_db_url
-    from entropy_dash.commands.ingest import ingest_and_analyse
+    from db.limits import inert_lines
+    from entropy_dash.commands.output import progress
     from entropy_dash.commands.read import fit_table
     from entropy_dash.demo_data import log_runs
     from entropy_dash.simulator import demo_sweep, simulate
-    from ingest.mlflow_source import MlflowSource
+    from entropy_dash.sync_workflow import sync_and_analyse
+    from ingest import registry
 
     check_can_listen(args.host, args.port)  # before the simulation, not after it
     folder = Path(args.dir).resolve()
@@ -28,11 +31,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     runs = [simulate(cfg) for cfg in demo_sweep()]
     log_runs(runs, tracking, experiment=args.experiment)  # runs already there are not logged again
     store = open_store(args)
-    summary = ingest_and_analyse(store, MlflowSource(tracking, {"experiments": [args.experiment]}), args)
-    print(f"ingested {summary['runs']} runs ({summary['points']} new points) into {store.url}", file=sys.stderr)
-    from analysis.pipeline import current_results
-    from db.limits import inert_lines
-
+    with progress(args, "ingest mlflow") as bar:
+        summary = sync_and_analyse(store, registry.build("mlflow", tracking, {"experiments": [args.experiment]}),
+                                   progress=bar)
+    print(f"ingested {summary.result.runs_seen} runs ({summary.result.points} new points) into {store.url}",
+          file=sys.stderr)
     print(inert_lines(fit_table(fit_payload(store, current_results(store)))))
     return _serve(resolve_db_url(args.db), args.port, args.host, open_browser=not args.no_browser)
 
