@@ -19,6 +19,7 @@ from apscheduler.triggers.cron import CronTrigger
 from db.limits import MAX_STEP
 from db.masking import mask_url
 from entropy_dash.errors import ConfigError
+from entropy_dash.webhook import webhook_settings
 from ingest import registry
 from ingest.keys import ROLES
 
@@ -60,6 +61,7 @@ class ScheduleConfig:
     sources: tuple[SourceConfig, ...]
     db: str | None = None
     report: ReportConfig | None = None
+    webhook: Any = None  # entropy_dash.webhook.WebhookSettings: [webhook], else $ENTROPY_DASH_WEBHOOK_URL
 
 
 def parse_interval(value: Any) -> float:
@@ -112,9 +114,10 @@ def load_config(path: str | Path, *, require_trigger: bool = True) -> ScheduleCo
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     base = path.resolve().parent
-    unknown = set(doc) - {"db", "source", "report"}
+    unknown = set(doc) - {"db", "source", "report", "webhook"}
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r} (expected db, [[source]], [report])")
+        raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r} "
+                          "(expected db, [[source]], [report], [webhook])")
     db = doc.get("db")
     if db is not None and (not isinstance(db, str) or not db.strip()):
         raise ConfigError(f"{path}: key 'db' must be a database URL string, got {db!r}")
@@ -123,7 +126,11 @@ def load_config(path: str | Path, *, require_trigger: bool = True) -> ScheduleCo
         raise ConfigError(f"{path}: no [[source]] tables: add at least one (kind, uri, every or cron)")
     sources = tuple(_source(path, base, i, tab, require_trigger) for i, tab in enumerate(tables, start=1))
     report = _report(path, base, doc["report"]) if "report" in doc else None
-    return ScheduleConfig(path=path, sources=sources, db=_relative_sqlite(db, base) if db else None, report=report)
+    if "webhook" in doc and not isinstance(doc["webhook"], dict):
+        raise ConfigError(f"{path}: [webhook] must be a table (url, level), got {type(doc['webhook']).__name__}")
+    webhook = webhook_settings(doc.get("webhook"), where=str(path))
+    return ScheduleConfig(path=path, sources=sources, db=_relative_sqlite(db, base) if db else None, report=report,
+                          webhook=webhook)
 
 
 def _run_settings(tab: dict[str, Any], bad: Any) -> dict[str, Any]:

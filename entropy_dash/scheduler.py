@@ -120,7 +120,32 @@ class Scheduler:
             self._dirty = self._dirty or bool(result.points or summary.analysed)
             log.info("%s: %d runs, %d new points, %d runs re-analysed", src.label, result.runs_seen,
                      result.points, summary.analysed)
+            if self.config.webhook is not None:
+                self.post_findings(src, result.source_id)
             return True
+
+    def post_findings(self, src: SourceConfig, source_id: int) -> None:
+        """Post the source's new health findings at or above the webhook's level (each once; never raises)."""
+        from analysis.health import health_payload  # the analysis code: only with a [webhook]
+        from analysis.pipeline import current_cross_run, current_results
+        from entropy_dash.webhook import post_new_findings
+
+        hook = self.config.webhook
+        try:
+            results = current_results(self.store)
+            ids = set(self.store.run_ids_of_source(source_id))
+            chosen = [r for r in results if int(r["run_id"]) in ids]
+            live = current_cross_run(self.store, sorted(ids), results).live()
+            payload = health_payload(results, chosen, live)
+        except USER_ERRORS as exc:
+            log.error("%s: webhook: cannot read the findings: %s", src.label, exc)
+            return
+        done = post_new_findings(self.store, hook.url, hook.level,
+                                 {int(r["run_id"]): (r["run"], r["findings"]) for r in payload})
+        if done.error:
+            log.error("%s: %s", src.label, done.error)
+        elif done.sent:
+            log.info("%s: webhook: %d new finding(s) at %s or above posted", src.label, done.sent, hook.level)
 
     def _progress(self, done: int, total: int | None, run: str) -> None:
         if self.stop.is_set():

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -287,8 +287,11 @@ class TensorBoardSource(Source):
         spans = {p: state.get("span") for p, _, _, state in read.files}
         spans |= {p: (pl.state or {}).get("span") for p, _, pl in plans if p not in spans}
         restart = restart_note(list(spans.items()))
+        series = read.series
+        if restart:  # the steps given twice are the launches' overlap, which the restart note explains
+            series = tuple(replace(s, repeats=None) for s in series)
         info = RunInfo(external_id=str(folder.resolve()), name=name, params={"event_files": len(files)})
-        return RunData(run=info, series=read.series, notes=(*read.notes, *([restart] if restart else [])),
+        return RunData(run=info, series=series, notes=(*read.notes, *([restart] if restart else [])),
                        origin=str(folder), partial=partial, notices=(*notices, *read.notices), file_states=states)
 
 
