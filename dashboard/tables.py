@@ -232,28 +232,24 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-def sources_table(sources: pd.DataFrame, runs: pd.DataFrame, keys: pd.DataFrame, log: pd.DataFrame) -> pd.DataFrame:
-    """Per configured source: kind, uri, options, runs, stored points, and its last sync (time, status,
-    points, error)."""
-    if sources.empty:
-        return pd.DataFrame(columns=["id", "kind", "uri", "options", "runs", "points stored", "last sync",
-                                     "status", "points last sync", "error"])
-    n_runs = runs.groupby("source_id").size() if not runs.empty else pd.Series(dtype=int)
-    pts = pd.Series(dtype=float)
-    if not keys.empty and not runs.empty:
-        per_run = keys.groupby("run_id")["n"].sum()
-        pts = runs.assign(n=runs["id"].map(per_run).fillna(0)).groupby("source_id")["n"].sum()
+SOURCE_COLUMNS = ["id", "kind", "uri", "options", "runs", "syncs", "points written by syncs", "last sync",
+                  "status", "points last sync", "error"]
+
+
+def sources_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per configured source (``Store.source_summary``: the runs table and the sync log, never the points):
+    kind, uri, options, runs, syncs, the points its syncs wrote (new or changed points, so a rewrite of a
+    point counts again), and its last sync (time, status, points, error)."""
     rows = []
-    for s in sources.itertuples(index=False):
-        last = log[log["source_id"] == s.id].sort_values("id").tail(1) if not log.empty else log
-        lr = last.iloc[0] if len(last) else None
+    for s in summary.itertuples(index=False):
+        synced = isinstance(s.last_status, str)
         rows.append({"id": int(s.id), "kind": s.kind, "uri": s.uri, "options": _text(s.options),
-                     "runs": int(n_runs.get(s.id, 0)), "points stored": int(pts.get(s.id, 0)),
-                     "last sync": None if lr is None else _text(lr["ended_at"] or lr["started_at"]),
-                     "status": "never synced" if lr is None else lr["status"],
-                     "points last sync": None if lr is None else int(lr["points"] or 0),
-                     "error": "" if lr is None else _text(lr["error"])})
-    return pd.DataFrame(rows)
+                     "runs": int(s.runs), "syncs": int(s.syncs), "points written by syncs": int(s.points_written),
+                     "last sync": _text(s.last_ended_at) or _text(s.last_started_at) if synced else None,
+                     "status": s.last_status if synced else "never synced",
+                     "points last sync": int(s.last_points or 0) if synced else None,
+                     "error": _text(s.last_error) if synced else ""})
+    return pd.DataFrame(rows, columns=SOURCE_COLUMNS)
 
 
 def sync_log_table(log: pd.DataFrame) -> pd.DataFrame:

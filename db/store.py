@@ -584,6 +584,77 @@ class Store:
             q = q.where(t.runs.c.id.in_([int(i) for i in run_ids]))
         return _masked(self._frame(q), "source_uri")
 
+    def runs_page(self, *, projects: Sequence[str] = (), models: Sequence[str] = (),
+                  algorithms: Sequence[str] = (), tags: Sequence[str] = (), search: str = "",
+                  offset: int = 0, limit: int = 50) -> tuple[int, pd.DataFrame]:
+        """One page of runs matching every given filter, filtered and paged in SQL: (how many runs match,
+        ``runs_frame`` rows of runs ``offset … offset + limit − 1`` of them, by id). Filters: any of the
+        projects/models/algorithms; every one of ``tags`` (``key=value``); ``search`` a case-insensitive
+        substring of the run name (plain text: ``%`` and ``_`` match themselves)."""
+        r = t.runs
+        cond = []
+        for col, wanted in ((r.c.project, projects), (r.c.model, models), (r.c.algorithm, algorithms)):
+            if wanted:
+                cond.append(col.in_([str(w) for w in wanted]))
+        for tag in tags:
+            key, _, value = str(tag).partition("=")
+            cond.append(r.c.tags[key].as_string() == value)
+        needle = search.strip().lower()
+        if needle:
+            esc = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            cond.append(func.lower(r.c.name).like(f"%{esc}%", escape="\\"))
+        where = and_(*cond) if cond else None
+        count = select(func.count()).select_from(r)
+        q = (select(r, t.sources.c.kind.label("source_kind"), t.sources.c.uri.label("source_uri"))
+             .join(t.sources, t.sources.c.id == r.c.source_id).order_by(r.c.id)
+             .offset(max(int(offset), 0)).limit(max(int(limit), 0)))
+        if where is not None:
+            count, q = count.where(where), q.where(where)
+        with self.engine.connect() as conn:
+            total = int(conn.execute(count).scalar_one())
+        return total, _masked(self._frame(q), "source_uri")
+
+    def run_filter_values(self) -> dict[str, list[str]]:
+        """What the runs can be filtered by: distinct projects, models and algorithms (in SQL), and every
+        ``key=value`` tag (from the tags column only; MLflow's own ``mlflow.*`` tags left out)."""
+        r = t.runs
+        out: dict[str, list[str]] = {}
+        with self.engine.connect() as conn:
+            for name, col in (("project", r.c.project), ("model", r.c.model), ("algorithm", r.c.algorithm)):
+                out[name] = sorted(str(v) for v in conn.execute(select(col).distinct().where(col.is_not(None)))
+                                   .scalars())
+            tags = {f"{k}={v}" for (tg,) in conn.execute(select(r.c.tags))
+                    for k, v in (tg or {}).items() if not str(k).startswith("mlflow.")}
+        out["tags"] = sorted(tags)
+        return out
+
+    def run_names(self) -> dict[int, str]:
+        """{run id: name} of every run (two columns, for pickers)."""
+        with self.engine.connect() as conn:
+            return {int(i): str(n) for i, n in conn.execute(select(t.runs.c.id, t.runs.c.name).order_by(t.runs.c.id))}
+
+    def source_summary(self) -> pd.DataFrame:
+        """Per source, from the runs table and the sync log only (never the points): runs, syncs, points
+        written by its syncs (new or changed points, summed over the log) and its last sync (id, start,
+        end, status, points, error)."""
+        r, sl = t.runs, t.sync_log
+        runs = select(r.c.source_id, func.count().label("runs")).group_by(r.c.source_id).subquery()
+        logs = (select(sl.c.source_id, func.count().label("syncs"),
+                       func.coalesce(func.sum(sl.c.points), 0).label("points_written"),
+                       func.max(sl.c.id).label("last_id")).group_by(sl.c.source_id).subquery())
+        last = sl.alias("last_sync")
+        q = (select(t.sources.c.id, t.sources.c.kind, t.sources.c.uri, t.sources.c.options,
+                    func.coalesce(runs.c.runs, 0).label("runs"), func.coalesce(logs.c.syncs, 0).label("syncs"),
+                    func.coalesce(logs.c.points_written, 0).label("points_written"),
+                    last.c.started_at.label("last_started_at"), last.c.ended_at.label("last_ended_at"),
+                    last.c.status.label("last_status"), last.c.points.label("last_points"),
+                    last.c.error.label("last_error"))
+             .join(runs, runs.c.source_id == t.sources.c.id, isouter=True)
+             .join(logs, logs.c.source_id == t.sources.c.id, isouter=True)
+             .join(last, last.c.id == logs.c.last_id, isouter=True)
+             .order_by(t.sources.c.id))
+        return _masked(self._frame(q), "uri", "last_error")
+
     def run_keys(self, run_ids: Sequence[int] | None = None) -> pd.DataFrame:
         """Per run and key: role, points, non-finite points, first and last step."""
         mp = t.metric_points
