@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 Z95 = 1.959963984540054
@@ -127,35 +126,6 @@ def runs_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame | None =
             "status": "ok" if r["status"] == "ok" else f"{r['status']}: {r['reason']}",
         })
     return pd.DataFrame(rows)
-
-
-def filter_options(table: pd.DataFrame, runs: pd.DataFrame) -> dict[str, list[str]]:
-    """Values to offer in the Runs page filters."""
-    def values(col: str) -> list[str]:
-        return sorted({str(v) for v in table[col] if v is not None and not (isinstance(v, float) and math.isnan(v))}) \
-            if col in table else []
-
-    tags = sorted({t for tg in runs.get("tags", []) for t in tag_list(tg)})
-    return {"project": values("project"), "model": values("model"), "algorithm": values("algorithm"), "tags": tags}
-
-
-def filter_runs(table: pd.DataFrame, runs: pd.DataFrame, *, projects: Iterable[str] = (), models: Iterable[str] = (),
-                algorithms: Iterable[str] = (), tags: Iterable[str] = (), search: str = "") -> pd.DataFrame:
-    """Rows matching every given filter: any of the projects/models/algorithms, all of the tags, and the
-    search text (case-insensitive substring of the run name; plain text, not a pattern)."""
-    keep = np.ones(len(table), dtype=bool)
-    for col, wanted in (("project", projects), ("model", models), ("algorithm", algorithms)):
-        wanted = set(wanted)
-        if wanted:
-            keep &= table[col].map(lambda v, w=wanted: str(v) in w).to_numpy(dtype=bool)
-    wanted_tags = set(tags)
-    if wanted_tags:
-        by_id = {int(i): set(tag_list(tg)) for i, tg in zip(runs["id"], runs["tags"], strict=True)}
-        keep &= table["id"].map(lambda i: wanted_tags <= by_id.get(int(i), set())).to_numpy(dtype=bool)
-    if search.strip():
-        needle = search.strip().lower()
-        keep &= table["run"].map(lambda n: needle in str(n).lower()).to_numpy(dtype=bool)
-    return table[keep].reset_index(drop=True)
 
 
 def ceiling_lift_table(results: Sequence[Mapping[str, Any]], baseline_id: int,
