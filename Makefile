@@ -53,6 +53,7 @@ bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/ingest_file.py
 	$(BIN)/python bench/dashboard.py
+	$(BIN)/python bench/scale.py
 
 lint: install
 	$(BIN)/ruff check .

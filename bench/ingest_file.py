@@ -5,8 +5,8 @@ steps). In one run, on the same machine and the same file, it times
 
 1. ``entropy-dash --help`` (start-up of the command line);
 2. the whole ``entropy-dash ingest file points.jsonl`` command as a process into a fresh SQLite store (100
-   runs × 20,000 steps of ``actor/entropy``, long form: run, key, step, value) — the sync and the analyses of
-   the 100 new runs after it (goal ≤ 25 s);
+   runs × 10,000 steps of ``actor/entropy`` and ``critic/score/mean`` every step and a validation score
+   every 50 steps, long form: run, key, step, value) — the sync and the analyses of the 100 new runs after it (goal ≤ 25 s);
 3. the ingest part alone: ``FileSource`` + ``sync_source`` in a fresh process into another fresh store;
 4. the naive way: ``json.loads`` line by line into lists, a ``DataFrame`` per 200,000 lines and
    ``DataFrame.to_sql`` into a fresh SQLite file;
@@ -36,14 +36,22 @@ ENTROPY_DASH = str(Path(sys.executable).with_name("entropy-dash"))
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
+VAL_EVERY = 50
+VAL = "val-core/openai/gsm8k/acc/mean@1"
+
+
 def write_jsonl(path: Path, n_runs: int, steps: int) -> int:
     t = np.arange(1, steps + 1)
     with path.open("w") as fh:
         for r in range(n_runs):
             vals = 1.2 * np.exp(-t / (steps / 4)) + 0.01 * r
-            fh.writelines(f'{{"run": "run-{r:03d}", "key": "actor/entropy", "step": {s}, "value": {v!r}}}\n'
-                          for s, v in zip(t.tolist(), vals.tolist(), strict=True))
-    return n_runs * steps
+            score = 0.9 - 0.6 * np.exp(-t / (steps / 4)) + 0.001 * r
+            ev = t[t % VAL_EVERY == 0]
+            acc = 0.85 - 0.5 * np.exp(-ev / (steps / 4)) + 0.001 * r
+            for key, ss, vs in (("actor/entropy", t, vals), ("critic/score/mean", t, score), (VAL, ev, acc)):
+                fh.writelines(f'{{"run": "run-{r:03d}", "key": "{key}", "step": {s}, "value": {v!r}}}\n'
+                              for s, v in zip(ss.tolist(), vs.tolist(), strict=True))
+    return n_runs * (2 * steps + steps // VAL_EVERY)
 
 
 CPU: dict[str, float] = {}  # command label → CPU seconds of its process (user + system)
@@ -117,7 +125,7 @@ def main() -> int:
     if args.sync_child:
         sync_child(*args.sync_child)
         return 0
-    n_runs, steps = (10, 2_000) if args.small else (100, 20_000)
+    n_runs, steps = (10, 2_000) if args.small else (100, 10_000)
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="entropy-bench-file-") as tmp_name:
         tmp = Path(tmp_name)

@@ -12,6 +12,7 @@ points in ≈20 ms on SQLite). Nothing here writes: the dashboard may connect wi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.curves import Curve, choose_level, prepare_curve
-from dashboard.grouping import bucket_points
+from dashboard.grouping import bucket_points, bucket_width, data_spacing, level_of_width
 from db import Store, resolve_db_url
 from db.errors import StoreError
 from db.masking import mask_secrets, mask_url
@@ -123,9 +124,36 @@ def runs(url: str, version: tuple) -> pd.DataFrame:
     return _open(url).runs_frame()
 
 
+def source_summary(url: str) -> pd.DataFrame:
+    """Runs, syncs and last sync per source (``Store.source_summary``); not cached, like the sync log."""
+    return _open(url).source_summary()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def runs_page(url: str, version: tuple, filters: tuple, offset: int, limit: int) -> tuple[int, pd.DataFrame]:
+    """``Store.runs_page``: one page of runs, filtered in SQL (``filters``: projects, models, algorithms, tags,
+    search)."""
+    projects, models, algorithms, tags, search = filters
+    return _open(url).runs_page(projects=projects, models=models, algorithms=algorithms, tags=tags, search=search,
+                                offset=offset, limit=limit)
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
-def run_keys(url: str, version: tuple) -> pd.DataFrame:
-    return _open(url).run_keys()
+def run_filter_values(url: str, version: tuple) -> dict[str, list[str]]:
+    return _open(url).run_filter_values()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def run_names(url: str, version: tuple) -> dict[int, str]:
+    return _open(url).run_names()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def results_of(url: str, version: tuple, run_ids: tuple[int, ...]) -> list[dict[str, Any]]:
+    """The analyses of some runs only (``current_results`` of ``run_ids``)."""
+    from analysis.pipeline import current_results
+
+    return current_results(_open(url), list(run_ids))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -200,6 +228,38 @@ def bucket_series(url: str, series: tuple[tuple[int, int, str, int | None], ...]
     """``build_bucket_series`` of each ``(run_id, run_version, key, level)``, cached on the runs' versions."""
     store = _open(url)
     return [build_bucket_series(store, run_id, key, width, level) for run_id, _, key, level in series]
+
+
+@dataclass(frozen=True)
+class GroupSeries:
+    """The series of one role (entropy or performance) of the Groups page, reduced to its buckets."""
+
+    series: dict[int, tuple]  # run_id → (steps, values): ``grouping.bucket_points`` at ``width``
+    width: int  # steps per bucket (``grouping.bucket_width``)
+    from_level: int  # how many series were read from a stored level (the others point by point)
+
+
+def group_series(url: str, wanted: tuple[tuple[int, int, str], ...], spans: dict, levels: dict) -> GroupSeries:
+    """The bucketed series of ``wanted`` ``(run_id, run_version, key)`` (every one in ``spans``, from
+    ``step_spans``; ``levels`` from ``lod_levels``): first at the finest buckets the chart can show (from a
+    stored level finer than them when there is one), then as coarse as the data (per evaluation for a score
+    logged every N steps), read again at that width unless it is a multiple of the one read (then the
+    points read already hold every bucket's end)."""
+    first = min(spans[(i, k)][0] for i, _, k in wanted)
+    last = max(spans[(i, k)][1] for i, _, k in wanted)
+
+    def read(w: int) -> tuple[dict[int, tuple], int]:
+        level = level_of_width(w)
+        asked = tuple((i, v, k, level if level in levels.get((i, k), {}) else None) for i, v, k in wanted)
+        got = dict(zip([i for i, _, _ in wanted], bucket_series(url, asked, w), strict=True))
+        return got, sum(a[3] is not None for a in asked)
+
+    fine = bucket_width(first, last)
+    got, n_level = read(fine)
+    coarse = bucket_width(first, last, data_spacing(got))
+    if coarse % fine:
+        got, n_level = read(coarse)
+    return GroupSeries(got, coarse, n_level)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -1,14 +1,20 @@
 """Runs in groups, as W&B groups them: by project/experiment, model, algorithm, intervention, or any tag or
 parameter — and what the Groups page computes per group. Pure: no Streamlit, no store.
 
-**Median and interquartile band against step.** The step axis is cut into buckets of ``width`` steps
-(aligned at step 0). A run's value in a bucket is its latest finite value at or before the bucket's last
-step, within the run's own span (no value before its first point or after its last bucket): what the run
-had reached by then. Per group and bucket: the median and the 25th/75th percentiles of those values over the
-group's runs that have one (``numpy.nanpercentile``, linear interpolation), and how many runs that is. With
-``width`` the bucket width of a stored level (``db.lod``: 32, 128, 512, … steps), the latest point of every
-bucket is one of the level's rows (each level keeps every bucket's last point), so the page reads that level
-and the result equals this computation on every stored point.
+**Median and interquartile band against step.** The step axis is cut into buckets of ``width`` steps: bucket
+``k`` holds the steps ``(k−1)·width … k·width`` (its right end included) and is drawn at step ``k·width``. A
+run's value in a bucket is its latest finite value at or before step ``k·width``, within the run's own
+buckets (none before the bucket of its first point or after the bucket of its last). Per group and bucket:
+the median and the 25th/75th percentiles of those values over the group's runs that have one
+(``numpy.nanpercentile``, linear interpolation), and how many runs that is.
+
+**Buckets follow the data** (``bucket_width``): the width is the series' own spacing — 1 for a metric logged
+every step, the evaluation interval for a validation score — unless that gives more than ``MAX_BUCKETS``
+buckets (more than a chart has pixels to show), then the smallest width that does not. A group of 105-step
+runs is drawn per step (entropy) and per evaluation (score). Only a width at least that of a stored level
+(``db.lod``: 32, 128, 512, … steps) reads the level, rounded up to a multiple of it: each level keeps the
+first and last point of each of its buckets, which include the latest point at or before every multiple of
+its width, so the result equals this computation on every stored point.
 
 **Runs as points.** One point per run: the entropy it has spent, ``(H_first − H_last) / H_first`` (its first
 and last finite stored entropy), against the ceiling of its fitted law (``result["law"]["ceiling"]`` with
@@ -72,19 +78,56 @@ def group_of(info: Mapping[str, Any], choice: str) -> str:
     raise ValueError(f"unknown grouping {choice!r}: one of {', '.join(BUILTIN)}, 'tag: KEY' or 'param: KEY'")
 
 
-def bucket_width(last_step: float) -> int:
-    """The narrowest stored level's bucket width (32, 128, 512, … steps) that cuts steps 0…``last_step`` into
-    at most ``MAX_BUCKETS`` buckets."""
+def bucket_width(first_step: float, last_step: float, spacing: float = 1) -> int:
+    """Steps per bucket for series spanning ``first_step … last_step`` logged every ``spacing`` steps: the
+    spacing when that gives at most ``MAX_BUCKETS`` buckets, else the smallest width that does; a width at
+    least a stored level's is rounded up to a multiple of the widest such level (``level_of_width``)."""
+    span = max(float(last_step) - float(first_step), 0.0)
+    w = max(1, int(round(spacing)) if math.isfinite(spacing) else 1, math.ceil(span / MAX_BUCKETS))
+    level = _widest_level_below(w)
+    if level is not None:
+        lw = BASE_WIDTH * FACTOR ** (level - 1)
+        w = -(-w // lw) * lw
+    return w
+
+
+def _widest_level_below(w: int) -> int | None:
+    found = None
     for level in range(1, MAX_LEVEL + 1):
-        w = BASE_WIDTH * FACTOR ** (level - 1)
-        if last_step // w + 1 <= MAX_BUCKETS:
-            return w
-    return BASE_WIDTH * FACTOR ** (MAX_LEVEL - 1)
+        if BASE_WIDTH * FACTOR ** (level - 1) <= w:
+            found = level
+    return found
+
+
+def level_of_width(w: int) -> int | None:
+    """The stored level (``db.lod``) buckets of ``w`` steps are read from exactly: the widest level whose
+    width divides ``w``; None (read every point) below the narrowest level's width."""
+    level = _widest_level_below(w)
+    while level is not None and w % (BASE_WIDTH * FACTOR ** (level - 1)):
+        level = level - 1 if level > 1 else None
+    return level
+
+
+def data_spacing(series: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> float:
+    """The typical step between a series' finite points, over ``series`` (run_id → (steps, values)): the
+    median of each series' median gap (1 when no series has two points)."""
+    gaps = []
+    for s, v in series.values():
+        s = np.asarray(s, dtype=float)
+        s = np.unique(s[np.isfinite(s) & np.isfinite(np.asarray(v, dtype=float))])
+        if s.size > 1:
+            gaps.append(float(np.median(np.diff(s))))
+    return float(np.median(gaps)) if gaps else 1.0
+
+
+def _bucket(steps: np.ndarray, width: int) -> np.ndarray:
+    """Bucket number of each step: ``ceil(step / width)`` (bucket k ends at step k·width, included)."""
+    return -np.floor_divide(-np.asarray(steps, dtype=float), width)
 
 
 def values_at_buckets(steps: np.ndarray, values: np.ndarray, width: int, first_bucket: int,
                       n_buckets: int) -> np.ndarray:
-    """A run's latest finite value at or before the last step of each bucket ``first_bucket …
+    """A run's latest finite value at or before the end (``k·width``) of each bucket ``k = first_bucket …
     first_bucket + n_buckets − 1`` (NaN outside the run's own buckets)."""
     s = np.asarray(steps, dtype=float)
     v = np.asarray(values, dtype=float)
@@ -96,8 +139,8 @@ def values_at_buckets(steps: np.ndarray, values: np.ndarray, width: int, first_b
     order = np.argsort(s, kind="stable")
     s, v = s[order], v[order]
     buckets = np.arange(first_bucket, first_bucket + n_buckets)
-    idx = np.searchsorted(s, (buckets + 1) * width - 1, side="right") - 1
-    inside = (buckets >= s[0] // width) & (buckets <= s[-1] // width) & (idx >= 0)
+    idx = np.searchsorted(s, buckets * width, side="right") - 1
+    inside = (buckets >= _bucket(s[0], width)) & (buckets <= _bucket(s[-1], width)) & (idx >= 0)
     out[inside] = v[idx[inside]]
     return out
 
@@ -107,7 +150,7 @@ class GroupBand:
     """Median and interquartile band of one group's runs against step."""
 
     group: str
-    step: np.ndarray  # the last step of each bucket (clipped to the last step stored)
+    step: np.ndarray  # the end of each bucket (clipped to the last step stored)
     median: np.ndarray
     q25: np.ndarray
     q75: np.ndarray
@@ -122,10 +165,10 @@ def group_bands(series: Mapping[int, tuple[np.ndarray, np.ndarray]], groups: Map
             if i in groups and np.isfinite(np.asarray(v, dtype=float)).any()}
     if not have:
         return []
-    first = min(int(np.nanmin(s[np.isfinite(v)])) // width for s, v in have.values())
+    first = int(min(_bucket(np.nanmin(s[np.isfinite(v)]), width) for s, v in have.values()))
     last_step = max(float(np.nanmax(s[np.isfinite(v)])) for s, v in have.values())
-    n = int(last_step) // width - first + 1
-    steps = np.minimum((np.arange(first, first + n) + 1) * width - 1, last_step)
+    n = int(_bucket(last_step, width)) - first + 1
+    steps = np.minimum(np.arange(first, first + n) * width, last_step)
     out = []
     for group in sorted({groups[i] for i in have}):
         ids = tuple(sorted(i for i in have if groups[i] == group))
@@ -141,7 +184,8 @@ def group_bands(series: Mapping[int, tuple[np.ndarray, np.ndarray]], groups: Map
 
 def bucket_points(steps: np.ndarray, values: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """The points of a series the grouped view needs (finite, by step): its first point and the last point of
-    every ``width``-step bucket. ``values_at_buckets`` and ``first_last`` give the same on these as on all."""
+    every ``width``-step bucket (``(k−1)·width … k·width``). ``values_at_buckets`` and ``first_last`` give the
+    same on these as on all, at ``width`` and at every multiple of it."""
     s = np.asarray(steps, dtype=float)
     v = np.asarray(values, dtype=float)
     ok = np.isfinite(s) & np.isfinite(v)
@@ -150,7 +194,7 @@ def bucket_points(steps: np.ndarray, values: np.ndarray, width: int) -> tuple[np
         return s, v
     order = np.argsort(s, kind="stable")
     s, v = s[order], v[order]
-    b = np.floor_divide(s, width)
+    b = _bucket(s, width)
     keep = np.r_[b[1:] != b[:-1], True]
     keep[0] = True
     return s[keep], v[keep]

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from db.values import finite_number
@@ -123,35 +122,6 @@ def runs_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame | None =
     return pd.DataFrame(rows)
 
 
-def filter_options(table: pd.DataFrame, runs: pd.DataFrame) -> dict[str, list[str]]:
-    """Values to offer in the Runs page filters."""
-    def values(col: str) -> list[str]:
-        return sorted({str(v) for v in table[col] if v is not None and not (isinstance(v, float) and math.isnan(v))}) \
-            if col in table else []
-
-    tags = sorted({t for tg in runs.get("tags", []) for t in tag_list(tg)})
-    return {"project": values("project"), "model": values("model"), "algorithm": values("algorithm"), "tags": tags}
-
-
-def filter_runs(table: pd.DataFrame, runs: pd.DataFrame, *, projects: Iterable[str] = (), models: Iterable[str] = (),
-                algorithms: Iterable[str] = (), tags: Iterable[str] = (), search: str = "") -> pd.DataFrame:
-    """Rows matching every given filter: any of the projects/models/algorithms, all of the tags, and the
-    search text (case-insensitive substring of the run name; plain text, not a pattern)."""
-    keep = np.ones(len(table), dtype=bool)
-    for col, wanted in (("project", projects), ("model", models), ("algorithm", algorithms)):
-        wanted = set(wanted)
-        if wanted:
-            keep &= table[col].map(lambda v, w=wanted: str(v) in w).to_numpy(dtype=bool)
-    wanted_tags = set(tags)
-    if wanted_tags:
-        by_id = {int(i): set(tag_list(tg)) for i, tg in zip(runs["id"], runs["tags"], strict=True)}
-        keep &= table["id"].map(lambda i: wanted_tags <= by_id.get(int(i), set())).to_numpy(dtype=bool)
-    if search.strip():
-        needle = search.strip().lower()
-        keep &= table["run"].map(lambda n: needle in str(n).lower()).to_numpy(dtype=bool)
-    return table[keep].reset_index(drop=True)
-
-
 def ceiling_lift_table(results: Sequence[Mapping[str, Any]], baseline_id: int,
                        fits: Mapping[int, Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """Ceiling of each fitted run minus the baseline run's, with a 95% interval for the difference.
@@ -226,28 +196,24 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-def sources_table(sources: pd.DataFrame, runs: pd.DataFrame, keys: pd.DataFrame, log: pd.DataFrame) -> pd.DataFrame:
-    """Per configured source: kind, uri, options, runs, stored points, and its last sync (time, status,
-    points, error)."""
-    if sources.empty:
-        return pd.DataFrame(columns=["id", "kind", "uri", "options", "runs", "points stored", "last sync",
-                                     "status", "points last sync", "error"])
-    n_runs = runs.groupby("source_id").size() if not runs.empty else pd.Series(dtype=int)
-    pts = pd.Series(dtype=float)
-    if not keys.empty and not runs.empty:
-        per_run = keys.groupby("run_id")["n"].sum()
-        pts = runs.assign(n=runs["id"].map(per_run).fillna(0)).groupby("source_id")["n"].sum()
+SOURCE_COLUMNS = ["id", "kind", "uri", "options", "runs", "syncs", "points written by syncs", "last sync",
+                  "status", "points last sync", "error"]
+
+
+def sources_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per configured source (``Store.source_summary``: the runs table and the sync log, never the points):
+    kind, uri, options, runs, syncs, the points its syncs wrote (new or changed points, so a rewrite of a
+    point counts again), and its last sync (time, status, points, error)."""
     rows = []
-    for s in sources.itertuples(index=False):
-        last = log[log["source_id"] == s.id].sort_values("id").tail(1) if not log.empty else log
-        lr = last.iloc[0] if len(last) else None
+    for s in summary.itertuples(index=False):
+        synced = isinstance(s.last_status, str)
         rows.append({"id": int(s.id), "kind": s.kind, "uri": s.uri, "options": _text(s.options),
-                     "runs": int(n_runs.get(s.id, 0)), "points stored": int(pts.get(s.id, 0)),
-                     "last sync": None if lr is None else _text(lr["ended_at"] or lr["started_at"]),
-                     "status": "never synced" if lr is None else lr["status"],
-                     "points last sync": None if lr is None else int(lr["points"] or 0),
-                     "error": "" if lr is None else _text(lr["error"])})
-    return pd.DataFrame(rows)
+                     "runs": int(s.runs), "syncs": int(s.syncs), "points written by syncs": int(s.points_written),
+                     "last sync": _text(s.last_ended_at) or _text(s.last_started_at) if synced else None,
+                     "status": s.last_status if synced else "never synced",
+                     "points last sync": int(s.last_points or 0) if synced else None,
+                     "error": _text(s.last_error) if synced else ""})
+    return pd.DataFrame(rows, columns=SOURCE_COLUMNS)
 
 
 def sync_log_table(log: pd.DataFrame) -> pd.DataFrame:

@@ -171,41 +171,6 @@ class Store:
     def sources_frame(self) -> pd.DataFrame:
         return _masked(self._frame(select(t.sources).order_by(t.sources.c.id)), "uri")
 
-    def _upsert_run(self, conn: Connection, source_id: int, data: RunData) -> tuple[int, int]:
-        info = data.run
-        ext = limits.external_id(info.external_id)
-        keys_seen, notes = sorted(data.all_keys()), list(data.notes)
-        if data.partial:  # a tail read saw only some keys: merge with what earlier reads stored
-            stored = conn.execute(select(t.runs.c.keys_seen, t.runs.c.notes).where(
-                t.runs.c.source_id == source_id, t.runs.c.external_id == ext)).first()
-            if stored is not None:
-                keys_seen = sorted({*(stored.keys_seen or []), *keys_seen})
-                notes = [*(stored.notes or []), *notes]
-        cut = limits.RUN_COLUMN_CHARS
-        values = {
-            "keys_seen": keys_seen,
-            "notes": limits.notes(notes),
-            "project": limits.text_column(info.project, cut["project"]),
-            "name": info.name,
-            "status": limits.text_column(info.status, cut["status"]),
-            "params": limits.clean_json(json_safe(info.params)),
-            "tags": limits.clean_json(json_safe(info.tags)),
-            "model": limits.text_column(info.model, cut["model"]),
-            "algorithm": limits.text_column(info.algorithm, cut["algorithm"]),
-            "started_at": info.started_at,
-            "updated_at": info.updated_at,
-            "state": info.state,
-            **_planned(info, cut["planned_from"]),
-        }
-        stmt = self._insert(t.runs).values(source_id=source_id, external_id=ext, **values)
-        conn.execute(stmt.on_conflict_do_update(index_elements=["source_id", "external_id"], set_=values))
-        row = conn.execute(
-            select(t.runs.c.id, t.runs.c.data_version).where(
-                t.runs.c.source_id == source_id, t.runs.c.external_id == ext
-            )
-        ).one()
-        return int(row.id), int(row.data_version)
-
     def key_ids(self, roles: Mapping[str, str], conn: Connection | None = None) -> dict[str, int]:
         """Ids of metric keys (created with their role when new; a known key keeps its role)."""
         missing = [k for k in roles if k not in self._key_cache]
@@ -237,35 +202,167 @@ class Store:
         ``data.file_states`` (file sources) are saved in the same transaction: an offset never moves past
         points that were not written. Names and keys over the limits of ``db.limits`` are a ``RecordError``.
         """
-        limits.check_run(data)
+        return self.write_runs(source_id, [(data, roles)])[0]
+
+    def write_runs(self, source_id: int, items: Sequence[tuple[RunData, Mapping[str, str]]]) -> list[WriteResult]:
+        """``write_run`` of many runs in one transaction (all of them land, or none): what a sync of many
+        small runs needs (a transaction per run costs more than a tiny run's points). The runs' rows are
+        upserted by one statement; the points of runs new to the store are inserted in bulk (``COPY`` on
+        PostgreSQL) with their downsampled levels computed from them, with no read of the store; runs
+        stored before go through ``write_run``'s read-compare-upsert. File states are saved with them."""
+        for data, _ in items:
+            limits.check_run(data)
+        out: list[WriteResult] = []
         with self._writer() as conn, conn.begin():
-            run_id, version = self._upsert_run(conn, source_id, data)
-            # every key the source saw gets its row and role (analysis tells recognised from unrecognised
-            # keys by it, fetched or not)
-            seen = dict.fromkeys([*data.all_keys(), *(s.key for s in data.series)])
-            ids = self.key_ids({k: roles.get(k, "other") for k in seen}, conn)
-            frames = []
-            for s in data.series:
-                if len(s):
-                    frames.append(
-                        pd.DataFrame(
-                            {"key_id": ids[s.key], "step": s.steps, "value": s.values, "wall_time": s.wall_times}
-                        )
-                    )
+            segment: list[tuple[RunData, Mapping[str, str]]] = []
+            exts: set[str] = set()
+            for item in items:  # a run twice in one batch: the second sees the first's points
+                ext = limits.external_id(item[0].run.external_id)
+                if ext in exts:
+                    out += self._write_segment(conn, source_id, segment)
+                    segment, exts = [], set()
+                segment.append(item)
+                exts.add(ext)
+            if segment:
+                out += self._write_segment(conn, source_id, segment)
+            states = [st for data, _ in items for st in data.file_states]
+            if states:
+                self._save_file_states(conn, source_id, states)
+        return out
+
+    def _write_segment(self, conn: Connection, source_id: int,
+                       items: Sequence[tuple[RunData, Mapping[str, str]]]) -> list[WriteResult]:
+        exts = [limits.external_id(d.run.external_id) for d, _ in items]
+        stored = self._stored_runs(conn, source_id, exts)
+        ids = self._upsert_runs(conn, source_id, items, exts, stored)
+        # every key the source saw gets its row and role (analysis tells recognised from unrecognised keys by
+        # it, fetched or not)
+        roles: dict[str, str] = {}
+        for data, r in items:
+            for k in (*data.all_keys(), *(s.key for s in data.series)):
+                roles.setdefault(k, r.get(k, "other"))
+        kid = self.key_ids(roles, conn)
+        # a run another writer stored since the look-up above (the upsert waited for its commit) is not new
+        fresh = [ids[e][0] for e in exts if e not in stored]
+        taken = self._runs_with_points(conn, fresh) if fresh else set()
+        results, bumps, marks = [], [], []
+        bulk: list[np.ndarray] = []
+        lod_rows: list[tuple] = []
+        for (data, _), ext in zip(items, exts, strict=True):
+            run_id, version = ids[ext]
+            series = [s for s in data.series if len(s)]
             written = 0
-            if frames:
-                new = pd.concat(frames, ignore_index=True)
-                changed = self._changed_points(conn, run_id, new)
-                written = len(changed)
-                self._upsert_points(conn, run_id, changed)
-                self._refresh_lod(conn, run_id, changed)
-                self._advance_watermarks(conn, run_id, new)
+            if series:
+                for s in series:
+                    marks.append((run_id, kid[s.key], int(s.steps[-1])))
+                if ext in stored or run_id in taken or len({s.key for s in series}) < len(series):
+                    written = self._write_points(conn, run_id, series, kid)
+                else:  # new to the store: every point is new, its levels come from these points
+                    written = sum(len(s) for s in series)
+                    for s in series:
+                        pts = np.column_stack([s.steps.astype(np.float64), s.values, s.wall_times])
+                        bulk.append(np.column_stack([np.full(len(s), run_id, np.float64),
+                                                     np.full(len(s), kid[s.key], np.float64), pts]))
+                        levels = lod.levels_for(int(s.steps[0]), int(s.steps[-1]))
+                        if levels:
+                            for level, sel in lod.reduce_cascade(lod.finite_sorted(pts), levels).items():
+                                lod_rows += _lod_rows(run_id, kid[s.key], level, sel)
             if written:
                 version += 1
-                conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(data_version=version))
-            if data.file_states:
-                self._save_file_states(conn, source_id, data.file_states)
-        return WriteResult(run_id=run_id, points=written, data_version=version)
+                bumps.append((version, run_id))
+            results.append(WriteResult(run_id=run_id, points=written, data_version=version))
+        if bulk:
+            self._insert_new_points(conn, np.concatenate(bulk))
+        mark = "?" if self._dialect == "sqlite" else "%s"
+        for lo_i in range(0, len(lod_rows), POINT_BATCH):
+            conn.exec_driver_sql(f"INSERT INTO metric_lod (run_id, key_id, level, step, value, wall_time) VALUES "
+                                 f"({', '.join([mark] * 6)})", lod_rows[lo_i:lo_i + POINT_BATCH])
+        self._advance_watermarks(conn, marks)
+        if bumps:
+            conn.exec_driver_sql(f"UPDATE runs SET data_version = {mark} WHERE id = {mark}", bumps)
+        return results
+
+    def _write_points(self, conn: Connection, run_id: int, series: Sequence[Any], kid: Mapping[str, int]) -> int:
+        """Points of a run the store has seen: only new or changed ones are written, with their levels."""
+        new = pd.concat([pd.DataFrame({"key_id": kid[s.key], "step": s.steps, "value": s.values,
+                                       "wall_time": s.wall_times}) for s in series], ignore_index=True)
+        changed = self._changed_points(conn, run_id, new)
+        self._upsert_points(conn, run_id, changed)
+        self._refresh_lod(conn, run_id, changed)
+        return len(changed)
+
+    def _runs_with_points(self, conn: Connection, run_ids: Sequence[int]) -> set[int]:
+        found: set[int] = set()
+        for lo_i in range(0, len(run_ids), 500):
+            part = ", ".join(str(int(i)) for i in run_ids[lo_i:lo_i + 500])
+            found.update(int(i) for i in conn.exec_driver_sql(
+                f"SELECT DISTINCT run_id FROM metric_points WHERE run_id IN ({part})").scalars())
+        return found
+
+    def _stored_runs(self, conn: Connection, source_id: int, exts: Sequence[str]) -> dict[str, tuple]:
+        """{external_id: (id, data_version, keys_seen, notes)} of those of ``exts`` the store has."""
+        r = t.runs
+        out: dict[str, tuple] = {}
+        for lo_i in range(0, len(exts), 500):
+            rows = conn.execute(select(r.c.external_id, r.c.id, r.c.data_version, r.c.keys_seen, r.c.notes).where(
+                r.c.source_id == source_id, r.c.external_id.in_(list(exts[lo_i:lo_i + 500]))))
+            out.update({row[0]: tuple(row[1:]) for row in rows})
+        return out
+
+    def _upsert_runs(self, conn: Connection, source_id: int, items: Sequence[tuple[RunData, Mapping[str, str]]],
+                     exts: Sequence[str], stored: Mapping[str, tuple]) -> dict[str, tuple[int, int]]:
+        """Upsert the runs' rows (one executemany) → {external_id: (run id, data version)}."""
+        cut = limits.RUN_COLUMN_CHARS
+        rows = []
+        for (data, _), ext in zip(items, exts, strict=True):
+            info = data.run
+            keys_seen, notes = sorted(data.all_keys()), list(data.notes)
+            if data.partial and ext in stored:  # a tail read saw only some keys: merge with what was stored
+                keys_seen = sorted({*(stored[ext][2] or []), *keys_seen})
+                notes = [*(stored[ext][3] or []), *notes]
+            rows.append({
+                "source_id": source_id, "external_id": ext, "keys_seen": keys_seen, "notes": limits.notes(notes),
+                "project": limits.text_column(info.project, cut["project"]), "name": info.name,
+                "status": limits.text_column(info.status, cut["status"]),
+                "params": limits.clean_json(json_safe(info.params)), "tags": limits.clean_json(json_safe(info.tags)),
+                "model": limits.text_column(info.model, cut["model"]),
+                "algorithm": limits.text_column(info.algorithm, cut["algorithm"]),
+                "started_at": info.started_at, "updated_at": info.updated_at, "state": info.state,
+                **_planned(info, cut["planned_from"]),
+            })
+        stmt = self._insert(t.runs)
+        cols = [c for c in rows[0] if c not in ("source_id", "external_id")]
+        conn.execute(stmt.on_conflict_do_update(index_elements=["source_id", "external_id"],
+                                                set_={c: getattr(stmt.excluded, c) for c in cols}), rows)
+        have = self._stored_runs(conn, source_id, exts) if any(e not in stored for e in exts) else stored
+        return {e: (int(have[e][0]), int(have[e][1])) for e in exts}
+
+    def _insert_new_points(self, conn: Connection, rows: np.ndarray) -> None:
+        """Rows (run_id, key_id, step, value, wall_time) of runs new to the store, NaN/±inf stored as NULL:
+        ``COPY`` on PostgreSQL, one executemany on SQLite."""
+        mp = t.metric_points.name
+        if self._dialect == "postgresql":
+            frame = pd.DataFrame({"run_id": rows[:, 0].astype(np.int64), "key_id": rows[:, 1].astype(np.int64),
+                                  "step": rows[:, 2].astype(np.int64),
+                                  "value": np.where(np.isfinite(rows[:, 3]), rows[:, 3], np.nan),
+                                  "wall_time": np.where(np.isfinite(rows[:, 4]), rows[:, 4], np.nan)})
+            text = frame.to_csv(sep="\t", header=False, index=False, na_rep="\\N", float_format="%.17g")
+            cur = conn.connection.dbapi_connection.cursor()
+            try:
+                with cur.copy(f"COPY {mp} (run_id, key_id, step, value, wall_time) FROM STDIN") as copy:
+                    copy.write(text)
+            finally:
+                cur.close()
+            return
+        run = rows[:, 0].astype(np.int64).tolist()
+        key = rows[:, 1].astype(np.int64).tolist()
+        step = rows[:, 2].astype(np.int64).tolist()
+        value, wall = _nullable(rows[:, 3]), _nullable(rows[:, 4])
+        sql = f"INSERT INTO {mp} (run_id, key_id, step, value, wall_time) VALUES (?, ?, ?, ?, ?)"
+        for lo_i in range(0, len(run), POINT_BATCH * 20):
+            hi = lo_i + POINT_BATCH * 20
+            conn.exec_driver_sql(sql, list(zip(run[lo_i:hi], key[lo_i:hi], step[lo_i:hi], value[lo_i:hi],
+                                               wall[lo_i:hi], strict=True)))
 
     def _changed_points(self, conn: Connection, run_id: int, new: pd.DataFrame) -> pd.DataFrame:
         """Rows of ``new`` that are not already stored with the same value and wall time. The stored rows
@@ -315,23 +412,18 @@ class Store:
             conn.exec_driver_sql(sql, list(zip(run[lo:hi], key_id[lo:hi], step[lo:hi], value[lo:hi], wall[lo:hi],
                                                strict=True)))
 
-    def _advance_watermarks(self, conn: Connection, run_id: int, new: pd.DataFrame) -> None:
-        last = new.groupby("key_id")["step"].max()
-        ins = self._insert(t.sync_state)
-        stmt = ins.on_conflict_do_update(
-            index_elements=["run_id", "key_id"],
-            set_={
-                "last_step": func.max(t.sync_state.c.last_step, ins.excluded.last_step)
-                if self._dialect == "sqlite"
-                else func.greatest(t.sync_state.c.last_step, ins.excluded.last_step),
-                "updated_at": ins.excluded.updated_at,
-            },
-        )
-        now = _now()
-        conn.execute(
-            stmt,
-            [{"run_id": run_id, "key_id": int(k), "last_step": int(s), "updated_at": now} for k, s in last.items()],
-        )
+    def _advance_watermarks(self, conn: Connection, marks: Sequence[tuple[int, int, int]]) -> None:
+        """Raise each (run_id, key_id)'s watermark to the given last step (never lower it)."""
+        if not marks:
+            return
+        mark = "?" if self._dialect == "sqlite" else "%s"
+        top = "max" if self._dialect == "sqlite" else "greatest"
+        now = _now() if self._dialect == "postgresql" else _now().strftime("%Y-%m-%d %H:%M:%S.%f")
+        conn.exec_driver_sql(
+            f"INSERT INTO sync_state (run_id, key_id, last_step, updated_at) VALUES ({mark}, {mark}, {mark}, {mark}) "
+            f"ON CONFLICT (run_id, key_id) DO UPDATE SET last_step = {top}(sync_state.last_step, "
+            "excluded.last_step), updated_at = excluded.updated_at",
+            [(int(r), int(k), int(st), now) for r, k, st in marks])
 
     # ---------------------------------------------------------------- downsampled levels (metric_lod)
     def _refresh_lod(self, conn: Connection, run_id: int, changed: pd.DataFrame) -> None:
@@ -586,6 +678,77 @@ class Store:
         if run_ids is not None:
             q = q.where(t.runs.c.id.in_([int(i) for i in run_ids]))
         return _masked(self._frame(q), "source_uri")
+
+    def runs_page(self, *, projects: Sequence[str] = (), models: Sequence[str] = (),
+                  algorithms: Sequence[str] = (), tags: Sequence[str] = (), search: str = "",
+                  offset: int = 0, limit: int = 50) -> tuple[int, pd.DataFrame]:
+        """One page of runs matching every given filter, filtered and paged in SQL: (how many runs match,
+        ``runs_frame`` rows of runs ``offset … offset + limit − 1`` of them, by id). Filters: any of the
+        projects/models/algorithms; every one of ``tags`` (``key=value``); ``search`` a case-insensitive
+        substring of the run name (plain text: ``%`` and ``_`` match themselves)."""
+        r = t.runs
+        cond = []
+        for col, wanted in ((r.c.project, projects), (r.c.model, models), (r.c.algorithm, algorithms)):
+            if wanted:
+                cond.append(col.in_([str(w) for w in wanted]))
+        for tag in tags:
+            key, _, value = str(tag).partition("=")
+            cond.append(r.c.tags[key].as_string() == value)
+        needle = search.strip().lower()
+        if needle:
+            esc = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            cond.append(func.lower(r.c.name).like(f"%{esc}%", escape="\\"))
+        where = and_(*cond) if cond else None
+        count = select(func.count()).select_from(r)
+        q = (select(r, t.sources.c.kind.label("source_kind"), t.sources.c.uri.label("source_uri"))
+             .join(t.sources, t.sources.c.id == r.c.source_id).order_by(r.c.id)
+             .offset(max(int(offset), 0)).limit(max(int(limit), 0)))
+        if where is not None:
+            count, q = count.where(where), q.where(where)
+        with self.engine.connect() as conn:
+            total = int(conn.execute(count).scalar_one())
+        return total, _masked(self._frame(q), "source_uri")
+
+    def run_filter_values(self) -> dict[str, list[str]]:
+        """What the runs can be filtered by: distinct projects, models and algorithms (in SQL), and every
+        ``key=value`` tag (from the tags column only; MLflow's own ``mlflow.*`` tags left out)."""
+        r = t.runs
+        out: dict[str, list[str]] = {}
+        with self.engine.connect() as conn:
+            for name, col in (("project", r.c.project), ("model", r.c.model), ("algorithm", r.c.algorithm)):
+                out[name] = sorted(str(v) for v in conn.execute(select(col).distinct().where(col.is_not(None)))
+                                   .scalars())
+            tags = {f"{k}={v}" for (tg,) in conn.execute(select(r.c.tags))
+                    for k, v in (tg or {}).items() if not str(k).startswith("mlflow.")}
+        out["tags"] = sorted(tags)
+        return out
+
+    def run_names(self) -> dict[int, str]:
+        """{run id: name} of every run (two columns, for pickers)."""
+        with self.engine.connect() as conn:
+            return {int(i): str(n) for i, n in conn.execute(select(t.runs.c.id, t.runs.c.name).order_by(t.runs.c.id))}
+
+    def source_summary(self) -> pd.DataFrame:
+        """Per source, from the runs table and the sync log only (never the points): runs, syncs, points
+        written by its syncs (new or changed points, summed over the log) and its last sync (id, start,
+        end, status, points, error)."""
+        r, sl = t.runs, t.sync_log
+        runs = select(r.c.source_id, func.count().label("runs")).group_by(r.c.source_id).subquery()
+        logs = (select(sl.c.source_id, func.count().label("syncs"),
+                       func.coalesce(func.sum(sl.c.points), 0).label("points_written"),
+                       func.max(sl.c.id).label("last_id")).group_by(sl.c.source_id).subquery())
+        last = sl.alias("last_sync")
+        q = (select(t.sources.c.id, t.sources.c.kind, t.sources.c.uri, t.sources.c.options,
+                    func.coalesce(runs.c.runs, 0).label("runs"), func.coalesce(logs.c.syncs, 0).label("syncs"),
+                    func.coalesce(logs.c.points_written, 0).label("points_written"),
+                    last.c.started_at.label("last_started_at"), last.c.ended_at.label("last_ended_at"),
+                    last.c.status.label("last_status"), last.c.points.label("last_points"),
+                    last.c.error.label("last_error"))
+             .join(runs, runs.c.source_id == t.sources.c.id, isouter=True)
+             .join(logs, logs.c.source_id == t.sources.c.id, isouter=True)
+             .join(last, last.c.id == logs.c.last_id, isouter=True)
+             .order_by(t.sources.c.id))
+        return _masked(self._frame(q), "uri", "last_error")
 
     def run_keys(self, run_ids: Sequence[int] | None = None) -> pd.DataFrame:
         """Per run and key: role, points, non-finite points, first and last step."""

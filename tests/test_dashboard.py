@@ -246,12 +246,14 @@ def test_collapse_page_with_many_runs_keeps_the_budget_and_draws_one_marker_per_
     assert any("Groups page" in str(getattr(e, "proto", "")) for e in at.main)
 
 
-def test_groups_page_reads_the_stored_level_of_its_bucket_width(monkeypatch, many_store):
+def test_groups_page_buckets_follow_the_data(monkeypatch, many_store):
     at = _page(_app(monkeypatch, many_store), "groups")
     at.selectbox(key="g_by").set_value("model").run()
     caption = " ".join(c.value for c in at.caption)
-    assert "20 runs in 2 groups" in caption and "buckets of 32 steps" in caption  # 1,200 steps: level 1
-    assert "40 of 40 series were read from the stored downsampled level" in caption
+    # 1,200 steps: 400 buckets of 3 steps for the entropy logged every step, one per evaluation for the
+    # accuracy logged every 10; a stored level (32 steps) is coarser than that, so every point is read
+    assert "20 runs in 2 groups" in caption and "buckets of 3 steps (H) and 10 steps (R)" in caption
+    assert "0 of 40 series were read from a stored downsampled level" in caption
     table = at.dataframe[0].value.set_index("group")
     assert table["runs"].to_dict() == {"1.5B": 10, "7B": 10}
 
@@ -287,7 +289,9 @@ def test_collapse_and_groups_pages_read_levels_as_a_select_only_role(monkeypatch
     assert "3 of 6 curves read from the stored downsampled levels" in caption  # entropy: level 1 (2,500 rows)
     assert all(v.endswith("in level 1") for v in at.dataframe[0].value["H drawn of read"])
     _page(at, "groups")
-    assert "series were read from the stored downsampled level" in " ".join(c.value for c in at.caption)
+    # 20,000 steps: buckets of 64 steps (50 a bucket fill 400), read from level 1 (32 steps)
+    caption = " ".join(c.value for c in at.caption)
+    assert "buckets of 64 steps" in caption and "6 of 6 series were read from a stored downsampled level" in caption
     with pytest.raises(StoreReadOnly, match="cannot write"):  # the role really is read-only
         Store.open(reader, create=False).rebuild_lod()
 

@@ -1,7 +1,7 @@
 """Groups: many runs at once. Runs grouped by project/experiment, model, algorithm, intervention or any tag or
 parameter: the median and interquartile band of H and R per group against step, and every run as one point
-(ceiling against entropy spent, coloured by group). Reads a downsampled level per run (``db.lod``), so it
-stays quick and readable at hundreds of runs."""
+(ceiling against entropy spent, coloured by group). Buckets follow the data (per step, per evaluation; ``dashboard.grouping``); a stored downsampled
+level (``db.lod``) is read only where it is finer than the buckets, so it stays quick at hundreds of runs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import streamlit as st
 from dashboard import context, data, state
 from dashboard.group_figures import MANY_POINTS, bands_figure, points_figure
 from dashboard.grouping import (
-    bucket_width,
     first_last,
     group_bands,
     group_choices,
@@ -21,10 +20,18 @@ from dashboard.grouping import (
     run_points,
 )
 from dashboard.text import md_text
-from db import lod
 
 MAX_GROUPS = 12
-LEVEL_OF_WIDTH = {lod.width(level): level for level in range(1, lod.MAX_LEVEL + 1)}
+
+
+def bucket_words(width: dict[str, int]) -> str:
+    """``1 step (H) and 5 steps (R)``: the bucket width of each band drawn."""
+    def steps(w: int) -> str:
+        return f"{w:,} step{'s' if w != 1 else ''}"
+    if width.get("entropy") == width.get("performance") or len(width) == 1:
+        return steps(next(iter(width.values())))
+    return f"{steps(width['entropy'])} (H) and {steps(width['performance'])} (R)"
+
 
 st.title("Groups")
 top = st.container()  # messages and options: filled once the store is read
@@ -60,33 +67,33 @@ else:
     keys = tuple(sorted({k for i in ids for k in (results[i].get("entropy_key"), results[i].get("performance_key"))
                          if k}))
     spans = data.step_spans(ctx.url, ctx.version, tuple(ids), keys)
-    width = bucket_width(max((b for _, b in spans.values()), default=0))
-    level = LEVEL_OF_WIDTH.get(width)
     levels = data.lod_levels(ctx.url, ctx.version, tuple(ids), keys)
     versions = dict(zip(ctx.runs["id"].astype(int), ctx.runs["data_version"].astype(int), strict=True))
-    wanted = [(i, role, key) for i in ids for role in ("entropy", "performance")
-              if (key := results[i].get(f"{role}_key")) and (i, key) in spans]
-    asked = tuple((i, versions.get(i, 0), key, level if level in levels.get((i, key), {}) else None)
-                  for i, _, key in wanted)
     series: dict[str, dict[int, tuple]] = {"entropy": {}, "performance": {}}
-    for (i, role, _), got in zip(wanted, data.bucket_series(ctx.url, asked, width), strict=True):
-        series[role][i] = got
-    from_level = sum(a[3] is not None for a in asked)
-    n_series = len(asked)
+    width: dict[str, int] = {}
+    from_level = n_series = 0
+    for role in ("entropy", "performance"):
+        wanted = [(i, versions.get(i, 0), key) for i in ids
+                  if (key := results[i].get(f"{role}_key")) and (i, key) in spans]
+        if wanted:
+            got = data.group_series(ctx.url, tuple(wanted), spans, levels)
+            series[role], width[role] = got.series, got.width
+            from_level += got.from_level
+            n_series += len(wanted)
 
     head.subheader("Median and interquartile range per group")
-    hb = group_bands(series["entropy"], groups, width)
-    rb = group_bands(series["performance"], groups, width)
+    hb = group_bands(series["entropy"], groups, width.get("entropy", 1))
+    rb = group_bands(series["performance"], groups, width.get("performance", 1))
     if not hb and not rb:
         slot.info("None of these runs has an entropy or performance curve stored.")
     else:
         slot.plotly_chart(bands_figure(hb, rb), key="groups_bands")
         n_groups = len(set(groups.values()))
-        st.caption(f"{len(ids)} runs in {n_groups} group{'s' if n_groups != 1 else ''}. Steps are cut into buckets of {width:,} "
-                   "steps; a run's value in a bucket is its latest value at or before the bucket's end (within the "
-                   "run's own steps); the line is the median over the group's runs, the band their 25th–75th "
-                   f"percentiles (hover: how many runs). {from_level} of {n_series} series were read from the "
-                   "stored downsampled level of that bucket width, the others point by point.")
+        st.caption(f"{len(ids)} runs in {n_groups} group{'s' if n_groups != 1 else ''}. Steps are cut into "
+                   f"buckets of {bucket_words(width)}; a run's value in a bucket is its latest value at or before "
+                   "the bucket's end (within the run's own steps); the line is the median over the group's runs, the band their 25th–75th "
+                   f"percentiles (hover: how many runs). {from_level} of {n_series} series were read from a "
+                   "stored downsampled level finer than the buckets, the others point by point.")
 
     st.subheader("Runs as points: ceiling against entropy spent")
     entropy = {i: first_last(*series["entropy"][i]) for i in series["entropy"]}

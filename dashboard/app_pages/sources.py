@@ -1,4 +1,5 @@
-"""Sources: configured sources, their last sync, stored points and errors from sync_log; "sync now" runs the
+"""Sources: configured sources, their runs, the points their syncs wrote, their last sync and errors, all from
+the runs table and sync_log (never the points); "sync now" runs the
 CLI's ingest for a source in the background and shows its progress and outcome (hidden when the store is
 read-only for this dashboard)."""
 
@@ -51,10 +52,8 @@ if store is not None:
                 "`tensorboard`, `file`), or try `entropy-dash demo`; `entropy-dash schedule --config FILE` keeps "
                 "them in sync.")
     else:
-        runs = data.runs(url, version)
-        keys = data.run_keys(url, version)
         log = data.sync_log(url)
-        st.dataframe(sources_table(srcs, runs, keys, log), hide_index=True, key="sources_table")
+        st.dataframe(sources_table(data.source_summary(url)), hide_index=True, key="sources_table")
         errors = log[log["status"] == "error"] if not log.empty else log
         if len(errors):
             st.warning(f"{len(errors)} of the last {len(log)} syncs failed; their errors are in the log below.")
