@@ -248,7 +248,10 @@ def read_file(found: Detected, *, verl_step_offset: int | None = None,
         runs, offset, rows = [], 0, 0
     if resume is not None:
         rows = max(rows, 1)  # a tail read of a file that had rows before is not an empty file
-    launch, first, new = launch_of(known, runs, rewritten=p.mode == "fresh" and bool(p.why), full=resume is None)
+    if found.fmt == "verl_jsonl":  # verl's file logger reopens its file with "wb" when the run resumes: same run
+        launch, first, new = 1, None, False
+    else:
+        launch, first, new = launch_of(known, runs, rewritten=p.mode == "fresh" and bool(p.why), full=resume is None)
     if launch > 1:
         runs = [as_launch(run, launch, p.why if new else None) for run in runs]
     runs = [named(run, path) for run in runs]

@@ -16,12 +16,14 @@ one above ``MAX_STEP``, an empty or missing step.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from db.limits import MAX_STEP, shown
+
+if TYPE_CHECKING:  # pandas only for the CSV reader's columns: a re-sync that reads nothing never imports it
+    import pandas as pd
 
 #: the rule in one line, quoted by every step error
 RULE = "steps are integers written with digits (7, +8), from 0 to 2^53"
@@ -76,6 +78,8 @@ def steps_from_column(col: pd.Series) -> tuple[np.ndarray, int | None, str]:
             except StepError as exc:
                 return np.empty(0, np.int64), i, str(exc)
         return arr.astype(np.int64), None, ""
+    import pandas as pd  # the column is a pandas one: pandas is loaded already
+
     out = np.empty(len(col), dtype=np.int64)
     for i, v in enumerate(col.to_numpy(dtype=object)):
         try:

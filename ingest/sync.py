@@ -96,11 +96,11 @@ def sync_source(
                 if batch.full():
                     done = _write(store, source_id, batch, source.fail_fast, failures, failed)
                     batch = Batch(per_batch)
-                    for d, res in done:
-                        runs_seen, points = _count(d, res, runs_seen, points, changed, notes, total, progress)
+                    runs_seen, points = _count(done, runs_seen, points, changed, notes)
+                    _report(progress, runs_seen, total, done)
             done = _write(store, source_id, batch, source.fail_fast, failures, failed)
-            for d, res in done:
-                runs_seen, points = _count(d, res, runs_seen, points, changed, notes, total, progress)
+            runs_seen, points = _count(done, runs_seen, points, changed, notes)
+            _report(progress, runs_seen, total, done)
             store.save_file_states(source_id, source.leftover_states)
             break
         except SourceUnavailable as exc:
@@ -182,17 +182,24 @@ def _write(store: Store, source_id: int, batch: Batch, fail_fast: bool, failures
     return done
 
 
-def _count(data: RunData, res: WriteResult, runs_seen: int, points: int, changed: list[int], notes: list[str],
-           total: int | None, progress: Progress | None) -> tuple[int, int]:
-    runs_seen += 1
-    points += res.points
-    if res.points:
-        changed.append(res.run_id)
-    notes.extend(f"{data.run.name}: {n}" for n in data.notes)
-    notes.extend(data.notices)
-    if progress:
-        progress(runs_seen, total, data.run.name)
+def _count(done: list[tuple[RunData, WriteResult]], runs_seen: int, points: int, changed: list[int],
+           notes: list[str]) -> tuple[int, int]:
+    """The counts with a written batch added (before its progress is reported: a progress callback that stops
+    the sync, the scheduler's on a signal, finds every run of the batch counted, as its transaction stored them)."""
+    for data, res in done:
+        runs_seen += 1
+        points += res.points
+        if res.points:
+            changed.append(res.run_id)
+        notes.extend(f"{data.run.name}: {n}" for n in data.notes)
+        notes.extend(data.notices)
     return runs_seen, points
+
+
+def _report(progress: Progress | None, runs_seen: int, total: int | None,
+            done: list[tuple[RunData, WriteResult]]) -> None:
+    if progress and done:
+        progress(runs_seen, total, done[-1][0].run.name)
 
 
 _SECRET_WORDS = ("token", "password", "secret", "api_key", "apikey")

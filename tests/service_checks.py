@@ -15,7 +15,7 @@ from sqlalchemy import MetaData, create_engine, select
 
 from tests.fixtures_servers import free_port, wait_http
 
-PAGES = ("runs", "collapse", "groups", "ceiling", "compare", "backtest", "sources")
+PAGES = ("runs", "collapse", "health", "groups", "ceiling", "compare", "backtest", "sources")
 TITLES = {name: name.capitalize() for name in PAGES}
 
 #: true once a Streamlit page has drawn: its script run has ended (not merely not started), its title and every
@@ -143,19 +143,21 @@ def read_every_page(browser, base_url: str, query: str = "",  # noqa: ANN001 - p
 
 def page_texts(fit: Sequence[Mapping], backtest: Mapping, sources: Sequence[str] = ()) -> dict[str, list[str]]:
     """What each page must show once drawn with every run of ``fit`` (``fit --json``) selected (``?runs=…``):
-    the run count, each run's label in the pickers, the first run's ceiling, the group count, each backtest
-    cutoff's sentence of ``backtest --json`` (or why there is none), and ``sources`` on the Sources page."""
+    the run count, each run's label in the pickers, the first run's ceiling, the group count, the Backtest page's replay charts when
+    ``backtest --json`` has a summary (or why there is none), and ``sources`` on the Sources page."""
     labels = [f"{f['run']} (#{f['run_id']})" for f in fit]
     first = fit[0]
     summaries = [d for d in backtest["cutoffs"] if d.get("summary")]
     return {
-        "runs": [f"{len(fit)} of {len(fit)} runs"],
+        "runs": [f"runs 1–{len(fit)} of {len(fit)} matching"],
         "collapse": labels,
+        "health": [" critical · "],  # the severity counts' caption, drawn once the findings are read
         "groups": [f"{len(fit)} runs in "],
         "ceiling": [f"{first['ceiling']:.4f}" if first["status"] == "ok" else first["status"]],
         "compare": labels,
-        "backtest": [f"{d['cutoff']:.0%} — {d['summary']['sentence']}" for d in summaries]
-        or ["No finished run can be backtested yet"],
+        "backtest": ["Replay: MAE of the final score against the fraction done",
+                     "Replay: coverage of the 95% interval against the fraction done"] if summaries
+        else ["No finished run can be backtested yet"],
         "sources": list(sources),
     }
 

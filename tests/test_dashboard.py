@@ -28,14 +28,15 @@ from ingest.sync import sync_source
 from tests.service_checks import wait_drawn
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-PAGES = ("runs", "collapse", "groups", "ceiling", "compare", "backtest", "sources")
+PAGES = ("runs", "collapse", "health", "groups", "ceiling", "compare", "backtest", "sources")
 MARKUP = "<img src=x onerror=alert(1)>"
 ENTROPY, VAL = "actor/entropy", "val-core/gsm8k-sim/acc/mean@1"
 
 
-def _write(store: Store, source_id: int, ext: str, name: str, series: dict[str, tuple]) -> None:
+def _write(store: Store, source_id: int, ext: str, name: str, series: dict[str, tuple],
+           status: str | None = None) -> None:
     data = RunData(RunInfo(ext, name, project="bad-cases", model="Qwen2.5-1.5B", algorithm="grpo",
-                           tags={"intervention": "none", "note": "<b>bold?</b>"}),
+                           tags={"intervention": "none", "note": "<b>bold?</b>"}, status=status),
                    tuple(Series.build(k, s, v, 1.7e9 + 30.0 * np.asarray(s, float)) for k, (s, v) in series.items()))
     store.write_run(source_id, data, resolve_roles(data.all_keys()))
 
@@ -55,7 +56,8 @@ def sim_store(tmp_path_factory) -> str:
     bad = store.source_id("file", str(root / "gone"))  # a source whose path no longer exists
     hs, hv = sims[2].entropy
     vs, vv = sims[2].validation
-    _write(store, bad, "markup", MARKUP, {ENTROPY: (hs, hv), VAL: (vs, vv)})
+    # the source says the markup run finished: its Ceiling page draws the backtest's figure too
+    _write(store, bad, "markup", MARKUP, {ENTROPY: (hs, hv), VAL: (vs, vv)}, status="finished")
     _write(store, bad, "noent", "no-entropy-run", {VAL: (vs, vv), "critic/score/mean": sims[0].score})
     _write(store, bad, "nofit", "two-evals-run", {ENTROPY: (hs, hv), VAL: (vs[:2], vv[:2])})
     refresh_analyses(store)

@@ -47,12 +47,12 @@ def test_analyse_recomputes_stale_runs_only_and_a_failed_analysis_leaves_the_oth
     store = Store.open(db, create=False)
     assert store.analyses_frame().empty  # stored points only
     assert "3 runs analysed and stored" in _cli(capsys, "analyse", "--db", db).out
-    assert len(store.analyses_frame()) == 3
+    assert len(store.analyses_frame("summary")) == 3
     assert "0 runs analysed and stored" in _cli(capsys, "analyse", "--db", db).out  # nothing stale
     assert "1 run analysed and stored" in _cli(capsys, "analyse", "--run", "run-b", "--db", db).out
     assert "3 runs analysed and stored" in _cli(capsys, "analyse", "--all", "--db", db).out
     _cli(capsys, "analyse", "--run", "nope", "--db", db, code=2)
-    stored = {r["run"]: r for r in store.analyses_frame()["result"]}
+    stored = {r["run"]: r for r in store.analyses_frame("summary")["result"]}
     fits = {f["run"]: f for f in _cli(capsys, "fit", "--db", db, "--json")}
     for name, (a, b) in {"run-a": (0.3, 1.2), "run-b": (0.2, 1.0), "run-c": (0.25, 1.1)}.items():
         assert stored[name]["status"] == fits[name]["status"] == "ok"
@@ -65,7 +65,7 @@ def test_analyse_recomputes_stale_runs_only_and_a_failed_analysis_leaves_the_oth
     store.source_id(kind, uri, {"runs": {"run-b": {"performance_range": [0.5]}}})
     assert "3 runs analysed and stored" in _cli(capsys, "analyse", "--all", "--db", db).out
     assert "(run-b): analysis failed: IndexError" in caplog.text  # logged, and the command goes on
-    stored = {r["run"]: r for r in store.analyses_frame()["result"]}
+    stored = {r["run"]: r for r in store.analyses_frame("summary")["result"]}
     assert stored["run-b"]["status"] == "failed" and stored["run-b"]["reason"].startswith("analysis failed: IndexError")
     after = {f["run"]: f for f in _cli(capsys, "fit", "--db", db, "--json")}
     assert after["run-b"]["status"] == "failed" and after["run-b"]["ceiling"] is None
@@ -80,12 +80,13 @@ def test_planned_steps_makes_a_run_in_progress_with_a_forecast_to_that_step(caps
     csv = _law_csv(tmp_path / "live.csv", {"live": (0.3, 1.2)})
     _cli(capsys, "ingest", "file", str(csv), "--db", db)
     (run,) = _cli(capsys, "runs", "--db", db, "--json")
-    assert run["progress"] == "ended at step 60 (assumed finished: the source does not say)"
+    assert run["progress"] == ("state unknown at step 60: not used as a finished run (the source does not say it "
+                               "finished; mark it with `--finished` or finished = true in sources.toml)")
     (fit,) = _cli(capsys, "fit", "--db", db, "--json")
     assert fit["forecast"] is None
     _cli(capsys, "ingest", "file", str(csv), "--db", db, "--planned-steps", "200")
     (run,) = _cli(capsys, "runs", "--db", db, "--json")
-    assert run["progress"] == "in progress: step 60 of 200" and run["state"] != "finished"
+    assert run["progress"] == "in progress: step 60 of 200 (state unknown)" and run["state"] != "finished"
     (fit,) = _cli(capsys, "fit", "--db", db, "--json")
     fc = fit["forecast"]
     assert fc["horizon_step"] == 200 and fc["from_step"] == 60
@@ -130,6 +131,7 @@ def test_per_run_settings_of_a_schedule_config(capsys, tmp_path):
     assert (a["entropy_key"], a["performance_key"]) == (ENTROPY, VAL)
     assert (b["entropy_key"], b["performance_key"]) == (OTHER_H, TRAIN)
     assert b["n"] == 60 - len(b["excluded_steps"])  # the training reward is logged every step
-    assert runs["run-a"]["progress"] == "in progress: step 60 of 300" and a["forecast"]["horizon_step"] == 300
-    assert runs["run-b"]["progress"] == "ended at step 60 of 60 (assumed finished: the source does not say)"
+    assert runs["run-a"]["progress"] == "in progress: step 60 of 300 (state unknown)" and a["forecast"]["horizon_step"] == 300
+    assert runs["run-b"]["progress"] == ("state unknown at step 60 of 60: not used as a finished run (the source does "
+                                         "not say it finished; mark it with `--finished` or finished = true in sources.toml)")
     assert b["forecast"] is None

@@ -20,18 +20,8 @@ import pytest
 from tests.fixtures_servers import free_port
 
 ENTROPY_DASH = str(Path(sys.executable).with_name("entropy-dash"))
-N_FILES, N_STEPS = 300, 20
+N_MORE, N_STEPS = 3000, 20
 DEADLINE_S = 180.0
-
-
-@pytest.fixture(scope="module")
-def many_logs(tmp_path_factory) -> Path:
-    """300 CSV files, one run each (20 entropy points): a first sync writes 300 runs one transaction each."""
-    folder = tmp_path_factory.mktemp("many-logs")
-    for i in range(N_FILES):
-        (folder / f"run-{i:03d}.csv").write_text(
-            "key,step,value\n" + "".join(f"actor/entropy,{s},{1.0 / s:.5f}\n" for s in range(1, N_STEPS + 1)))
-    return folder
 
 
 class Schedule:
@@ -92,8 +82,8 @@ class Schedule:
             self.proc.wait(10)
 
 
-def test_sigterm_mid_sync_stops_after_the_run_being_written_and_a_rerun_completes(many_logs, tmp_path):
-    sched = Schedule(tmp_path, f'kind = "file"\nuri = "{many_logs}"\nevery = "1h"\n')
+def test_sigterm_mid_sync_stops_after_the_run_being_written_and_a_rerun_completes(more_logs, tmp_path):
+    sched = Schedule(tmp_path, f'kind = "file"\nuri = "{more_logs}"\nevery = "1h"\n')
     try:
         sched.wait(lambda: sched.count("runs") >= 1, "first run written")
         sched.signal()
@@ -105,16 +95,16 @@ def test_sigterm_mid_sync_stops_after_the_run_being_written_and_a_rerun_complete
     (job,) = sched.log().itertuples()
     assert job.status != "running" and "stopped" in job.error  # the job's row says it was stopped
     runs = sched.count("runs")
-    assert 1 <= job.runs == runs < N_FILES  # it stopped part-way …
+    assert 1 <= job.runs == runs < N_MORE  # it stopped part-way …
     per_run = sched.query("SELECT run_id, count(*) FROM metric_points GROUP BY run_id")
     assert len(per_run) == runs and {n for _, n in per_run} == {N_STEPS}  # … after whole runs only
     # the next sync picks up where it stopped: every run, every point, nothing twice
     done = subprocess.run([ENTROPY_DASH, "schedule", "--config", str(sched.config), "--once", "--quiet"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert sched.count("runs") == N_FILES
+    assert sched.count("runs") == N_MORE
     assert sched.query("SELECT count(*), count(DISTINCT run_id || '-' || step) FROM metric_points")[0] == (
-        N_FILES * N_STEPS, N_FILES * N_STEPS)
+        N_MORE * N_STEPS, N_MORE * N_STEPS)
 
 
 def test_a_second_signal_exits_at_once(tmp_path):
@@ -161,11 +151,21 @@ def test_a_cron_trigger_fires_at_its_minute_in_utc(tmp_path):
     assert pd.Timestamp(at) <= job.started < pd.Timestamp(at + timedelta(seconds=30))
 
 
-def test_a_source_still_syncing_is_skipped_not_stacked(many_logs, tmp_path):
-    """Every 2 s, but the first sync (300 new runs) takes longer than that: the triggers that fall inside it
-    are skipped, so afterwards the syncs keep to the 2 s grid instead of running back to back to catch up."""
-    every = 2.0
-    sched = Schedule(tmp_path, f'kind = "file"\nuri = "{many_logs}"\nevery = "{every:g}s"\n')
+@pytest.fixture(scope="module")
+def more_logs(tmp_path_factory) -> Path:
+    """3,000 one-run CSV files: a first sync of them (written in batches) outlasts a few 1 s intervals."""
+    folder = tmp_path_factory.mktemp("more-logs")
+    body = "key,step,value\n" + "".join(f"actor/entropy,{s},{1.0 / s:.5f}\n" for s in range(1, N_STEPS + 1))
+    for i in range(N_MORE):
+        (folder / f"run-{i:04d}.csv").write_text(body)
+    return folder
+
+
+def test_a_source_still_syncing_is_skipped_not_stacked(more_logs, tmp_path):
+    """Every second, but the first sync (3,000 new runs) takes longer than two of them: the triggers that fall
+    inside it are skipped, so afterwards the syncs keep to the grid instead of running back to back."""
+    every = 1.0
+    sched = Schedule(tmp_path, f'kind = "file"\nuri = "{more_logs}"\nevery = "{every:g}s"\n')
     try:
         sched.wait(lambda: len(sched.log().dropna(subset=["ended"])) >= 4, "four finished syncs")
         sched.signal()
@@ -174,7 +174,7 @@ def test_a_source_still_syncing_is_skipped_not_stacked(many_logs, tmp_path):
         sched.kill()
     log = sched.log().dropna(subset=["ended"]).reset_index(drop=True)
     first = log.iloc[0]
-    assert first.runs == N_FILES and (first.ended - first.started).total_seconds() > 2 * every, \
+    assert first.runs == N_MORE and (first.ended - first.started).total_seconds() > 2 * every, \
         "the first sync must outlast two intervals for this test to say anything"
     assert (log["status"] == "ok").all() and (log["points"].iloc[1:] == 0).all()
     for prev, nxt in zip(log.itertuples(), log.iloc[1:].itertuples(), strict=False):

@@ -12,8 +12,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import context, data
-from dashboard.text import md_text, plotly_text, run_label
+from dashboard.text import md_text
 from models.health import DETECTORS, RANK
+from plots.text import plotly_text, run_label
 
 COLOURS = {"critical": "#d62728", "warn": "#ff7f0e", "info": "#1f77b4", "ok": "#2ca02c", "skipped": "#bdbdbd",
            "–": "#ffffff"}
