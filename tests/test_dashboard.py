@@ -521,7 +521,11 @@ def _open(browser, url: str):
 
 
 def _wait_charts(page, title: str, n: int, texts: tuple[str, ...] = ()) -> None:
-    """The page has drawn (its script run ended, ``texts`` shown, every chart drawn) with ``n`` charts."""
+    """The page has drawn (its script run ended, ``texts`` shown, every chart drawn) with ``n`` charts: the
+    charts' containers may come after the texts, so their count is waited for too, then their drawing."""
+    wait_drawn(page, title, texts)
+    page.wait_for_function("n => document.querySelectorAll('[data-testid=\"stPlotlyChart\"]').length >= n",
+                           arg=n, timeout=120_000)
     wait_drawn(page, title, texts)
     assert page.locator('[data-testid="stPlotlyChart"]').count() == n
 
