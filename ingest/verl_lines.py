@@ -1,6 +1,6 @@
 """verl console log lines: Ray's framing and the three kinds of line ``ingest.verl_log`` reads.
 
-Framing: ANSI colour codes, ``\r`` progress redraws and the ``(main_task pid=…)`` prefix are removed, and a
+Framing: ANSI colour codes, ``\\r`` progress redraws and the ``(main_task pid=…)`` prefix are removed, and a
 line onto which Ray glued another process's output is split in two (``split_line``); lines over 1 MiB are
 passed over with a note unless they are step lines (``physical_lines``). The lines: ``step:N - key:value - …``
 (``parse_step_line``), ``Initial/Final validation metrics: {…}`` (``parse_validation``) and the pretty-printed
