@@ -5,7 +5,7 @@ expected error (``scale``), its within-run rolling-origin score, and what happen
 
 Headline of run i (``headline_of``): a weighted mean of the methods' forecasts (stacking). The pool is the
 other finished runs — of the same experiment when it has ``GROUP_MIN`` of them, else all ("leave-one-run-out":
-run i never votes for its own forecast). Two kinds of forecast get no weight, and are named in ``excluded``:
+run i never votes for its own forecast). Besides a dominated method (below), two kinds of forecast get no weight, named in ``excluded``:
 the law when the run's law fit is weak (``models.weak_fit``), and an outlier — a method whose forecast lies
 outside the range of the other methods' forecasts by more than ``OUTLIER_FACTOR`` times its own replayed
 error (its MAE over the pool, or its within-run error without a pool). A method's weight is ∝ 1 / MAE² over the pool, for the methods that
