@@ -6,8 +6,10 @@ down the live path) and prints, per fraction, the MAE (points of accuracy) and t
 interval of every method, the cross-run model and the headline — the headline of each run chosen, and its
 interval calibrated, on the *other* runs of the set only (leave-one-run-out: ``analysis.forecasting``),
 exactly as ``backtest --json`` does for a store holding that set — and how far the headline is from the best
-single method, beside the noise of that difference (twice the standard error of the paired |error|
-differences: the best method is the minimum of several noisy MAEs).
+single method (chosen after the fact, on all the runs), beside the noise of that difference: the standard
+error of the paired per-run differences |headline error| − |best method's error|, and the verdict of the
+one-sided 95% paired t-test (worse than the best method by more than noise when the gap exceeds
+t(0.95; n − 1) standard errors: ``models.selection.gap_to``).
 Then the time of the replay for 25, 50 and 100 simulated finished runs: the per-run replays on the grid (what
 ingest does for a changed run) and the cross-run step over all of them (what follows every change). Sets:
 
@@ -42,6 +44,7 @@ from analysis.forecasting import backtest_at, cross_run  # noqa: E402
 from analysis.run import backtest_of, replay_end  # noqa: E402
 from models.backtest import GRID  # noqa: E402
 from models.metric_range import metric_range  # noqa: E402
+from models.selection import Gap, gap_to  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 BASELINE = "231b9d6"  # the analysis before forecasts were chosen across runs
@@ -112,7 +115,7 @@ def report(title: str, runs: list, cutoffs: list[float]) -> None:
     results = results_of(runs, cutoffs)
     print(f"\n## {title}: {len(runs)} runs  [replayed at {len(cutoffs)} fractions in {time.perf_counter() - t0:.1f} s]")
     print("MAE pt (coverage of the 95% interval); gap = headline − best single method ± the SE of the paired "
-          "|error| differences (within noise: gap ≤ 2 SE)")
+          "|error| differences (within noise: gap ≤ t(0.95; n − 1) SE, a one-sided paired t-test)")
     for c in cutoffs:
         bt = backtest_at(results, c)
         if bt.summary is None:
@@ -120,28 +123,23 @@ def report(title: str, runs: list, cutoffs: list[float]) -> None:
             continue
         sc = bt.summary.scores
         names = ["headline"] + [m for m in sc if m != "headline"]
-        gap, noise = _gap(bt)
-        # the best method is picked after the fact (the minimum of several noisy MAEs): noise is 2 SE
-        verdict = "within noise" if gap <= 2 * noise + 1e-12 else "WORSE than the best method by more than noise"
+        g = _gap(bt)
+        verdict = "within noise" if g.within_noise else "WORSE than the best method by more than noise"
         print(f"{c:4.0%} ({bt.summary.n_runs} runs)  "
               + "  ".join(f"{m} {100 * sc[m].mae:.2f} ({_pct(sc[m].coverage)})" for m in names)
-              + f"  | gap {100 * gap:+.2f} ± {100 * noise:.2f} pt vs {bt.summary.best_method}: {verdict}")
+              + f"  | gap {100 * g.gap:+.2f} ± {100 * g.se:.2f} pt vs {bt.summary.best_method} "
+              f"(bound {100 * g.bound:.2f}): {verdict}")
         for s in bt.skipped if c == cutoffs[0] else ():
             print(f"    skipped {s['run']}: {s['reason']}")
 
 
-def _gap(bt) -> tuple[float, float]:  # noqa: ANN001 - analysis.forecasting.CutoffBacktest
-    """Headline MAE − best single method's MAE, and the standard error of that paired difference."""
+def _gap(bt) -> Gap:  # noqa: ANN001 - analysis.forecasting.CutoffBacktest
+    """The headline's paired gap to the best single method (``models.selection.gap_to``)."""
     import numpy as np
 
     t = bt.table
     k = t.methods.index(bt.summary.best_method)
-    head = np.abs(np.array([h.predicted for h in bt.headlines]) - t.observed)
-    best = np.abs(t.errors[:, k])
-    ok = np.isfinite(best)
-    d = head[ok] - best[ok]
-    se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
-    return float(np.mean(d)), se
+    return gap_to(np.array([h.predicted for h in bt.headlines]) - t.observed, t.errors[:, k])
 
 
 def replay_speed(quick: bool) -> None:

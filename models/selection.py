@@ -5,15 +5,18 @@ expected error (``scale``), its within-run rolling-origin score, and what happen
 
 Headline of run i (``headline_of``): a weighted mean of the methods' forecasts (stacking). The pool is the
 other finished runs — of the same experiment when it has ``GROUP_MIN`` of them, else all ("leave-one-run-out":
-run i never votes for its own forecast). Two kinds of forecast get no weight, and are named in ``excluded``:
+run i never votes for its own forecast). Besides a dominated method (below), two kinds of forecast get no weight, named in ``excluded``:
 the law when the run's law fit is weak (``models.weak_fit``), and an outlier — a method whose forecast lies
 outside the range of the other methods' forecasts by more than ``OUTLIER_FACTOR`` times its own replayed
 error (its MAE over the pool, or its within-run error without a pool). A method's weight is ∝ 1 / MAE² over the pool, for the methods that
-forecast at least ``MIN_POOL`` (3) and 80% of the pool's runs; with too few finished runs the weights come
+forecast at least ``MIN_POOL`` (2) and 80% of the pool's runs; with too few finished runs the weights come
 from the within-run rolling-origin errors of run i itself. A method that could not forecast run i gets no
-weight. Weighting by the pool's errors rather than picking the single best method keeps the choice stable
-when the pool is small (measured in ``bench/backtest.py``: on the simulated and the real runs the weighted
-headline had a lower or equal MAE than the pick of the best method at every cutoff but one).
+weight. A method *dominated* over the pool — another weighted method's error was smaller on every one of the
+(at least ``MIN_DOMINANCE``) pool runs both forecast — gets no weight either (``dominated``, named in ``excluded``): inverse-MAE²
+weights assume independent errors, and when every method misses on the same side, as on the shared verl
+runs, a method that is always further off only pulls the mean the wrong way. Weighting by the pool's errors
+rather than picking the single best method keeps the choice stable when the pool is small (the pick of the
+pool's best method lost to the stack on the simulated runs; ``bench/backtest.py``).
 
 Interval (split conformal, studentised). Scores z_j = |headline_j − observed_j| / scale_j over the pool (the
 same weights applied to run j's forecasts and scales); the interval is headline ± q·scale_i with q the
@@ -36,7 +39,9 @@ import numpy as np
 
 from models.intervals import DEFAULT_CONFIDENCE, Z95, t_quantile
 
-MIN_POOL = 3
+MIN_POOL = 2
+#: a method is dominated only when beaten on at least this many pool runs (and 80% of the pool)
+MIN_DOMINANCE = 3
 GROUP_MIN = 5
 #: weights ∝ 1 / MAE^WEIGHT_POWER (2: inverse squared error, as inverse-variance weighting)
 WEIGHT_POWER = 2.0
@@ -151,6 +156,23 @@ def outliers(methods: Sequence[str], predicted: np.ndarray, error: np.ndarray) -
     return out
 
 
+def dominated(table: Table, pool: list[int], ks: Sequence[int]) -> dict[str, str]:
+    """Methods (indices ``ks``) whose |error| was larger than another's of ``ks`` on every pool run both
+    forecast, when they share at least ``MIN_DOMINANCE`` and 80% of the pool's runs. Strict dominance is a
+    strict partial order: at least one method of ``ks`` is never dominated."""
+    e = np.abs(table.errors[pool]) if pool else np.empty((0, len(table.methods)))
+    out = {}
+    for k in ks:
+        for j in ks:
+            both = np.isfinite(e[:, k]) & np.isfinite(e[:, j])
+            n = int(both.sum())
+            if j != k and n >= max(MIN_DOMINANCE, 0.8 * len(pool)) and np.all(e[both, j] < e[both, k]):
+                out[table.methods[k]] = (f"dominated: {table.methods[j]} was closer on every one of the {n} "
+                                         f"finished runs both forecast")
+                break
+    return out
+
+
 def headline_of(table: Table, predicted: np.ndarray, scale: np.ndarray, rolling_mae: np.ndarray, lo: float,
                 hi: float, pool: list[int], weak_law: bool = False) -> Headline:
     """The headline of a run with these per-method ``predicted``/``scale``/``rolling_mae`` rows, learned from
@@ -166,7 +188,10 @@ def headline_of(table: Table, predicted: np.ndarray, scale: np.ndarray, rolling_
     can = [k for k in allm if table.methods[k] not in excluded] or allm
     mae = pool_err[can]
     if np.isfinite(mae).any():
-        rule, basis = "finished runs", mae
+        beaten = dominated(table, pool, [k for k in can if np.isfinite(pool_err[k])])
+        excluded.update(beaten)
+        can = [k for k in can if table.methods[k] not in beaten]
+        rule, basis = "finished runs", pool_err[can]
     elif np.isfinite([rolling_mae[k] for k in can]).any():
         rule, basis = "within run", np.array([rolling_mae[k] for k in can], dtype=float)
     else:
@@ -298,3 +323,32 @@ def _sentence(scores: dict[str, Score], best: str, counts: dict[str, int], n: in
         return f"{lead}, the same as {best}, the best single method on these runs: it did not beat it."
     return (f"{lead}; {best} alone did better ({100 * b.mae:.2f} pt): the headline did not beat every method "
             "on these runs.")
+
+
+@dataclass(frozen=True)
+class Gap:
+    """How much worse the headline did than one method over the same runs, and whether that is noise.
+
+    ``gap`` is the mean of the paired differences |headline error| − |method error| (each run's headline
+    learned without it), ``se`` their standard error (n − 1 in the variance), and ``bound`` the one-sided 95%
+    paired t-test's threshold, t(0.95; n − 1)·se: a gap above it is worse than the method by more than noise."""
+
+    gap: float
+    se: float
+    n: int
+    bound: float
+
+    @property
+    def within_noise(self) -> bool:
+        return self.gap <= self.bound + 1e-12
+
+
+def gap_to(headline_error: np.ndarray, method_error: np.ndarray) -> Gap:
+    """The paired gap of the headline to a method over the runs both forecast (``Gap``)."""
+    d = np.abs(np.asarray(headline_error, dtype=float)) - np.abs(np.asarray(method_error, dtype=float))
+    d = d[np.isfinite(d)]
+    n = len(d)
+    if n < 2:
+        return Gap(float(d.mean()) if n else float("nan"), float("inf"), n, float("inf"))
+    se = float(np.std(d, ddof=1) / np.sqrt(n))
+    return Gap(float(d.mean()), se, n, t_quantile(n - 1, 1 - 2 * (1 - DEFAULT_CONFIDENCE)) * se)

@@ -154,7 +154,8 @@ def test_summary_sentences_are_true():
     s = selection.summarise(beat, selection.loro_headlines(beat), 0.3)
     assert s.scores["headline"].mae < s.scores["m1"].mae and s.headline_beat_all
     assert "beat every single method" in s.sentence and f"{100 * s.scores['headline'].mae:.2f} pt" in s.sentence
-    lose = _table({"good": [0.01, 0.01, 0.01, 0.01], "bad": [0.05, 0.05, 0.05, 0.05]})
+    # "bad" closer on one run only (so never dominated, and never dropped): its weight costs the headline
+    lose = _table({"good": [0.01, 0.01, 0.01, 0.01], "bad": [0.05, 0.05, 0.05, 0.0]})
     s = selection.summarise(lose, selection.loro_headlines(lose), 0.3)
     assert not s.headline_beat_all and s.scores["headline"].mae > s.scores["good"].mae
     assert "good alone did better" in s.sentence and "did not beat every method" in s.sentence
