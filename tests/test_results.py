@@ -80,3 +80,29 @@ def test_every_stored_analysis_carries_schema_version(verl_db):
     assert [r["schema_version"] for r in forecasts["result"]] == [SCHEMA_VERSION] * 3
     version, _, doc = store.cross_run(CROSS_RUN_KIND)
     assert doc["schema_version"] == SCHEMA_VERSION and doc["track"]
+    stored = [*summaries["result"], *forecasts["result"], doc]
+    assert sum(len(r["backtests"]) for r in summaries["result"]) == 3 * 17  # every run replayed at every fraction
+    assert not [k for d in stored for k in _keys(d) if k.startswith("_")]  # nothing private rides in a result
+
+
+def _keys(doc):
+    """Every key of a JSON document, at any depth."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield k
+            yield from _keys(v)
+    elif isinstance(doc, list):
+        for v in doc:
+            yield from _keys(v)
+
+
+def test_a_replayed_run_pairs_its_own_analysis_with_its_backtest(verl_db):
+    from analysis.forecasting import Replayed, backtest_at
+    from analysis.pipeline import current_results
+
+    results = current_results(Store.open(verl_db, create=False))
+    bt = backtest_at(results, 0.3)
+    assert [type(u) for u in bt.replayed] == [Replayed] * 3
+    assert all(u.result is r for u, r in zip(bt.replayed, results, strict=True))  # the analysis itself, not a copy
+    assert [u.backtest for u in bt.replayed] == [r["backtests"]["0.3"] for r in results]
+    assert [bt.row(i)["cutoff_step"] for i in range(3)] == [int(r["backtests"]["0.3"]["cutoff_step"]) for r in results]
