@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.keys import choose_keys
+from analysis.results import RunAnalysis
 from analysis.settings import RunSettings, run_settings
 from analysis.version import ANALYSIS_VERSION, CROSS_RUN_KIND, FORECAST_KIND, KIND, SCHEMA_VERSION, versioned
 from db import Store
@@ -81,8 +82,15 @@ def current_results(store: Store, run_ids: Sequence[int] | None = None,
 
 
 def _stored(store: Store, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The stored analyses of ``ids``, each loaded through ``RunAnalysis.from_dict`` (a row that does not load
+    is an error naming the run and the key it lacks). The readers still take the dict: the stored one is
+    returned, which is what ``to_dict()`` gives back (tests/test_results.py) without paying to rebuild it."""
     df = store.analyses_frame(KIND, ids)
-    return {int(i): dict(r) for i, r in zip(df["run_id"], df["result"], strict=True)} if not df.empty else {}
+    out: dict[int, dict[str, Any]] = {}
+    for i, r in zip(df["run_id"], df["result"], strict=True):
+        RunAnalysis.from_dict(r)
+        out[int(i)] = dict(r)
+    return out
 
 
 def run_series(store: Store, result: Mapping[str, Any]) -> tuple[pd.Series, pd.Series]:

@@ -1,6 +1,8 @@
-"""Versioned results on the real verl console logs of ../shared: every ``--json`` document the CLI prints
+"""Typed, versioned results on the real verl logs of ../shared: every ``--json`` document the CLI prints
 carries ``schema_version`` and still holds every key it held before it was versioned (add, never rename);
-every stored analysis (per-run summary, per-run forecast row, the store-wide replay summary) carries it too."""
+every stored analysis (per-run summary, per-run forecast row, the store-wide replay summary) carries it too;
+a stored analysis loads back exactly through ``analysis.results.RunAnalysis`` (finished, degenerate, empty,
+in progress and failed runs)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 
 import pytest
 
+from analysis.results import Backtest, Collapse, Failure, Forecast, Law, RunAnalysis, Stage
 from analysis.version import CROSS_RUN_KIND, FORECAST_KIND, KIND, SCHEMA_VERSION
 from db import Store
 from entropy_dash.cli import main
@@ -106,3 +109,65 @@ def test_a_replayed_run_pairs_its_own_analysis_with_its_backtest(verl_db):
     assert all(u.result is r for u, r in zip(bt.replayed, results, strict=True))  # the analysis itself, not a copy
     assert [u.backtest for u in bt.replayed] == [r["backtests"]["0.3"] for r in results]
     assert [bt.row(i)["cutoff_step"] for i in range(3)] == [int(r["backtests"]["0.3"]["cutoff_step"]) for r in results]
+
+
+def _round_trips(result: dict) -> RunAnalysis:
+    typed = RunAnalysis.from_dict(result)
+    assert typed.to_dict() == result
+    return typed
+
+
+def test_stored_analyses_of_the_real_runs_load_back_exactly(verl_db):
+    results = Store.open(verl_db, create=False).analyses_frame(KIND)["result"]
+    typed = [_round_trips(r) for r in results]
+    for t, r in zip(typed, results, strict=True):
+        assert t.status == "ok" and isinstance(t.law, Law) and t.law.ceiling == r["law"]["ceiling"]
+        assert t.law.ceiling_ci == tuple(r["law"]["ceiling_ci"]) and t.law.flags == tuple(r["law"]["flags"])
+        assert [b.key for b in t.benchmarks] == [b["key"] for b in r["benchmarks"]]
+        assert isinstance(t.stage, Stage) and t.stage.step == r["stage"]["step"]
+        assert isinstance(t.collapse, Collapse) and t.collapse.verdict == r["collapse"]["verdict"]
+        assert t.forecast is None and len(t.backtests) == 17  # finished: replayed, no live forecast
+        for f, bt in t.backtests.items():
+            if isinstance(bt, Failure):
+                assert bt.cause == r["backtests"][f]["cause"] and bt.error == r["backtests"][f]["error"]
+            else:
+                assert isinstance(bt, Backtest) and bt.observed_final == r["backtests"][f]["observed_final"]
+    failures = [bt for t in typed for bt in t.backtests.values() if isinstance(bt, Failure)]
+    assert failures and {f.cause for f in failures} == {"too_few_points_before_cutoff"}  # the earliest cuts
+
+
+def test_degenerate_empty_live_and_failed_analyses_load_back_exactly(shared_data, verl_logs, tmp_path, capsys):
+    tb = f"sqlite:///{tmp_path / 'tb.db'}"
+    assert main(["--db", tb, "--quiet", "ingest", "tensorboard", str(shared_data / "verl-tensorboard")]) == 0
+    typed = [_round_trips(r) for r in Store.open(tb, create=False).analyses_frame(KIND)["result"]]
+    assert {"ok", "degenerate", "skipped"} <= {t.status for t in typed}
+    assert all(t.stage is None and t.collapse is None and t.law is None for t in typed if t.status == "skipped")
+    assert any(b.status == "degenerate" and b.law is None for t in typed for b in t.benchmarks)
+
+    # runs in progress toward a planned 1,000 steps (live forecasts), and one run whose stored settings cannot
+    # be read (a performance range of one number): its analysis fails with the reason, and loads back too
+    db = f"sqlite:///{tmp_path / 'live.db'}"
+    assert main(["--db", db, "--quiet", "ingest", "file", str(verl_logs[0].parent), "--planned-steps", "1000"]) == 0
+    store = Store.open(db, create=False)
+    kind, uri = store.sources_frame().iloc[0][["kind", "uri"]]
+    victim = verl_logs[0].stem
+    store.source_id(kind, uri, {"planned_steps": 1000, "runs": {victim: {"performance_range": [0.5]}}})
+    assert main(["--db", db, "--quiet", "analyse", "--all"]) == 0
+    typed = {t.run: t for t in map(_round_trips, store.analyses_frame(KIND)["result"])}
+    failed = typed.pop(victim)
+    assert failed.status == "failed" and failed.reason.startswith("analysis failed: IndexError")
+    assert failed.law is None and failed.benchmarks == () and failed.stage is None and failed.forecast is None
+    assert len(typed) == 2 and all(isinstance(t.forecast, Forecast) and t.forecast.horizon_step == 1000
+                                   and t.backtests == {} for t in typed.values())
+    capsys.readouterr()  # what ingest and analyse printed
+    fits = {f["run"]: f for f in _json(capsys, "fit", "--db", db)}  # the stored rows, read through from_dict
+    assert fits[victim]["status"] == "failed" and all(fits[n]["forecast"]["horizon_step"] == 1000 for n in typed)
+
+
+def test_a_stored_result_missing_a_key_is_an_error_naming_it(verl_db):
+    from analysis.errors import AnalysisError
+
+    result = dict(Store.open(verl_db, create=False).analyses_frame(KIND)["result"].iloc[0])
+    del result["status"]
+    with pytest.raises(AnalysisError, match=r"RunAnalysis: the stored result has no status \(run 1,"):
+        RunAnalysis.from_dict(result)
