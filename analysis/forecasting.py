@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.results import is_failure
 from models import crossrun, selection
 from models.backtest import GRID, bracket
 from models.errors import FitError
@@ -100,7 +101,7 @@ def finished_with_backtest(results: Sequence[Mapping[str, Any]], cutoff: float,
                             "reason": f"not finished ({r.get('progress')}): no final score to backtest against"})
             continue
         bt = (backtests or {}).get(r["run_id"]) if backtests is not None else (r.get("backtests") or {}).get(key)
-        if not bt or "cause" in bt:
+        if not bt or is_failure(bt):
             skipped.append({"run": r["run"], "run_id": r["run_id"],
                             "reason": (bt or {}).get("error", f"no backtest at {cutoff:g}")})
             continue
@@ -220,7 +221,7 @@ def track_record(reps: Mapping[float, CutoffBacktest]) -> dict[str, dict[str, An
 def live_forecasts(results: Sequence[Mapping[str, Any]], reps: Mapping[float, CutoffBacktest] | None = None,
                    track: Mapping[str, Mapping[str, Any]] | None = None) -> dict[int, dict[str, Any]]:
     """The headline forecast of every run in progress with a known planned length (module docstring)."""
-    live = [r for r in results if isinstance(r.get("live"), Mapping) and "cause" not in r["live"]]
+    live = [r for r in results if isinstance(r.get("live"), Mapping) and not is_failure(r["live"])]
     if not live:
         return {}
     reps = dict(reps or {})
