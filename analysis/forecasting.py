@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.results import is_failure
 from models import crossrun, selection
 from models.backtest import GRID, bracket
 from models.errors import FitError
@@ -39,6 +40,14 @@ ALL_METHODS = (*METHODS, CROSS_RUN)
 
 
 @dataclass(frozen=True)
+class Replayed:
+    """A finished run usable at one cutoff: its analysis and its replay (backtest) at that cutoff."""
+
+    result: Mapping[str, Any]
+    backtest: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class CutoffBacktest:
     cutoff: float
     table: selection.Table | None
@@ -46,12 +55,12 @@ class CutoffBacktest:
     intervals: np.ndarray  # N × M × 2, every method's own interval
     summary: selection.Summary | None
     skipped: tuple[dict[str, Any], ...]
-    results: tuple[Mapping[str, Any], ...]  # the runs of the table, in its order
+    replayed: tuple[Replayed, ...]  # the runs of the table, in its order
 
     def row(self, i: int) -> dict[str, Any]:
         """Run i's backtest as the --json documents show it."""
-        h, t, res = self.headlines[i], self.table, self.results[i]
-        bt = res["_bt"]
+        h, t = self.headlines[i], self.table
+        res, bt = self.replayed[i].result, self.replayed[i].backtest
         obs = float(t.observed[i])
         methods = {}
         for k, m in enumerate(t.methods):
@@ -75,8 +84,8 @@ class CutoffBacktest:
 
 def finished_with_backtest(results: Sequence[Mapping[str, Any]], cutoff: float,
                            backtests: Mapping[int, Mapping[str, Any]] | None = None
-                           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(runs usable at ``cutoff`` with their backtest under ``_bt``, skipped runs with the reason).
+                           ) -> tuple[list[Replayed], list[dict[str, Any]]]:
+    """(runs usable at ``cutoff``, each with its backtest there; skipped runs with the reason).
     ``backtests`` (run id → backtest dict) replaces the stored ones (another cutoff, computed on request)."""
     usable, skipped = [], []
     key = f"{cutoff:g}"
@@ -92,11 +101,11 @@ def finished_with_backtest(results: Sequence[Mapping[str, Any]], cutoff: float,
                             "reason": f"not finished ({r.get('progress')}): no final score to backtest against"})
             continue
         bt = (backtests or {}).get(r["run_id"]) if backtests is not None else (r.get("backtests") or {}).get(key)
-        if not bt or "cause" in bt:
+        if not bt or is_failure(bt):
             skipped.append({"run": r["run"], "run_id": r["run_id"],
                             "reason": (bt or {}).get("error", f"no backtest at {cutoff:g}")})
             continue
-        usable.append({**r, "_bt": bt})
+        usable.append(Replayed(r, bt))
     return usable, skipped
 
 
@@ -124,20 +133,20 @@ def _rows(bt: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return col("predicted"), col("scale"), col("rolling_mae")
 
 
-def build_table(usable: Sequence[Mapping[str, Any]]) -> selection.Table:
+def build_table(usable: Sequence[Replayed]) -> selection.Table:
     """Finished runs × (methods + cross_run) at one cutoff; cross_run leave-one-run-out."""
-    rows = [_rows(r["_bt"]) for r in usable]
-    obs = np.array([r["_bt"]["observed_final"] for r in usable], dtype=float)
-    groups = tuple(r.get("project") for r in usable)
-    points = [_point(r, r["_bt"], o) for r, o in zip(usable, obs, strict=True)]
+    rows = [_rows(u.backtest) for u in usable]
+    obs = np.array([u.backtest["observed_final"] for u in usable], dtype=float)
+    groups = tuple(u.result.get("project") for u in usable)
+    points = [_point(u.result, u.backtest, o) for u, o in zip(usable, obs, strict=True)]
     cr_pred, cr_scale = crossrun.loro(points, groups)
-    bounds = np.array([_range(r) for r in usable]).reshape(-1, 2)
+    bounds = np.array([_range(u.result) for u in usable]).reshape(-1, 2)
     cr_pred = np.clip(cr_pred, bounds[:, 0], bounds[:, 1])
     pred = np.column_stack([np.array([p for p, _, _ in rows]).reshape(len(rows), -1), cr_pred])
     scale = np.column_stack([np.array([s for _, s, _ in rows]).reshape(len(rows), -1), cr_scale])
     roll = np.column_stack([np.array([x for _, _, x in rows]).reshape(len(rows), -1), np.full(len(rows), np.nan)])
-    weak = np.array([bool(r["_bt"].get("weak_law")) for r in usable], dtype=bool)
-    return selection.Table(tuple(int(r["run_id"]) for r in usable), groups, ALL_METHODS, pred, scale, roll, obs,
+    weak = np.array([bool(u.backtest.get("weak_law")) for u in usable], dtype=bool)
+    return selection.Table(tuple(int(u.result["run_id"]) for u in usable), groups, ALL_METHODS, pred, scale, roll, obs,
                            bounds[:, 0], bounds[:, 1], weak)
 
 
@@ -212,7 +221,7 @@ def track_record(reps: Mapping[float, CutoffBacktest]) -> dict[str, dict[str, An
 def live_forecasts(results: Sequence[Mapping[str, Any]], reps: Mapping[float, CutoffBacktest] | None = None,
                    track: Mapping[str, Mapping[str, Any]] | None = None) -> dict[int, dict[str, Any]]:
     """The headline forecast of every run in progress with a known planned length (module docstring)."""
-    live = [r for r in results if isinstance(r.get("live"), Mapping) and "cause" not in r["live"]]
+    live = [r for r in results if isinstance(r.get("live"), Mapping) and not is_failure(r["live"])]
     if not live:
         return {}
     reps = dict(reps or {})
@@ -283,7 +292,7 @@ def _cross_run_live(bts: Sequence[CutoffBacktest], r: Mapping[str, Any],
         if bt.table is None:
             continue
         pool = selection.pool_of(None, bt.table, r.get("project"))
-        points += [_point(bt.results[j], bt.results[j]["_bt"], float(bt.table.observed[j])) for j in pool]
+        points += [_point(bt.replayed[j].result, bt.replayed[j].backtest, float(bt.table.observed[j])) for j in pool]
         runs |= {bt.table.runs[j] for j in pool}
     if len(runs) < crossrun.MIN_TRAIN_RUNS:
         return float("nan"), float("nan"), ()

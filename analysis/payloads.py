@@ -14,6 +14,7 @@ from analysis.errors import AnalysisError
 from analysis.forecasting import CrossRun, backtest_at, summary_of_rows
 from analysis.health import health_payload
 from analysis.pipeline import current_cross_run, run_series
+from analysis.results import is_failure
 from analysis.scaling import scaling_of
 from db import Store
 from models.align import align
@@ -113,7 +114,7 @@ def _why_no_forecast(res: Mapping[str, Any]) -> str:
     if res.get("finished"):
         return "finished: no forecast, see its backtest"
     live = res.get("live")
-    if isinstance(live, Mapping) and "cause" in live:
+    if is_failure(live):
         return f"no forecast: {live.get('error')}"
     if not res.get("planned_steps"):
         return ("planned length unknown: set it with `entropy-dash ingest … --planned-steps N` or planned_steps in "

@@ -39,8 +39,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.keys import choose_keys
+from analysis.results import RunAnalysis
 from analysis.settings import RunSettings, run_settings
-from analysis.version import ANALYSIS_VERSION, CROSS_RUN_KIND, FORECAST_KIND, KIND
+from analysis.version import ANALYSIS_VERSION, CROSS_RUN_KIND, FORECAST_KIND, KIND, SCHEMA_VERSION, versioned
 from db import Store
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,15 @@ def current_results(store: Store, run_ids: Sequence[int] | None = None,
 
 
 def _stored(store: Store, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The stored analyses of ``ids``, each loaded through ``RunAnalysis.from_dict`` (a row that does not load
+    is an error naming the run and the key it lacks). The readers still take the dict: the stored one is
+    returned, which is what ``to_dict()`` gives back (tests/test_results.py) without paying to rebuild it."""
     df = store.analyses_frame(KIND, ids)
-    return {int(i): dict(r) for i, r in zip(df["run_id"], df["result"], strict=True)} if not df.empty else {}
+    out: dict[int, dict[str, Any]] = {}
+    for i, r in zip(df["run_id"], df["result"], strict=True):
+        RunAnalysis.from_dict(r)
+        out[int(i)] = dict(r)
+    return out
 
 
 def run_series(store: Store, result: Mapping[str, Any]) -> tuple[pd.Series, pd.Series]:
@@ -134,9 +142,9 @@ def refresh_cross_run(store: Store) -> None:
     results = current_results(store)
     cr = cross_run(results)
     versions = store.runs_frame().set_index("id")["data_version"].to_dict()
-    store.save_analyses([(rid, FORECAST_KIND, int(versions[rid]), row, _forecast_columns(row))
+    store.save_analyses([(rid, FORECAST_KIND, int(versions[rid]), versioned(row), _forecast_columns(row))
                          for rid, row in cr.rows.items() if rid in versions])
-    store.save_cross_run(CROSS_RUN_KIND, ANALYSIS_VERSION, inputs, {"track": cr.track})
+    store.save_cross_run(CROSS_RUN_KIND, ANALYSIS_VERSION, inputs, versioned({"track": cr.track}))
 
 
 def _forecast_columns(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -260,6 +268,7 @@ def _analyse(store: Store, ids: list[int], options: Options) -> Iterator[dict[st
         except Exception as exc:  # noqa: BLE001 - one run's failure is that run's status, never everyone's
             log.warning("run %s (%s): analysis failed: %s: %s", run_id, run["name"], type(exc).__name__, exc)
             yield {"run_id": int(run_id), "run": run["name"], "analysis_version": ANALYSIS_VERSION,
+                   "schema_version": SCHEMA_VERSION,
                    "status": "failed", "reason": f"analysis failed: {type(exc).__name__}: {str(exc)[:300]}",
                    "law": None, "entropy_key": None, "performance_key": None, "benchmarks": [],
                    "backtests": {}, "live": None, "progress": "", "finished": False, "unrecognised_keys": [],

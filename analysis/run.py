@@ -29,7 +29,7 @@ import pandas as pd
 
 from analysis.keys import KeyChoice, benchmark_name
 from analysis.settings import RunSettings
-from analysis.version import ANALYSIS_VERSION
+from analysis.version import ANALYSIS_VERSION, SCHEMA_VERSION
 from db.records import planned_length
 from db.values import finite_number
 from models.align import Aligned, align
@@ -90,7 +90,7 @@ def analyse_run(run: Mapping[str, Any], stats: pd.DataFrame, choice: KeyChoice, 
     finished, progress_text = progress(run.get("state"), last_step, planned, settings.finished)
     out: dict[str, Any] = {
         "run_id": int(run["id"]), "run": run["name"], "project": run.get("project"),
-        "analysis_version": ANALYSIS_VERSION,
+        "analysis_version": ANALYSIS_VERSION, "schema_version": SCHEMA_VERSION,
         "entropy_key": choice.entropy, "performance_key": choice.performance,
         "performance_kind": choice.performance_kind, "key_reason": choice.reason, "headline_rule": choice.rule,
         "unrecognised_keys": list(choice.unrecognised), "status": "ok", "reason": None, "law": None,

@@ -1,7 +1,14 @@
 """The version of the analysis code: bumped whenever what ``analysis.run`` computes changes; stored analyses made
 by another version are stale (recomputed by writers, computed in memory by readers)."""
 
-ANALYSIS_VERSION = 4  # 3: run-health findings (analysis.health); 4: replay and stored cross-run results
+from typing import Any
+
+ANALYSIS_VERSION = 5  # 3: run-health findings (analysis.health); 4: replay and stored cross-run results;
+#                       5: every stored analysis carries ``schema_version``
+
+#: the version of the shape of every ``--json`` document and stored analysis (README, "JSON documents"):
+#: bumped when a key is renamed or removed or changes meaning; adding a key keeps it
+SCHEMA_VERSION = 1
 
 #: the kind of the per-run analysis row in the ``analyses`` table
 KIND = "summary"
@@ -11,3 +18,13 @@ FORECAST_KIND = "forecast"
 
 #: the kind of the store-wide replay summary in the ``cross_run`` table
 CROSS_RUN_KIND = "replay"
+
+
+def versioned(doc: Any) -> Any:
+    """A document with ``schema_version``: a dict gets the key; a list (``runs --json``, ``fit --json``) gets it in
+    every row, so its shape stays a list. Anything else is returned as it is."""
+    if isinstance(doc, dict):
+        return {**doc, "schema_version": SCHEMA_VERSION}
+    if isinstance(doc, list):
+        return [versioned(row) if isinstance(row, dict) else row for row in doc]
+    return doc

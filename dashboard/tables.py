@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.results import is_failure
 from db.values import finite_number
 from models.intervals import Z95
 
@@ -34,7 +35,7 @@ def stage_text(stage: Mapping[str, Any] | None) -> str:
     """``plateau from step S [lo–hi]`` for a clear switch, else why there is none."""
     if not stage:
         return "–"
-    if "cause" in stage:
+    if is_failure(stage):
         return f"n/a ({stage['cause']})"
     if stage.get("clear") and stage.get("step") is not None:
         lo, hi = stage.get("range") or (stage["step"], stage["step"])
@@ -45,7 +46,7 @@ def stage_text(stage: Mapping[str, Any] | None) -> str:
 def collapse_text(collapse: Mapping[str, Any] | None) -> str:
     if not collapse:
         return "–"
-    if "cause" in collapse:
+    if is_failure(collapse):
         return f"n/a ({collapse['cause']})"
     verdict = str(collapse.get("verdict"))
     proj = finite_number(collapse.get("projected_floor_step"))

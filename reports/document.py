@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from analysis.version import versioned
 from db import Store
 from db.values import json_safe
 from reports.errors import ReportError
@@ -30,8 +31,9 @@ class ReportData:
 
     def document(self) -> dict[str, Any]:
         """The JSON report (schema in README, "Reports")."""
-        return json_safe({"schema": SCHEMA, "generated_at": self.generated_at, "store": self.store,
-                          "filters": self.filters, "runs": self.runs, "fit": self.fit, "backtest": self.backtest})
+        return json_safe(versioned({"schema": SCHEMA, "generated_at": self.generated_at, "store": self.store,
+                                    "filters": self.filters, "runs": versioned(self.runs), "fit": versioned(self.fit),
+                                    "backtest": versioned(self.backtest)}))
 
 
 def collect_report(store: Store, experiments: Sequence[str] | None = None,

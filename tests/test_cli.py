@@ -12,6 +12,7 @@ import time
 import pytest
 import requests
 
+from analysis.version import SCHEMA_VERSION
 from db import Store
 from entropy_dash.cli import main
 from tests.fixtures_servers import free_port, stop
@@ -64,6 +65,7 @@ def test_verl_logs_fit_stage_collapse_and_backtest(capsys, tmp_path, verl_logs):
     q = fits["Qwen2.5-0.5B-bsz256_2-prompt1024-resp512-0.567"]
     assert q["plateau_step"] < 435 / 2  # the rising stage ends in the first half
     bt = cli_json(capsys, "backtest", "--db", db)
+    assert SCHEMA_VERSION == bt["schema_version"] == q["schema_version"] == qwen["schema_version"] == 1
     assert bt["cutoff"] == 0.3 and len(bt["runs"]) == 3 and bt["skipped"] == []
     for r in bt["runs"]:
         assert {"law", "last_value", "recent_mean"} <= set(r["baselines"])  # curves need 6+ evaluations

@@ -160,7 +160,8 @@ def test_html_opens_offline_in_chromium(demo_db, tmp_path, browser, capsys):
 def test_json_report_equals_the_cli_documents(demo_db, tmp_path, capsys):
     cli(capsys, "report", "--db", demo_db, "--out", str(tmp_path), "--format", "json")
     doc = json.loads((tmp_path / "report.json").read_text())
-    assert set(doc) == {"schema", "generated_at", "store", "filters", "runs", "fit", "backtest"}
+    assert set(doc) == {"schema", "generated_at", "store", "filters", "runs", "fit", "backtest", "schema_version"}
+    assert doc["schema_version"] == doc["backtest"]["schema_version"] == 1
     assert doc["schema"] == "entropy-dash.report/1"
     assert doc["filters"] == {"experiments": [], "runs": []}
     assert doc["runs"] == cli_json(capsys, "runs", "--db", demo_db)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
+from analysis.version import versioned
 from db.values import json_safe
 
 
@@ -20,12 +21,13 @@ def open_store(args: argparse.Namespace, *, create: bool = True):  # noqa: ANN20
 
 
 def emit(args: argparse.Namespace, payload: Any, text: Callable[[], str]) -> None:
-    """``payload`` as one JSON document (JSON escapes control characters itself), or ``text()`` with the
-    control characters of stored text (run names, keys, notes) escaped: a terminal shows them, never runs them."""
+    """``payload`` as one JSON document with its ``schema_version`` (``analysis.version.versioned``; JSON escapes
+    control characters itself), or ``text()`` with the control characters of stored text (run names, keys,
+    notes) escaped: a terminal shows them, never runs them."""
     from db.limits import inert_lines
 
     if getattr(args, "json", False):
-        json.dump(json_safe(payload), sys.stdout, indent=2, allow_nan=False)
+        json.dump(json_safe(versioned(payload)), sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(inert_lines(text()) + "\n")
