@@ -45,7 +45,8 @@ source's runs left stale. Sources are built by the source registry (``ingest.reg
 worker thread; a job whose previous run is still going is skipped, never stacked. SIGTERM or SIGINT stops
 the scheduler: the current job ends after the run it is writing (every run is its own transaction, so
 nothing partial is left; the job's ``sync_log`` row says it was stopped and the next sync resumes from the
-watermarks) and the process exits 0. ``--once`` runs every source once, in order, and exits: 0 when all
+watermarks) and the process exits 0. Several schedulers may share one PostgreSQL store: each source is
+synced by one of them per trigger and the analyses are split between them (``db.locks``, ``db.claims``). ``--once`` runs every source once, in order, and exits: 0 when all
 succeeded, 1 when any failed (its error is in ``sync_log``) — for system cron and for tests.
 """
 
@@ -140,7 +141,7 @@ class Scheduler:
             return True
 
     def _help_analyse(self, src: SourceConfig, source: Any) -> None:
-        """Claim and analyse stale runs of a source another scheduler syncs (PostgreSQL; never raises)."""
+        """Claim and analyse stale runs of a source another scheduler syncs (PostgreSQL); a store error is logged."""
         sid = source_row_id(self.store.engine, source.kind, source.uri)
         if sid is None or self.stop.is_set():
             return
