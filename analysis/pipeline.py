@@ -43,11 +43,15 @@ from analysis.results import RunAnalysis
 from analysis.settings import RunSettings, run_settings
 from analysis.version import ANALYSIS_VERSION, CROSS_RUN_KIND, FORECAST_KIND, KIND, SCHEMA_VERSION, versioned
 from db import Store
+from db.claims import claimed_batches
+from db.locks import cross_run_lock, shared
 
 log = logging.getLogger(__name__)
 
 #: below this many runs to analyse, one process does it (starting workers costs about a second)
 PARALLEL_MIN_RUNS = 24
+#: runs per claimed batch on PostgreSQL (``db.claims``): a quarter of the work, within these bounds
+CLAIM_MIN, CLAIM_MAX = 8, 200
 
 
 @dataclass(frozen=True)
@@ -118,13 +122,36 @@ def refresh_analyses(store: Store, run_ids: Sequence[int] | None = None, *, forc
     else:
         stale = store.stale_runs(KIND, ANALYSIS_VERSION)
         todo = stale if run_ids is None else [i for i in stale if i in {int(j) for j in run_ids}]
-    if todo:
+    if todo and shared(store.engine):
+        done = _refresh_claimed(store, todo, force=force)
+    elif todo:
         versions = store.runs_frame(todo).set_index("id")["data_version"].to_dict()
         results = analyse_ids(store, todo)
         store.save_analyses([(r["run_id"], KIND, int(versions[r["run_id"]]), r, columns(r)) for r in results])
+        done = len(todo)
+    else:
+        done = 0
     if todo or not cross_run_is_current(store):
-        refresh_cross_run(store)
-    return len(todo)
+        with cross_run_lock(store.engine):
+            if done or not cross_run_is_current(store):  # another process may have just brought it up to date
+                refresh_cross_run(store)
+    return done
+
+
+def _refresh_claimed(store: Store, todo: Sequence[int], *, force: bool) -> int:
+    """PostgreSQL, where several processes may analyse at once: the runs are claimed batch by batch
+    (``db.claims``) and each is analysed by the process that claimed it; returns how many this one did."""
+    done = 0
+    size = max(CLAIM_MIN, min(len(todo) // 4, CLAIM_MAX))  # a few batches: the work splits, each runs in parallel
+    for batch in claimed_batches(store.engine, todo, kind=KIND, analysis_version=ANALYSIS_VERSION, force=force,
+                                 size=size):
+        results = analyse_ids(store, [i for i, _ in batch])
+        versions = dict(batch)  # read under the claim: no sync can change them before the commit
+        store.save_analyses([(r["run_id"], KIND, versions[r["run_id"]], r, columns(r)) for r in results])
+        log.debug("claimed and analysed runs %s (data versions %s)", ",".join(str(i) for i, _ in batch),
+                  ",".join(str(v) for _, v in batch))
+        done += len(results)
+    return done
 
 
 def cross_run_is_current(store: Store) -> bool:

@@ -45,7 +45,8 @@ source's runs left stale. Sources are built by the source registry (``ingest.reg
 worker thread; a job whose previous run is still going is skipped, never stacked. SIGTERM or SIGINT stops
 the scheduler: the current job ends after the run it is writing (every run is its own transaction, so
 nothing partial is left; the job's ``sync_log`` row says it was stopped and the next sync resumes from the
-watermarks) and the process exits 0. ``--once`` runs every source once, in order, and exits: 0 when all
+watermarks) and the process exits 0. Several schedulers may share one PostgreSQL store: each source is
+synced by one of them per trigger and the analyses are split between them (``db.locks``, ``db.claims``). ``--once`` runs every source once, in order, and exits: 0 when all
 succeeded, 1 when any failed (its error is in ``sync_log``) — for system cron and for tests.
 """
 
@@ -55,6 +56,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,7 +68,9 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from analysis.version import ANALYSIS_VERSION, KIND
 from db import Store
+from db.locks import shared, source_lock, source_row_id, synced_since
 from entropy_dash.errors import USER_ERRORS
 from entropy_dash.schedule_config import (  # noqa: F401 - the config's API, used through this module too
     ReportConfig,
@@ -77,6 +81,7 @@ from entropy_dash.schedule_config import (  # noqa: F401 - the config's API, use
     parse_interval,
 )
 from entropy_dash.sync_workflow import sync_and_analyse
+from entropy_dash.trigger_time import trigger_since
 from ingest import registry
 from ingest.errors import IngestError
 
@@ -99,14 +104,25 @@ class Scheduler:
     _dirty: bool = False  # data changed since the last report
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def run_source(self, src: SourceConfig) -> bool:
-        """One sync of ``src`` + analyses (+ report); False when it failed (the error is in sync_log)."""
+    def run_source(self, src: SourceConfig, since: datetime | None = None) -> bool:
+        """One sync of ``src`` + analyses (+ report); False when it failed (the error is in sync_log). On
+        PostgreSQL the source is left to another scheduler that holds its lock or synced it ``since`` (this
+        trigger's fire time); this one then helps with the analyses of its runs (``db.locks``, ``db.claims``)."""
         if self.stop.is_set():
             return True
         with self._lock:
             try:
                 source = registry.build(src.kind, src.uri, src.options)
-                summary = sync_and_analyse(self.store, source, progress=self._progress, stopped=self.stop.is_set)
+                with source_lock(self.store.engine, source.kind, source.uri) as held:
+                    if not held or (since is not None and shared(self.store.engine) and synced_since(
+                            self.store.engine, source.kind, source.uri, since, host=socket.gethostname(),
+                            pid=os.getpid())):
+                        log.info("%s: synced by another scheduler (%s); skipped here", src.label,
+                                 "it holds the source's lock" if not held else "since this trigger fired")
+                        self._help_analyse(src, source)
+                        return True
+                    summary = sync_and_analyse(self.store, source, progress=self._progress,
+                                               stopped=self.stop.is_set)
             except SyncStopped as exc:
                 log.warning("%s: %s", src.label, exc)
                 return True
@@ -123,6 +139,23 @@ class Scheduler:
             if self.config.webhook is not None:
                 self.post_findings(src, result.source_id)
             return True
+
+    def _help_analyse(self, src: SourceConfig, source: Any) -> None:
+        """Claim and analyse stale runs of a source another scheduler syncs (PostgreSQL); a store error is logged."""
+        sid = source_row_id(self.store.engine, source.kind, source.uri)
+        if sid is None or self.stop.is_set():
+            return
+        try:
+            if not (todo := set(self.store.stale_runs(KIND, ANALYSIS_VERSION)) & set(self.store.run_ids_of_source(sid))):
+                return
+            from analysis.pipeline import refresh_analyses  # the models: only when there is work
+
+            done = refresh_analyses(self.store, sorted(todo))
+        except USER_ERRORS as exc:
+            log.error("%s: helping with the analyses failed: %s", src.label, exc)
+            return
+        self._dirty = self._dirty or bool(done)
+        log.info("%s: %d runs analysed here (claimed; the other runs by the other schedulers)", src.label, done)
 
     def post_findings(self, src: SourceConfig, source_id: int) -> None:
         """Post the source's new health findings at or above the webhook's level (each once; never raises)."""
@@ -184,10 +217,10 @@ class Scheduler:
         except USER_ERRORS as again:
             log.error("could not record it in sync_log: %s", again)
 
-    def job(self, src: SourceConfig) -> None:
+    def job(self, src: SourceConfig, trigger: Any = None) -> None:
         """What the scheduler runs: never raises (an unexpected error is one logged line, not a traceback)."""
         try:
-            self.run_source(src)
+            self.run_source(src, trigger_since(trigger, src.every, datetime.now(UTC)) if trigger else None)
             self.run_report()
         except Exception as exc:  # noqa: BLE001 - the schedule goes on; --debug shows the traceback
             self.failures += 1
@@ -222,7 +255,7 @@ def _run_forever(sched: Scheduler, on_stop: list[Callable[[], None]]) -> int:
         else:
             trigger, first = IntervalTrigger(seconds=src.every or 300.0, timezone=UTC), now  # first sync at once
         kwargs = {"next_run_time": first} if first is not None else {}
-        aps.add_job(sched.job, trigger, args=[src], id=f"source-{src.index}", name=src.label, **kwargs)
+        aps.add_job(sched.job, trigger, args=[src, trigger], id=f"source-{src.index}", name=src.label, **kwargs)
         log.info("scheduled %s: %s", src.label, f"cron {src.cron!r}" if src.cron else f"every {src.every:g} s")
 
     def shutdown() -> None:
