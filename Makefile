@@ -54,6 +54,7 @@ bench: install
 	$(BIN)/python bench/ingest_file.py
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/tiny_runs.py --sizes 1000,10000
 
 lint: install
 	$(BIN)/ruff check .

@@ -121,7 +121,8 @@ def refresh_analyses(store: Store, run_ids: Sequence[int] | None = None, *, forc
         todo = [int(i) for i in (run_ids if run_ids is not None else store.runs_frame()["id"])]
     else:
         stale = store.stale_runs(KIND, ANALYSIS_VERSION)
-        todo = stale if run_ids is None else [i for i in stale if i in {int(j) for j in run_ids}]
+        wanted = None if run_ids is None else {int(j) for j in run_ids}  # one set, not one per stale run
+        todo = stale if wanted is None else [i for i in stale if i in wanted]
     if todo and shared(store.engine):
         done = _refresh_claimed(store, todo, force=force)
     elif todo:

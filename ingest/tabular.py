@@ -113,10 +113,20 @@ class _Accumulator:
     runs: dict[str, dict[str, list[_Chunk]]] = field(default_factory=dict)
     rows: int = 0  # data rows read
 
+    #: (run, key)s whose one chunk came with ``ordered``: its Series needs no sort, no repeat check
+    ordered: set[tuple[str, str]] = field(default_factory=set)
+
     def add(self, run: str, key: str, steps: np.ndarray, values: np.ndarray, walls: np.ndarray,
-            lines: np.ndarray) -> None:
+            lines: np.ndarray, *, ordered: bool = False) -> None:
+        """``ordered``: the caller checked that ``steps`` are int64 steps within the step rule, strictly
+        increasing, and ``values``/``walls`` float64, ``lines`` int64."""
         if len(steps):
-            self.runs.setdefault(run, {}).setdefault(key, []).append((steps, values, walls, lines))
+            parts = self.runs.setdefault(run, {}).setdefault(key, [])
+            parts.append((steps, values, walls, lines))
+            if ordered and len(parts) == 1:
+                self.ordered.add((run, key))
+            elif len(parts) == 2:
+                self.ordered.discard((run, key))
 
     def add_long(self, runs: np.ndarray, keys: np.ndarray, steps: np.ndarray, values: np.ndarray,
                  walls: np.ndarray, lines: np.ndarray) -> None:
@@ -128,6 +138,10 @@ class _Accumulator:
     def series(self, run: str, where: str) -> tuple[Series, ...]:
         out = []
         for key, parts in self.runs.get(run, {}).items():
+            if (run, key) in self.ordered:  # what Series.build would give: sorted, unique, nothing to drop
+                steps, values, walls, lines = parts[0]
+                out.append(Series(key, steps, values, walls, lines))
+                continue
             steps, values, walls, lines = (np.concatenate([p[i] for p in parts]) for i in range(4))
             out.append(Series.build(key, steps, values, None if np.isnan(walls).all() else walls,
                                     where=where, lines=lines))

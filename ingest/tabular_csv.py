@@ -240,10 +240,21 @@ def _csv_chunk(chunk: pd.DataFrame, lines: np.ndarray, layout: Layout, path: Pat
         values = _numeric(chunk["value"], lines, where, "value")
         acc.add_long(runs, keys_arr, steps, values, walls, lines)
         return
-    for key in layout.metric_columns(list(chunk.columns)):
-        values = _numeric(chunk[key], lines, where, key)
-        present = chunk[key].notna().to_numpy()
-        for run in pd.unique(runs):
-            m = present & (runs == run)
-            acc.add(str(run), key, steps[m], values[m], walls[m], lines[m])
+    keys = layout.metric_columns(list(chunk.columns))
+    columns = [(key, _numeric(chunk[key], lines, where, key), chunk[key].notna().to_numpy()) for key in keys]
+    for run, idx, ordered in _rows_by_run(runs, steps):
+        for key, values, present in columns:
+            m = idx[present[idx]]
+            acc.add(str(run), key, steps[m], values[m], walls[m], lines[m], ordered=ordered)
 
+
+def _rows_by_run(runs: np.ndarray, steps: np.ndarray) -> list[tuple[Any, np.ndarray, bool]]:
+    """Each run of a chunk with its row indices (in the order the runs first appear) and whether its steps
+    strictly increase down the rows: one grouping pass over the chunk, not a scan of the chunk per run (which
+    grows with runs × rows)."""
+    codes, names = pd.factorize(runs)
+    order = np.argsort(codes, kind="stable")
+    c, s = codes[order], steps[order]
+    unordered = set(c[1:][(c[1:] == c[:-1]) & (s[1:] <= s[:-1])].tolist())
+    bounds = np.searchsorted(c, np.arange(len(names) + 1)).tolist()
+    return [(name, order[bounds[i]:bounds[i + 1]], i not in unordered) for i, name in enumerate(names)]

@@ -198,3 +198,74 @@ def test_large_long_jsonl_streams_in_chunks(tmp_path, monkeypatch, reader):
     got = _runs(_jsonl(tmp_path / "big.jsonl", recs))
     assert all(len(got[f"r{r}"]["e"]) == 2500 for r in range(4))
     assert got["r3"]["e"].values[-1] == 2499.0
+
+
+def _built(key: str, steps, values, walls=None, lines=None):
+    from db.records import Series
+
+    return Series.build(key, np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64),
+                        None if walls is None else np.asarray(walls, dtype=np.float64), lines=lines)
+
+
+def _same(a, b) -> None:
+    assert a.key == b.key
+    assert a.steps.dtype == b.steps.dtype == np.int64 and a.steps.tolist() == b.steps.tolist()
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(a.wall_times, b.wall_times)
+    assert a.lines.tolist() == b.lines.tolist()
+    assert a.repeats == b.repeats
+
+
+@pytest.mark.parametrize("chunk_rows", [200_000, 4])
+def test_wide_csv_many_runs_every_point_as_series_build_gives_it(tmp_path, monkeypatch, chunk_rows):
+    """Runs grouped in one pass over each chunk: interleaved runs, a run with steps out of order and a repeat
+    (the latest line kept, counted), missing cells, runs across chunk borders: each series is what
+    ``Series.build`` makes of that run's lines."""
+    monkeypatch.setattr(tabular_csv, "CHUNK_ROWS", chunk_rows)
+    rows = [("a", 1, "0.9", "0.1"), ("b", 1, "0.8", ""), ("a", 2, "0.7", "0.2"), ("c", 5, "0.6", "0.3"),
+            ("c", 3, "0.5", "0.4"), ("b", 2, "0.4", "0.5"), ("c", 5, "0.3", "0.6"), ("a", 3, "", "0.7"),
+            ("d", 0, "1.5", "1.6")]
+    path = tmp_path / "sweep.csv"
+    path.write_text("run,step,actor/entropy,score\n" + "".join(f"{r},{s},{h},{v}\n" for r, s, h, v in rows))
+    got = {r.run.name: {s.key: s for s in r.series} for r in read_table(path)}
+    assert list(got) == ["a", "b", "c", "d"]
+    for run, keys in got.items():
+        assert list(keys) == [k for k in ("actor/entropy", "score") if any(
+            r[0] == run and r[2 if k == "actor/entropy" else 3] for r in rows)]
+        for key, series in keys.items():
+            col = 2 if key == "actor/entropy" else 3
+            mine = [(s, float(row[col]), line) for line, row in enumerate(rows, start=2)
+                    for r, s in [row[:2]] if r == run and row[col]]
+            want = _built(key, [m[0] for m in mine], [m[1] for m in mine], lines=[m[2] for m in mine])
+            _same(series, want)
+    assert got["c"]["score"].steps.tolist() == [3, 5] and got["c"]["score"].values.tolist() == [0.4, 0.6]
+    assert got["c"]["score"].repeats.dropped == 1 and got["c"]["score"].repeats.dropped_line == 5
+    assert got["a"]["actor/entropy"].steps.tolist() == [1, 2]
+
+
+def test_wide_csv_ten_thousand_runs_grouped_by_run(tmp_path):
+    n, steps = 10_000, 3
+    run = np.repeat([f"r{i:05d}" for i in range(n)], steps)
+    step = np.tile(np.arange(steps), n)
+    h = np.arange(n * steps) / 7.0
+    pd.DataFrame({"run": run, "step": step, "h": h}).to_csv(path := tmp_path / "tiny.csv", index=False)
+    runs = read_table(path)
+    assert len(runs) == n and [r.run.name for r in runs[:2]] == ["r00000", "r00001"]
+    (s,) = runs[1234].series
+    np.testing.assert_array_equal(s.values, h[1234 * steps:1235 * steps])
+    assert s.steps.tolist() == [0, 1, 2] and s.lines.tolist() == [2 + 1234 * steps + i for i in range(3)]
+
+
+def test_wide_csv_many_runs_bad_value_names_its_line_and_stores_nothing(tmp_path, store):
+    from ingest.files import FileSource
+    from ingest.sync import sync_source
+
+    lines = [f"r{i % 50},{i // 50},{0.5 + i / 1e4}" for i in range(2_000)]
+    lines[1_234] = "r34,24,oops"
+    path = tmp_path / "sweep.csv"
+    path.write_text("run,step,h\n" + "\n".join(lines) + "\n")
+    with pytest.raises(IngestError, match=r"sweep\.csv, line 1236: key 'h' has value 'oops', not a number"):
+        read_table(path)
+    with pytest.raises(IngestError, match="line 1236"):
+        sync_source(store, FileSource(str(path)))
+    assert store.runs_frame().empty
