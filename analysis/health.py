@@ -15,6 +15,7 @@ collapse findings of a run in progress told what its live forecast says the rema
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -153,10 +154,10 @@ def health_payload(results: Sequence[Mapping[str, Any]], chosen: Sequence[Mappin
     """Per run (of ``chosen``, default all): its findings with their context, worst severity first; ``live`` maps
     run id → live forecast document, as stored across runs (``CrossRun.live``)."""
     live = live or {}
-    finished = [r for r in results if r.get("finished") and r.get("health")]
+    cohort = Cohort([r for r in results if r.get("finished") and r.get("health")])
     out = []
     for res in chosen if chosen is not None else results:
-        found = [_in_context(f, res, finished, live.get(int(res["run_id"]))) for f in findings_of(res)]
+        found = [_in_context(f, res, cohort, live.get(int(res["run_id"]))) for f in findings_of(res)]
         found.sort(key=lambda f: -f.rank)
         out.append({"run": res["run"], "run_id": res["run_id"], "project": res.get("project"),
                     "progress": res.get("progress"), "worst": worst(found),
@@ -164,11 +165,10 @@ def health_payload(results: Sequence[Mapping[str, Any]], chosen: Sequence[Mappin
     return out
 
 
-def _in_context(f: Finding, res: Mapping[str, Any], finished: Sequence[Mapping[str, Any]],
-                live: Mapping[str, Any] | None) -> Finding:
+def _in_context(f: Finding, res: Mapping[str, Any], cohort: Cohort, live: Mapping[str, Any] | None) -> Finding:
     if f.severity == "skipped":
         return f
-    f = _cohort(f, res, finished)
+    f = _cohort(f, res, cohort)
     if live is not None and f.detector in (entropy_collapse.NAME, plateau.NAME):
         on_headline = f.benchmark is None or res.get("performance_key") in f.keys
         if on_headline:
@@ -204,38 +204,84 @@ def _forecast_quote(live: Mapping[str, Any], f: Finding, res: Mapping[str, Any])
                       "hours_left": left * per if per else None}
 
 
-def _cohort(f: Finding, res: Mapping[str, Any], finished: Sequence[Mapping[str, Any]]) -> Finding:
+class _Values:
+    """Numbers of the finished runs, sorted once: how many lie below and above a number is two bisections."""
+
+    def __init__(self, values: Iterable[float]) -> None:
+        vals = list(values)
+        self.sorted = sorted(v for v in vals if v == v)  # NaN compares false both ways: counted in n only
+        self.n = len(vals)
+
+    def standing(self, v: float, own: Sequence[float]) -> tuple[int, int, int]:
+        """(n, below, above) over these numbers without ``own`` (the run's own numbers among them)."""
+        n = self.n - len(own)
+        if v != v:
+            return n, 0, 0
+        below = bisect_left(self.sorted, v) - sum(o < v for o in own)
+        above = len(self.sorted) - bisect_right(self.sorted, v) - sum(o > v for o in own)
+        return n, below, above
+
+
+class Cohort:
+    """The store's finished runs as ``_cohort`` ranks a run among them: per step their entropy spent, per
+    (detector, benchmark) their findings' ``cohort_value`` — indexed once per payload, so ranking every run of
+    a store costs about n log n, not n² (the same counts as a pass over every other run)."""
+
+    def __init__(self, finished: Sequence[Mapping[str, Any]]) -> None:
+        spent: dict[str, list[float]] = {}
+        values: dict[tuple[str, str | None], list[float]] = {}
+        self._own: dict[int, tuple[dict[str, list[float]], dict[tuple[str, str | None], list[float]]]] = {}
+        for o in finished:
+            own_spent, own_values = self._own.setdefault(int(o["run_id"]), ({}, {}))
+            for step, v in (((o.get("health_profile") or {}).get("entropy_spent") or {}).items()):
+                if v is not None:
+                    spent.setdefault(step, []).append(v)
+                    own_spent.setdefault(step, []).append(v)
+            for d in o.get("health") or []:
+                ov = (d.get("evidence") or {}).get("cohort_value")
+                if isinstance(ov, int | float):
+                    key = (d["detector"], d.get("benchmark"))
+                    values.setdefault(key, []).append(ov)
+                    own_values.setdefault(key, []).append(ov)
+        self._spent = {k: _Values(v) for k, v in spent.items()}
+        self._values = {k: _Values(v) for k, v in values.items()}
+
+    def spent(self, run_id: int, step: str, v: float) -> tuple[int, int, int]:
+        """(n, below, above) of the other finished runs' entropy spent by ``step``."""
+        vals = self._spent.get(step)
+        return (0, 0, 0) if vals is None else vals.standing(v, self._own.get(run_id, ({}, {}))[0].get(step, []))
+
+    def value(self, run_id: int, detector: str, benchmark: str | None, v: float) -> tuple[int, int, int]:
+        """(n, below, above) of the other finished runs' ``cohort_value`` of this detector and benchmark."""
+        vals = self._values.get((detector, benchmark))
+        own = self._own.get(run_id, ({}, {}))[1].get((detector, benchmark), [])
+        return (0, 0, 0) if vals is None else vals.standing(v, own)
+
+
+def _cohort(f: Finding, res: Mapping[str, Any], cohort: Cohort) -> Finding:
     """Where this run stands among the store's other finished runs on the finding's own number."""
-    others = [o for o in finished if o["run_id"] != res["run_id"]]
+    run_id = int(res["run_id"])
     if f.detector == entropy_collapse.NAME:
         mine = (res.get("health_profile") or {}).get("entropy_spent") or {}
         for step in sorted(mine, key=int, reverse=True):
-            vals = [v for o in others if (v := ((o.get("health_profile") or {}).get("entropy_spent") or {}).get(step))
-                    is not None]
-            if len(vals) >= 2:
-                k = sum(v < mine[step] for v in vals)
-                standing = _standing(mine[step], vals).replace("higher", "faster").replace("lower", "slower")
+            n, below, above = cohort.spent(run_id, step, mine[step])
+            if n >= 2:
+                standing = _standing(n, below, above).replace("higher", "faster").replace("lower", "slower")
                 return f.with_context(f"Entropy spent by step {step} ({mine[step]:.0%}): {standing}.",
-                                      cohort_step=int(step), cohort_rank=k, cohort_n=len(vals))
+                                      cohort_step=int(step), cohort_rank=below, cohort_n=n)
         return f
     v = f.evidence.get("cohort_value")
     if not isinstance(v, int | float):
         return f
-    vals = []
-    for o in others:
-        for d in o.get("health") or []:
-            ov = (d.get("evidence") or {}).get("cohort_value")
-            if d["detector"] == f.detector and d.get("benchmark") == f.benchmark and isinstance(ov, int | float):
-                vals.append(ov)
-    if len(vals) < 2:
+    n, below, above = cohort.value(run_id, f.detector, f.benchmark, v)
+    if n < 2:
         return f
     what = str(f.evidence.get("cohort_metric") or "this number")
-    return f.with_context(f"{what[0].upper()}{what[1:]} {_fmt(v)}: {_standing(v, vals)}.",
-                          cohort_rank=sum(o < v for o in vals), cohort_n=len(vals))
+    return f.with_context(f"{what[0].upper()}{what[1:]} {_fmt(v)}: {_standing(n, below, above)}.",
+                          cohort_rank=below, cohort_n=n)
 
 
-def _standing(v: float, vals: Sequence[float]) -> str:
-    n, below, above = len(vals), sum(o < v for o in vals), sum(o > v for o in vals)
+def _standing(n: int, below: int, above: int) -> str:
     if below == n:
         return f"higher than all {n} of your finished runs"
     if above == n:

@@ -10,16 +10,25 @@ steps, generated with numpy. Then it times, each as a fresh process into a fresh
    ``melt`` + ``to_sql`` of the same files into a fresh SQLite file;
 2. the same ingest again with nothing changed;
 3. ``runs --json``, ``fit --json``, ``backtest --json``, ``report --out DIR``;
+4. every page of the dashboard (Runs, Ceiling, Collapse, Groups, Backtest, Health, Sources, Compare) as a user
+   first meets it: a fresh ``streamlit run`` server and a fresh headless Chromium context per page, timed from
+   navigation until the page has drawn its last chart (``tests.service_checks.wait_drawn``: the script run has
+   ended, no spinner is left, every chart holds plotly's drawing), with its default selection;
 
-with each process's peak resident memory, the store's size, and the growth factor between sizes. Pages in
-headless Chromium are timed by ``bench/dashboard.py``, not here. Prints one table; exits 0; nothing is
-asserted.
+with each process's peak resident memory, the store's size, and the growth factor between sizes. Then the
+goals of the scale issue as measured, each PASS or MISS: ``fit --json`` and ``backtest --json`` within 2× of
+``runs --json``, ``report`` within 5× (at the largest size), every page within 1.5× between the smallest and
+the largest size and at most 3 s. ``--keep DIR`` keeps the stores in DIR and reuses one found there (its
+ingest rows are then not timed: "–"); ``--no-pages`` leaves Chromium out. Prints one table; exits 0;
+nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 ENTROPY_DASH = str(Path(sys.executable).with_name("entropy-dash"))
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 CACHE = Path(tempfile.gettempdir()) / "entropy-dash-bench-scale"
@@ -37,6 +47,9 @@ VAL_EVERY = 20
 KEYS = ("actor/entropy", "critic/score/mean", "critic/rewards/mean", "response_length/mean",
         "response_length/clip_ratio", "actor/ppo_kl", "actor/grad_norm", "actor/pg_clipfrac")
 VAL = "val-core/openai/gsm8k/acc/mean@1"
+PAGES = ("runs", "ceiling", "collapse", "groups", "backtest", "health", "sources", "compare")
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def write_runs(folder: Path, n_runs: int) -> int:
@@ -89,22 +102,125 @@ for i, path in enumerate(sorted(glob.glob(sys.argv[1] + "/*.csv"))):
 """
 
 
-def bench_size(n_runs: int, db_url: str | None, tmp: Path) -> dict[str, tuple[float, float]]:
+def bench_size(n_runs: int, db_url: str | None, tmp: Path, pages: bool = True) -> dict[str, tuple[float, float]]:
     folder = CACHE / f"runs-{n_runs}"
     points = write_runs(folder, n_runs)
     db_path = tmp / f"store-{n_runs}.db"
     db = db_url or f"sqlite:///{db_path}"
     out: dict[str, tuple[float, float]] = {}
-    out["ingest file FOLDER"] = timed([ENTROPY_DASH, "ingest", "file", str(folder), "--db", db])
-    out["re-ingest, nothing changed"] = timed([ENTROPY_DASH, "ingest", "file", str(folder), "--db", db])
+    if db_url is not None or not db_path.exists():  # a kept SQLite store is reused (--keep)
+        out["ingest file FOLDER"] = timed([ENTROPY_DASH, "ingest", "file", str(folder), "--db", db])
+        out["re-ingest, nothing changed"] = timed([ENTROPY_DASH, "ingest", "file", str(folder), "--db", db])
     for name in ("runs", "fit", "backtest"):
         out[f"{name} --json"] = timed([ENTROPY_DASH, name, "--json", "--db", db])
     out["report"] = timed([ENTROPY_DASH, "report", "--out", str(tmp / f"report-{n_runs}"), "--db", db])
-    out["naive read_csv+melt+to_sql"] = timed([sys.executable, "-c", NAIVE, str(folder),
-                                               str(tmp / f"naive-{n_runs}.db")])
+    if "ingest file FOLDER" in out:
+        out["naive read_csv+melt+to_sql"] = timed([sys.executable, "-c", NAIVE, str(folder),
+                                                   str(tmp / f"naive-{n_runs}.db")])
+    if pages:
+        out.update(time_pages(db, tmp))
     size = db_path.stat().st_size if db_url is None else float("nan")
     out["_store"] = (size / 1e6, points / 1e6)
     return out
+
+
+def time_pages(db: str, tmp: Path) -> dict[str, tuple[float, float]]:
+    """Each page cold: a fresh ``streamlit run`` and a fresh browser context, from ``goto`` until drawn
+    (seconds, and the server's peak resident MB after it)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.service_checks import TITLES, wait_drawn
+
+    out: dict[str, tuple[float, float]] = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                     args=CHROMIUM_ARGS, headless=True)
+        try:
+            for name in PAGES:
+                server = Streamlit(db, tmp / f"streamlit-{name}.log")
+                try:
+                    ctx = browser.new_context(viewport={"width": 1500, "height": 1300})
+                    page = ctx.new_page()
+                    t0 = time.perf_counter()
+                    page.goto(f"{server.base}/{'' if name == 'runs' else name}", wait_until="commit")
+                    wait_drawn(page, TITLES[name], timeout=600_000)
+                    dt = time.perf_counter() - t0
+                    if page.locator('[data-testid="stException"]').count():
+                        print(f"  {name} page raised: {page.inner_text('[data-testid=stException]')[:300]}",
+                              file=sys.stderr)
+                    ctx.close()
+                    out[f"{TITLES[name]} page (Chromium, until drawn)"] = (dt, server.peak_mb())
+                finally:
+                    server.stop()
+        finally:
+            browser.close()
+    return out
+
+
+class Streamlit:
+    """``streamlit run`` of the dashboard (as ``entropy-dash dashboard`` runs it) on a free loopback port."""
+
+    def __init__(self, db: str, log: Path) -> None:
+        import requests
+
+        from entropy_dash.commands.serve import streamlit_command
+        from tests.fixtures_servers import free_port
+
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(streamlit_command("127.0.0.1", port), env={**ENV, "ENTROPY_DASH_DB": db},
+                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.base}/_stcore/health", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"streamlit did not start; see {log}")
+
+    def peak_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+
+
+def goals(results: dict[int, dict[str, tuple[float, float]]]) -> list[str]:
+    """The scale issue's goals as measured: one line each, PASS or MISS."""
+    ns = sorted(results)
+    big, small = results[ns[-1]], results[ns[0]]
+    lines = []
+
+    def line(ok: bool, text: str) -> None:
+        lines.append(f"{'PASS' if ok else 'MISS'}  {text}")
+
+    runs = big["runs --json"][0]
+    for name, limit in (("fit --json", 2), ("backtest --json", 2), ("report", 5)):
+        ratio = big[name][0] / runs
+        line(ratio <= limit, f"{ns[-1]:,} runs: {name} {big[name][0]:.1f} s = ×{ratio:.2f} runs --json "
+                             f"({runs:.1f} s); goal ≤ ×{limit}")
+    for name in [r for r in big if r.endswith("until drawn)")]:
+        t = big[name][0]
+        if len(ns) > 1 and name in small:
+            g = t / small[name][0]
+            line(g <= 1.5 and t <= 3, f"{name}: {t:.1f} s at {ns[-1]:,} runs = ×{g:.2f} the {ns[0]:,}-run "
+                                      f"store ({small[name][0]:.1f} s); goal ≤ ×1.5 and ≤ 3 s")
+        else:
+            line(t <= 3, f"{name}: {t:.1f} s at {ns[-1]:,} runs; goal ≤ 3 s")
+    return lines
 
 
 def main() -> int:
@@ -112,32 +228,40 @@ def main() -> int:
     ap.add_argument("--sizes", default="100,1000")
     ap.add_argument("--large", action="store_true", help="also 10,000 runs on --pg-url")
     ap.add_argument("--pg-url", default=os.environ.get("ENTROPY_DASH_BENCH_PG"))
+    ap.add_argument("--keep", type=Path, help="keep the stores in this folder, and reuse one found there")
+    ap.add_argument("--no-pages", action="store_true", help="leave the pages in Chromium out")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[int, dict[str, tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="entropy-dash-scale-") as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         for n in sizes:
             print(f"{n} runs …", file=sys.stderr)
-            results[n] = bench_size(n, None, Path(tmp))
+            results[n] = bench_size(n, None, work, pages=not args.no_pages)
         if args.large:
             if not args.pg_url:
                 print("--large needs --pg-url (or ENTROPY_DASH_BENCH_PG): skipped", file=sys.stderr)
             else:
-                results[10_000] = bench_size(10_000, args.pg_url, Path(tmp))
+                results[10_000] = bench_size(10_000, args.pg_url, work, pages=not args.no_pages)
     ns = sorted(results)
-    rows = [r for r in results[ns[0]] if not r.startswith("_")]
+    rows = list(dict.fromkeys(r for n in ns for r in results[n] if not r.startswith("_")))
     head = " | ".join(f"{n:,} runs (s, peak MB)" for n in ns)
     print(f"| what the user does | {head} | growth |")
     print("|---|" + "---|" * len(ns) + "---|")
     for r in rows:
-        cells = " | ".join(f"{results[n][r][0]:.1f} s, {results[n][r][1]:.0f} MB" for n in ns)
-        growth = f"×{results[ns[-1]][r][0] / results[ns[0]][r][0]:.1f}" if len(ns) > 1 else "–"
+        cells = " | ".join(f"{results[n][r][0]:.1f} s, {results[n][r][1]:.0f} MB" if r in results[n] else "–"
+                           for n in ns)
+        both = len(ns) > 1 and r in results[ns[0]] and r in results[ns[-1]]
+        growth = f"×{results[ns[-1]][r][0] / results[ns[0]][r][0]:.1f}" if both else "–"
         print(f"| {r} | {cells} | {growth} |")
     print("| store size (points) | " + " | ".join(
         f"{results[n]['_store'][0]:.0f} MB ({results[n]['_store'][1]:.1f} M points)" for n in ns) + " | |")
     for n in ns:
-        ours, naive = results[n]["ingest file FOLDER"][0], results[n]["naive read_csv+melt+to_sql"][0]
-        print(f"{n:,} runs: ingest (with analyses) {ours:.1f} s vs naive {naive:.1f} s: ×{ours / naive:.2f}")
+        if "ingest file FOLDER" in results[n]:
+            ours, naive = results[n]["ingest file FOLDER"][0], results[n]["naive read_csv+melt+to_sql"][0]
+            print(f"{n:,} runs: ingest (with analyses) {ours:.1f} s vs naive {naive:.1f} s: ×{ours / naive:.2f}")
+    print("\n".join(goals(results)))
     return 0
 
 

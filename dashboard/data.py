@@ -95,6 +95,18 @@ def fit_doc(url: str, version: tuple) -> dict[int, dict[str, Any]]:
                                                      cross=cross_run(url, version))}
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def fit_of(url: str, version: tuple, run_id: int) -> dict[str, Any]:
+    """``fit --json`` of one run (``fit_doc``'s entry for it, its health ranked among every finished run): a
+    page about one run reads that run's stored cross-run row, not every run's."""
+    from analysis.payloads import fit_payload
+    from analysis.pipeline import current_cross_run
+
+    everyone = results(url, version)
+    cross = current_cross_run(_open(url), [int(run_id)], everyone)
+    return next(f for f in fit_payload(_open(url), everyone, str(run_id), cross=cross) if f["run_id"] == run_id)
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def cross_run(url: str, version: tuple):  # noqa: ANN201 - analysis.forecasting.CrossRun
     """The results across runs (replay rows, live headlines, the replay's summary per fraction), as stored."""

@@ -28,7 +28,7 @@ if ctx is not None:
         labels = ctx.labels(shown)
         run_id = state.single_run(list(labels), labels, "ceiling")
         res = ctx.by_id[run_id]
-        fit = ctx.fits.get(run_id, {})
+        fit = data.fit_of(ctx.url, ctx.version, run_id)
         version = ctx.run_version(run_id)
         st.caption(f"**{md_text(res.get('progress') or '')}** · entropy {md_text(res['entropy_key'])} · "
                    f"{md_text(res.get('key_reason') or '')}")
