@@ -288,10 +288,12 @@ def _analyse(store: Store, ids: list[int], options: Options) -> Iterator[dict[st
     sources = store.sources_frame().set_index("id")
     stats = store.run_keys(ids)
     roles = store.key_roles()
+    # each run's rows in one pass (a mask per run grew with runs × rows)
+    by_run = {int(i): g for i, g in stats.groupby("run_id", sort=False)} if not stats.empty else {}
     for run_id in ids:
         run = runs.loc[run_id].to_dict()
         try:
-            yield _analyse_one(store, run, stats[stats["run_id"] == run_id], roles,
+            yield _analyse_one(store, run, by_run.get(int(run_id), stats.iloc[:0]), roles,
                                sources.loc[run["source_id"], "options"] or {}, options)
         except Exception as exc:  # noqa: BLE001 - one run's failure is that run's status, never everyone's
             log.warning("run %s (%s): analysis failed: %s: %s", run_id, run["name"], type(exc).__name__, exc)

@@ -14,6 +14,9 @@ from db import schema as t
 from db.store_base import StoreBase, _now, pd
 from db.values import finite_number, json_safe
 
+#: analyses rows per executemany (bounds the memory of one call, not the transaction)
+UPSERT_BATCH = 1_000
+
 
 class AnalysesMixin(StoreBase):
     """The per-run and cross-run analyses of ``Store``."""
@@ -30,15 +33,27 @@ class AnalysesMixin(StoreBase):
 
     def save_analyses(self, items: Sequence[tuple[int, str, int, Mapping[str, Any], Mapping[str, Any]]]) -> None:
         """Upsert analyses rows (run_id, kind, data_version, result, key columns) in one transaction; numeric
-        columns are stored as plain numbers (None for non-finite), text columns as given."""
+        columns are stored as plain numbers (None for non-finite), text columns as given. Rows with the same
+        columns go in one ``executemany`` of the dialect's upsert per ``UPSERT_BATCH`` rows (the last of a
+        (run, kind) given twice wins, as it would one statement at a time)."""
         if not items:
             return
+        now = _now()
+        groups: dict[tuple[str, ...], dict[tuple[int, str], dict[str, Any]]] = {}
+        for run_id, kind, data_version, result, columns in items:
+            cols = {k: (v if isinstance(v, str) else _num(v)) for k, v in columns.items()}
+            row = {"run_id": int(run_id), "kind": kind, "computed_at": now, "data_version": data_version,
+                   "result": json_safe(result), **cols}
+            groups.setdefault(tuple(sorted(cols)), {})[(int(run_id), kind)] = row
         with self._writer() as conn, conn.begin():
-            for run_id, kind, data_version, result, columns in items:
-                cols = {k: (v if isinstance(v, str) else _num(v)) for k, v in columns.items()}
-                values = {"computed_at": _now(), "data_version": data_version, "result": json_safe(result), **cols}
-                ins = self._insert(t.analyses).values(run_id=run_id, kind=kind, **values)
-                conn.execute(ins.on_conflict_do_update(index_elements=["run_id", "kind"], set_=values))
+            for names, by_key in groups.items():
+                ins = self._insert(t.analyses)
+                updated = ("computed_at", "data_version", "result", *names)
+                stmt = ins.on_conflict_do_update(index_elements=["run_id", "kind"],
+                                                 set_={c: ins.excluded[c] for c in updated})
+                rows = list(by_key.values())
+                for i in range(0, len(rows), UPSERT_BATCH):
+                    conn.execute(stmt, rows[i:i + UPSERT_BATCH])
 
     def analyses_frame(self, kind: str | None = None, run_ids: Sequence[int] | None = None) -> pd.DataFrame:
         q = select(t.analyses).order_by(t.analyses.c.run_id)

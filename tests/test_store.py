@@ -82,6 +82,28 @@ def test_analysis_is_stale_until_recomputed_on_new_points(any_store):
     assert any_store.stale_runs("summary", 2) == [res.run_id]
 
 
+def test_save_analyses_batched_upsert_keeps_the_rows_one_statement_at_a_time_would(any_store, monkeypatch):
+    import db.store_analyses as sa
+
+    monkeypatch.setattr(sa, "UPSERT_BATCH", 2)  # several executemany calls in one transaction
+    sid = any_store.source_id("file", "/x")
+    ids = [any_store.write_run(sid, _run(name=f"r{i}"), ROLES).run_id for i in range(5)]
+    any_store.save_analyses([(i, "summary", 1, {"i": i}, {"a": 0.1, "n": 3, "status": "ok"}) for i in ids])
+    # existing rows updated (only their given columns), new kinds with other columns, a (run, kind) twice
+    any_store.save_analyses([(ids[0], "summary", 2, {"i": "new"}, {"n": np.int64(7), "r2": float("inf")}),
+                             (ids[1], "forecast", 1, {"f": 1}, {"forecast_final": 0.5}),
+                             (ids[1], "forecast", 1, {"f": 2}, {"forecast_final": 0.6}),
+                             (ids[2], "summary", 3, {"i": 2}, {"status": "degenerate"})])
+    df = any_store.analyses_frame("summary").set_index("run_id")
+    assert len(df) == 5 and df.loc[ids[4], "result"] == {"i": ids[4]} and df.loc[ids[4], "a"] == 0.1
+    first = df.loc[ids[0]]
+    assert first["result"] == {"i": "new"} and first["data_version"] == 2 and first["n"] == 7
+    assert first["a"] == 0.1 and first["status"] == "ok" and (first["r2"] is None or np.isnan(first["r2"]))
+    assert df.loc[ids[2], "status"] == "degenerate" and df.loc[ids[2], "a"] == 0.1
+    fc = any_store.analyses_frame("forecast")
+    assert len(fc) == 1 and fc.loc[0, "result"] == {"f": 2} and fc.loc[0, "forecast_final"] == 0.6
+
+
 def test_series_build_rejects_bad_points_naming_them():
     with pytest.raises(RecordError, match=r"run\.csv, key 'h': value 'abc' is not a number"):
         Series.build("h", [1, 2], [0.5, "abc"], where="run.csv")
