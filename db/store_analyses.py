@@ -34,19 +34,23 @@ class AnalysesMixin(StoreBase):
     def save_analyses(self, items: Sequence[tuple[int, str, int, Mapping[str, Any], Mapping[str, Any]]]) -> None:
         """Upsert analyses rows (run_id, kind, data_version, result, key columns) in one transaction; numeric
         columns are stored as plain numbers (None for non-finite), text columns as given. Rows with the same
-        columns go in one ``executemany`` of the dialect's upsert per ``UPSERT_BATCH`` rows (the last of a
-        (run, kind) given twice wins, as it would one statement at a time)."""
+        columns, one after another, go in one ``executemany`` of the dialect's upsert per ``UPSERT_BATCH`` rows
+        (the last of a (run, kind) given twice in it wins): the rows one statement at a time would leave."""
         if not items:
             return
         now = _now()
-        groups: dict[tuple[str, ...], dict[tuple[int, str], dict[str, Any]]] = {}
+        # consecutive rows with the same columns form one group, in the order given
+        groups: list[tuple[tuple[str, ...], dict[tuple[int, str], dict[str, Any]]]] = []
         for run_id, kind, data_version, result, columns in items:
             cols = {k: (v if isinstance(v, str) else _num(v)) for k, v in columns.items()}
             row = {"run_id": int(run_id), "kind": kind, "computed_at": now, "data_version": data_version,
                    "result": json_safe(result), **cols}
-            groups.setdefault(tuple(sorted(cols)), {})[(int(run_id), kind)] = row
+            names = tuple(sorted(cols))
+            if not groups or groups[-1][0] != names:
+                groups.append((names, {}))
+            groups[-1][1][(int(run_id), kind)] = row
         with self._writer() as conn, conn.begin():
-            for names, by_key in groups.items():
+            for names, by_key in groups:
                 ins = self._insert(t.analyses)
                 updated = ("computed_at", "data_version", "result", *names)
                 stmt = ins.on_conflict_do_update(index_elements=["run_id", "kind"],
