@@ -40,9 +40,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +51,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.streamlit_server import Server, proc_mb  # noqa: E402
 from db import Store  # noqa: E402
 from db.records import RunData, RunInfo, Series  # noqa: E402
 from ingest.keys import resolve_roles  # noqa: E402
@@ -107,60 +105,6 @@ def build(url: str, n_runs: int = N_RUNS, n_steps: int = N_STEPS) -> tuple[float
 
 
 # ------------------------------------------------------------------------------------------ server + browser
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory (VmRSS) of a process, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class Server:
-    """``streamlit run APP`` on a free loopback port against the store ``url``, with the options
-    ``entropy-dash dashboard`` gives it."""
-
-    def __init__(self, app: Path, url: str, log: Path, env: dict[str, str] | None = None) -> None:
-        import requests
-
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        from entropy_dash.commands.serve import streamlit_command
-
-        cmd = streamlit_command("127.0.0.1", self.port)
-        cmd[cmd.index("run") + 1] = str(app)
-        self.proc = subprocess.Popen(
-            cmd, env={**os.environ, "ENTROPY_DASH_DB": url, "PYTHONPATH": str(ROOT), **(env or {})}, stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.base}/_stcore/health", timeout=1).ok:
-                    return
-            except requests.RequestException:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"streamlit did not start; see {log}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self._log.close()
-
-
-# Done when the script has finished and every plotly chart is drawn: each of its SVG traces is in the DOM,
-# and a chart with WebGL traces has its canvas. Returns the points per chart once drawn, else null.
 DRAWN_JS = """(n) => {
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return null;
@@ -193,7 +137,7 @@ def time_page(browser, way: str, url: str, path: str, n_charts: int, workdir: Pa
               env: dict[str, str] | None = None) -> dict:
     """Cold (fresh server, fresh browser context) and warm (reload) load of ``path``."""
     app, way_env = WAYS[way]
-    server = Server(app, url, workdir / f"streamlit-{tag}.log", {**way_env, **(env or {})})
+    server = Server(url, workdir / f"streamlit-{tag}.log", app=app, env={**way_env, **(env or {})})
     try:
         ctx = browser.new_context(viewport={"width": 1500, "height": 1300})
         page = ctx.new_page()
@@ -206,7 +150,7 @@ def time_page(browser, way: str, url: str, path: str, n_charts: int, workdir: Pa
         points = _wait_drawn(page, n_charts)
         warm = time.perf_counter() - t0
         page.screenshot(path=str(workdir / f"{tag}.png"))
-        rss = rss_mb(server.proc.pid)
+        rss = proc_mb(server.proc.pid)
         ctx.close()
     finally:
         server.stop()

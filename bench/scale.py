@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -129,6 +128,7 @@ def time_pages(db: str, tmp: Path) -> dict[str, tuple[float, float]]:
     (seconds, and the server's peak resident MB after it)."""
     from playwright.sync_api import sync_playwright
 
+    from bench.streamlit_server import Server
     from tests.service_checks import TITLES, wait_drawn
 
     out: dict[str, tuple[float, float]] = {}
@@ -137,7 +137,7 @@ def time_pages(db: str, tmp: Path) -> dict[str, tuple[float, float]]:
                                      args=CHROMIUM_ARGS, headless=True)
         try:
             for name in PAGES:
-                server = Streamlit(db, tmp / f"streamlit-{name}.log")
+                server = Server(db, tmp / f"streamlit-{name}.log")
                 try:
                     ctx = browser.new_context(viewport={"width": 1500, "height": 1300})
                     page = ctx.new_page()
@@ -155,47 +155,6 @@ def time_pages(db: str, tmp: Path) -> dict[str, tuple[float, float]]:
         finally:
             browser.close()
     return out
-
-
-class Streamlit:
-    """``streamlit run`` of the dashboard (as ``entropy-dash dashboard`` runs it) on a free loopback port."""
-
-    def __init__(self, db: str, log: Path) -> None:
-        import requests
-
-        from entropy_dash.commands.serve import streamlit_command
-        from tests.fixtures_servers import free_port
-
-        port = free_port()
-        self.base = f"http://127.0.0.1:{port}"
-        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(streamlit_command("127.0.0.1", port), env={**ENV, "ENTROPY_DASH_DB": db},
-                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.base}/_stcore/health", timeout=1).ok:
-                    return
-            except requests.RequestException:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"streamlit did not start; see {log}")
-
-    def peak_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self._log.close()
 
 
 def goals(results: dict[int, dict[str, tuple[float, float]]]) -> list[str]:
