@@ -42,9 +42,22 @@ def source_lock(engine: Engine, kind: str, uri: str) -> Iterator[bool]:
     if not shared(engine):
         yield True
         return
-    key = source_lock_key(kind, uri)
+    with _advisory(engine, source_lock_key(kind, uri), wait=False) as held:
+        yield held
+
+
+@contextmanager
+def _advisory(engine: Engine, key: int, *, wait: bool) -> Iterator[bool]:
+    """PostgreSQL's session advisory lock ``key`` on a connection of its own for the block: waited for
+    (``wait``) or tried once; yields whether it is held, and releases it after the block."""
     with engine.connect() as conn:
-        held = bool(conn.exec_driver_sql("SELECT pg_try_advisory_lock(%(k)s)", {"k": key}).scalar())
+        if wait:
+            conn.exec_driver_sql("SET lock_timeout = 0")  # the other may take longer than a busy timeout: wait
+            conn.exec_driver_sql("SELECT pg_advisory_lock(%(k)s)", {"k": key})
+            conn.exec_driver_sql("RESET lock_timeout")
+            held = True
+        else:
+            held = bool(conn.exec_driver_sql("SELECT pg_try_advisory_lock(%(k)s)", {"k": key}).scalar())
         conn.commit()  # the lock is the session's, not the transaction's: end the transaction that took it
         try:
             yield held
@@ -77,16 +90,8 @@ def cross_run_lock(engine: Engine) -> Iterator[None]:
     if not shared(engine):
         yield
         return
-    with engine.connect() as conn:
-        conn.exec_driver_sql("SET lock_timeout = 0")  # the other may take longer than a busy timeout: wait
-        conn.exec_driver_sql("SELECT pg_advisory_lock(%(k)s)", {"k": CROSS_RUN_KEY})
-        conn.exec_driver_sql("RESET lock_timeout")
-        conn.commit()
-        try:
-            yield
-        finally:
-            conn.exec_driver_sql("SELECT pg_advisory_unlock(%(k)s)", {"k": CROSS_RUN_KEY})
-            conn.commit()
+    with _advisory(engine, CROSS_RUN_KEY, wait=True):
+        yield
 
 
 def source_row_id(engine: Engine, kind: str, uri: str) -> int | None:

@@ -46,8 +46,8 @@ worker thread; a job whose previous run is still going is skipped, never stacked
 the scheduler: the current job ends after the run it is writing (every run is its own transaction, so
 nothing partial is left; the job's ``sync_log`` row says it was stopped and the next sync resumes from the
 watermarks) and the process exits 0. Several schedulers may share one PostgreSQL store: each source is
-synced by one of them per trigger and the analyses are split between them (``db.locks``, ``db.claims``). ``--once`` runs every source once, in order, and exits: 0 when all
-succeeded, 1 when any failed (its error is in ``sync_log``) — for system cron and for tests.
+synced by one of them per trigger and the analyses are split between them (``db.locks``, ``db.claims``).
+``--once`` runs every source once, in order, and exits: 0 when all succeeded, 1 when any failed (its error is in ``sync_log``) — for system cron and for tests.
 """
 
 
