@@ -10,7 +10,7 @@ would otherwise cascade into every table that refers to it.
 from alembic import context
 from sqlalchemy import text
 
-from db.schema import metadata
+from db.schema import compared, metadata
 
 MIGRATION_LOCK = 0x656E7472  # any constant shared by every entropy-dash process
 
@@ -23,7 +23,8 @@ with engine.connect() as connection:
     with connection.begin():
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
-        context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+        context.configure(connection=connection, target_metadata=metadata, render_as_batch=True,
+                          include_name=compared)
         with context.begin_transaction():  # inside ours: alembic does not open another
             context.run_migrations()
     if sqlite:
