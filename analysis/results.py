@@ -22,6 +22,8 @@ from analysis.errors import AnalysisError
 T = TypeVar("T", bound="Part")
 #: per class: required field → key, optional field → key, every key of a field (computed once per class)
 _LAYOUT: dict[type, tuple[dict[str, str], dict[str, str], frozenset[str]]] = {}
+#: each key order seen, held once: thousands of parts share a few orders (less memory, smaller pickles)
+_ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,8 @@ class Part:
                 kw[n] = cls._load(n, v)
             elif type(v) is list:
                 kw[n] = tuple(v)
-        return cls(**kw, extra={k: v for k, v in d.items() if k not in used}, order=tuple(d))
+        order = tuple(d)
+        return cls(**kw, extra={k: v for k, v in d.items() if k not in used}, order=_ORDERS.setdefault(order, order))
 
     def to_dict(self) -> dict[str, Any]:
         required, optional, _ = self._layout()
