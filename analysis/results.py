@@ -41,7 +41,7 @@ class Failure:
         return cls(str(d["error"]), str(d["cause"]))
 
 
-def is_failure(d: Any) -> bool:
+def _is_failure(d: Any) -> bool:
     """Whether a stored part is a failure (exactly ``{"error", "cause"}``)."""
     return isinstance(d, Mapping) and set(d) == {"error", "cause"}
 
@@ -232,7 +232,7 @@ def part(cls: type[T], d: Mapping[str, Any] | None) -> T | Failure | None:
     """A stored part (None, a failure or a ``cls``) loaded."""
     if d is None:
         return None
-    return Failure.from_dict(d) if is_failure(d) else cls.from_dict(d)
+    return Failure.from_dict(d) if _is_failure(d) else cls.from_dict(d)
 
 
 @dataclass(frozen=True, kw_only=True)
