@@ -15,13 +15,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from operator import itemgetter
 from typing import Any, ClassVar, TypeVar
 
 from analysis.errors import AnalysisError
 
 T = TypeVar("T", bound="Part")
-#: per class: required field → key, optional field → key, every key of a field (computed once per class)
-_LAYOUT: dict[type, tuple[dict[str, str], dict[str, str], frozenset[str]]] = {}
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A part class's fields as dict keys: required and optional field → key, every key of a field, the
+    required fields' names and a getter of their values, the fields held as tuples (stored as lists)."""
+
+    required: dict[str, str]
+    optional: dict[str, str]
+    used: frozenset[str]
+    names: tuple[str, ...]
+    get: itemgetter
+    tuples: tuple[str, ...]
+
+
+_LAYOUT: dict[type, _Layout] = {}
 #: each key order seen, held once: thousands of parts share a few orders (less memory, smaller pickles)
 _ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
@@ -62,14 +77,17 @@ class Part:
     OPTIONAL: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
-    def _layout(cls) -> tuple[dict[str, str], dict[str, str], frozenset[str]]:
-        """Required and optional field → key, and the keys used (once per class: results load by the thousand)."""
+    def _layout(cls) -> _Layout:
+        """How the class maps to a dict, worked out once per class (results load by the thousand)."""
         layout = _LAYOUT.get(cls)
         if layout is None:
-            keys = {f.name: cls.KEYS.get(f.name, f.name) for f in fields(cls) if f.name not in ("extra", "order")}
+            own = [f for f in fields(cls) if f.name not in ("extra", "order")]
+            keys = {f.name: cls.KEYS.get(f.name, f.name) for f in own}
             required = {n: k for n, k in keys.items() if n not in cls.OPTIONAL}
-            optional = {n: k for n, k in keys.items() if n in cls.OPTIONAL}
-            layout = _LAYOUT[cls] = (required, optional, frozenset(keys.values()))
+            layout = _LAYOUT[cls] = _Layout(
+                required=required, optional={n: k for n, k in keys.items() if n in cls.OPTIONAL},
+                used=frozenset(keys.values()), names=tuple(required), get=itemgetter(*required.values()),
+                tuples=tuple(f.name for f in own if str(f.type).startswith("tuple") and f.name not in cls.NESTED))
         return layout
 
     @classmethod
@@ -83,30 +101,35 @@ class Part:
 
     @classmethod
     def from_dict(cls: type[T], d: Mapping[str, Any]) -> T:
-        required, optional, used = cls._layout()
+        layout = cls._layout()
         try:
-            kw = {n: d[k] for n, k in required.items()}
+            values = layout.get(d)
         except KeyError:
-            missing = [k for k in required.values() if k not in d]
+            missing = [k for k in layout.required.values() if k not in d]
             raise AnalysisError(f"{cls.__name__}: the stored result has no {', '.join(missing)} "
                                 f"(run {d.get('run_id', '?')}, keys: {', '.join(map(str, d))})") from None
-        for n, k in optional.items():
-            if k in d:
-                kw[n] = d[k]
-        nested = cls.NESTED
-        for n, v in kw.items():
-            if n in nested:
-                kw[n] = cls._load(n, v)
-            elif type(v) is list:
-                kw[n] = tuple(v)
+        state = dict(zip(layout.names, values if len(layout.names) > 1 else (values,), strict=True))
+        for n, k in layout.optional.items():
+            state[n] = d.get(k)  # None when absent, as the field's default
+        for n in layout.tuples:
+            if type(state[n]) is list:
+                state[n] = tuple(state[n])
+        for n in cls.NESTED:
+            state[n] = cls._load(n, state[n])
         order = tuple(d)
-        return cls(**kw, extra={k: v for k, v in d.items() if k not in used}, order=_ORDERS.setdefault(order, order))
+        state["extra"] = {k: v for k, v in d.items() if k not in layout.used}
+        state["order"] = _ORDERS.setdefault(order, order)
+        # every field is set here, so the frozen __init__ (one object.__setattr__ per field) is skipped, as
+        # pickle does: a third of the load time of a run's analysis
+        obj = object.__new__(cls)
+        obj.__dict__.update(state)
+        return obj
 
     def to_dict(self) -> dict[str, Any]:
-        required, optional, _ = self._layout()
+        layout = self._layout()
         stored = set(self.order)
         out = {}
-        for names, always in ((required, True), (optional, False)):
+        for names, always in ((layout.required, True), (layout.optional, False)):
             for n, k in names.items():
                 v = getattr(self, n)
                 if always or k in stored or v is not None:
