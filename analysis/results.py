@@ -268,8 +268,8 @@ class RunAnalysis(Part):
     NESTED: ClassVar[frozenset[str]] = frozenset({"law", "benchmarks", "forecast", "backtests", "stage", "collapse"})
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({
         "project", "headline_rule", "state", "planned_steps", "planned_from", "range", "warmup", "excluded_steps",
-        "degenerate", "best_performance", "last_performance", "entropy_first", "entropy_last", "headroom", "health", "health_error", "health_profile", "stage",
-        "collapse"})
+        "degenerate", "best_performance", "last_performance", "entropy_first", "entropy_last", "headroom", "health",
+        "health_error", "health_profile", "stage", "collapse"})
 
     schema_version: int
     analysis_version: int
