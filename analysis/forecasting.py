@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.results import is_failure
+from analysis.results import Backtest, Failure, Forecast, RunAnalysis
 from models import crossrun, selection
 from models.backtest import GRID, bracket
 from models.errors import FitError
@@ -43,8 +43,8 @@ ALL_METHODS = (*METHODS, CROSS_RUN)
 class Replayed:
     """A finished run usable at one cutoff: its analysis and its replay (backtest) at that cutoff."""
 
-    result: Mapping[str, Any]
-    backtest: Mapping[str, Any]
+    result: RunAnalysis
+    backtest: Backtest
 
 
 @dataclass(frozen=True)
@@ -69,63 +69,63 @@ class CutoffBacktest:
                 lo, hi = self.intervals[i, k]
                 methods[m] = {"predicted": float(p), "error": float(p - obs), "interval": [float(lo), float(hi)],
                               "covered": bool(lo <= obs <= hi)}
-        return {"run": res["run"], "run_id": res["run_id"], "cutoff": self.cutoff, "method": h.method,
+        return {"run": res.run, "run_id": res.run_id, "cutoff": self.cutoff, "method": h.method,
                 "label": h.label, "weights": dict(h.weights),
                 "predicted_final": h.predicted, "interval": list(h.interval), "observed_final": obs,
                 "error": h.predicted - obs, "covered": bool(h.interval[0] <= obs <= h.interval[1]),
                 "rule": h.rule, "pool": h.pool, "calibrated": h.calibrated, "excluded": dict(h.excluded or {}),
-                "cutoff_step": int(np.floor(bt["cutoff_step"])), "final_steps": bt["final_steps"],
-                "planned_end_step": bt.get("horizon_step"), "fraction_done": bt.get("fraction_done"),
-                "n_evaluations_before_cutoff": bt["n_evaluations"], "n_pairs_before_cutoff": bt["n_evaluations"],
-                "warmup_steps": bt["warmup_steps"], "baselines": methods,
-                "ceiling": (res.get("law") or {}).get("ceiling"),
-                "ceiling_interval": (res.get("law") or {}).get("ceiling_ci")}
+                "cutoff_step": int(np.floor(bt.cutoff_step)), "final_steps": list(bt.final_steps),
+                "planned_end_step": bt.horizon_step, "fraction_done": bt.fraction_done,
+                "n_evaluations_before_cutoff": bt.n_evaluations, "n_pairs_before_cutoff": bt.n_evaluations,
+                "warmup_steps": list(bt.warmup_steps), "baselines": methods,
+                "ceiling": None if res.law is None else res.law.ceiling,
+                "ceiling_interval": None if res.law is None else list(res.law.ceiling_ci)}
 
 
-def finished_with_backtest(results: Sequence[Mapping[str, Any]], cutoff: float,
-                           backtests: Mapping[int, Mapping[str, Any]] | None = None
+def finished_with_backtest(results: Sequence[RunAnalysis], cutoff: float,
+                           backtests: Mapping[int, Backtest | Failure] | None = None
                            ) -> tuple[list[Replayed], list[dict[str, Any]]]:
     """(runs usable at ``cutoff``, each with its backtest there; skipped runs with the reason).
-    ``backtests`` (run id → backtest dict) replaces the stored ones (another cutoff, computed on request)."""
+    ``backtests`` (run id → backtest) replaces the stored ones (another cutoff, computed on request)."""
     usable, skipped = [], []
     key = f"{cutoff:g}"
     for r in results:
-        if r.get("status") in ("skipped",) or r.get("entropy_key") is None:
-            skipped.append({"run": r["run"], "run_id": r["run_id"], "reason": r.get("reason") or "not analysed"})
+        if r.status == "skipped" or r.entropy_key is None:
+            skipped.append({"run": r.run, "run_id": r.run_id, "reason": r.reason or "not analysed"})
             continue
-        if (r.get("degenerate") or {}).get("status") in NOTHING_TO_FORECAST:
-            skipped.append({"run": r["run"], "run_id": r["run_id"], "reason": f"{r.get('reason')}: nothing to forecast"})
+        if (r.degenerate or {}).get("status") in NOTHING_TO_FORECAST:
+            skipped.append({"run": r.run, "run_id": r.run_id, "reason": f"{r.reason}: nothing to forecast"})
             continue
-        if not r.get("finished"):
-            skipped.append({"run": r["run"], "run_id": r["run_id"],
-                            "reason": f"not finished ({r.get('progress')}): no final score to backtest against"})
+        if not r.finished:
+            skipped.append({"run": r.run, "run_id": r.run_id,
+                            "reason": f"not finished ({r.progress}): no final score to backtest against"})
             continue
-        bt = (backtests or {}).get(r["run_id"]) if backtests is not None else (r.get("backtests") or {}).get(key)
-        if not bt or is_failure(bt):
-            skipped.append({"run": r["run"], "run_id": r["run_id"],
-                            "reason": (bt or {}).get("error", f"no backtest at {cutoff:g}")})
+        bt = backtests.get(r.run_id) if backtests is not None else r.backtests.get(key)
+        if not isinstance(bt, Backtest):
+            skipped.append({"run": r.run, "run_id": r.run_id,
+                            "reason": bt.error if isinstance(bt, Failure) else f"no backtest at {cutoff:g}"})
             continue
         usable.append(Replayed(r, bt))
     return usable, skipped
 
 
-def _point(r: Mapping[str, Any], bt: Mapping[str, Any], observed: float = float("nan")) -> crossrun.RunPoint:
+def _point(r: RunAnalysis, bt: Forecast, observed: float = float("nan")) -> crossrun.RunPoint:
     lo, hi = _range(r)
-    f = bt["features"]
-    unit = max(float(f.get("spread") or 0.0), float(bt.get("noise_sd") or 0.0), 1e-9)
-    return crossrun.RunPoint(features=f, level=float(bt["level"]), lo=lo, hi=hi, unit=unit, observed=observed)
+    f = bt.features
+    unit = max(float(f.get("spread") or 0.0), float(bt.noise_sd or 0.0), 1e-9)
+    return crossrun.RunPoint(features=f, level=float(bt.level), lo=lo, hi=hi, unit=unit, observed=observed)
 
 
-def _range(r: Mapping[str, Any]) -> tuple[float, float]:
-    rng = r.get("range") or {}
+def _range(r: RunAnalysis) -> tuple[float, float]:
+    rng = r.range or {}
     lo, hi = rng.get("lo"), rng.get("hi")
     return (-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi))
 
 
-def _rows(bt: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _rows(bt: Forecast) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per method (``METHODS`` order): prediction, scale, rolling-origin MAE; NaN where missing (stored
     results hold None for a number that was not finite)."""
-    m = bt["methods"]
+    m = bt.methods
 
     def col(field: str) -> np.ndarray:
         return np.array([np.nan if m.get(k, {}).get(field) is None else m[k][field] for k in METHODS], dtype=float)
@@ -136,8 +136,8 @@ def _rows(bt: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def build_table(usable: Sequence[Replayed]) -> selection.Table:
     """Finished runs × (methods + cross_run) at one cutoff; cross_run leave-one-run-out."""
     rows = [_rows(u.backtest) for u in usable]
-    obs = np.array([u.backtest["observed_final"] for u in usable], dtype=float)
-    groups = tuple(u.result.get("project") for u in usable)
+    obs = np.array([u.backtest.observed_final for u in usable], dtype=float)
+    groups = tuple(u.result.project for u in usable)
     points = [_point(u.result, u.backtest, o) for u, o in zip(usable, obs, strict=True)]
     cr_pred, cr_scale = crossrun.loro(points, groups)
     bounds = np.array([_range(u.result) for u in usable]).reshape(-1, 2)
@@ -145,13 +145,13 @@ def build_table(usable: Sequence[Replayed]) -> selection.Table:
     pred = np.column_stack([np.array([p for p, _, _ in rows]).reshape(len(rows), -1), cr_pred])
     scale = np.column_stack([np.array([s for _, s, _ in rows]).reshape(len(rows), -1), cr_scale])
     roll = np.column_stack([np.array([x for _, _, x in rows]).reshape(len(rows), -1), np.full(len(rows), np.nan)])
-    weak = np.array([bool(u.backtest.get("weak_law")) for u in usable], dtype=bool)
-    return selection.Table(tuple(int(u.result["run_id"]) for u in usable), groups, ALL_METHODS, pred, scale, roll, obs,
+    weak = np.array([bool(u.backtest.weak_law) for u in usable], dtype=bool)
+    return selection.Table(tuple(int(u.result.run_id) for u in usable), groups, ALL_METHODS, pred, scale, roll, obs,
                            bounds[:, 0], bounds[:, 1], weak)
 
 
-def backtest_at(results: Sequence[Mapping[str, Any]], cutoff: float,
-                backtests: Mapping[int, Mapping[str, Any]] | None = None) -> CutoffBacktest:
+def backtest_at(results: Sequence[RunAnalysis], cutoff: float,
+                backtests: Mapping[int, Backtest | Failure] | None = None) -> CutoffBacktest:
     usable, skipped = finished_with_backtest(results, cutoff, backtests)
     if not usable:
         return CutoffBacktest(cutoff, None, (), np.empty((0, len(ALL_METHODS), 2)), None, tuple(skipped), ())
@@ -162,7 +162,7 @@ def backtest_at(results: Sequence[Mapping[str, Any]], cutoff: float,
                           tuple(usable))
 
 
-def replays(results: Sequence[Mapping[str, Any]], fractions: Sequence[float] = GRID) -> dict[float, CutoffBacktest]:
+def replays(results: Sequence[RunAnalysis], fractions: Sequence[float] = GRID) -> dict[float, CutoffBacktest]:
     """The replay at every grid fraction."""
     return {f: backtest_at(results, f) for f in fractions}
 
@@ -218,17 +218,17 @@ def track_record(reps: Mapping[float, CutoffBacktest]) -> dict[str, dict[str, An
     return {f"{f:g}": bt.summary.to_dict() for f, bt in reps.items() if bt.summary is not None}
 
 
-def live_forecasts(results: Sequence[Mapping[str, Any]], reps: Mapping[float, CutoffBacktest] | None = None,
+def live_forecasts(results: Sequence[RunAnalysis], reps: Mapping[float, CutoffBacktest] | None = None,
                    track: Mapping[str, Mapping[str, Any]] | None = None) -> dict[int, dict[str, Any]]:
     """The headline forecast of every run in progress with a known planned length (module docstring)."""
-    live = [r for r in results if isinstance(r.get("live"), Mapping) and not is_failure(r["live"])]
+    live = [r for r in results if isinstance(r.forecast, Forecast)]
     if not live:
         return {}
     reps = dict(reps or {})
     out = {}
     for r in live:
-        lv = r["live"]
-        frac = float(lv["fraction_done"])
+        lv = r.forecast
+        frac = float(lv.fraction_done)
         f_lo, f_hi, t = bracket(frac)
         for f in (f_lo, f_hi):
             if f not in reps:
@@ -247,8 +247,8 @@ def live_forecasts(results: Sequence[Mapping[str, Any]], reps: Mapping[float, Cu
         rec = track_at(tr, frac) if tr else None
         rule = h0.rule if h0.rule == h1.rule else f"{h0.rule} / {h1.rule}"
         finished_rule = h0.rule == "finished runs" and h1.rule == "finished runs"
-        out[int(r["run_id"])] = {
-            "horizon_step": int(lv["horizon_step"]), "from_step": int(lv["from_step"]),
+        out[int(r.run_id)] = {
+            "horizon_step": int(lv.horizon_step), "from_step": int(lv.from_step),
             "fraction_done": frac, "predicted_final": float(value), "interval": interval, "method": "stacked",
             "label": label_of(weights), "weights": weights, "rule": rule,
             "backtest_cutoff": frac, "backtest_mae": rec["mae"] if rec and finished_rule else None,
@@ -273,25 +273,25 @@ def _empty_table() -> selection.Table:
     return selection.Table((), (), ALL_METHODS, e, e, e, np.empty(0), np.empty(0), np.empty(0))
 
 
-def _live_headline(bt: CutoffBacktest, r: Mapping[str, Any], pred: np.ndarray, scale: np.ndarray,
+def _live_headline(bt: CutoffBacktest, r: RunAnalysis, pred: np.ndarray, scale: np.ndarray,
                    roll: np.ndarray) -> selection.Headline:
     lo, hi = _range(r)
-    weak = bool(r["live"].get("weak_law"))
+    weak = bool(r.forecast.weak_law)
     if bt.table is None:  # no finished run at all: the within-run choice, uncalibrated
         return selection.headline_of(_empty_table(), pred, scale, roll, lo, hi, [], weak)
-    pool = selection.pool_of(None, bt.table, r.get("project"))
+    pool = selection.pool_of(None, bt.table, r.project)
     return selection.headline_of(bt.table, pred, scale, roll, lo, hi, pool, weak)
 
 
-def _cross_run_live(bts: Sequence[CutoffBacktest], r: Mapping[str, Any],
-                    lv: Mapping[str, Any]) -> tuple[float, float, tuple[str, ...]]:
+def _cross_run_live(bts: Sequence[CutoffBacktest], r: RunAnalysis,
+                    lv: Forecast) -> tuple[float, float, tuple[str, ...]]:
     """The cross-run model of a live run, trained on the finished runs replayed at the grid fractions around
     its own (the pool of its experiment when it has enough runs)."""
     points, runs = [], set()
     for bt in bts:
         if bt.table is None:
             continue
-        pool = selection.pool_of(None, bt.table, r.get("project"))
+        pool = selection.pool_of(None, bt.table, r.project)
         points += [_point(bt.replayed[j].result, bt.replayed[j].backtest, float(bt.table.observed[j])) for j in pool]
         runs |= {bt.table.runs[j] for j in pool}
     if len(runs) < crossrun.MIN_TRAIN_RUNS:
@@ -314,13 +314,13 @@ class CrossRun:
         return {rid: row["live"] for rid, row in self.rows.items() if row.get("live")}
 
 
-def cross_run(results: Sequence[Mapping[str, Any]]) -> CrossRun:
+def cross_run(results: Sequence[RunAnalysis]) -> CrossRun:
     """Everything across runs (module docstring), for every run of ``results``."""
     reps = replays(results)
     track = track_record(reps)
     live = live_forecasts(results, reps, track)
-    rows: dict[int, dict[str, Any]] = {int(r["run_id"]): {"live": live.get(int(r["run_id"])), "replay": {},
-                                                          "skipped": {}} for r in results}
+    rows: dict[int, dict[str, Any]] = {int(r.run_id): {"live": live.get(int(r.run_id)), "replay": {},
+                                                       "skipped": {}} for r in results}
     for f, bt in reps.items():
         for i in range(len(bt.headlines)):
             row = bt.row(i)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.forecasting import headline_path
+from analysis.results import RunAnalysis
 from analysis.run import warmup_mode
 from models.metric_range import MetricRange
 
@@ -30,12 +31,12 @@ def headline_span(headline: Mapping[str, Any]) -> HeadlineSpan:
     return HeadlineSpan(False, float(headline["cutoff_step"]), float(end))
 
 
-def path_of_headline(h: pd.Series, r: pd.Series, result: Mapping[str, Any],
+def path_of_headline(h: pd.Series, r: pd.Series, result: RunAnalysis,
                      headline: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
     """``analysis.forecasting.headline_path`` of ``headline`` for the run of ``result`` (its stored analysis)
     with entropy ``h`` and performance ``r``."""
     span = headline_span(headline)
     return headline_path(h, r, cutoff_step=span.start, end_step=span.end,
-                         rng=MetricRange.from_dict(result.get("range")), warmup=warmup_mode(result),
+                         rng=MetricRange.from_dict(result.range), warmup=warmup_mode(result),
                          weights=headline["weights"], final=headline["predicted_final"],
                          interval=headline["interval"])

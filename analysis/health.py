@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from analysis.keys import benchmark_name, health_keys
+from analysis.results import RunAnalysis
 from db import Store
 from models.health import (
     RANK,
@@ -145,32 +146,32 @@ def _hours_per_step(c: Curve | None) -> float | None:
 # --- reading -------------------------------------------------------------------------------------------------
 
 
-def findings_of(result: Mapping[str, Any]) -> list[Finding]:
-    return [Finding.from_dict(d) for d in result.get("health") or []]
+def findings_of(result: RunAnalysis) -> list[Finding]:
+    return [Finding.from_dict(d) for d in result.health or ()]
 
 
-def health_payload(results: Sequence[Mapping[str, Any]], chosen: Sequence[Mapping[str, Any]] | None = None,
+def health_payload(results: Sequence[RunAnalysis], chosen: Sequence[RunAnalysis] | None = None,
                    live: Mapping[int, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Per run (of ``chosen``, default all): its findings with their context, worst severity first; ``live`` maps
     run id → live forecast document, as stored across runs (``CrossRun.live``)."""
     live = live or {}
-    cohort = Cohort([r for r in results if r.get("finished") and r.get("health")])
+    cohort = Cohort([r for r in results if r.finished and r.health])
     out = []
     for res in chosen if chosen is not None else results:
-        found = [_in_context(f, res, cohort, live.get(int(res["run_id"]))) for f in findings_of(res)]
+        found = [_in_context(f, res, cohort, live.get(int(res.run_id))) for f in findings_of(res)]
         found.sort(key=lambda f: -f.rank)
-        out.append({"run": res["run"], "run_id": res["run_id"], "project": res.get("project"),
-                    "progress": res.get("progress"), "worst": worst(found),
+        out.append({"run": res.run, "run_id": res.run_id, "project": res.project,
+                    "progress": res.progress, "worst": worst(found),
                     "findings": [f.to_dict() for f in found]})
     return out
 
 
-def _in_context(f: Finding, res: Mapping[str, Any], cohort: Cohort, live: Mapping[str, Any] | None) -> Finding:
+def _in_context(f: Finding, res: RunAnalysis, cohort: Cohort, live: Mapping[str, Any] | None) -> Finding:
     if f.severity == "skipped":
         return f
     f = _cohort(f, res, cohort)
     if live is not None and f.detector in (entropy_collapse.NAME, plateau.NAME):
-        on_headline = f.benchmark is None or res.get("performance_key") in f.keys
+        on_headline = f.benchmark is None or res.performance_key in f.keys
         if on_headline:
             quote = _forecast_quote(live, f, res)
             if quote:
@@ -178,7 +179,7 @@ def _in_context(f: Finding, res: Mapping[str, Any], cohort: Cohort, live: Mappin
     return f
 
 
-def _forecast_quote(live: Mapping[str, Any], f: Finding, res: Mapping[str, Any]) -> tuple[str, dict] | None:
+def _forecast_quote(live: Mapping[str, Any], f: Finding, res: RunAnalysis) -> tuple[str, dict] | None:
     """What the live forecast (``analysis.forecasting.live_forecasts``' document) says the remaining planned steps
     buy, from the finding's recent level: the only place health reads the forecast."""
     pred, interval = live.get("predicted_final"), live.get("interval")
@@ -188,8 +189,8 @@ def _forecast_quote(live: Mapping[str, Any], f: Finding, res: Mapping[str, Any])
         return None
     left = int(end) - int(now)
     share = 1 - float(live.get("fraction_done") or 0)
-    per = (res.get("health_profile") or {}).get("hours_per_step")
-    bounded = (res.get("range") or {}).get("hi") is not None
+    per = (res.health_profile or {}).get("hours_per_step")
+    bounded = (res.range or {}).get("hi") is not None
     unit, k = (" pt", 100.0) if bounded else ("", 1.0)
     gain, lo, hi = (k * (pred - recent), k * (interval[0] - recent), k * (interval[1] - recent))
     mae = live.get("backtest_mae")
@@ -227,17 +228,17 @@ class Cohort:
     (detector, benchmark) their findings' ``cohort_value`` — indexed once per payload, so ranking every run of
     a store costs about n log n, not n² (the same counts as a pass over every other run)."""
 
-    def __init__(self, finished: Sequence[Mapping[str, Any]]) -> None:
+    def __init__(self, finished: Sequence[RunAnalysis]) -> None:
         spent: dict[str, list[float]] = {}
         values: dict[tuple[str, str | None], list[float]] = {}
         self._own: dict[int, tuple[dict[str, list[float]], dict[tuple[str, str | None], list[float]]]] = {}
         for o in finished:
-            own_spent, own_values = self._own.setdefault(int(o["run_id"]), ({}, {}))
-            for step, v in (((o.get("health_profile") or {}).get("entropy_spent") or {}).items()):
+            own_spent, own_values = self._own.setdefault(int(o.run_id), ({}, {}))
+            for step, v in (((o.health_profile or {}).get("entropy_spent") or {}).items()):
                 if v is not None:
                     spent.setdefault(step, []).append(v)
                     own_spent.setdefault(step, []).append(v)
-            for d in o.get("health") or []:
+            for d in o.health or ():
                 ov = (d.get("evidence") or {}).get("cohort_value")
                 if isinstance(ov, int | float):
                     key = (d["detector"], d.get("benchmark"))
@@ -258,11 +259,11 @@ class Cohort:
         return (0, 0, 0) if vals is None else vals.standing(v, own)
 
 
-def _cohort(f: Finding, res: Mapping[str, Any], cohort: Cohort) -> Finding:
+def _cohort(f: Finding, res: RunAnalysis, cohort: Cohort) -> Finding:
     """Where this run stands among the store's other finished runs on the finding's own number."""
-    run_id = int(res["run_id"])
+    run_id = int(res.run_id)
     if f.detector == entropy_collapse.NAME:
-        mine = (res.get("health_profile") or {}).get("entropy_spent") or {}
+        mine = (res.health_profile or {}).get("entropy_spent") or {}
         for step in sorted(mine, key=int, reverse=True):
             n, below, above = cohort.spent(run_id, step, mine[step])
             if n >= 2:

@@ -69,7 +69,7 @@ class Options:
 
 
 def current_results(store: Store, run_ids: Sequence[int] | None = None,
-                    options: Options = Options()) -> list[dict[str, Any]]:
+                    options: Options = Options()) -> list[RunAnalysis]:
     """The analysis of every run (or of ``run_ids``), in run order: stored when fresh, else computed in memory
     (never written). With non-default ``options`` every run is computed in memory with them."""
     runs = store.runs_frame(run_ids)
@@ -81,26 +81,21 @@ def current_results(store: Store, run_ids: Sequence[int] | None = None,
     stored = _stored(store, ids)
     stale = set(store.stale_runs(KIND, ANALYSIS_VERSION)) & set(ids)
     fresh_ids = [i for i in ids if i not in stale and i in stored]
-    computed = {r["run_id"]: r for r in analyse_ids(store, [i for i in ids if i not in fresh_ids], options)}
+    computed = {r.run_id: r for r in analyse_ids(store, [i for i in ids if i not in fresh_ids], options)}
     return [stored[i] if i in fresh_ids else computed[i] for i in ids]
 
 
-def _stored(store: Store, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+def _stored(store: Store, ids: Sequence[int]) -> dict[int, RunAnalysis]:
     """The stored analyses of ``ids``, each loaded through ``RunAnalysis.from_dict`` (a row that does not load
-    is an error naming the run and the key it lacks). The readers still take the dict: the stored one is
-    returned, which is what ``to_dict()`` gives back (tests/test_results.py) without paying to rebuild it."""
+    is an error naming the run and the key it lacks)."""
     df = store.analyses_frame(KIND, ids)
-    out: dict[int, dict[str, Any]] = {}
-    for i, r in zip(df["run_id"], df["result"], strict=True):
-        RunAnalysis.from_dict(r)
-        out[int(i)] = dict(r)
-    return out
+    return {int(i): RunAnalysis.from_dict(r) for i, r in zip(df["run_id"], df["result"], strict=True)}
 
 
-def run_series(store: Store, result: Mapping[str, Any]) -> tuple[pd.Series, pd.Series]:
+def run_series(store: Store, result: RunAnalysis) -> tuple[pd.Series, pd.Series]:
     """The chosen entropy and headline performance series of an analysed run (finite points only)."""
-    return (_finite(store, result["run_id"], result["entropy_key"]),
-            _finite(store, result["run_id"], result["performance_key"]))
+    return (_finite(store, result.run_id, result.entropy_key),
+            _finite(store, result.run_id, result.performance_key))
 
 
 def _finite(store: Store, run_id: int, key: str | None) -> pd.Series:
@@ -127,7 +122,7 @@ def refresh_analyses(store: Store, run_ids: Sequence[int] | None = None, *, forc
         done = _refresh_claimed(store, todo, force=force)
     elif todo:
         versions = store.runs_frame(todo).set_index("id")["data_version"].to_dict()
-        results = analyse_ids(store, todo)
+        results = _analysed(store, todo)
         store.save_analyses([(r["run_id"], KIND, int(versions[r["run_id"]]), r, columns(r)) for r in results])
         done = len(todo)
     else:
@@ -146,7 +141,7 @@ def _refresh_claimed(store: Store, todo: Sequence[int], *, force: bool) -> int:
     size = max(CLAIM_MIN, min(len(todo) // 4, CLAIM_MAX))  # a few batches: the work splits, each runs in parallel
     for batch in claimed_batches(store.engine, todo, kind=KIND, analysis_version=ANALYSIS_VERSION, force=force,
                                  size=size):
-        results = analyse_ids(store, [i for i, _ in batch])
+        results = _analysed(store, [i for i, _ in batch])
         versions = dict(batch)  # read under the claim: no sync can change them before the commit
         store.save_analyses([(r["run_id"], KIND, versions[r["run_id"]], r, columns(r)) for r in results])
         log.debug("claimed and analysed runs %s (data versions %s)", ",".join(str(i) for i, _ in batch),
@@ -183,7 +178,7 @@ def _forecast_columns(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def current_cross_run(store: Store, run_ids: Sequence[int] | None = None,
-                      results: Sequence[Mapping[str, Any]] | None = None):  # noqa: ANN201 - forecasting.CrossRun
+                      results: Sequence[RunAnalysis] | None = None):  # noqa: ANN201 - forecasting.CrossRun
     """The results across runs for ``run_ids`` (every run when None): as stored when the store is current,
     else computed in memory from ``results`` (every run's, read when not given) and not saved."""
     from analysis.forecasting import CrossRun, cross_run
@@ -198,7 +193,7 @@ def current_cross_run(store: Store, run_ids: Sequence[int] | None = None,
 
 
 def columns(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The key numbers of a result, as the ``analyses`` table's columns."""
+    """The key numbers of a result (the dict about to be stored), as the ``analyses`` table's columns."""
     law = result.get("law") or {}
     return {
         "a": law.get("a"), "b": law.get("b"), "ceiling": law.get("ceiling"), "ceiling_lo": law.get("ceiling_lo"),
@@ -212,8 +207,13 @@ def columns(result: Mapping[str, Any]) -> dict[str, Any]:
 # --- computing -----------------------------------------------------------------------------------------------
 
 
-def analyse_ids(store: Store, run_ids: Sequence[int], options: Options = Options()) -> list[dict[str, Any]]:
+def analyse_ids(store: Store, run_ids: Sequence[int], options: Options = Options()) -> list[RunAnalysis]:
     """Analyse these runs (nothing is written), in parallel processes when there are many."""
+    return [RunAnalysis.from_dict(r) for r in _analysed(store, run_ids, options)]
+
+
+def _analysed(store: Store, run_ids: Sequence[int], options: Options = Options()) -> list[dict[str, Any]]:
+    """``analyse_ids`` as the dicts the writers store (``RunAnalysis.to_dict`` of what readers get)."""
     ids = [int(i) for i in run_ids]
     if not ids:
         return []

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.keys import KeyChoice, benchmark_name
+from analysis.results import RunAnalysis
 from analysis.settings import RunSettings
 from analysis.version import ANALYSIS_VERSION, SCHEMA_VERSION
 from db.records import planned_length
@@ -258,9 +259,9 @@ def bounded_law(law: dict[str, Any], rng: MetricRange, best: float | None) -> di
     return out
 
 
-def warmup_mode(result: Mapping[str, Any]) -> str | int:
+def warmup_mode(result: RunAnalysis) -> str | int:
     """The warm-up setting a stored result was computed with (for forecasts recomputed from it)."""
-    warm = result.get("warmup") or {}
+    warm = result.warmup or {}
     if warm.get("mode") == "keep":
         return "keep"
     if warm.get("mode") == "pinned":

@@ -5,13 +5,14 @@ Compare page draws."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from analysis.errors import AnalysisError
+from analysis.results import RunAnalysis
 from models.scaling import ScalingFit, fit_scaling_table, model_size_from
 
 GROUPS = (None, "algorithm", "intervention")
@@ -32,7 +33,7 @@ class Scaling:
         return self.fits[(group, coefficient)]
 
 
-def scaling_of(runs: pd.DataFrame, results: Sequence[Mapping[str, Any]], group: str | None = None,
+def scaling_of(runs: pd.DataFrame, results: Sequence[RunAnalysis], group: str | None = None,
                coefficients: Sequence[str] = COEFFICIENTS) -> Scaling:
     """The rows and fits over the fitted runs among ``results`` (``runs``: the store's runs frame)."""
     if group not in GROUPS:
@@ -40,17 +41,17 @@ def scaling_of(runs: pd.DataFrame, results: Sequence[Mapping[str, Any]], group: 
     info = runs.set_index("id")
     rows = []
     for res in results:
-        law = res.get("law")
-        if not law:
+        law = res.law
+        if law is None:
             continue
-        run = info.loc[res["run_id"]]
+        run = info.loc[res.run_id]
         params, tags = run["params"] or {}, run["tags"] or {}
         rows.append({
-            "run": res["run"], "run_id": res["run_id"], "model": run["model"],
-            "size": model_size_from(run["model"], res["run"], params, tags),
+            "run": res.run, "run_id": res.run_id, "model": run["model"],
+            "size": model_size_from(run["model"], res.run, params, tags),
             "algorithm": run["algorithm"] or tags.get("algorithm"),
             "intervention": tags.get("intervention") or "none",
-            "a": law["a"], "b": law["b"], "ceiling": law["ceiling"],
-            "ceiling_ci": law["ceiling_ci"], "r2": law["r2"],
+            "a": law.a, "b": law.b, "ceiling": law.ceiling,
+            "ceiling_ci": list(law.ceiling_ci), "r2": law.r2,
         })
     return Scaling(tuple(rows), group, fit_scaling_table(rows, coefficients, group=group))

@@ -41,7 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analysis.forecasting import backtest_at, cross_run  # noqa: E402
+from analysis.results import RunAnalysis  # noqa: E402
 from analysis.run import backtest_of, replay_end  # noqa: E402
+from analysis.version import ANALYSIS_VERSION, SCHEMA_VERSION  # noqa: E402
 from models.backtest import GRID  # noqa: E402
 from models.metric_range import metric_range  # noqa: E402
 from models.selection import Gap, gap_to  # noqa: E402
@@ -97,16 +99,21 @@ def real_set() -> list:
 
 
 def results_of(runs: list, cutoffs: list[float]) -> list[dict]:
-    """Result dicts as ``analysis.run`` stores them (just the parts the cross-run layer reads): every run
-    replayed toward its last step (these runs have no planned length: they ended where they were planned to)."""
+    """Run analyses as ``analysis.run`` stores them (the parts the cross-run layer reads; the others empty): every
+    run replayed toward its last step (these runs have no planned length: they ended where they were planned to)."""
     out = []
     for i, run in enumerate(runs):
         h, r = run["h"].dropna(), run["r"].dropna()
         rng = metric_range(run["key"], r.to_numpy())
         end = replay_end(None, int(max(h.index.max(), r.index.max())))
-        out.append({"run_id": i + 1, "run": run["name"], "project": run["project"], "status": "ok",
-                    "entropy_key": "h", "finished": True, "range": rng.to_dict(),
-                    "backtests": {f"{c:g}": backtest_of(h, r, c, rng, "auto", end) for c in cutoffs}})
+        out.append(RunAnalysis.from_dict({
+            "schema_version": SCHEMA_VERSION, "analysis_version": ANALYSIS_VERSION, "run_id": i + 1,
+            "run": run["name"], "project": run["project"], "status": "ok", "reason": None, "law": None,
+            "benchmarks": [], "live": None, "entropy_key": "h", "performance_key": run["key"],
+            "performance_kind": None, "key_reason": None, "unrecognised_keys": [], "n_entropy": len(h),
+            "n_performance": len(r), "n_entropy_nonfinite": 0, "n_performance_nonfinite": 0, "last_step": end,
+            "finished": True, "progress": "", "range": rng.to_dict(),
+            "backtests": {f"{c:g}": backtest_of(h, r, c, rng, "auto", end) for c in cutoffs}}))
     return out
 
 

@@ -174,11 +174,11 @@ def server_side(url: str, ids: list[int]) -> dict[str, float]:
     from plots.downsample import trace_budget
 
     store = Store.open(url, create=False)
-    results = {r["run_id"]: r for r in current_results(store)}
+    results = {r.run_id: r for r in current_results(store)}
     out: dict[str, float] = {}
     t0 = time.perf_counter()
     n_out = trace_budget(2 * len(ids), marker_points(len(ids)))
-    keys = sorted({k for i in ids for k in (results[i]["entropy_key"], results[i]["performance_key"])})
+    keys = sorted({k for i in ids for k in (results[i].entropy_key, results[i].performance_key)})
     levels: dict = {}
     for run_id, key, level, n in store.lod_levels(ids, keys).itertuples(index=False):
         levels.setdefault((run_id, key), {})[level] = n
@@ -186,8 +186,8 @@ def server_side(url: str, ids: list[int]) -> dict[str, float]:
     for i in ids:
         res = results[i]
         hc, rc = (build_curve(store, i, k, 0.0, "step", n_out, choose_level(levels.get((i, k), {}), n_out))
-                  for k in (res["entropy_key"], res["performance_key"]))
-        runs.append(RunCurves(i, res["run"], hc, rc, stage=res.get("stage") or {}, collapse=res.get("collapse") or {}))
+                  for k in (res.entropy_key, res.performance_key))
+        runs.append(RunCurves(i, res.run, hc, rc, stage=res.stage, collapse=res.collapse))
     fig = collapse_figure(runs)
     payload = fig.to_json()
     out["dashboard s"], out["dashboard MB"], out["dashboard points"] = (time.perf_counter() - t0, len(payload) / 1e6,
@@ -195,7 +195,7 @@ def server_side(url: str, ids: list[int]) -> dict[str, float]:
     t0 = time.perf_counter()
     runs = []
     for i in ids:
-        res = results[i]
+        res = results[i].to_dict()  # the page before read the stored dict
         curves = []
         for k in (res["entropy_key"], res["performance_key"]):
             p = store.points(i, k)

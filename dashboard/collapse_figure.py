@@ -13,8 +13,8 @@ instead (``summary_marker``), and the table under the chart lists the details.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -22,6 +22,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis.results import Collapse, Failure, Stage
 from dashboard.curves import Curve
 from dashboard.tables import stage_text
 from db.values import finite_number
@@ -51,8 +52,8 @@ class RunCurves:
     entropy: Curve | None
     performance: Curve | None
     group: str | None = None  # legend group (model or algorithm) or None
-    stage: Mapping[str, Any] = field(default_factory=dict)
-    collapse: Mapping[str, Any] = field(default_factory=dict)
+    stage: Stage | Failure | None = None
+    collapse: Collapse | Failure | None = None
     entropy_key: str | None = None
     performance_key: str | None = None
 
@@ -211,29 +212,40 @@ def summary_marker(r: RunCurves) -> dict[str, Any] | None:
     h = r.entropy
     if h is None or h.n_total == 0:
         return None
-    st, c = r.stage or {}, r.collapse or {}
-    clear = bool(st.get("clear")) and finite_number(st.get("step")) is not None
-    step = float(st["step"]) if clear else float(h.step[-1])
+    st, c = _stage_of(r), _collapse_of(r)
+    clear = st is not None and st.clear and finite_number(st.step) is not None
+    step = float(st.step) if clear else float(h.step[-1])
     xs, ys = (h.smooth_x, h.smooth_y) if h.smooth_x is not None else (h.x, h.y)
     x = h.x_at(step)
-    verdict = str(c.get("verdict") or "–")
-    proj = c.get("projected_floor_step")
-    lines = [f"run: {plotly_text(run_label(r.name, r.run_id))}", plotly_text(stage_text(st))]
+    verdict = str((c and c.verdict) or "–")
+    proj = c and c.projected_floor_step
+    alarm = c is not None and c.alarm
+    lines = [f"run: {plotly_text(run_label(r.name, r.run_id))}", plotly_text(stage_text(r.stage))]
     lines.append(f"collapse: {plotly_text(verdict)}"
-                 + (f", floor projected at step {float(proj):.0f}" if c.get("alarm") and finite_number(proj) is not None else ""))
-    symbol = SUMMARY_SYMBOL["alarm" if c.get("alarm") else "plateau" if clear else "none"]
+                 + (f", floor projected at step {float(proj):.0f}" if alarm and finite_number(proj) is not None else ""))
+    symbol = SUMMARY_SYMBOL["alarm" if alarm else "plateau" if clear else "none"]
     return {"x": x, "y": float(np.interp(x, xs, ys)), "symbol": symbol, "text": "<br>".join(lines)}
+
+
+def _stage_of(r: RunCurves) -> Stage | None:
+    """The run's stage boundary, None when it was not found (or could not be)."""
+    return r.stage if isinstance(r.stage, Stage) else None
+
+
+def _collapse_of(r: RunCurves) -> Collapse | None:
+    """The run's collapse verdict, None when there is none (or it could not be made)."""
+    return r.collapse if isinstance(r.collapse, Collapse) else None
 
 
 def _stage(shapes: list[dict], notes: list[dict], r: RunCurves, color: str, *, annotate: bool) -> None:
     """Shade the boundary's range and mark its step on both panels (only for a clear switch); the label is
     written only when one run is shown (with several they overlap; the table below lists them)."""
-    st = r.stage or {}
+    st = _stage_of(r)
     ref = r.entropy or r.performance
-    if ref is None or not st.get("clear") or finite_number(st.get("step")) is None:
+    if ref is None or st is None or not st.clear or finite_number(st.step) is None:
         return
-    lo, hi = st.get("range") or (st["step"], st["step"])
-    x0, x1, xs = ref.x_at(lo), ref.x_at(hi), ref.x_at(st["step"])
+    lo, hi = st.range or (st.step, st.step)
+    x0, x1, xs = ref.x_at(lo), ref.x_at(hi), ref.x_at(st.step)
     for xref, yref in (("x", "y domain"), ("x2", "y2 domain")):
         shapes.append({"type": "rect", "xref": xref, "yref": yref, "x0": x0, "x1": max(x1, x0), "y0": 0, "y1": 1,
                        "fillcolor": color, "opacity": 0.10, "line": {"width": 0}, "layer": "below"})
@@ -241,7 +253,7 @@ def _stage(shapes: list[dict], notes: list[dict], r: RunCurves, color: str, *, a
                        "line": {"color": color, "dash": "dash", "width": 1}})
     if annotate:
         notes.append({"x": xs, "y": 0.98, "xref": "x", "yref": "y domain", "showarrow": False,
-                      "text": f"plateau from step {st['step']:.0f} [{lo:.0f}–{hi:.0f}]",
+                      "text": f"plateau from step {st.step:.0f} [{lo:.0f}–{hi:.0f}]",
                       "font": {"size": 10, "color": color}, "yanchor": "top", "xanchor": "left"})
 
 
@@ -250,22 +262,22 @@ PROJECTION_REACH = 0.5  # how far past a run's last step (in run lengths) a proj
 
 def _collapse(r: RunCurves, color: str, kind: str, group: str) -> list[dict[str, Any]]:
     """Alarm marker at the last entropy point; projected floor step with the floor level (dotted)."""
-    c = r.collapse or {}
+    c = _collapse_of(r)
     h = r.entropy
     out: list = []
-    if h is None or h.n_total == 0 or not c.get("verdict"):
+    if h is None or h.n_total == 0 or c is None or not c.verdict:
         return out
     meta = plotly_text(r.name)
-    verdict = str(c["verdict"])
+    verdict = str(c.verdict)
     last_x, last_step = float(h.x[-1]), float(h.step[-1])
-    if c.get("alarm") and finite_number(c.get("h_now")) is not None:
+    if c.alarm and finite_number(c.h_now) is not None:
         out.append(_trace(
-            kind, 1, x=[last_x], y=[c["h_now"]], mode="markers", meta=meta, customdata=[last_step],
+            kind, 1, x=[last_x], y=[c.h_now], mode="markers", meta=meta, customdata=[last_step],
             marker={"symbol": ALARM_SYMBOL.get(verdict, "x"), "size": 13, "color": color, "line": {"width": 2}},
             name=f"{verdict}", legendgroup=group, showlegend=False,
             hovertemplate=f"run: %{{meta}}<br>{plotly_text(verdict)} at step %{{customdata:.0f}}"
                           "<br>H now %{y:.4f}<extra></extra>"))
-    proj, floor = c.get("projected_floor_step"), c.get("floor")
+    proj, floor = c.projected_floor_step, c.floor
     if finite_number(proj) is not None and finite_number(floor) is not None:
         # a projection far past the run would stretch the axis and squeeze every curve: beyond half the
         # run's length again, the marker stops there and points right (the hover gives the step)

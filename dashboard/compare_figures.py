@@ -4,13 +4,13 @@ fit, overlaid fitted laws, and the ceiling lift over a baseline run. Pure plotly
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis.results import RunAnalysis
 from models.intervals import Z95
 from models.scaling import ScalingFit
 from plots.colors import run_color
@@ -66,27 +66,26 @@ def scaling_figure(points: pd.DataFrame, fits: Mapping[str, ScalingFit | str]) -
     return fig
 
 
-def laws_figure(results: Sequence[Mapping[str, Any]]) -> go.Figure:
+def laws_figure(results: Sequence[RunAnalysis]) -> go.Figure:
     """Each run's fitted law R(H): solid over its observed entropy range, dotted down to H = 0 (the ceiling)."""
     fig = go.Figure()
     for r in results:
-        law = r.get("law")
-        if not law:
+        if r.law is None:
             continue
-        fit = law_from_result(law)
-        color = run_color(r["run_id"])
-        label = plotly_text(run_label(r["run"], r["run_id"]))
-        meta = plotly_text(r["run"])
+        fit = law_from_result(r.law.to_dict())
+        color = run_color(r.run_id)
+        label = plotly_text(run_label(r.run, r.run_id))
+        meta = plotly_text(r.run)
         seen = np.linspace(fit.h_min, fit.h_max, 60)
         below = np.linspace(0.0, fit.h_min, 30)
         hover = "run: %{meta}<br>H %{x:.3f}<br>R %{y:.4f}<extra></extra>"
         fig.add_trace(go.Scatter(x=seen, y=fit.predict(seen), mode="lines", line={"color": color, "width": 2},
-                                 name=label, legendgroup=str(r["run_id"]), meta=meta, hovertemplate=hover))
+                                 name=label, legendgroup=str(r.run_id), meta=meta, hovertemplate=hover))
         fig.add_trace(go.Scatter(x=below, y=fit.predict(below), mode="lines", line={"color": color, "dash": "dot"},
-                                 legendgroup=str(r["run_id"]), showlegend=False, meta=meta,
+                                 legendgroup=str(r.run_id), showlegend=False, meta=meta,
                                  hovertemplate=hover.replace("<extra>", " (extrapolated)<extra>")))
         fig.add_trace(go.Scatter(x=[0.0], y=[fit.ceiling], mode="markers", marker={"color": color, "symbol": "star", "size": 11},
-                                 legendgroup=str(r["run_id"]), showlegend=False, meta=meta,
+                                 legendgroup=str(r.run_id), showlegend=False, meta=meta,
                                  hovertemplate="run: %{meta}<br>ceiling %{y:.4f}"
                                                f"<br>95% CI {fit.ceiling_lo:.4f} – {fit.ceiling_hi:.4f}<extra></extra>"))
     fig.update_layout(xaxis_title="entropy H", yaxis_title="fitted performance R", height=460, margin={"t": 20})

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from analysis.results import RunAnalysis
 from dashboard import data
 from dashboard.text import md_text
 from db import Store
@@ -29,7 +30,7 @@ class Context:
     store: Store
     url: str
     version: tuple
-    results: list[dict[str, Any]]
+    results: list[RunAnalysis]
     runs: pd.DataFrame
 
     @cached_property
@@ -39,11 +40,11 @@ class Context:
         return data.fit_doc(self.url, self.version)
 
     @cached_property
-    def by_id(self) -> dict[int, dict[str, Any]]:
-        return {int(r["run_id"]): r for r in self.results}
+    def by_id(self) -> dict[int, RunAnalysis]:
+        return {int(r.run_id): r for r in self.results}
 
-    def labels(self, results: list[dict[str, Any]] | None = None) -> dict[int, str]:
-        return {int(r["run_id"]): run_label(r["run"], r["run_id"]) for r in (results or self.results)}
+    def labels(self, results: list[RunAnalysis] | None = None) -> dict[int, str]:
+        return {int(r.run_id): run_label(r.run, r.run_id) for r in (results or self.results)}
 
     def run_version(self, run_id: int) -> int:
         row = self.runs[self.runs["id"] == run_id]
@@ -71,7 +72,7 @@ def load() -> Context | None:
     if runs.empty:
         st.info(data.FIX_NO_RUNS)
         return None
-    analysed = {int(r["run_id"]) for r in results}
+    analysed = {int(r.run_id) for r in results}
     missing = [int(i) for i in runs["id"] if int(i) not in analysed]
     if missing:
         st.warning(f"{len(missing)} of {len(runs)} runs have not been analysed yet; "
@@ -81,32 +82,32 @@ def load() -> Context | None:
     return Context(store=store, url=url, version=version, results=results, runs=runs)
 
 
-def why_unfit(result: dict[str, Any]) -> str:
+def why_unfit(result: RunAnalysis) -> str:
     """Why a run has no fitted law, and the fix."""
-    reason = str(result.get("reason") or "")
-    if result.get("entropy_key") is None or "no entropy" in reason:
+    reason = str(result.reason or "")
+    if result.entropy_key is None or "no entropy" in reason:
         return FIX_NO_ENTROPY
-    if result.get("performance_key") is None or "no performance" in reason:
+    if result.performance_key is None or "no performance" in reason:
         return FIX_NO_PERFORMANCE
-    if result.get("status") == "degenerate":
+    if result.status == "degenerate":
         return (f"{reason}. A ceiling fitted to such a series would mislead, so none is shown"
                 + ("; more evaluations (a smaller `test_freq`) fix this." if "too few" in reason else "."))
     return (f"the law could not be fitted: {reason}. The fit needs at least 3 evaluations paired with entropy "
             "and some spread in entropy; more evaluations (a smaller `test_freq`) fix most of these.")
 
 
-def fitted_or_explain(ctx: Context, what: str) -> list[dict[str, Any]]:
+def fitted_or_explain(ctx: Context, what: str) -> list[RunAnalysis]:
     """The runs with a fitted law; when there are none, say so (``what``: why the page needs one) and list
     what each run is missing."""
-    fitted = [r for r in ctx.results if r.get("law")]
+    fitted = [r for r in ctx.results if r.law is not None]
     if not fitted:
         st.info(f"No run has a fitted law yet{what}. `entropy-dash runs` shows what each run has.")
         show_unfit(ctx.results)
     return fitted
 
 
-def show_unfit(results: list[dict[str, Any]]) -> None:
+def show_unfit(results: list[RunAnalysis]) -> None:
     """One line per run without a fit: its name (as literal text) and what to do."""
     for r in results:
-        if not r.get("law"):
-            st.warning(f"**{md_text(run_label(r['run'], r['run_id']))}** has no fitted law: {why_unfit(r)}")
+        if r.law is None:
+            st.warning(f"**{md_text(run_label(r.run, r.run_id))}** has no fitted law: {why_unfit(r)}")

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from analysis.results import RunAnalysis
 from dashboard.curves import Curve, choose_level, prepare_curve
 from dashboard.grouping import bucket_points, bucket_width, data_spacing, level_of_width
 from db import Store, resolve_db_url
@@ -79,7 +80,7 @@ def version(store: Store) -> tuple:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def results(url: str, version: tuple) -> list[dict[str, Any]]:
+def results(url: str, version: tuple) -> list[RunAnalysis]:
     """Every run's analysis: stored when fresh, computed in memory when stale (pages never write)."""
     from analysis.pipeline import current_results
 
@@ -127,7 +128,7 @@ def backtest_doc_for(url: str, version: tuple, project: str | None) -> dict[str,
     from analysis.payloads import backtest_payload
     from models.backtest import GRID
 
-    res = [r for r in results(url, version) if project is None or r.get("project") == project]
+    res = [r for r in results(url, version) if project is None or r.project == project]
     return backtest_payload(_open(url), res, list(GRID), cross=cross_run(url, version))
 
 
@@ -161,7 +162,7 @@ def run_names(url: str, version: tuple) -> dict[int, str]:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def results_of(url: str, version: tuple, run_ids: tuple[int, ...]) -> list[dict[str, Any]]:
+def results_of(url: str, version: tuple, run_ids: tuple[int, ...]) -> list[RunAnalysis]:
     """The analyses of some runs only (``current_results`` of ``run_ids``)."""
     from analysis.pipeline import current_results
 
@@ -288,11 +289,11 @@ def run_arrays(url: str, run_id: int, run_version: int, entropy_key: str,
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
-def headline_path(url: str, run_id: int, run_version: int, result: dict[str, Any],
+def headline_path(url: str, run_id: int, run_version: int, result: RunAnalysis,
                   headline: dict[str, Any]) -> dict[str, Any] | None:
     """The headline forecast as a path with its band (``analysis.headline.path_of_headline``) for one run's
     live forecast (``headline`` from ``fit_doc``) or backtest row (from ``backtest_doc``)."""
     from analysis.headline import path_of_headline
 
-    h, r = run_arrays(url, run_id, run_version, result["entropy_key"], result["performance_key"])
+    h, r = run_arrays(url, run_id, run_version, result.entropy_key, result.performance_key)
     return path_of_headline(h, r, result, headline)

@@ -17,7 +17,7 @@ first and last point of each of its buckets, which include the latest point at o
 its width, so the result equals this computation on every stored point.
 
 **Runs as points.** One point per run: the entropy it has spent, ``(H_first − H_last) / H_first`` (its first
-and last finite stored entropy), against the ceiling of its fitted law (``result["law"]["ceiling"]`` with
+and last finite stored entropy), against the ceiling of its fitted law (``result.law.ceiling`` with
 ``ceiling_lo``/``ceiling_hi``).
 """
 
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.results import RunAnalysis
 from db.lod import BASE_WIDTH, FACTOR, MAX_LEVEL
 from db.values import finite_number
 
@@ -230,21 +231,22 @@ def first_last(steps: np.ndarray, values: np.ndarray) -> tuple[float | None, flo
     return float(v[np.argmin(s)]), float(v[np.argmax(s)])
 
 
-def run_points(results: Sequence[Mapping[str, Any]], groups: Mapping[int, str],
+def run_points(results: Sequence[RunAnalysis], groups: Mapping[int, str],
                entropy: Mapping[int, tuple[float | None, float | None]]) -> pd.DataFrame:
     """One row per run: id, run, group, status, H first/last, entropy spent, ceiling with its interval
     (NaN where the run has no fitted law). ``entropy``: run_id → (H_first, H_last)."""
     rows = []
     for r in results:
-        i = int(r["run_id"])
+        i = int(r.run_id)
         if i not in groups:
             continue
-        law = r.get("law") or {}
+        law = r.law
         h0, h1 = entropy.get(i, (None, None))
-        rows.append({"id": i, "run": str(r["run"]), "group": groups[i], "status": str(r.get("status") or "ok"),
-                     "reason": r.get("reason") or "", "H first": h0, "H last": h1,
-                     "entropy spent": entropy_spent(h0, h1), "ceiling": finite_number(law.get("ceiling")),
-                     "ceiling lo": finite_number(law.get("ceiling_lo")), "ceiling hi": finite_number(law.get("ceiling_hi"))})
+        rows.append({"id": i, "run": str(r.run), "group": groups[i], "status": str(r.status or "ok"),
+                     "reason": r.reason or "", "H first": h0, "H last": h1, "entropy spent": entropy_spent(h0, h1),
+                     "ceiling": None if law is None else finite_number(law.ceiling),
+                     "ceiling lo": None if law is None else finite_number(law.ceiling_lo),
+                     "ceiling hi": None if law is None else finite_number(law.ceiling_hi)})
     cols = ["id", "run", "group", "status", "reason", "H first", "H last", "entropy spent", "ceiling",
             "ceiling lo", "ceiling hi"]
     df = pd.DataFrame(rows, columns=cols)

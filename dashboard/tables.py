@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.results import is_failure
+from analysis.results import Collapse, Failure, RunAnalysis, Stage
 from db.values import finite_number
 from models.intervals import Z95
 
@@ -31,26 +31,26 @@ def tag_list(tags: Mapping[str, Any] | None) -> list[str]:
     return [f"{k}={v}" for k, v in sorted((tags or {}).items()) if not str(k).startswith(HIDDEN_TAG_PREFIXES)]
 
 
-def stage_text(stage: Mapping[str, Any] | None) -> str:
+def stage_text(stage: Stage | Failure | None) -> str:
     """``plateau from step S [lo–hi]`` for a clear switch, else why there is none."""
-    if not stage:
+    if stage is None:
         return "–"
-    if is_failure(stage):
-        return f"n/a ({stage['cause']})"
-    if stage.get("clear") and stage.get("step") is not None:
-        lo, hi = stage.get("range") or (stage["step"], stage["step"])
-        return f"plateau from step {stage['step']} [{lo}–{hi}]"
+    if isinstance(stage, Failure):
+        return f"n/a ({stage.cause})"
+    if stage.clear and stage.step is not None:
+        lo, hi = stage.range or (stage.step, stage.step)
+        return f"plateau from step {stage.step} [{lo}–{hi}]"
     return "rising / no clear switch"
 
 
-def collapse_text(collapse: Mapping[str, Any] | None) -> str:
-    if not collapse:
+def collapse_text(collapse: Collapse | Failure | None) -> str:
+    if collapse is None:
         return "–"
-    if is_failure(collapse):
-        return f"n/a ({collapse['cause']})"
-    verdict = str(collapse.get("verdict"))
-    proj = finite_number(collapse.get("projected_floor_step"))
-    return f"{verdict} (floor at step {proj:.0f})" if proj is not None and collapse.get("alarm") else verdict
+    if isinstance(collapse, Failure):
+        return f"n/a ({collapse.cause})"
+    verdict = str(collapse.verdict)
+    proj = finite_number(collapse.projected_floor_step)
+    return f"{verdict} (floor at step {proj:.0f})" if proj is not None and collapse.alarm else verdict
 
 
 def backtest_of(fit: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -70,7 +70,7 @@ def backtest_text(fit: Mapping[str, Any] | None) -> str:
             f"observed {bt['observed_final']:.4f})")
 
 
-def runs_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame | None = None,
+def runs_table(results: Sequence[RunAnalysis], runs: pd.DataFrame | None = None,
                fits: Mapping[int, Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """One row per analysed run: metadata, state, H first→last, R best/last, a, b, ceiling ± CI (bounded to the
     metric's range), headroom, warm-up excluded, stage, collapse, the live forecast at the planned end with
@@ -79,97 +79,97 @@ def runs_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame | None =
     fits = fits or {}
     rows = []
     for r in results:
-        law = r.get("law") or {}
-        info = meta.loc[r["run_id"]] if meta is not None and r["run_id"] in meta.index else None
-        fit = fits.get(int(r["run_id"]))
+        law = r.law
+        info = meta.loc[r.run_id] if meta is not None and r.run_id in meta.index else None
+        fit = fits.get(int(r.run_id))
         bt = backtest_of(fit)
         fc = (fit or {}).get("forecast") or {}
-        ci = (law["ceiling_hi"] - law["ceiling_lo"]) / 2 if law and finite_number(law.get("ceiling_hi")) is not None \
-            and finite_number(law.get("ceiling_lo")) is not None else None
+        ci = (law.ceiling_hi - law.ceiling_lo) / 2 if law and finite_number(law.ceiling_hi) is not None \
+            and finite_number(law.ceiling_lo) is not None else None
         rows.append({
-            "id": int(r["run_id"]),
-            "run": str(r["run"]),
-            "state": r.get("progress") or "–",
+            "id": int(r.run_id),
+            "run": str(r.run),
+            "state": r.progress or "–",
             "project": None if info is None else info.get("project"),
             "model": None if info is None else info.get("model"),
             "algorithm": None if info is None else info.get("algorithm"),
             "tags": "" if info is None else ", ".join(tag_list(info.get("tags"))),
-            "steps": r.get("last_step"),
-            "H first→last": _arrow(r.get("entropy_first"), r.get("entropy_last")),
-            "R best": finite_number(r.get("best_performance")),
-            "R last": finite_number(r.get("last_performance")),
-            "a": finite_number(law.get("a")),
-            "b": finite_number(law.get("b")),
-            "ceiling": finite_number(law.get("ceiling")),
+            "steps": r.last_step,
+            "H first→last": _arrow(r.entropy_first, r.entropy_last),
+            "R best": finite_number(r.best_performance),
+            "R last": finite_number(r.last_performance),
+            "a": None if law is None else finite_number(law.a),
+            "b": None if law is None else finite_number(law.b),
+            "ceiling": None if law is None else finite_number(law.ceiling),
             "± (95% CI)": ci,
-            "fit": law.get("weak") or ("ok" if law else ""),
-            "headroom": finite_number(r.get("headroom")),
-            "R²": finite_number(law.get("r2")),
-            "n pairs": law.get("n"),
-            "warm-up excluded": len(r.get("excluded_steps") or []),
-            "benchmarks": len(r.get("benchmarks") or []),
+            "fit": "" if law is None else law.weak or "ok",
+            "headroom": finite_number(r.headroom),
+            "R²": None if law is None else finite_number(law.r2),
+            "n pairs": None if law is None else law.n,
+            "warm-up excluded": len(r.excluded_steps or ()),
+            "benchmarks": len(r.benchmarks),
             "forecast": finite_number(fc.get("predicted_final")),
             "forecast interval": (f"{fc['interval'][0]:.3f}–{fc['interval'][1]:.3f}" if fc else ""),
             "forecast method": fc.get("label", ""),
             "forecast backtest MAE": finite_number(fc.get("backtest_mae")),
             "forecast track record": ((fc.get("track_record") or {}).get("sentence")
                                       or ("no finished run replayed yet" if fc else "")),
-            "stage": stage_text(r.get("stage")),
-            "collapse": collapse_text(r.get("collapse")),
+            "stage": stage_text(r.stage),
+            "collapse": collapse_text(r.collapse),
             "backtest error": finite_number(bt["error"]) if bt else None,
             "backtest": backtest_text(fit),
-            "status": "ok" if r["status"] == "ok" else f"{r['status']}: {r['reason']}",
+            "status": "ok" if r.status == "ok" else f"{r.status}: {r.reason}",
         })
     return pd.DataFrame(rows)
 
 
-def ceiling_lift_table(results: Sequence[Mapping[str, Any]], baseline_id: int,
+def ceiling_lift_table(results: Sequence[RunAnalysis], baseline_id: int,
                        fits: Mapping[int, Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """Ceiling of each fitted run minus the baseline run's, with a 95% interval for the difference.
 
     The two fits are independent, so se(lift) = √(se_run² + se_base²); the interval uses the normal quantile
     (each ceiling's own t interval is wider for very small n — the table shows n)."""
-    fitted = {int(r["run_id"]): r for r in results if r.get("law")}
+    fitted = {int(r.run_id): r for r in results if r.law is not None}
     if baseline_id not in fitted:
         raise KeyError(f"run {baseline_id} has no fitted law to compare against")
-    base = fitted[baseline_id]["law"]
+    base = fitted[baseline_id].law
     rows = []
     for run_id, r in fitted.items():
-        law = r["law"]
-        lift = law["ceiling"] - base["ceiling"]
-        se = math.hypot(law.get("ceiling_se") or 0.0, base.get("ceiling_se") or 0.0)
+        law = r.law
+        lift = law.ceiling - base.ceiling
+        se = math.hypot(law.ceiling_se or 0.0, base.ceiling_se or 0.0)
         fit = (fits or {}).get(run_id)
         bt = backtest_of(fit)
-        rows.append({"id": run_id, "run": str(r["run"]), "state": r.get("progress") or "–",
+        rows.append({"id": run_id, "run": str(r.run), "state": r.progress or "–",
                      "baseline": run_id == baseline_id,
-                     "ceiling": law["ceiling"], "ceiling_lo": law["ceiling_lo"], "ceiling_hi": law["ceiling_hi"],
+                     "ceiling": law.ceiling, "ceiling_lo": law.ceiling_lo, "ceiling_hi": law.ceiling_hi,
                      "lift": lift, "lift_lo": lift - Z95 * se, "lift_hi": lift + Z95 * se,
                      "lift clear of 0": bool(run_id != baseline_id and (lift - Z95 * se > 0 or lift + Z95 * se < 0)),
-                     "n pairs": law.get("n"), "backtest error": finite_number(bt["error"]) if bt else None,
+                     "n pairs": law.n, "backtest error": finite_number(bt["error"]) if bt else None,
                      "backtest": backtest_text(fit)})
     return pd.DataFrame(rows)
 
 
-def coefficients_table(results: Sequence[Mapping[str, Any]], runs: pd.DataFrame | None,
+def coefficients_table(results: Sequence[RunAnalysis], runs: pd.DataFrame | None,
                        sizes: Mapping[int, float | None],
                        fits: Mapping[int, Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """a, b, ceiling (with standard errors and interval), model size and backtest error per fitted run."""
     meta = runs.set_index("id") if runs is not None and not runs.empty else None
     rows = []
     for r in results:
-        law = r.get("law")
-        if not law:
+        law = r.law
+        if law is None:
             continue
-        info = meta.loc[r["run_id"]] if meta is not None and r["run_id"] in meta.index else None
-        fit = (fits or {}).get(int(r["run_id"]))
+        info = meta.loc[r.run_id] if meta is not None and r.run_id in meta.index else None
+        fit = (fits or {}).get(int(r.run_id))
         bt = backtest_of(fit)
-        rows.append({"id": int(r["run_id"]), "run": str(r["run"]), "state": r.get("progress") or "–",
+        rows.append({"id": int(r.run_id), "run": str(r.run), "state": r.progress or "–",
                      "model": None if info is None else info.get("model"),
                      "algorithm": None if info is None else info.get("algorithm"),
-                     "size (B)": sizes.get(int(r["run_id"])),
-                     "a": law["a"], "a se": law["a_se"], "b": law["b"], "b se": law["b_se"],
-                     "ceiling": law["ceiling"], "ceiling_lo": law["ceiling_lo"], "ceiling_hi": law["ceiling_hi"],
-                     "R²": law["r2"], "n pairs": law["n"],
+                     "size (B)": sizes.get(int(r.run_id)),
+                     "a": law.a, "a se": law.a_se, "b": law.b, "b se": law.b_se,
+                     "ceiling": law.ceiling, "ceiling_lo": law.ceiling_lo, "ceiling_hi": law.ceiling_hi,
+                     "R²": law.r2, "n pairs": law.n,
                      "backtest error": finite_number(bt["error"]) if bt else None, "backtest": backtest_text(fit)})
     return pd.DataFrame(rows)
 

@@ -167,7 +167,7 @@ class Scheduler:
         try:
             results = current_results(self.store)
             ids = set(self.store.run_ids_of_source(source_id))
-            chosen = [r for r in results if int(r["run_id"]) in ids]
+            chosen = [r for r in results if int(r.run_id) in ids]
             live = current_cross_run(self.store, sorted(ids), results).live()
             payload = health_payload(results, chosen, live)
         except USER_ERRORS as exc:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from analysis.results import RunAnalysis
 from analysis.version import versioned
 from db import Store
 from db.values import json_safe
@@ -27,7 +28,7 @@ class ReportData:
     runs: list[dict[str, Any]]
     fit: list[dict[str, Any]]
     backtest: dict[str, Any]
-    results: dict[int, dict[str, Any]] = field(repr=False)  # run id → stored analysis (for the figures)
+    results: dict[int, RunAnalysis] = field(repr=False)  # run id → stored analysis (for the figures)
 
     def document(self) -> dict[str, Any]:
         """The JSON report (schema in README, "Reports")."""
@@ -55,7 +56,7 @@ def collect_report(store: Store, experiments: Sequence[str] | None = None,
     runs_doc = runs_payload(store, all_results)
     fit_doc = fit_payload(store, all_results, cross=cross)
     keep = _select(runs_doc, list(experiments or []), list(runs or []))
-    selected = all_results if keep is None else [r for r in all_results if r["run_id"] in keep]
+    selected = all_results if keep is None else [r for r in all_results if r.run_id in keep]
     if keep is not None:
         runs_doc = [r for r in runs_doc if r["run_id"] in keep]
         fit_doc = [r for r in fit_doc if r["run_id"] in keep]
@@ -63,7 +64,7 @@ def collect_report(store: Store, experiments: Sequence[str] | None = None,
     return ReportData(generated_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
                       store=store.url, filters={"experiments": list(experiments or []), "runs": list(runs or [])},
                       runs=runs_doc, fit=fit_doc, backtest=bt_doc,
-                      results={int(r["run_id"]): r for r in selected})
+                      results={int(r.run_id): r for r in selected})
 
 
 def _select(runs_doc: list[dict[str, Any]], experiments: list[str], runs: list[str]) -> set[int] | None:

@@ -141,14 +141,14 @@ def build_figures(store: Store, data: ReportData) -> dict[int, dict[str, Any]]:
     live = {f["run_id"]: f["forecast"] for f in data.fit if f.get("forecast")}
     figures: dict[int, dict[str, Any]] = {}
     for run_id, res in data.results.items():
-        if res.get("status") == "skipped" or not res.get("entropy_key") or not res.get("performance_key"):
+        if res.status == "skipped" or not res.entropy_key or not res.performance_key:
             continue
         h, r = run_series(store, res)
         figs: dict[str, Any] = {}
-        if res.get("law"):
+        if res.law is not None:
             figs["fit"] = fit_figure(h, r, res)
         headline = live.get(run_id) or backtests.get(run_id)
-        if headline and res.get("range"):
+        if headline and res.range:
             figs["forecast"] = forecast_figure(h, r, res, headline)
         if figs:
             figures[run_id] = figs

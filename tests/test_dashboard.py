@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from analysis.payloads import backtest_payload, fit_payload
 from analysis.pipeline import current_results, refresh_analyses
+from analysis.results import Collapse, RunAnalysis
 from dashboard.text import md_text
 from db import Store
 from db.errors import StoreReadOnly
@@ -128,8 +129,8 @@ def _page(at: AppTest, page: str) -> AppTest:
     return at
 
 
-def _results(url: str) -> dict[int, dict]:
-    return {r["run_id"]: r for r in current_results(Store.open(url, create=False))}
+def _results(url: str) -> dict[int, RunAnalysis]:
+    return {r.run_id: r for r in current_results(Store.open(url, create=False))}
 
 
 def _fits(url: str) -> dict[int, dict]:
@@ -149,21 +150,21 @@ def test_runs_page_shows_every_stored_number(monkeypatch, sim_store):
     df = at.dataframe[0].value.set_index("id")
     results, fits = _results(sim_store), _fits(sim_store)
     assert set(df.index) == set(results) and len(results) == 6
-    with_law = {r["run"] for r in results.values() if r.get("law")}
+    with_law = {r.run for r in results.values() if r.law is not None}
     assert len(with_law) == 4 and not with_law & {"no-entropy-run", "two-evals-run"}  # the rows below check a law
     for run_id, res in results.items():
         row = df.loc[run_id]
-        law = res.get("law") or {}
-        assert row["run"] == res["run"]
-        for col, val in (("a", law.get("a")), ("b", law.get("b")), ("ceiling", law.get("ceiling")),
-                         ("R²", law.get("r2")), ("headroom", res.get("headroom")),
-                         ("R best", res.get("best_performance")), ("R last", res.get("last_performance"))):
+        law = res.law
+        assert row["run"] == res.run
+        for col, val in (("a", law and law.a), ("b", law and law.b), ("ceiling", law and law.ceiling),
+                         ("R²", law and law.r2), ("headroom", res.headroom),
+                         ("R best", res.best_performance), ("R last", res.last_performance)):
             assert _close(row[col], val), (run_id, col)
         assert _close(row["backtest error"], fits[run_id]["backtest"].get("error"))
-        assert row["state"] == res["progress"]
+        assert row["state"] == res.progress
         if law:
-            assert row["± (95% CI)"] == pytest.approx((law["ceiling_hi"] - law["ceiling_lo"]) / 2)
-            assert row["collapse"].split(" ")[0] == res["collapse"]["verdict"]
+            assert row["± (95% CI)"] == pytest.approx((law.ceiling_hi - law.ceiling_lo) / 2)
+            assert row["collapse"].split(" ")[0] == res.collapse.verdict
     by_name = df.set_index("run")
     assert by_name.loc["no-entropy-run", "status"].startswith("skipped: no entropy")
     assert by_name.loc["two-evals-run", "status"].startswith("degenerate: too few evaluations")
@@ -201,13 +202,13 @@ def test_collapse_page_shows_stored_verdicts_and_warns_about_missing_entropy(mon
     _page(at, "collapse")
     assert len(at.get("plotly_chart")) == 1
     table = at.dataframe[0].value.set_index("id")
-    judged = {res["run"] for res in results.values() if (res.get("collapse") or {}).get("verdict")}
+    judged = {res.run for res in results.values() if isinstance(res.collapse, Collapse) and res.collapse.verdict}
     assert len(judged) == 5 and "no-entropy-run" not in judged  # every run with an entropy curve has a verdict
     for run_id, res in results.items():
-        coll = res.get("collapse") or {}
-        if coll.get("verdict"):
-            assert table.loc[run_id, "verdict"].split(" ")[0] == coll["verdict"]
-            assert _close(table.loc[run_id, "projected floor step"], coll.get("projected_floor_step"))
+        coll = res.collapse
+        if isinstance(coll, Collapse) and coll.verdict:
+            assert table.loc[run_id, "verdict"].split(" ")[0] == coll.verdict
+            assert _close(table.loc[run_id, "projected floor step"], coll.projected_floor_step)
     warnings = " ".join(w.value for w in at.warning)
     assert md_text("no-entropy-run") in warnings and "no entropy curve" in warnings and "entropy-dash ingest" in warnings
     at.slider(key="c_smooth").set_value(0.9).run()
@@ -313,10 +314,10 @@ def test_groups_page_numbers_equal_the_stored_results_and_points(monkeypatch, si
     assert sorted(table.index) == sorted(set(groups.values()))
     for g, row in table.iterrows():
         ids = [i for i in results if groups[i] == g]
-        ceilings = [results[i]["law"]["ceiling"] for i in ids if results[i].get("law")]
+        ceilings = [results[i].law.ceiling for i in ids if results[i].law is not None]
         spent = []
         for i in ids:
-            key = results[i].get("entropy_key")
+            key = results[i].entropy_key
             pts = store.points(i, key) if key else np.empty((0, 3))
             pts = pts[np.isfinite(pts[:, 1])]
             if len(pts):
@@ -338,10 +339,10 @@ def test_ceiling_page_equals_stored_fit_and_shows_the_backtest_at_each_cutoff(mo
     at = _app(monkeypatch, sim_store, {"run": "2"})
     _page(at, "ceiling")
     res, bt = results[2], fits[2]["backtest"]
-    law = res["law"]
+    law = res.law
     m = {x.label: x.value for x in at.metric}
-    assert m["ceiling R(H=0)"] == f"{law['ceiling']:.4f}"
-    assert m["95% CI"] == f"{law['ceiling_lo']:.3f}–{law['ceiling_hi']:.3f}"
+    assert m["ceiling R(H=0)"] == f"{law.ceiling:.4f}"
+    assert m["95% CI"] == f"{law.ceiling_lo:.3f}–{law.ceiling_hi:.3f}"
     assert m["backtest error (30%)"] == f"{bt['error']:+.4f}"
     assert m["predicted final"] == f"{bt['predicted_final']:.4f}"
     assert m["observed final"] == f"{bt['observed_final']:.4f}"
@@ -385,27 +386,27 @@ def test_backtest_page_draws_mae_and_coverage_against_the_fraction_done(monkeypa
 def test_ceiling_page_on_the_known_law(monkeypatch, law_store):
     at = _page(_app(monkeypatch, law_store), "ceiling")
     (res,) = _results(law_store).values()
-    law = res["law"]
+    law = res.law
     m = {x.label: x.value for x in at.metric}
-    assert m["ceiling R(H=0)"] == f"{law['ceiling']:.4f}"
-    assert law["ceiling_lo"] < 0.9 < law["ceiling_hi"]
+    assert m["ceiling R(H=0)"] == f"{law.ceiling:.4f}"
+    assert law.ceiling_lo < 0.9 < law.ceiling_hi
 
 
 def test_compare_page_coefficients_and_lift_equal_stored_fits(monkeypatch, sim_store):
     results = _results(sim_store)
-    fitted = sorted(i for i, r in results.items() if r.get("law"))
+    fitted = sorted(i for i, r in results.items() if r.law is not None)
     at = _app(monkeypatch, sim_store, {"runs": ",".join(map(str, fitted))})
     _page(at, "compare")
     coef = at.dataframe[0].value.set_index("id")
     for i in fitted:
-        law = results[i]["law"]
-        assert coef.loc[i, "a"] == pytest.approx(law["a"]) and coef.loc[i, "ceiling"] == pytest.approx(law["ceiling"])
+        law = results[i].law
+        assert coef.loc[i, "a"] == pytest.approx(law.a) and coef.loc[i, "ceiling"] == pytest.approx(law.ceiling)
     assert coef.loc[1, "size (B)"] == 0.5 and coef.loc[2, "size (B)"] == 1.5
     at.selectbox(key="baseline").set_value(2).run()
     lift = at.dataframe[1].value.set_index("id")
-    base = results[2]["law"]["ceiling"]
+    base = results[2].law.ceiling
     for i in fitted:
-        assert lift.loc[i, "lift"] == pytest.approx(results[i]["law"]["ceiling"] - base)
+        assert lift.loc[i, "lift"] == pytest.approx(results[i].law.ceiling - base)
     assert len(at.get("plotly_chart")) == 4  # coefficients, a/b vs size, laws, lift
 
 
@@ -504,12 +505,12 @@ def test_pages_on_real_verl_logs(monkeypatch, tmp_path, verl_logs):
     at = _app(monkeypatch, url, {"runs": ",".join(map(str, results))})
     df = at.dataframe[0].value.set_index("id")
     for i, res in results.items():
-        assert df.loc[i, "ceiling"] == pytest.approx(res["law"]["ceiling"])
+        assert df.loc[i, "ceiling"] == pytest.approx(res.law.ceiling)
     for page in PAGES[1:]:
         _page(at, page)
     at = _page(at, "ceiling")
-    first = results[min(results)]["law"]
-    assert {x.label: x.value for x in at.metric}["ceiling R(H=0)"] == f"{first['ceiling']:.4f}"
+    first = results[min(results)].law
+    assert {x.label: x.value for x in at.metric}["ceiling R(H=0)"] == f"{first.ceiling:.4f}"
 
 
 # ------------------------------------------------------------------------------------------ Chromium
@@ -534,18 +535,18 @@ def _wait_charts(page, title: str, n: int, texts: tuple[str, ...] = ()) -> None:
 def test_collapse_and_ceiling_pages_draw_in_chromium(sim_store, streamlit_app, browser, tmp_path):
     app = streamlit_app(sim_store)
     page = _open(browser, f"{app.url}/collapse?runs=1,2,3")
-    names = {i: r["run"] for i, r in _results(sim_store).items()}
+    names = {i: r.run for i, r in _results(sim_store).items()}
     _wait_charts(page, "Collapse", 1, tuple(f"{names[i]} (#{i})" for i in (1, 2, 3)))
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 6  # H and R of 3 runs (+ markers)
     assert "policy entropy H" in page.inner_text("body")
     page.screenshot(path=str(tmp_path / "collapse.png"))
     page.goto(f"{app.url}/ceiling?run=2", wait_until="networkidle")
-    law = _results(sim_store)[2]["law"]
-    _wait_charts(page, "Ceiling", 3, (f"{law['ceiling']:.4f}",))
+    law = _results(sim_store)[2].law
+    _wait_charts(page, "Ceiling", 3, (f"{law.ceiling:.4f}",))
     assert page.locator('[data-testid="stException"]').count() == 0
     text = page.inner_text("body")
-    assert "ceiling R(H=0)" in text and f"{law['ceiling']:.4f}" in text and "backtest error (30%)" in text
+    assert "ceiling R(H=0)" in text and f"{law.ceiling:.4f}" in text and "backtest error (30%)" in text
     page.screenshot(path=str(tmp_path / "ceiling.png"))
     assert (tmp_path / "collapse.png").stat().st_size > 20_000 and (tmp_path / "ceiling.png").stat().st_size > 20_000
     page.close()
@@ -568,7 +569,7 @@ def test_groups_page_draws_in_chromium(sim_store, streamlit_app, browser, tmp_pa
 @pytest.mark.browser
 def test_markup_in_a_run_name_shows_literally(sim_store, streamlit_app, browser, tmp_path):
     app = streamlit_app(sim_store)
-    (markup_id,) = [i for i, r in _results(sim_store).items() if r["run"] == MARKUP]
+    (markup_id,) = [i for i, r in _results(sim_store).items() if r.run == MARKUP]
     label = f"{MARKUP} (#{markup_id})"  # as the run pickers name it
     page = _open(browser, f"{app.url}/collapse?runs={markup_id}")
     _wait_charts(page, "Collapse", 1, (label,))
@@ -606,7 +607,7 @@ def test_compare_page_shows_the_scaling_fit_of_scaling_json(monkeypatch, sim_sto
     from analysis.payloads import scaling_payload
 
     results = _results(sim_store)
-    fitted = sorted(i for i, r in results.items() if r.get("law"))
+    fitted = sorted(i for i, r in results.items() if r.law is not None)
     at = _page(_app(monkeypatch, sim_store, {"runs": ",".join(map(str, fitted))}), "compare")
     doc = scaling_payload(Store.open(sim_store, create=False), [results[i] for i in fitted])
     fits = {f["coefficient"]: f for f in doc["fits"] if f["group"] is None}

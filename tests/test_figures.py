@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
+from analysis.results import Failure
 from dashboard.collapse_figure import (
     DETAIL_RUNS,
     WEBGL_TRACES,
@@ -36,6 +37,7 @@ from plots.colors import run_color
 from plots.downsample import CHART_BUDGET, MAX_POINTS, downsample_index, trace_budget
 from plots.run_figures import ceiling_figure, forecast_figure, residuals, residuals_figure
 from plots.text import plotly_text
+from tests import analyses
 
 MARKUP = "<img src=x onerror=alert(1)>"
 
@@ -111,8 +113,8 @@ def _run_curves(run_id: int, name: str, n: int = 20_000) -> RunCurves:
     x, y = _noisy(n, seed=run_id)
     h = prepare_curve(x, np.abs(y))
     r = prepare_curve(x[::10], 1 - np.abs(y[::10]))
-    stage = {"step": 4_000, "range": [3_500, 4_600], "clear": True}
-    collapse = {"verdict": "collapsing", "alarm": True, "h_now": 0.05, "floor": 0.03, "projected_floor_step": 26_000}
+    stage = analyses.stage(step=4_000, range=[3_500, 4_600], clear=True)
+    collapse = analyses.collapse(verdict="collapsing", alarm=True, h_now=0.05, floor=0.03, projected_floor_step=26_000)
     return RunCurves(run_id, name, h, r, group="Qwen-7B", stage=stage, collapse=collapse)
 
 
@@ -137,9 +139,10 @@ def _many(n_runs: int, smoothing: float = 0.0, steps: int = 20_000) -> list[RunC
     out = []
     for i in range(1, n_runs + 1):
         x, y = _noisy(steps, seed=i)
-        stage = {"step": 4_000 + 10 * i, "range": [3_500, 4_600], "clear": i % 3 != 0}
-        collapse = ({"verdict": "collapsing", "alarm": True, "h_now": 0.05, "floor": 0.03,
-                     "projected_floor_step": 26_000} if i % 2 else {"verdict": "converging", "alarm": False})
+        stage = analyses.stage(step=4_000 + 10 * i, range=[3_500, 4_600], clear=i % 3 != 0)
+        collapse = (analyses.collapse(verdict="collapsing", alarm=True, h_now=0.05, floor=0.03,
+                                      projected_floor_step=26_000) if i % 2
+                    else analyses.collapse(verdict="converging", alarm=False))
         out.append(RunCurves(i, f"run-{i}", prepare_curve(x, np.abs(y), smoothing=smoothing),
                              prepare_curve(x[::5], 1 - np.abs(y[::5]), smoothing=smoothing), group=None,
                              stage=stage, collapse=collapse))
@@ -172,19 +175,19 @@ def test_webgl_above_the_trace_threshold_and_summary_markers_at_many_runs():
     few, many = _many(DETAIL_RUNS), _many(DETAIL_RUNS + 1)
     fig_few, fig_many = collapse_figure(few), collapse_figure(many)
     # few runs: a shaded range and a dashed line per clear stage on both panels, alarm and projection markers
-    clear = sum(bool(r.stage["clear"]) for r in few)
+    clear = sum(bool(r.stage.clear) for r in few)
     assert len(fig_few.layout.shapes) == 4 * clear
-    assert sum(t.name == "projected floor" for t in fig_few.data) == sum(bool(r.collapse.get("alarm")) for r in few)
+    assert sum(t.name == "projected floor" for t in fig_few.data) == sum(bool(r.collapse.alarm) for r in few)
     # many runs: no bands, one summary marker per run in a single trace
     assert len(fig_many.layout.shapes) == 0 and not any(t.name == "projected floor" for t in fig_many.data)
     (summary,) = [t for t in fig_many.data if t.name == "stage / collapse (one per run)"]
     assert len(summary.x) == len(many)
     for r, x, symbol, text in zip(sorted(many, key=lambda r: r.run_id), summary.x, summary.marker.symbol,
                                   summary.text, strict=True):
-        want = "x" if r.collapse.get("alarm") else "diamond" if r.stage["clear"] else "circle"
+        want = "x" if r.collapse.alarm else "diamond" if r.stage.clear else "circle"
         assert symbol == want
-        assert x == (r.stage["step"] if r.stage["clear"] else r.entropy.step[-1])
-        assert f"(#{r.run_id})" in text and ("floor projected at step 26000" in text) == bool(r.collapse.get("alarm"))
+        assert x == (r.stage.step if r.stage.clear else r.entropy.step[-1])
+        assert f"(#{r.run_id})" in text and ("floor projected at step 26000" in text) == bool(r.collapse.alarm)
     # above the trace threshold every trace is WebGL, below none is
     n = WEBGL_TRACES // 2 + 1
     assert {type(t).__name__ for t in collapse_figure(_many(n, steps=2_000)).data} == {"Scattergl"}
@@ -267,12 +270,12 @@ def test_forecast_figure_draws_path_band_cutoff_warmup_and_finals():
 def test_runs_table_and_filters():
     law = _law()
     results = [
-        {"run_id": 1, "run": MARKUP, "status": "ok", "reason": None, "law": law, "last_step": 100,
-         "entropy_first": 1.2, "entropy_last": 0.2, "best_performance": 0.6, "last_performance": 0.58,
-         "headroom": law["ceiling"] - 0.6, "stage": {"clear": True, "step": 40, "range": [35, 45]},
-         "collapse": {"verdict": "collapsing", "alarm": True, "projected_floor_step": 150.0},
-         "progress": "finished at step 100", "excluded_steps": [0, 10]},
-        {"run_id": 2, "run": "no-entropy", "status": "skipped", "reason": "no entropy metric", "law": None},
+        analyses.analysis(run_id=1, run=MARKUP, status="ok", reason=None, law=law, last_step=100,
+                          entropy_first=1.2, entropy_last=0.2, best_performance=0.6, last_performance=0.58,
+                          headroom=law["ceiling"] - 0.6, stage={"clear": True, "step": 40, "range": [35, 45]},
+                          collapse={"verdict": "collapsing", "alarm": True, "projected_floor_step": 150.0},
+                          progress="finished at step 100", excluded_steps=[0, 10]),
+        analyses.analysis(run_id=2, run="no-entropy", status="skipped", reason="no entropy metric", law=None),
     ]
     runs = pd.DataFrame({"id": [1, 2], "project": ["p", "q"], "model": ["7B", None], "algorithm": ["grpo", "ppo"],
                          "tags": [{"intervention": "none", "mlflow.runName": "x"}, {}]})
@@ -285,18 +288,18 @@ def test_runs_table_and_filters():
     assert t.loc[0, "state"] == "finished at step 100" and t.loc[0, "warm-up excluded"] == 2
     assert t.loc[1, "backtest"] == "no backtest yet" and np.isnan(t.loc[1, "ceiling"])
     assert tag_list({"mlflow.user": "u", "a": 1}) == ["a=1"]
-    assert stage_text({"error": "x", "cause": "too_few_points"}) == "n/a (too_few_points)"
+    assert stage_text(Failure("x", "too_few_points")) == "n/a (too_few_points)"
     assert backtest_text({"backtest": {"error": None, "reason": "no evaluation after the cutoff"}}) == \
         "no backtest: no evaluation after the cutoff"
 
 
 def test_ceiling_lift_and_compare_figures():
-    results = [{"run_id": i, "run": f"r{i}", "law": _law(b=1.0 + 0.02 * i)} for i in (1, 2, 3)]
+    results = [analyses.analysis(run_id=i, run=f"r{i}", law=_law(b=1.0 + 0.02 * i)) for i in (1, 2, 3)]
     lift = ceiling_lift_table(results, 1)
-    base = results[0]["law"]["ceiling"]
+    base = results[0].law.ceiling
     for row in lift.itertuples():
-        c = results[row.id - 1]["law"]
-        assert row.lift == pytest.approx(c["ceiling"] - base)
+        c = results[row.id - 1].law
+        assert row.lift == pytest.approx(c.ceiling - base)
         assert row.lift_lo < row.lift < row.lift_hi or row.id == 1
     assert lift_figure(lift).data[0].x.tolist() == pytest.approx(lift["lift"][1:].tolist())
     assert len(laws_figure(results).data) == 9

@@ -14,6 +14,7 @@ from models.errors import FitError
 from models.forecast import METHODS, forecast
 from models.intervals import Z95
 from models.metric_range import MetricRange
+from tests import analyses
 
 UNIT = MetricRange(0.0, 1.0, "accuracy", "")
 
@@ -212,9 +213,9 @@ def test_stacked_backtest_on_simulated_runs_beats_every_method_and_covers(tmp_pa
         hs, hv, ps, pv = _run(seed=i, a=0.25 + 0.02 * (i % 5), b=1.05 + 0.01 * (i % 3), decay=60 + 10 * (i % 4),
                               noise=0.006)
         h, r = pd.Series(hv, index=hs.astype(int)), pd.Series(pv, index=ps.astype(int))
-        results.append({"run_id": i + 1, "run": f"r{i}", "project": "p", "status": "ok", "entropy_key": "h",
-                        "finished": True, "range": UNIT.to_dict(),
-                        "backtests": {"0.3": backtest_of(h, r, 0.3, UNIT, "auto")}})
+        results.append(analyses.analysis(run_id=i + 1, run=f"r{i}", project="p", status="ok", entropy_key="h",
+                                         finished=True, range=UNIT.to_dict(),
+                                         backtests={"0.3": backtest_of(h, r, 0.3, UNIT, "auto")}))
     bt = backtest_at(results, 0.3)
     s = bt.summary
     assert s.n_runs == 14 and s.scores["headline"].mae < 0.01

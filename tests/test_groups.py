@@ -25,6 +25,7 @@ from dashboard.grouping import (
 )
 from db import Store, lod
 from db.records import RunData, RunInfo, Series
+from tests import analyses
 
 H, R = "actor/entropy", "val-core/gsm8k/acc/mean@1"
 ROLES = {H: "entropy", R: "performance"}
@@ -147,10 +148,10 @@ def test_runs_as_points_and_group_table():
     assert group_of(info.loc[2].to_dict(), "param: lr") == "2e-06"
     groups = {i: group_of(info.loc[i].to_dict(), "model") for i in (1, 2, 3, 4)}
     law = {"ceiling": 0.8, "ceiling_lo": 0.75, "ceiling_hi": 0.85}
-    results = [{"run_id": 1, "run": "a", "status": "ok", "law": law},
-               {"run_id": 2, "run": "b", "status": "ok", "law": {**law, "ceiling": 0.9}},
-               {"run_id": 3, "run": "c", "status": "failed", "reason": "too few evaluations", "law": None},
-               {"run_id": 4, "run": "d", "status": "ok", "law": {**law, "ceiling": 0.7}}]
+    results = [analyses.analysis(run_id=1, run="a", status="ok", law=law),
+               analyses.analysis(run_id=2, run="b", status="ok", law={**law, "ceiling": 0.9}),
+               analyses.analysis(run_id=3, run="c", status="failed", reason="too few evaluations", law=None),
+               analyses.analysis(run_id=4, run="d", status="ok", law={**law, "ceiling": 0.7})]
     entropy = {1: first_last(np.array([3.0, 1.0, 2.0]), np.array([0.1, 1.2, np.nan])), 2: (1.0, 0.25),
                3: (1.0, 0.5), 4: (None, None)}
     assert entropy[1] == (1.2, 0.1)  # by step, finite only
@@ -174,9 +175,9 @@ def test_runs_as_points_stay_readable_at_500_runs():
     rng = np.random.default_rng(3)
     n = 500
     groups = {i: f"group-{i % 8}" for i in range(1, n + 1)}
-    results = [{"run_id": i, "run": f"run-{i}", "status": "ok" if i % 50 else "degenerate",
-                "law": {"ceiling": 0.7 + 0.02 * (i % 8) + 0.01 * rng.standard_normal(),
-                        "ceiling_lo": 0.6, "ceiling_hi": 0.9}} for i in groups]
+    results = [analyses.analysis(run_id=i, run=f"run-{i}", status="ok" if i % 50 else "degenerate",
+                                 law={"ceiling": 0.7 + 0.02 * (i % 8) + 0.01 * rng.standard_normal(),
+                                      "ceiling_lo": 0.6, "ceiling_hi": 0.9}) for i in groups]
     entropy = {i: (1.2, 1.2 * (1 - rng.uniform(0.3, 0.95))) for i in groups}
     pts = run_points(results, groups, entropy)
     fig = points_figure(pts)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from analysis.keys import choose_keys
+from analysis.results import RunAnalysis
 from entropy_dash.cli import main
 from ingest.keys import resolve_role, resolve_roles
 from models.health import (
@@ -25,6 +26,7 @@ from models.health import (
     plateau,
 )
 from models.health.series import Curve
+from tests import analyses
 
 N = 300
 T = np.arange(1, N + 1)
@@ -303,11 +305,11 @@ def test_fit_json_carries_health_and_the_collapse_verdict_is_no_longer_healthy(t
 # --- read-time context: the finished runs and the live forecast ---------------------------------------------
 
 def _result(run_id: int, finished: bool, findings: list[Finding], spent: dict[str, float],
-            hours_per_step: float | None = None) -> dict:
-    return {"run_id": run_id, "run": f"r{run_id}", "project": "p", "progress": "", "finished": finished,
-            "performance_key": "val/acc", "range": {"lo": 0.0, "hi": 1.0},
-            "health": [f.to_dict() for f in findings],
-            "health_profile": {"entropy_spent": spent, "hours_per_step": hours_per_step}}
+            hours_per_step: float | None = None) -> RunAnalysis:
+    return analyses.analysis(run_id=run_id, run=f"r{run_id}", project="p", progress="", finished=finished,
+                             performance_key="val/acc", range={"lo": 0.0, "hi": 1.0},
+                             health=[f.to_dict() for f in findings],
+                             health_profile={"entropy_spent": spent, "hours_per_step": hours_per_step})
 
 
 def test_findings_say_where_the_run_stands_and_quote_the_live_forecast() -> None:

@@ -107,13 +107,13 @@ def test_a_replayed_run_pairs_its_own_analysis_with_its_backtest(verl_db):
     bt = backtest_at(results, 0.3)
     assert [type(u) for u in bt.replayed] == [Replayed] * 3
     assert all(u.result is r for u, r in zip(bt.replayed, results, strict=True))  # the analysis itself, not a copy
-    assert [u.backtest for u in bt.replayed] == [r["backtests"]["0.3"] for r in results]
-    assert [bt.row(i)["cutoff_step"] for i in range(3)] == [int(r["backtests"]["0.3"]["cutoff_step"]) for r in results]
+    assert [u.backtest for u in bt.replayed] == [r.backtests["0.3"] for r in results]
+    assert [bt.row(i)["cutoff_step"] for i in range(3)] == [int(r.backtests["0.3"].cutoff_step) for r in results]
 
 
 def _round_trips(result: dict) -> RunAnalysis:
     typed = RunAnalysis.from_dict(result)
-    assert typed.to_dict() == result
+    assert json.dumps(typed.to_dict()) == json.dumps(result)  # the same keys in the same order: the same JSON
     return typed
 
 
@@ -171,3 +171,21 @@ def test_a_stored_result_missing_a_key_is_an_error_naming_it(verl_db):
     del result["status"]
     with pytest.raises(AnalysisError, match=r"RunAnalysis: the stored result has no status \(run 1,"):
         RunAnalysis.from_dict(result)
+
+
+def test_readers_get_the_typed_analyses_and_nothing_private(verl_db):
+    """``current_results`` hands readers ``RunAnalysis`` objects: the stored rows loaded, field for field, and a
+    result built in memory (a read-time choice) is the same type, dumping back to what would be stored."""
+    from analysis.pipeline import Options, current_results
+
+    store = Store.open(verl_db, create=False)
+    stored = {int(i): r for i, r in zip(*store.analyses_frame(KIND)[["run_id", "result"]].to_numpy().T, strict=True)}
+    results = current_results(store)
+    assert [type(r) for r in results] == [RunAnalysis] * 3
+    for r in results:
+        assert json.dumps(r.to_dict()) == json.dumps(stored[r.run_id])
+        assert r.law.ceiling == stored[r.run_id]["law"]["ceiling"] and r.finished is stored[r.run_id]["finished"]
+        assert r.entropy_key == stored[r.run_id]["entropy_key"] and r.range == stored[r.run_id]["range"]
+        assert not [k for k in _keys(r.to_dict()) if k.startswith("_")]
+    in_memory = current_results(store, options=Options(keep_warmup=True))
+    assert [type(r) for r in in_memory] == [RunAnalysis] * 3 and all(r.excluded_steps == () for r in in_memory)

@@ -1,5 +1,6 @@
-"""Today's Collapse page (before the point budget), for bench/dashboard.py — verbatim but for its imports and
-its own `curve` reader (every stored point, as dashboard/data.py read them).
+"""Today's Collapse page (before the point budget), for bench/dashboard.py — verbatim but for its imports, its
+own `curve` reader (every stored point, as dashboard/data.py read them) and the typed analysis it is given
+(read as its dict, the way the page read it).
 
 Collapse: entropy and performance against step (or wall time) for the selected runs, overlaid, with the
 stage boundary, collapse markers and projected floor step; debiased EMA smoothing, log-y, legend groups."""
@@ -39,7 +40,8 @@ if ctx is not None:
     runs: list[RunCurves] = []
     rows = []
     for run_id in ids:
-        res = ctx.by_id[run_id]
+        typed = ctx.by_id[run_id]
+        res = typed.to_dict()  # this page read the stored dict
         info = ctx.run_info(run_id)
         version = ctx.run_version(run_id)
         hk, rk = res.get("entropy_key"), res.get("performance_key")
@@ -56,10 +58,10 @@ if ctx is not None:
                               stage=res.get("stage") or {}, collapse=res.get("collapse") or {},
                               entropy_key=hk, performance_key=rk))
         coll = res.get("collapse") or {}
-        rows.append({"id": run_id, "run": str(res["run"]), "verdict": collapse_text(coll),
+        rows.append({"id": run_id, "run": str(res["run"]), "verdict": collapse_text(typed.collapse),
                      "H start": coll.get("h_start"), "H now": coll.get("h_now"), "floor": coll.get("floor"),
                      "projected floor step": coll.get("projected_floor_step"), "decay": coll.get("decay_kind"),
-                     "stage": stage_text(res.get("stage")), "backtest (track record)": backtest_text(res),
+                     "stage": stage_text(typed.stage), "backtest (track record)": backtest_text(res),
                      "message": coll.get("message") or coll.get("error") or "",
                      "points drawn H / stored": f"{hc.x.size} / {hc.n_total}" if hc else "–",
                      "points drawn R / stored": f"{rc.x.size} / {rc.n_total}" if rc else "–"})

@@ -20,7 +20,7 @@ FMT4 = st.column_config.NumberColumn(format="%.4f")
 st.title("Ceiling")
 ctx = context.load()
 if ctx is not None:
-    shown = [r for r in ctx.results if r.get("status") != "skipped"]
+    shown = [r for r in ctx.results if r.status != "skipped"]
     if not shown:
         st.info("No run has an entropy and a performance metric yet. `entropy-dash runs` shows what each run has.")
         context.show_unfit(ctx.results)
@@ -30,63 +30,65 @@ if ctx is not None:
         res = ctx.by_id[run_id]
         fit = data.fit_of(ctx.url, ctx.version, run_id)
         version = ctx.run_version(run_id)
-        st.caption(f"**{md_text(res.get('progress') or '')}** · entropy {md_text(res['entropy_key'])} · "
-                   f"{md_text(res.get('key_reason') or '')}")
+        st.caption(f"**{md_text(res.progress or '')}** · entropy {md_text(res.entropy_key)} · "
+                   f"{md_text(res.key_reason or '')}")
 
-        benches = res.get("benchmarks") or []
-        keys = [b["key"] for b in benches]
+        benches = res.benchmarks
+        keys = [b.key for b in benches]
         if len(keys) > 1:
             key = st.selectbox("benchmark (the headline first, by the rule: your key › the training data's benchmark "
-                               "› the first by name that can be fitted)", keys, index=keys.index(res["performance_key"]),
-                               format_func=lambda k: next(b["benchmark"] for b in benches if b["key"] == k)
-                               + (" (headline)" if k == res["performance_key"] else ""), key="c_bench")
+                               "› the first by name that can be fitted)", keys, index=keys.index(res.performance_key),
+                               format_func=lambda k: next(b.benchmark for b in benches if b.key == k)
+                               + (" (headline)" if k == res.performance_key else ""), key="c_bench")
         else:
-            key = res["performance_key"]
-        bench = next((b for b in benches if b["key"] == key), {"status": res["status"], "reason": res["reason"],
-                                                               "law": res.get("law"), "excluded_steps": []})
-        law = bench.get("law")
-        h, r = data.run_arrays(ctx.url, run_id, version, res["entropy_key"], key)
+            key = res.performance_key
+        bench = next((b for b in benches if b.key == key), None)
+        law = res.law if bench is None else bench.law
+        excluded = () if bench is None else bench.excluded_steps
+        law_doc = None if law is None else law.to_dict()  # what the figures draw
+        h, r = data.run_arrays(ctx.url, run_id, version, res.entropy_key, key)
 
         if law is None:
-            st.warning(f"**{md_text(bench['status'])}**: {md_text(bench.get('reason'))} — no ceiling is shown for "
+            status, reason = (res.status, res.reason) if bench is None else (bench.status, bench.reason)
+            st.warning(f"**{md_text(status)}**: {md_text(reason)} — no ceiling is shown for "
                        "this benchmark (a law fitted here would mislead).")
         else:
             cols = st.columns(4) + st.columns(4)
-            cols[0].metric("ceiling R(H=0)", f"{law['ceiling']:.4f}", help="b − a: the law's prediction once entropy is "
+            cols[0].metric("ceiling R(H=0)", f"{law.ceiling:.4f}", help="b − a: the law's prediction once entropy is "
                            "exhausted, kept inside the metric's range")
-            cols[1].metric("95% CI", f"{law['ceiling_lo']:.3f}–{law['ceiling_hi']:.3f}")
-            headroom = (law["ceiling"] - bench["best"]) if bench.get("best") is not None else None
+            cols[1].metric("95% CI", f"{law.ceiling_lo:.3f}–{law.ceiling_hi:.3f}")
+            best = None if bench is None else bench.best
+            headroom = (law.ceiling - best) if best is not None else None
             cols[2].metric("headroom", "–" if headroom is None else f"{headroom:+.4f}",
                            help="ceiling − best performance so far")
-            bt = (fit.get("backtest") or {}) if key == res["performance_key"] else {}
+            bt = (fit.get("backtest") or {}) if key == res.performance_key else {}
             cols[3].metric(f"backtest error ({DEFAULT_CUTOFF:.0%})",
                            f"{bt['error']:+.4f}" if bt.get("error") is not None else "n/a",
                            help=f"track record: the headline forecast of the final score from the first "
                                 f"{DEFAULT_CUTOFF:.0%} of this run minus what happened"
                                 + (f" — {bt.get('reason')}" if bt.get("reason") else ""))
-            cols[4].metric("a", f"{law['a']:.3f} ± {law['a_se']:.3f}")
-            cols[5].metric("b", f"{law['b']:.3f} ± {law['b_se']:.3f}")
-            cols[6].metric("R²", f"{law['r2']:.4f}", help=f"n = {law['n']} paired evaluations")
-            cols[7].metric("b − a (unbounded)", f"{law.get('ceiling_raw', law['ceiling']):.4f}",
-                           help=(law.get("range") or {}).get("reason"))
-            for flag in law.get("flags", []):
+            cols[4].metric("a", f"{law.a:.3f} ± {law.a_se:.3f}")
+            cols[5].metric("b", f"{law.b:.3f} ± {law.b_se:.3f}")
+            cols[6].metric("R²", f"{law.r2:.4f}", help=f"n = {law.n} paired evaluations")
+            cols[7].metric("b − a (unbounded)", f"{law.ceiling_raw:.4f}", help=(law.range or {}).get("reason"))
+            for flag in law.flags:
                 st.warning(flag)
 
             pairs = align(h, r).to_frame()
-            warm = pairs["step"].isin(bench.get("excluded_steps") or [])
+            warm = pairs["step"].isin(list(excluded))
             if warm.any():
                 st.info(f"{int(warm.sum())} warm-up evaluation(s) excluded (steps "
-                        f"{', '.join(map(str, pairs['step'][warm]))}): {md_text(res.get('warmup', {}).get('reason'))}. "
+                        f"{', '.join(map(str, pairs['step'][warm]))}): {md_text((res.warmup or {}).get('reason'))}. "
                         "`entropy-dash fit --keep-warmup` (or `keep_warmup = true` in sources.toml) fits them too.")
             left, right = st.columns(2)
             with left:
                 st.subheader("R vs H: the law and its ceiling")
-                st.plotly_chart(ceiling_figure(pairs[~warm], law, res["run"], run_id, pairs[warm]), key="ceiling_chart")
+                st.plotly_chart(ceiling_figure(pairs[~warm], law_doc, res.run, run_id, pairs[warm]), key="ceiling_chart")
             with right:
                 st.subheader("Residuals of the law")
-                st.plotly_chart(residuals_figure(pairs[~warm], law, res["run"], run_id), key="residuals_chart")
+                st.plotly_chart(residuals_figure(pairs[~warm], law_doc, res.run, run_id), key="residuals_chart")
 
-        if key == res["performance_key"]:
+        if key == res.performance_key:
             live = fit.get("forecast")
             if live:
                 st.subheader(f"Forecast to the planned end (step {live['horizon_step']})")
@@ -106,10 +108,10 @@ if ctx is not None:
                 for m_name, why in (live.get("excluded") or {}).items():
                     st.caption(f"no weight to {md_text(m_name)}: {md_text(why)}")
                 path = data.headline_path(ctx.url, run_id, version, res, live)
-                st.plotly_chart(forecast_figure(r, law, res["run"], run_id, path=path, cutoff_step=live["from_step"],
-                                                live=live, excluded_steps=res.get("excluded_steps") or []),
+                st.plotly_chart(forecast_figure(r, law_doc, res.run, run_id, path=path, cutoff_step=live["from_step"],
+                                                live=live, excluded_steps=list(res.excluded_steps or ())),
                                 key="forecast_chart")
-            elif res.get("finished"):
+            elif res.finished:
                 st.subheader("Backtest: the forecast from the first part of the run vs what happened")
                 doc = data.backtest_doc(ctx.url, ctx.version)
                 cut = st.select_slider("cutoff: forecast from the first k% of steps", [d["cutoff"] for d in doc["cutoffs"]],
@@ -130,22 +132,22 @@ if ctx is not None:
                     st.caption(f"{md_text(row['label'])}; weights learned on the {row['pool']} other finished runs "
                                f"({md_text(row['rule'])}). {md_text(cdoc['summary']['sentence'])}")
                     path = data.headline_path(ctx.url, run_id, version, res, row)
-                    st.plotly_chart(forecast_figure(r, law, res["run"], run_id, path=path,
+                    st.plotly_chart(forecast_figure(r, law_doc, res.run, run_id, path=path,
                                                     cutoff_step=row["cutoff_step"], backtest=row,
-                                                    excluded_steps=res.get("excluded_steps") or []),
+                                                    excluded_steps=list(res.excluded_steps or ())),
                                     key="forecast_chart")
                     st.dataframe(baselines_table(row), hide_index=True,
                                  column_config={c: FMT4 for c in ("predicted", "interval lo", "interval hi", "observed")}
                                  | {"error": st.column_config.NumberColumn(format="%+.4f"),
                                     "weight": st.column_config.NumberColumn(format="%.2f")})
             else:
-                st.info(f"No forecast: {md_text(fit.get('forecast_reason') or res.get('progress'))}.")
-        st.dataframe(pd.DataFrame([{"benchmark": b["benchmark"], "key": b["key"], "status": b["status"],
-                                    "ceiling": (b.get("law") or {}).get("ceiling"),
-                                    "95% CI": "–" if not b.get("law") else
-                                    f"{b['law']['ceiling_lo']:.3f}–{b['law']['ceiling_hi']:.3f}",
-                                    "R²": (b.get("law") or {}).get("r2"), "best": b.get("best"),
-                                    "warm-up excluded": len(b.get("excluded_steps") or []),
-                                    "reason": b.get("reason") or ""} for b in benches]),
+                st.info(f"No forecast: {md_text(fit.get('forecast_reason') or res.progress)}.")
+        st.dataframe(pd.DataFrame([{"benchmark": b.benchmark, "key": b.key, "status": b.status,
+                                    "ceiling": None if b.law is None else b.law.ceiling,
+                                    "95% CI": "–" if b.law is None else
+                                    f"{b.law.ceiling_lo:.3f}–{b.law.ceiling_hi:.3f}",
+                                    "R²": None if b.law is None else b.law.r2, "best": b.best,
+                                    "warm-up excluded": len(b.excluded_steps),
+                                    "reason": b.reason or ""} for b in benches]),
                      hide_index=True, key="benchmarks_table", column_config={"ceiling": FMT4, "R²": FMT4,
                                                                              "best": FMT4})

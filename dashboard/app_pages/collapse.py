@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from analysis.results import Collapse
 from dashboard import context, data, state
 from dashboard.collapse_figure import (
     DETAIL_RUNS,
@@ -76,37 +77,34 @@ else:
     # the chart's point budget, shared by every line: known before reading, so each series is read at the
     # coarsest stored level that still has that many points
     n_out = trace_budget(2 * len(ids) * (2 if smoothing > 0 else 1), marker_points(len(ids)))
-    keys = tuple(sorted({k for i in ids for k in (results[i].get("entropy_key"), results[i].get("performance_key"))
-                         if k}))
+    keys = tuple(sorted({k for i in ids for k in (results[i].entropy_key, results[i].performance_key) if k}))
     levels = data.lod_levels(ctx.url, ctx.version, tuple(ids), keys) if ids and smoothing == 0 else {}
     info = ctx.runs.set_index("id", drop=False)
     versions = dict(zip(ctx.runs["id"].astype(int), ctx.runs["data_version"].astype(int), strict=True))
     wanted = tuple((run_id, versions.get(run_id, 0), k, data.curve_level(levels, run_id, k, smoothing, n_out))
-                   for run_id in ids for k in (results[run_id].get("entropy_key"), results[run_id].get("performance_key"))
-                   if k)
+                   for run_id in ids for k in (results[run_id].entropy_key, results[run_id].performance_key) if k)
     read = dict(zip(((s[0], s[2]) for s in wanted), data.curves(ctx.url, wanted, smoothing, x_axis, n_out),
                     strict=True))
     runs: list[RunCurves] = []
     rows = []
     for run_id in ids:
         res = results[run_id]
-        hk, rk = res.get("entropy_key"), res.get("performance_key")
+        hk, rk = res.entropy_key, res.performance_key
         if hk is None:
-            top.warning(f"**{md_text(run_label(res['run'], run_id))}**: no entropy curve — {context.FIX_NO_ENTROPY}")
+            top.warning(f"**{md_text(run_label(res.run, run_id))}**: no entropy curve — {context.FIX_NO_ENTROPY}")
         if rk is None:
-            top.warning(f"**{md_text(run_label(res['run'], run_id))}**: no performance curve — "
+            top.warning(f"**{md_text(run_label(res.run, run_id))}**: no performance curve — "
                         f"{context.FIX_NO_PERFORMANCE}")
         hc, rc = read.get((run_id, hk)), read.get((run_id, rk))
         group = group_of(info.loc[run_id].to_dict(), group_by) if group_by != "none" and run_id in info.index else None
-        runs.append(RunCurves(run_id=run_id, name=str(res["run"]), entropy=hc, performance=rc, group=group,
-                              stage=res.get("stage") or {}, collapse=res.get("collapse") or {},
-                              entropy_key=hk, performance_key=rk))
-        coll = res.get("collapse") or {}
-        rows.append({"id": run_id, "run": str(res["run"]), "verdict": collapse_text(coll),
-                     "H start": coll.get("h_start"), "H now": coll.get("h_now"), "floor": coll.get("floor"),
-                     "projected floor step": coll.get("projected_floor_step"), "decay": coll.get("decay_kind"),
-                     "stage": stage_text(res.get("stage")), "backtest (track record)": backtest_text(ctx.fits.get(run_id)),
-                     "message": coll.get("message") or coll.get("error") or "",
+        runs.append(RunCurves(run_id=run_id, name=str(res.run), entropy=hc, performance=rc, group=group,
+                              stage=res.stage, collapse=res.collapse, entropy_key=hk, performance_key=rk))
+        coll = res.collapse if isinstance(res.collapse, Collapse) else None
+        rows.append({"id": run_id, "run": str(res.run), "verdict": collapse_text(res.collapse),
+                     "H start": coll and coll.h_start, "H now": coll and coll.h_now, "floor": coll and coll.floor,
+                     "projected floor step": coll and coll.projected_floor_step, "decay": coll and coll.decay_kind,
+                     "stage": stage_text(res.stage), "backtest (track record)": backtest_text(ctx.fits.get(run_id)),
+                     "message": (coll.message if coll else res.collapse.error if res.collapse else None) or "",
                      "H drawn of read": _drawn(hc), "R drawn of read": _drawn(rc)})
     if not any(r.entropy is not None or r.performance is not None for r in runs):
         slot.empty()

@@ -56,10 +56,10 @@ if ctx is not None:
                        "(★ the ceiling).")
 
             st.subheader("Intervention comparison: ceiling lift over a baseline run")
-            base_default = next((int(r["run_id"]) for r in chosen
-                                 if str((ctx.run_info(int(r["run_id"])).get("tags") or {}).get("intervention"))
-                                 == "none"), int(chosen[0]["run_id"]))
-            base_opts = [int(r["run_id"]) for r in chosen]
+            base_default = next((int(r.run_id) for r in chosen
+                                 if str((ctx.run_info(int(r.run_id)).get("tags") or {}).get("intervention"))
+                                 == "none"), int(chosen[0].run_id))
+            base_opts = [int(r.run_id) for r in chosen]
             baseline = st.selectbox("baseline run", base_opts, index=base_opts.index(base_default),
                                     format_func=labels.get, key="baseline")
             lift = ceiling_lift_table(chosen, baseline, ctx.fits)

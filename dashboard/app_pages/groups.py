@@ -46,7 +46,7 @@ if ctx is None:
     slot.empty()
 else:
     results = ctx.by_id
-    all_ids = [int(r["run_id"]) for r in ctx.results]
+    all_ids = [int(r.run_id) for r in ctx.results]
     chosen = state.selection(all_ids)
     with top:
         c = st.columns([2, 2, 1])
@@ -64,8 +64,7 @@ else:
     if n_raw > MAX_GROUPS:
         top.caption(f"{n_raw} groups: the {MAX_GROUPS - 1} largest are drawn apart, the others together as one.")
 
-    keys = tuple(sorted({k for i in ids for k in (results[i].get("entropy_key"), results[i].get("performance_key"))
-                         if k}))
+    keys = tuple(sorted({k for i in ids for k in (results[i].entropy_key, results[i].performance_key) if k}))
     spans = data.step_spans(ctx.url, ctx.version, tuple(ids), keys)
     levels = data.lod_levels(ctx.url, ctx.version, tuple(ids), keys)
     versions = dict(zip(ctx.runs["id"].astype(int), ctx.runs["data_version"].astype(int), strict=True))
@@ -74,7 +73,8 @@ else:
     from_level = n_series = 0
     for role in ("entropy", "performance"):
         wanted = [(i, versions.get(i, 0), key) for i in ids
-                  if (key := results[i].get(f"{role}_key")) and (i, key) in spans]
+                  if (key := results[i].entropy_key if role == "entropy" else results[i].performance_key)
+                  and (i, key) in spans]
         if wanted:
             got = data.group_series(ctx.url, tuple(wanted), spans, levels)
             series[role], width[role] = got.series, got.width

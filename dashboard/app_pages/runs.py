@@ -100,7 +100,7 @@ elif store is not None:
     st.multiselect("Selected runs (carried to the other pages)", list(labels), format_func=labels.get,
                    key=pick_key, on_change=multiselect_changed,
                    placeholder="none selected: the other pages show the first few runs")
-    unfit = [r for r in results if not r.get("law")]
+    unfit = [r for r in results if r.law is None]
     if unfit:
         with st.expander(f"{len(unfit)} run(s) on this page without a fitted law: what is missing"):
             context.show_unfit(unfit)

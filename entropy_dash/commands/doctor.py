@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from analysis.results import RunAnalysis
 from entropy_dash.commands.output import emit, open_store
 from entropy_dash.commands.read import NO_RUNS
 from entropy_dash.errors import ConfigError
@@ -17,27 +18,27 @@ from entropy_dash.errors import ConfigError
 BADGE = {"critical": "CRIT", "warn": "WARN", "info": "INFO", "ok": " ok ", "skipped": "skip"}
 
 
-def select(results: list[dict[str, Any]], runs: list[str], experiments: list[str]) -> list[dict[str, Any]]:
+def select(results: list[RunAnalysis], runs: list[str], experiments: list[str]) -> list[RunAnalysis]:
     """The results of the runs asked for (ids or names) and of the experiments asked for; all when neither."""
     if not runs and not experiments:
         return results
-    projects = {r.get("project") for r in results}
+    projects = {r.project for r in results}
     for e in experiments:
         if e not in projects:
             raise ConfigError(f"no runs in experiment {e!r}; experiments in the store: "
                               f"{', '.join(sorted(str(p) for p in projects if p)) or 'none'}")
     chosen = []
     for name in runs:
-        hit = [r for r in results if str(r["run_id"]) == name or r["run"] == name]
+        hit = [r for r in results if str(r.run_id) == name or r.run == name]
         if not hit:
             raise ConfigError(f"no run {name!r} in the store: see `entropy-dash runs`")
         chosen += hit
-    chosen += [r for r in results if r.get("project") in experiments]
+    chosen += [r for r in results if r.project in experiments]
     seen: set[int] = set()
-    return [r for r in chosen if not (r["run_id"] in seen or seen.add(r["run_id"]))]
+    return [r for r in chosen if not (r.run_id in seen or seen.add(r.run_id))]
 
 
-def doctor_document(results: list[dict[str, Any]], chosen: list[dict[str, Any]], fail_on: str | None,
+def doctor_document(results: list[RunAnalysis], chosen: list[RunAnalysis], fail_on: str | None,
                     live: dict[int, dict[str, Any]] | None = None) -> dict:
     from analysis.health import at_least, health_payload
 
@@ -79,7 +80,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     store = open_store(args, create=False)
     results = current_results(store)
     chosen = select(results, list(args.run or []), list(args.experiment or []))
-    live = current_cross_run(store, [int(r["run_id"]) for r in chosen], results).live()
+    live = current_cross_run(store, [int(r.run_id) for r in chosen], results).live()
     doc = doctor_document(results, chosen, args.fail_on, live)
     emit(args, doc, lambda: doctor_text(doc))
     return 1 if doc["failing"] else 0

@@ -14,7 +14,7 @@ from entropy_dash.commands.output import emit, fmt, open_store
 NO_RUNS = "no runs yet: ingest some with `entropy-dash ingest …` or try `entropy-dash demo`"
 
 
-def _results(args: argparse.Namespace, run: str | None = None):  # noqa: ANN202 - (Store, list of result dicts)
+def _results(args: argparse.Namespace, run: str | None = None):  # noqa: ANN202 - (Store, list of RunAnalysis)
     """The store and the analyses of every run (of ``run`` only, id or name, when given: a command about one
     run reads that run's rows, whatever the store's size)."""
     from analysis.pipeline import Options, current_results
@@ -105,7 +105,7 @@ def _steps(steps: list[int]) -> str:
     return ", ".join(map(str, steps)) if len(steps) <= 6 else f"{steps[0]}–{steps[-1]} ({len(steps)})"
 
 
-def _in_memory_cross_run(args: argparse.Namespace, results: list[dict[str, Any]]):  # noqa: ANN202
+def _in_memory_cross_run(args: argparse.Namespace, results: list):  # noqa: ANN202
     """With a read-time choice (``--keep-warmup``) the stored cross-run results do not apply: they are computed
     in memory from this command's analyses of every run (nothing is saved). None: read them as stored."""
     if not getattr(args, "keep_warmup", False):
