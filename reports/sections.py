@@ -3,9 +3,10 @@
 A report of ``limit`` runs or fewer has a section for every run. Above that, drawing every run would make the
 report's cost grow with the store (each run's series read, two figures built and drawn by Chromium), and a
 thousand sections are not read anyway: the sections go to the runs at both ends of the sweep, the
-``(limit + 1) // 2`` highest fitted ceilings and the ``limit // 2`` lowest (ties by run id), or every run
-with a fitted ceiling when no more than ``limit`` have one; ``limit`` 0 turns sections off. The summary table, ``report.md`` and ``report.json``
-list every run whatever the limit; ``sentence`` says in the HTML how many runs are drawn and why.
+``(limit + 1) // 2`` highest fitted ceilings and the ``limit // 2`` lowest (ranked by ceiling, then run id),
+or every run with a fitted ceiling when no more than ``limit`` have one; ``limit`` 0 turns sections off. The
+summary table, ``report.md`` and ``report.json`` list every run whatever the limit; ``Sections.sentence``
+says in the HTML how many runs have a section and why.
 """
 
 from __future__ import annotations

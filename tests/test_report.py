@@ -18,7 +18,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from db import Store
-from entropy_dash.cli import main
+from entropy_dash.cli import build_parser, main
 from entropy_dash.demo_data import log_runs
 from entropy_dash.simulator import demo_sweep, simulate
 from reports.document import collect_report
@@ -354,7 +354,8 @@ def test_more_runs_than_the_section_limit_get_sections_for_the_highest_and_lowes
 def test_section_rule_when_few_runs_have_a_ceiling_and_when_turned_off(demo_db):
     store = Store.open(demo_db, create=False)
     fit = collect_report(store).fit
-    assert SECTION_LIMIT == 12 and sections_of(fit).run_ids == tuple(f["run_id"] for f in fit)
+    assert build_parser().parse_args(["report", "--out", "x"]).sections == SECTION_LIMIT == 12
+    assert sections_of(fit).run_ids == tuple(f["run_id"] for f in fit)
     assert sections_of(fit).sentence() is None
     # the real fit rows, two of them with the law failed: 7 have a ceiling, more than a limit of 6
     failed = [{**f, "status": "failed", "ceiling": None} if i < 2 else f for i, f in enumerate(fit)]
