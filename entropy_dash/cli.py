@@ -137,6 +137,9 @@ def build_parser(*, with_sources: bool = True) -> argparse.ArgumentParser:
     s.add_argument("--run", action="append", metavar="ID|NAME", help="only this run (repeatable)")
     s.add_argument("--png", action=argparse.BooleanOptionalAction, default=None,
                    help="PNG figures via kaleido + Chromium (default: when kaleido is installed)")
+    s.add_argument("--sections", type=types.whole(0, 100_000, "a number of runs"), default=12, metavar="N",
+                   help="per-run sections with figures for at most N runs (default 12; above N: the highest and "
+                   "lowest ceilings; 0: none); the tables list every run")
     s.set_defaults(command_name="report")
     s = sub.add_parser("dashboard", parents=[common], help="start the Streamlit dashboard (headless; opens your "
                        "browser once it answers)")

@@ -9,6 +9,7 @@ from typing import Any
 
 from reports.document import ReportData
 from reports.health import health_html
+from reports.sections import Sections, sections_of
 from reports.wording import HOW_BACKTEST, HOW_CEILING, SummaryRow, fmt, fmt_pt, run_sentences, summary_rows
 
 
@@ -35,11 +36,15 @@ section.run{border:1px solid #d8dce3;border-radius:6px;padding:4px 18px 12px;mar
 """
 
 
-def render_html(data: ReportData, figures: Mapping[int, Mapping[str, Any]] | None = None) -> str:
-    """One self-contained page: plotly.js inlined once, every user string escaped."""
+def render_html(data: ReportData, figures: Mapping[int, Mapping[str, Any]] | None = None,
+                sections: Sections | None = None) -> str:
+    """One self-contained page: plotly.js inlined once, every user string escaped; a section (and the
+    ``figures``) for the runs of ``sections`` (default: ``reports.sections.sections_of``), every run in the
+    summary table."""
     from plotly.offline import get_plotlyjs
 
     figures = figures or {}
+    sections = sections or sections_of(data.fit)
     rows = summary_rows(data)
     bt = data.backtest
     body = [f"<h1>Ceiling report</h1><p class='meta'>{len(rows)} run{'s' if len(rows) != 1 else ''} · store "
@@ -48,11 +53,15 @@ def render_html(data: ReportData, figures: Mapping[int, Mapping[str, Any]] | Non
     if not rows:
         body.append("<p>No runs yet: ingest some with <code>entropy-dash ingest …</code>.</p>")
     else:
-        body.append(_html_summary(rows, bt["cutoff"]))
+        shown = set(sections.run_ids)
+        body.append(_html_summary(rows, bt["cutoff"], shown))
         body.append(_html_backtest(bt))
+        if sections.sentence():
+            body.append(f"<p class='sentence sections'>{esc(sections.sentence())}</p>")
         runs_by_id = {r["run_id"]: r for r in data.runs}
-        for f in data.fit:
-            body.append(_html_run(f, runs_by_id.get(f["run_id"]), figures.get(f["run_id"], {})))
+        fit_by_id = {f["run_id"]: f for f in data.fit}
+        for run_id in sections.run_ids:
+            body.append(_html_run(fit_by_id[run_id], runs_by_id.get(run_id), figures.get(run_id, {})))
     return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -65,7 +74,7 @@ def _html_filters(data: ReportData) -> str:
     return (" · selected " + "; ".join(parts)) if parts else ""
 
 
-def _html_summary(rows: list[SummaryRow], cutoff: float) -> str:
+def _html_summary(rows: list[SummaryRow], cutoff: float, shown: set[int]) -> str:
     head = ("<tr><th>run</th><th>id</th><th>state</th><th>ceiling R(H=0)</th><th>95% CI</th><th>best so far</th>"
             f"<th>headroom</th><th>plateau</th><th>collapse</th><th>backtest error ({cutoff:.0%} cutoff)</th>"
             "<th>forecast at the planned end</th></tr>")
@@ -73,12 +82,17 @@ def _html_summary(rows: list[SummaryRow], cutoff: float) -> str:
     for r in rows:
         status = "" if r.status == "ok" else f" <span class='status-{esc(r.status)}'>({esc(r.status)})</span>"
         lines.append(
-            f"<tr><td><a href='#run-{r.run_id}'>{esc(r.run)}</a>{status}</td><td class='num'>{r.run_id}</td>"
+            f"<tr><td>{_html_name(r, shown)}{status}</td><td class='num'>{r.run_id}</td>"
             f"<td>{esc(r.progress)}</td>"
             f"<td class='num'>{esc(r.ceiling)}</td><td>{esc(r.interval)}</td><td class='num'>{esc(r.best)}</td>"
             f"<td class='num'>{esc(r.headroom)}</td><td>{esc(r.plateau)}</td><td>{esc(r.collapse)}</td>"
             f"<td class='num'>{esc(r.backtest_error)}</td><td>{esc(r.forecast)}</td></tr>")
     return "<h2>Summary</h2><table class='summary'>" + head + "".join(lines) + "</table>"
+
+
+def _html_name(row: SummaryRow, shown: set[int]) -> str:
+    """The run's name, a link to its section when it has one."""
+    return f"<a href='#run-{row.run_id}'>{esc(row.run)}</a>" if row.run_id in shown else esc(row.run)
 
 
 def _html_backtest(bt: Mapping[str, Any]) -> str:

@@ -28,6 +28,7 @@ from reports.errors import ReportError
 from reports.html_page import render_html
 from reports.markdown import render_markdown
 from reports.pngs import kaleido_available, write_pngs
+from reports.sections import SECTION_LIMIT, sections_of
 
 __all__ = ["FORMATS", "collect_report", "report_folders", "write_report", "write_scheduled_report"]
 
@@ -38,13 +39,14 @@ STAMP = "%Y%m%dT%H%M%S%fZ"  # the folder names of write_scheduled_report (UTC, t
 
 def write_report(store: Store, out_dir: str | Path, formats: Iterable[str] = FORMATS,
                  experiments: Sequence[str] | None = None, runs: Sequence[str] | None = None, *,
-                 png: bool | None = None) -> dict[str, Path]:
+                 png: bool | None = None, sections: int = SECTION_LIMIT) -> dict[str, Path]:
     """Write ``report.html`` / ``report.md`` / ``report.json`` into ``out_dir`` (created if missing).
 
     Returns format → file written (plus ``"figures"`` → the PNG folder when PNGs were made). ``png``: True
     asks for PNG figures (kaleido + Chromium), False never makes them, None makes them when kaleido can be
-    imported. Missing PNG support is logged, never an error. Each file is written to a temporary name and
-    renamed, so a reader never sees half a report.
+    imported. Missing PNG support is logged, never an error. ``sections``: the most runs drawn in sections
+    of their own (HTML and PNGs; which ones above that: ``reports.sections``); the tables list every run.
+    Each file is written to a temporary name and renamed, so a reader never sees half a report.
     """
     formats = _formats(formats)
     out = Path(out_dir)
@@ -61,9 +63,10 @@ def write_report(store: Store, out_dir: str | Path, formats: Iterable[str] = FOR
         written["md"] = _write(out / FILENAMES["md"], render_markdown(data))
     want_png = kaleido_available() if png is None else png
     if "html" in formats or want_png:
-        figures = build_figures(store, data)
+        shown = sections_of(data.fit, sections)
+        figures = build_figures(store, data, shown.run_ids)
         if "html" in formats:
-            written["html"] = _write(out / FILENAMES["html"], render_html(data, figures))
+            written["html"] = _write(out / FILENAMES["html"], render_html(data, figures, shown))
         if want_png and figures:
             folder = write_pngs(figures, out / "figures")
             if folder is not None:
@@ -131,16 +134,18 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def build_figures(store: Store, data: ReportData) -> dict[int, dict[str, Any]]:
-    """Per run id: ``fit`` (R vs H with the law) and ``forecast`` (the live forecast of a run in progress, or
-    the backtest of a finished one at the report's cutoff) plotly figures, where the run has them."""
+def build_figures(store: Store, data: ReportData, run_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Per run id of ``run_ids``: ``fit`` (R vs H with the law) and ``forecast`` (the live forecast of a run
+    in progress, or the backtest of a finished one at the report's cutoff) plotly figures, where the run has
+    them. Only these runs' series are read."""
     from analysis.pipeline import run_series
     from reports.figures import fit_figure, forecast_figure
 
     backtests = {r["run_id"]: r for r in data.backtest.get("runs") or []}
     live = {f["run_id"]: f["forecast"] for f in data.fit if f.get("forecast")}
     figures: dict[int, dict[str, Any]] = {}
-    for run_id, res in data.results.items():
+    for run_id in run_ids:
+        res = data.results[run_id]
         if res.status == "skipped" or not res.entropy_key or not res.performance_key:
             continue
         h, r = run_series(store, res)

@@ -18,10 +18,12 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from db import Store
-from entropy_dash.cli import main
+from entropy_dash.cli import build_parser, main
 from entropy_dash.demo_data import log_runs
 from entropy_dash.simulator import demo_sweep, simulate
+from reports.document import collect_report
 from reports.markdown import md
+from reports.sections import SECTION_LIMIT, sections_of
 from reports.wording import fmt, fmt_pt
 from reports.writer import report_folders, write_report, write_scheduled_report
 
@@ -297,3 +299,96 @@ def test_report_on_real_verl_logs(verl_db, tmp_path, browser, capsys):
     assert seen["plots"] == n_figs >= 3 and seen["summary_rows"] == 4
     md_lines = [ln for ln in (tmp_path / "report.md").read_text().splitlines() if ln.startswith("|")]
     assert len(md_lines) == 2 + 3
+
+
+# ------------------------------------------------------------------------------------------ per-run sections
+def _ends(fit: list[dict], n_high: int, n_low: int) -> list[int]:
+    """The run ids of the n_high highest and n_low lowest fitted ceilings, highest first (ties by id)."""
+    ranked = sorted((f for f in fit if f["status"] == "ok" and f["ceiling"] is not None),
+                    key=lambda f: (-f["ceiling"], f["run_id"]))
+    return [f["run_id"] for f in ranked[:n_high] + ranked[len(ranked) - n_low:]]
+
+
+def test_more_runs_than_the_section_limit_get_sections_for_the_highest_and_lowest_ceilings(demo_db, tmp_path,
+                                                                                           capsys):
+    fit = cli_json(capsys, "fit", "--db", demo_db)
+    assert len(fit) == 9 > 4
+    cli(capsys, "report", "--db", demo_db, "--out", str(tmp_path / "r"), "--sections", "4", "--png")
+    html = (tmp_path / "r" / "report.html").read_text()
+    want = _ends(fit, 2, 2)
+    assert [int(m) for m in re.findall(r"<section class='run' id='run-(\d+)'>", html)] == want
+    ceilings = {f["run_id"]: f["ceiling"] for f in fit}
+    assert min(ceilings[i] for i in want[:2]) >= max(c for i, c in ceilings.items() if i not in want)
+    assert max(ceilings[i] for i in want[2:]) <= min(c for i, c in ceilings.items() if i not in want)
+    sentence = ("This report covers more than 4 runs, so sections below for 4 of the 9 runs: the 2 highest and the "
+                "2 lowest fitted ceilings. The summary table lists all 9 runs; a report of 4 runs or fewer (select "
+                "them with --run or --experiment) has a section for each.")
+    assert f"<p class='sentence sections'>{sentence}</p>" in html
+    # the summary table lists all 9 runs, with a link for the 4 that have a section
+    summary = html[html.index("<table class='summary'>"): html.index("</table>", html.index("<table class='summary'>"))]
+    assert summary.count("<tr>") == 1 + 9 and sorted(int(m) for m in re.findall(r"href='#run-(\d+)'", summary)) == sorted(want)
+    for f in fit:
+        assert f"<td class='num'>{f['run_id']}</td>" in summary and fmt(f["ceiling"]) in summary
+    # a section is a whole one: the numbers and the figures of those runs, the PNGs of those runs only
+    _check_html_has_every_run(html, [f for f in fit if f["run_id"] in want])
+    assert html.count("class=\"plotly-graph-div\"") == 2 * 4
+    assert sorted(p.name for p in (tmp_path / "r" / "figures").iterdir()) == sorted(
+        f"run-{i}-{name}.png" for i in want for name in ("fit", "forecast"))
+    # report.md and report.json still hold every run
+    md_text = (tmp_path / "r" / "report.md").read_text()
+    assert len([ln for ln in md_text.splitlines() if ln.startswith("- **")]) == 9
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["fit"] == fit
+    # the sentence's promise: a report of 4 runs or fewer has a section for each, and says nothing of a limit
+    four = [str(f["run_id"]) for f in fit if f["run_id"] not in want][:4]
+    cli(capsys, "report", "--db", demo_db, "--out", str(tmp_path / "four"), "--sections", "4", "--format", "html",
+        "--no-png", *[a for i in four for a in ("--run", i)])
+    html = (tmp_path / "four" / "report.html").read_text()
+    assert re.findall(r"<section class='run' id='run-(\d+)'>", html) == four and "sentence sections" not in html
+    # by default (12) the demo sweep's 9 runs each have a section
+    cli(capsys, "report", "--db", demo_db, "--out", str(tmp_path / "all"), "--format", "html", "--no-png")
+    html = (tmp_path / "all" / "report.html").read_text()
+    assert html.count("<section class='run'") == 9 and "sentence sections" not in html
+    assert main(["report", "--db", demo_db, "--out", str(tmp_path / "bad"), "--sections", "-1"]) == 2
+
+
+def test_section_rule_when_few_runs_have_a_ceiling_and_when_turned_off(demo_db):
+    store = Store.open(demo_db, create=False)
+    fit = collect_report(store).fit
+    assert build_parser().parse_args(["report", "--out", "x"]).sections == SECTION_LIMIT == 12
+    assert sections_of(fit).run_ids == tuple(f["run_id"] for f in fit)
+    assert sections_of(fit).sentence() is None
+    # the real fit rows, two of them with the law failed: 7 have a ceiling, more than a limit of 6
+    failed = [{**f, "status": "failed", "ceiling": None} if i < 2 else f for i, f in enumerate(fit)]
+    six = sections_of(failed, 6)
+    assert list(six.run_ids) == _ends(failed, 3, 3) and not set(six.run_ids) & {fit[0]["run_id"], fit[1]["run_id"]}
+    # a limit of 7 or 8: every run with a ceiling, said so
+    seven = sections_of(failed, 8)
+    assert list(seven.run_ids) == _ends(failed, 7, 0) and seven.sentence() == (
+        "This report covers more than 8 runs, so sections below for the 7 of the 9 runs with a fitted ceiling. The "
+        "summary table lists all 9 runs; a report of 8 runs or fewer (select them with --run or --experiment) has a "
+        "section for each.")
+    one = sections_of(fit, 1)
+    assert list(one.run_ids) == _ends(fit, 1, 0) and one.sentence().startswith(
+        "This report covers more than 1 run, so sections below for 1 of the 9 runs: the highest fitted ceiling. "
+        "The summary table lists all 9 runs; a report of 1 run or fewer")
+    off = sections_of(fit, 0)
+    assert off.run_ids == () and off.sentence() == ("Per-run sections are turned off (--sections 0): the summary "
+                                                     "table lists the 9 runs.")
+    none = sections_of([{**f, "status": "failed", "ceiling": None} for f in fit], 3)
+    assert none.run_ids == () and none.sentence().startswith(
+        "This report covers more than 3 runs, so no run has a section: none of the 9 runs has a fitted ceiling. ")
+
+
+def test_sections_on_real_verl_logs(verl_db, tmp_path):
+    """Three real verl runs, a limit of 2: the run with the highest ceiling and the one with the lowest."""
+    store = Store.open(verl_db, create=False)
+    written = write_report(store, tmp_path, formats=("html", "md"), png=False, sections=2)
+    html = written["html"].read_text()
+    fit = collect_report(store).fit
+    assert len(fit) == 3 and all(f["status"] == "ok" for f in fit)
+    want = _ends(fit, 1, 1)
+    assert [int(m) for m in re.findall(r"<section class='run' id='run-(\d+)'>", html)] == want
+    _check_html_has_every_run(html, [f for f in fit if f["run_id"] in want])
+    assert ("so sections below for 2 of the 3 runs: the highest and the lowest fitted ceilings. The summary table "
+            "lists all 3 runs;") in html
+    assert len([ln for ln in written["md"].read_text().splitlines() if ln.startswith("| ")]) == 1 + 3

@@ -18,7 +18,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     made = [p for p in (out, *out.parents) if not p.exists()]  # the folders this report would create
     try:
         written = write_report(store, args.out, args.format.split(","), experiments=args.experiment,
-                               runs=args.run, png=args.png)
+                               runs=args.run, png=args.png, sections=args.sections)
     except BaseException:  # a --run that matches nothing (or any failure) leaves no empty folder behind
         for folder in made:
             if folder.is_dir() and not any(folder.iterdir()):
