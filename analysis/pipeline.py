@@ -20,7 +20,8 @@ memory (never saved) only when the store is not current (a stale run, another ve
 this version).
 
 Many runs are analysed in parallel processes (at most one per core) when there are enough of them for the
-start-up of a process to pay off. A run whose analysis fails is not lost: it gets status ``failed`` and the
+start-up of a process to pay off; each process analyses its runs as a batch (``analysis.batch``: their points
+read a chunk of runs per query). A run whose analysis fails is not lost: it gets status ``failed`` and the
 reason, and every other run is analysed as usual.
 """
 
@@ -33,6 +34,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
 import pandas as pd
@@ -219,8 +221,8 @@ def analyse_ids(store: Store, run_ids: Sequence[int], options: Options = Options
     context = multiprocessing.get_context("fork" if forked else "forkserver")
     # the models (scipy.stats alone takes a second or two) imported once, before the workers start, not in each
     if forked:
-        import analysis.health
-        import analysis.run  # noqa: F401
+        for module in COMPUTE_MODULES:
+            import_module(module)
     else:
         context.set_forkserver_preload(list(COMPUTE_MODULES))
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=end_with_parent,

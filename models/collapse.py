@@ -120,14 +120,16 @@ def theil_sen(steps: np.ndarray, values: np.ndarray, confidence: float = 0.95) -
     if x.size != y.size or x.size < 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
         slope, _, lo, hi = stats.theilslopes(values, steps, alpha=confidence)
         return slope, lo, hi
-    deltax = x[:, np.newaxis] - x
-    pos = deltax > 0
-    slopes = (y[:, np.newaxis] - y)[pos] / deltax[pos]
+    if np.all(np.diff(x) > 0):  # steps in order: the pairs a step apart, two steps apart, … (no n × n matrices)
+        slopes = np.concatenate([(y[k:] - y[:-k]) / (x[k:] - x[:-k]) for k in range(1, x.size)])
+    else:
+        deltax = x[:, np.newaxis] - x
+        pos = deltax > 0
+        slopes = (y[:, np.newaxis] - y)[pos] / deltax[pos]
     nt = slopes.size
     if nt == 0:  # every step the same: scipy warns and says NaN
         slope, _, lo, hi = stats.theilslopes(values, steps, alpha=confidence)
         return slope, lo, hi
-    medslope = np.median(slopes)
     alpha = 1.0 - confidence if confidence > 0.5 else confidence
     z = stats.norm.ppf(alpha / 2.0)
     ny = len(y)
@@ -135,13 +137,18 @@ def theil_sen(steps: np.ndarray, values: np.ndarray, confidence: float = 0.95) -
     nyreps = [int(k) for k in np.unique(y, return_counts=True)[1] if k > 1]
     sigsq = 1 / 18. * (ny * (ny - 1) * (2 * ny + 5) - sum(k * (k - 1) * (2 * k + 5) for k in nxreps)
                        - sum(k * (k - 1) * (2 * k + 5) for k in nyreps))
+    middle = slice((nt - 1) // 2, nt // 2 + 1)  # the one or two middle slopes, as np.median takes their mean
     try:
         sigma = np.sqrt(sigsq)
         ru = min(int(np.round((nt - z * sigma) / 2.)), nt - 1)
         rl = max(int(np.round((nt + z * sigma) / 2.)) - 1, 0)
-        lo, hi = np.partition(slopes, [min(rl, ru), max(rl, ru)])[[rl, ru]]
-    except (ValueError, IndexError):
-        lo, hi = np.nan, np.nan
+    except ValueError:
+        ranks = None
+    else:
+        ranks = (rl, ru)
+    part = np.partition(slopes, sorted({middle.start, middle.stop - 1, *(ranks or ())}))
+    medslope = np.mean(part[middle])
+    lo, hi = part[list(ranks)] if ranks is not None else (np.nan, np.nan)
     return medslope, lo, hi
 
 
