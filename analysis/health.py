@@ -17,13 +17,12 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from analysis.keys import benchmark_name, health_keys
 from analysis.results import RunAnalysis
-from db import Store
 from models.health import (
     RANK,
     Finding,
@@ -46,7 +45,23 @@ _GROUP_SIZE = re.compile(r"(^|[/.])(rollout[/.]n|num_generations|n_samples_per_p
 # --- writing -------------------------------------------------------------------------------------------------
 
 
-def run_health(store: Store, run: Mapping[str, Any], roles: Mapping[str, str | None],
+class PointReader(Protocol):
+    """Where the curves come from: ``db.Store`` itself, or points read for many runs at once."""
+
+    def points(self, run_id: int, key: str) -> np.ndarray: ...
+
+
+def keys_read(roles: Mapping[str, str | None]) -> set[str]:
+    """The keys ``run_health`` reads besides the run's entropy and benchmark keys (``roles``: its keys with
+    points), so that their points can be read ahead with other runs'."""
+    keys = list(roles)
+    hk = health_keys(keys, roles)
+    one = [_train_reward(keys, roles), *(_first(hk[r]) for r in ("zero_std_frac", "reward_std", "clip_ratio",
+                                                                  "response_length", "grad_norm"))]
+    return {k for k in one if k is not None} | set(hk["pg_clipfrac"]) | set(hk["kl"])
+
+
+def run_health(store: PointReader, run: Mapping[str, Any], roles: Mapping[str, str | None],
                result: Mapping[str, Any]) -> dict[str, Any]:
     """The findings of every detector on one run, and its profile (module docstring)."""
     run_id = int(run["id"])

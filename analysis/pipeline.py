@@ -20,7 +20,8 @@ memory (never saved) only when the store is not current (a stale run, another ve
 this version).
 
 Many runs are analysed in parallel processes (at most one per core) when there are enough of them for the
-start-up of a process to pay off. A run whose analysis fails is not lost: it gets status ``failed`` and the
+start-up of a process to pay off; each process analyses its runs as a batch (``analysis.batch``: their points
+read a chunk of runs per query). A run whose analysis fails is not lost: it gets status ``failed`` and the
 reason, and every other run is analysed as usual.
 """
 
@@ -30,18 +31,17 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from analysis.keys import choose_keys
+from analysis.batch import analyse_batch, finite_series
 from analysis.results import RunAnalysis
-from analysis.settings import RunSettings, run_settings
-from analysis.version import ANALYSIS_VERSION, CROSS_RUN_KIND, FORECAST_KIND, KIND, SCHEMA_VERSION, versioned
+from analysis.version import ANALYSIS_VERSION, CROSS_RUN_KIND, FORECAST_KIND, KIND, versioned
 from db import Store
 from db.claims import claimed_batches
 from db.locks import cross_run_lock, shared
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: below this many runs to analyse, one process does it (starting workers costs about a second)
 PARALLEL_MIN_RUNS = 24
+#: what computing an analysis imports (a worker gets them from the process that starts it)
+COMPUTE_MODULES = ("analysis.run", "analysis.health")
 #: runs per claimed batch on PostgreSQL (``db.claims``): a quarter of the work, within these bounds
 CLAIM_MIN, CLAIM_MAX = 8, 200
 
@@ -94,16 +96,8 @@ def _stored(store: Store, ids: Sequence[int]) -> dict[int, RunAnalysis]:
 
 def run_series(store: Store, result: RunAnalysis) -> tuple[pd.Series, pd.Series]:
     """The chosen entropy and headline performance series of an analysed run (finite points only)."""
-    return (_finite(store, result.run_id, result.entropy_key),
-            _finite(store, result.run_id, result.performance_key))
-
-
-def _finite(store: Store, run_id: int, key: str | None) -> pd.Series:
-    if key is None:
-        return pd.Series(dtype=float)
-    pts = store.points(int(run_id), key)
-    ok = np.isfinite(pts[:, 1])
-    return pd.Series(pts[ok, 1], index=pts[ok, 0].astype(np.int64), name=key)
+    return (finite_series(store, result.run_id, result.entropy_key),
+            finite_series(store, result.run_id, result.performance_key))
 
 
 # --- writing -------------------------------------------------------------------------------------------------
@@ -219,11 +213,18 @@ def _analysed(store: Store, run_ids: Sequence[int], options: Options = Options()
         return []
     workers = min(os.cpu_count() or 1, len(ids) // (PARALLEL_MIN_RUNS // 2))
     if len(ids) < PARALLEL_MIN_RUNS or workers < 2:
-        return list(_analyse(store, ids, options))
+        return list(analyse_batch(store, ids, options))
     url = store.engine.url.render_as_string(hide_password=False)
     chunks = [ids[i::workers] for i in range(workers)]
     # fork is cheap but unsafe in a process with other threads (the scheduler, the dashboard's server)
-    context = multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
+    forked = threading.active_count() == 1
+    context = multiprocessing.get_context("fork" if forked else "forkserver")
+    # the models (scipy.stats alone takes a second or two) imported once, before the workers start, not in each
+    if forked:
+        for module in COMPUTE_MODULES:
+            import_module(module)
+    else:
+        context.set_forkserver_preload(list(COMPUTE_MODULES))
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=end_with_parent,
                              initargs=(os.getpid(),)) as pool:
         parts = list(pool.map(_worker, [url] * workers, chunks, [options] * workers))
@@ -276,61 +277,10 @@ def _alive(pid: int) -> bool:
 
 
 def _worker(url: str, ids: list[int], options: Options) -> list[dict[str, Any]]:
-    store = Store.open(url, create=False)
+    from db import make_engine
+
+    store = Store(make_engine(url))  # the pool's owner opened it (and checked its schema) already
     try:
-        return list(_analyse(store, ids, options))
+        return list(analyse_batch(store, ids, options))
     finally:
         store.engine.dispose()
-
-
-def _analyse(store: Store, ids: list[int], options: Options) -> Iterator[dict[str, Any]]:
-    runs = store.runs_frame(ids).set_index("id", drop=False)
-    sources = store.sources_frame().set_index("id")
-    stats = store.run_keys(ids)
-    roles = store.key_roles()
-    # each run's rows in one pass (a mask per run grew with runs × rows)
-    by_run = {int(i): g for i, g in stats.groupby("run_id", sort=False)} if not stats.empty else {}
-    for run_id in ids:
-        run = runs.loc[run_id].to_dict()
-        try:
-            yield _analyse_one(store, run, by_run.get(int(run_id), stats.iloc[:0]), roles,
-                               sources.loc[run["source_id"], "options"] or {}, options)
-        except Exception as exc:  # noqa: BLE001 - one run's failure is that run's status, never everyone's
-            log.warning("run %s (%s): analysis failed: %s: %s", run_id, run["name"], type(exc).__name__, exc)
-            yield {"run_id": int(run_id), "run": run["name"], "analysis_version": ANALYSIS_VERSION,
-                   "schema_version": SCHEMA_VERSION,
-                   "status": "failed", "reason": f"analysis failed: {type(exc).__name__}: {str(exc)[:300]}",
-                   "law": None, "entropy_key": None, "performance_key": None, "benchmarks": [],
-                   "backtests": {}, "live": None, "progress": "", "finished": False, "unrecognised_keys": [],
-                   "n_entropy": 0, "n_performance": 0, "n_entropy_nonfinite": 0, "n_performance_nonfinite": 0,
-                   "last_step": None, "key_reason": None, "performance_kind": None}
-
-
-def _analyse_one(store: Store, run: dict[str, Any], stats: pd.DataFrame, roles: Mapping[str, str],
-                 source_options: Mapping[str, Any], options: Options) -> dict[str, Any]:
-    from analysis.run import analyse_run  # the models (and scipy) are imported only to compute
-
-    settings: RunSettings = run_settings(source_options, run["name"], keep_warmup=options.keep_warmup)
-    with_points = set(stats["key"]) if not stats.empty else set()
-    seen = list(dict.fromkeys([*(run.get("keys_seen") or []), *with_points]))
-    run_roles = {k: roles.get(k) for k in seen} | {k: r for k, r in zip(stats.get("key", []), stats.get("role", []),
-                                                                          strict=True)}
-    choice = choose_keys(seen, run_roles, params=run.get("params"), entropy_key=settings.entropy_key,
-                         performance_key=settings.performance_key)
-    wanted = [k for k in (choice.entropy, *choice.benchmarks) if k and k in with_points]
-    series = {k: _finite(store, run["id"], k) for k in wanted}
-    result = analyse_run(run, stats, choice, series, settings)
-    result.update(_health(store, run, {k: r for k, r in run_roles.items() if k in with_points}, result))
-    return result
-
-
-def _health(store: Store, run: dict[str, Any], roles: Mapping[str, str | None],
-            result: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's health findings (``analysis.health``); a failure there is said, never the run's failure."""
-    from analysis.health import run_health
-
-    try:
-        return run_health(store, run, roles, result)
-    except Exception as exc:  # noqa: BLE001 - health is one part of the analysis: contained like the others
-        log.warning("run %s (%s): health detectors failed: %s: %s", run["id"], run["name"], type(exc).__name__, exc)
-        return {"health": [], "health_error": f"{type(exc).__name__}: {str(exc)[:300]}"}

@@ -21,7 +21,7 @@ failure of the whole run becomes its status ``failed`` with the reason (``analys
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -81,13 +81,15 @@ def progress(state: str | None, last_step: int | None, planned: int | None,
                    "it finished; mark it with `--finished` or finished = true in sources.toml)")
 
 
-def analyse_run(run: Mapping[str, Any], stats: pd.DataFrame, choice: KeyChoice, series: Mapping[str, pd.Series],
-                settings: RunSettings) -> dict[str, Any]:
-    """The analysis of one run (module docstring). ``stats`` are the run's rows of ``Store.run_keys``;
-    ``series`` holds the finite points of the chosen entropy key and of every benchmark key."""
-    stats = stats.set_index("key") if not stats.empty else pd.DataFrame()
+def analyse_run(run: Mapping[str, Any], stats: Sequence[Mapping[str, Any]] | pd.DataFrame, choice: KeyChoice,
+                series: Mapping[str, pd.Series], settings: RunSettings) -> dict[str, Any]:
+    """The analysis of one run (module docstring). ``stats`` are the run's rows of ``Store.run_keys`` (as
+    records, or that frame); ``series`` holds the finite points of the chosen entropy key and of every
+    benchmark key."""
+    rows = stats.to_dict("records") if isinstance(stats, pd.DataFrame) else stats
+    counts = {str(s["key"]): (int(s["n"]), int(s["n_nonfinite"])) for s in rows}  # one row per key
     planned, planned_from = _planned(run, settings)
-    last_step = int(stats["last_step"].max()) if not stats.empty else None
+    last_step = int(max(s["last_step"] for s in rows)) if rows else None
     finished, progress_text = progress(run.get("state"), last_step, planned, settings.finished)
     out: dict[str, Any] = {
         "run_id": int(run["id"]), "run": run["name"], "project": run.get("project"),
@@ -100,13 +102,11 @@ def analyse_run(run: Mapping[str, Any], stats: pd.DataFrame, choice: KeyChoice, 
         "benchmarks": [], "backtests": {}, "live": None,
     }
     for role, key in (("entropy", choice.entropy), ("performance", choice.performance)):
-        has = key is not None and key in stats.index
-        out[f"n_{role}"] = int(stats.loc[key, "n"]) if has else 0
-        out[f"n_{role}_nonfinite"] = int(stats.loc[key, "n_nonfinite"]) if has else 0
+        out[f"n_{role}"], out[f"n_{role}_nonfinite"] = counts.get(key, (0, 0)) if key is not None else (0, 0)
     missing = [r for r, k in (("entropy", choice.entropy), ("performance", choice.performance))
-               if k is None or k not in stats.index]
+               if k is None or k not in counts]
     if missing:
-        seen = list(run.get("keys_seen") or stats.index)
+        seen = list(run.get("keys_seen") or counts)
         out.update(status="skipped", reason=f"no {' and no '.join(missing)} metric (keys seen: "
                    f"{', '.join(seen[:12]) or 'none'}{'…' if len(seen) > 12 else ''})")
         return out
@@ -125,11 +125,10 @@ def analyse_run(run: Mapping[str, Any], stats: pd.DataFrame, choice: KeyChoice, 
         first = benches[0]["summary"]
         out["key_reason"] = (f"{key}: the first benchmark whose law could be fitted ({first['benchmark']}: "
                              f"{first['reason']}); " + choice.reason)
-    out["n_performance"] = int(stats.loc[key, "n"]) if key in stats.index else 0
-    out["n_performance_nonfinite"] = int(stats.loc[key, "n_nonfinite"]) if key in stats.index else 0
+    out["n_performance"], out["n_performance_nonfinite"] = counts.get(key, (0, 0))
     out.update(_levels(h, r, out["law"]))
 
-    hf, rf = _trend_curves(h, r.drop(index=list(warm.steps), errors="ignore"))
+    hf, rf = _trend_curves(h, r.drop(index=list(warm.steps), errors="ignore") if warm.steps else r)
     out["stage"] = _guarded(lambda: find_stage_boundary(hf.index, hf.to_numpy(), rf.index, rf.to_numpy()).to_dict())
     out["collapse"] = _guarded(lambda: detect_collapse(hf.index, hf.to_numpy(), rf.index, rf.to_numpy()).to_dict())
 

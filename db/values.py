@@ -29,6 +29,15 @@ def finite_number(v: Any) -> float | None:
 def json_safe(obj: Any) -> Any:
     """A strict-JSON copy: mappings with string keys, tuples and arrays as lists, numpy scalars as Python
     numbers, NaN and ±inf as None, datetimes in ISO 8601, anything else as its ``str``."""
+    kind = type(obj)  # the plain types a result is made of first: an isinstance chain costs more than the copy
+    if kind is float:
+        return obj if math.isfinite(obj) else None
+    if kind is str or kind is int or kind is bool or obj is None:
+        return obj
+    if kind is dict:
+        return {k if type(k) is str else str(k): json_safe(v) for k, v in obj.items()}
+    if kind is list:
+        return [json_safe(v) for v in obj]
     if isinstance(obj, Mapping):
         return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

@@ -112,13 +112,53 @@ class Trend:
         return self.tau > 0 and self.p < alpha
 
 
+def theil_sen(steps: np.ndarray, values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """``scipy.stats.theilslopes``' slope and ``confidence`` interval — the same numbers (Sen 1968, eq. 2.6),
+    from two partial sorts of the pairwise slopes instead of a full sort (the n² slopes of a long curve made
+    the sort most of a run's health check). Non-finite input goes to scipy itself."""
+    x, y = np.asarray(steps, dtype=float).ravel(), np.asarray(values, dtype=float).ravel()
+    if x.size != y.size or x.size < 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        slope, _, lo, hi = stats.theilslopes(values, steps, alpha=confidence)
+        return slope, lo, hi
+    if np.all(np.diff(x) > 0):  # steps in order: the pairs a step apart, two steps apart, … (no n × n matrices)
+        slopes = np.concatenate([(y[k:] - y[:-k]) / (x[k:] - x[:-k]) for k in range(1, x.size)])
+    else:
+        deltax = x[:, np.newaxis] - x
+        pos = deltax > 0
+        slopes = (y[:, np.newaxis] - y)[pos] / deltax[pos]
+    nt = slopes.size
+    if nt == 0:  # every step the same: scipy warns and says NaN
+        slope, _, lo, hi = stats.theilslopes(values, steps, alpha=confidence)
+        return slope, lo, hi
+    alpha = 1.0 - confidence if confidence > 0.5 else confidence
+    z = stats.norm.ppf(alpha / 2.0)
+    ny = len(y)
+    nxreps = [int(k) for k in np.unique(x, return_counts=True)[1] if k > 1]
+    nyreps = [int(k) for k in np.unique(y, return_counts=True)[1] if k > 1]
+    sigsq = 1 / 18. * (ny * (ny - 1) * (2 * ny + 5) - sum(k * (k - 1) * (2 * k + 5) for k in nxreps)
+                       - sum(k * (k - 1) * (2 * k + 5) for k in nyreps))
+    middle = slice((nt - 1) // 2, nt // 2 + 1)  # the one or two middle slopes, as np.median takes their mean
+    try:
+        sigma = np.sqrt(sigsq)
+        ru = min(int(np.round((nt - z * sigma) / 2.)), nt - 1)
+        rl = max(int(np.round((nt + z * sigma) / 2.)) - 1, 0)
+    except ValueError:
+        ranks = None
+    else:
+        ranks = (rl, ru)
+    part = np.partition(slopes, sorted({middle.start, middle.stop - 1, *(ranks or ())}))
+    medslope = np.mean(part[middle])
+    lo, hi = part[list(ranks)] if ranks is not None else (np.nan, np.nan)
+    return medslope, lo, hi
+
+
 def trend(steps: np.ndarray, values: np.ndarray, confidence: float = 0.95) -> Trend:
     """Theil–Sen slope with its ``confidence`` interval, and the Mann–Kendall trend test.
 
     Mann–Kendall is Kendall's τ between time and value; ``scipy.stats.kendalltau`` gives the two-sided p
     (exact for small samples without ties, with the tie-corrected normal approximation otherwise).
     """
-    slope, _, lo, hi = stats.theilslopes(values, steps, alpha=confidence)
+    slope, lo, hi = theil_sen(steps, values, confidence)
     tau, p = stats.kendalltau(steps, values)
     tau = 0.0 if not np.isfinite(tau) else float(tau)  # constant values: no trend
     p = 1.0 if not np.isfinite(p) else float(p)

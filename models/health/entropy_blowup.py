@@ -14,7 +14,7 @@ import numpy as np
 
 from models.health.finding import Finding, skipped
 from models.health.progress import ALPHA, progress_of
-from models.health.series import Curve, recent, trend_of
+from models.health.series import Curve, recent, trend_of, window_median
 
 NAME = "entropy_blowup"
 STATE_WORDS = {"slow": "rising only slowly", "unknown": "of unknown trend"}
@@ -41,7 +41,7 @@ def detect(entropy: Curve | None, reward: Curve | None) -> Finding:
     h_now = float(np.median(h.values[-5:]))
     last = recent(h, 0.25, 8)
     before = h.values[: max(5, len(h) - len(last))]
-    med = np.array([np.median(before[max(0, i - 2): i + 3]) for i in range(before.size)])
+    med = window_median(before, 2, 2)
     h_min = float(med.min())
     tr = trend_of(last)
     real = (tr.tau > 0 and tr.p < ALPHA) or h_now > h_start

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.health.finding import Finding, skipped
-from models.health.series import Curve
+from models.health.series import Curve, window_median
 
 NAME = "gradient_pathology"
 SKIP_FIRST = 5
@@ -41,7 +41,7 @@ def detect(grad_norm: Curve | None) -> Finding:
     if len(f) > SKIP_FIRST + 5:
         logv = np.log(np.maximum(f.values, 1e-12))
         n = logv.size
-        med = np.array([np.median(np.delete(logv[max(0, i - 5): i + 6], min(i, 5))) for i in range(n)])
+        med = window_median(logv, 5, 5, without_centre=True)  # each point's 10 neighbours
         resid = logv - med
         sd = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) or 1e-12
         for i in range(SKIP_FIRST, n):

@@ -8,7 +8,7 @@ import numpy as np
 
 from models.collapse import Trend, trend
 
-__all__ = ["Curve", "Trend", "level", "noise_sd", "recent", "trend_of"]
+__all__ = ["Curve", "Trend", "level", "noise_sd", "recent", "trend_of", "window_median"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +76,22 @@ def noise_sd(values: np.ndarray) -> float:
 def trend_of(c: Curve) -> Trend:
     """Theil–Sen slope and Mann–Kendall test of a curve (``models.collapse.trend``)."""
     return trend(c.steps.astype(float), c.values)
+
+
+def window_median(x: np.ndarray, before: int, after: int, *, without_centre: bool = False) -> np.ndarray:
+    """Per point, the median of ``x[i - before : i + after + 1]`` (cut at both ends; without ``x[i]`` itself
+    when ``without_centre``): the windows that fit whole in one vectorised call, the cut ones one by one —
+    the same numbers as a median per point."""
+    x = np.asarray(x, dtype=float)
+    n, width = x.size, before + after + 1
+    out = np.empty(n)
+    inner = range(before, n - after) if n >= width else range(0)
+    if len(inner):
+        windows = np.lib.stride_tricks.sliding_window_view(x, width)
+        if without_centre:
+            windows = np.delete(windows, before, axis=1)
+        out[inner.start:inner.stop] = np.median(windows, axis=1)
+    for i in (i for i in range(n) if i not in inner):
+        w = x[max(0, i - before): i + after + 1]
+        out[i] = np.median(np.delete(w, min(i, before)) if without_centre else w)
+    return out
