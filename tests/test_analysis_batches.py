@@ -41,8 +41,10 @@ def short_store(tmp_path_factory) -> Store:
     return Store.open(db, create=False)
 
 
-def _canonical(results: list[dict]) -> dict[int, str]:
-    return {r["run_id"]: json.dumps(json_safe(r), sort_keys=True) for r in results}
+def _canonical(results: list) -> dict[int, str]:
+    """Each run's analysis as sorted JSON (a stored dict, or a RunAnalysis as it dumps itself)."""
+    dicts = [r if isinstance(r, dict) else r.to_dict() for r in results]
+    return {r["run_id"]: json.dumps(json_safe(r), sort_keys=True) for r in dicts}
 
 
 def test_points_of_is_points_for_every_run_and_key(real_store):
