@@ -8,7 +8,7 @@ Fields are added over versions, never renamed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from analysis.errors import AnalysisError
 from analysis.forecasting import CrossRun, backtest_at, summary_of_rows
@@ -166,13 +166,14 @@ def _fit_backtest(row: Mapping[str, Any] | None, why: str | None) -> dict[str, A
     return {"cutoff": DEFAULT_CUTOFF, "error": None, "reason": why or "run not analysed"}
 
 
-def backtest_payload(store: Store, results: Sequence[RunAnalysis],
+def backtest_payload(store: Store, results: Sequence[RunAnalysis] | Sequence[NamedRun],
                      cutoffs: Sequence[float] | None = None, cross: CrossRun | None = None) -> dict[str, Any]:
     """A view of the replay. Per cutoff (10, 20, 30, 50% by default; any fraction on request) and finished
     run: the headline's forecast of the final score from the run cut there vs what happened, with every
     method's; then MAE/RMSE/coverage per method and for the headline. The top level holds the 30% cutoff (or
     the first one asked for) as before; ``cutoffs`` holds them all. Grid fractions are read as stored
-    (``cross``); another fraction is replayed on request, in memory."""
+    (``cross``, and of each run only its id and name are read: ``NamedRun``); another fraction is replayed
+    on request, in memory, from the runs' analyses."""
     cutoffs = list(cutoffs or CUTOFFS)
     for c in cutoffs:
         if not 0.05 <= c <= 0.95:
@@ -189,7 +190,15 @@ def _on_grid(c: float) -> bool:
     return any(abs(c - g) < 1e-9 for g in GRID)
 
 
-def _stored_doc(results: Sequence[RunAnalysis], cutoff: float, cross: CrossRun) -> dict[str, Any]:
+class NamedRun(Protocol):
+    """What the stored replay's view reads of a run: its id and name (a ``RunAnalysis``, or a page's
+    ``dashboard.data.RunRef`` read from the runs table)."""
+
+    run_id: int
+    run: str
+
+
+def _stored_doc(results: Sequence[NamedRun], cutoff: float, cross: CrossRun) -> dict[str, Any]:
     """The replay at a grid fraction, for ``results``' runs, from the stored rows (nothing refitted)."""
     key = f"{cutoff:g}"
     rows, skipped = [], []

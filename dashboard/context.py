@@ -27,24 +27,31 @@ FIX_NO_PERFORMANCE = ("it logs no performance metric (validation accuracy or rew
 
 @dataclass
 class Context:
+    """The store and its runs (the runs table, and each run's analysis status from the analyses table's
+    columns); the analyses themselves are read for the runs a page shows (``of``, ``fits_of``), or for every
+    run by the pages that show every run (``results``, ``fits``)."""
+
     store: Store
     url: str
     version: tuple
-    results: list[RunAnalysis]
     runs: pd.DataFrame
+    analysed: pd.DataFrame  # data.analysed: run_id, status, fitted
+
+    @cached_property
+    def results(self) -> list[RunAnalysis]:
+        """Every run's analysis (for a page that shows every run)."""
+        return data.results(self.url, self.version)
 
     @cached_property
     def fits(self) -> dict[int, dict[str, Any]]:
-        """``fit --json`` per run id (bounded ceilings, benchmarks, live forecast, the 30% backtest); read once
-        per page run (each read of the cache is a fresh copy: 2 ms a run)."""
+        """``fit --json`` per run id of every run, health included (bounded ceilings, benchmarks, live forecast,
+        the 30% backtest); read once per page run (each read of the cache is a fresh copy: 2 ms a run)."""
         return data.fit_doc(self.url, self.version)
 
     @cached_property
     def by_id(self) -> dict[int, RunAnalysis]:
         return {int(r.run_id): r for r in self.results}
 
-    def labels(self, results: list[RunAnalysis] | None = None) -> dict[int, str]:
-        return {int(r.run_id): run_label(r.run, r.run_id) for r in (results or self.results)}
 
     def run_version(self, run_id: int) -> int:
         row = self.runs[self.runs["id"] == run_id]
@@ -56,7 +63,8 @@ class Context:
 
 
 def load() -> Context | None:
-    """The page's data, or None after an st.warning/st.info that names the fix."""
+    """The page's data, or None after an st.warning/st.info that names the fix. Reads the runs table and the
+    analyses table's status columns, no run's analysis (``Context`` reads those for what the page shows)."""
     store = data.get_store()
     if store is None:
         return None
@@ -64,7 +72,7 @@ def load() -> Context | None:
     try:
         version = data.version(store)
         runs = data.runs(url, version)
-        results = data.results(url, version)
+        analysed = data.analysed(url, version)
     except Exception as exc:  # noqa: BLE001 - an unreadable store is a message, not a traceback
         st.error(f"cannot read the store at {md_text(data.shown_url())}: {md_text(type(exc).__name__)}: "
                  f"{md_text(mask_secrets(str(exc)))}")
@@ -72,14 +80,14 @@ def load() -> Context | None:
     if runs.empty:
         st.info(data.FIX_NO_RUNS)
         return None
-    analysed = {int(r.run_id) for r in results}
-    missing = [int(i) for i in runs["id"] if int(i) not in analysed]
+    have = {int(i) for i in analysed["run_id"]}
+    missing = [int(i) for i in runs["id"] if int(i) not in have]
     if missing:
         st.warning(f"{len(missing)} of {len(runs)} runs have not been analysed yet; "
                    + FIX_NOT_ANALYSED.format(url=data.shown_url()))
-    if not results:
+    if analysed.empty:
         return None
-    return Context(store=store, url=url, version=version, results=results, runs=runs)
+    return Context(store=store, url=url, version=version, runs=runs, analysed=analysed)
 
 
 def why_unfit(result: RunAnalysis) -> str:
@@ -96,10 +104,10 @@ def why_unfit(result: RunAnalysis) -> str:
             "and some spread in entropy; more evaluations (a smaller `test_freq`) fix most of these.")
 
 
-def fitted_or_explain(ctx: Context, what: str) -> list[RunAnalysis]:
-    """The runs with a fitted law; when there are none, say so (``what``: why the page needs one) and list
-    what each run is missing."""
-    fitted = [r for r in ctx.results if r.law is not None]
+def fitted_or_explain(ctx: Context, what: str) -> list[int]:
+    """The ids of the runs with a fitted law; when there are none, say so (``what``: why the page needs one)
+    and list what each run is missing."""
+    fitted = ctx.ids(fitted=True)
     if not fitted:
         st.info(f"No run has a fitted law yet{what}. `entropy-dash runs` shows what each run has.")
         show_unfit(ctx.results)

@@ -96,16 +96,35 @@ def fit_doc(url: str, version: tuple) -> dict[int, dict[str, Any]]:
                                                      cross=cross_run(url, version))}
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def fit_of(url: str, version: tuple, run_id: int) -> dict[str, Any]:
-    """``fit --json`` of one run (``fit_doc``'s entry for it, its health ranked among every finished run): a
-    page about one run reads that run's stored cross-run row, not every run's."""
+@st.cache_data(show_spinner=False, max_entries=32)
+def fits_of(url: str, version: tuple, run_ids: tuple[int, ...]) -> dict[int, dict[str, Any]]:
+    """``fit --json`` of some runs only (``fit_doc``'s entries for them, from their stored analyses and cross-run
+    rows: a page about a few runs reads those, not every run's), without ``health`` and ``health_worst``: a
+    run's findings are ranked among every finished run, which only the Health page reads (``fit_doc``)."""
     from analysis.payloads import fit_payload
     from analysis.pipeline import current_cross_run
 
-    everyone = results(url, version)
-    cross = current_cross_run(_open(url), [int(run_id)], everyone)
-    return next(f for f in fit_payload(_open(url), everyone, str(run_id), cross=cross) if f["run_id"] == run_id)
+    store = _open(url)
+    chosen = results_of(url, version, tuple(run_ids))
+    docs = fit_payload(store, chosen, cross=current_cross_run(store, [int(i) for i in run_ids]))
+    return {int(f["run_id"]): {k: v for k, v in f.items() if k not in ("health", "health_worst")} for f in docs}
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def analysed(url: str, version: tuple) -> pd.DataFrame:
+    """Per analysed run, by id: ``run_id``, ``status`` and ``fitted`` (a law was fitted) — from the analyses
+    table's columns (no result document read); a stale run's from its analysis computed in memory, as
+    ``results`` does."""
+    from analysis.version import ANALYSIS_VERSION, KIND
+
+    store = _open(url)
+    stale = set(store.stale_runs(KIND, ANALYSIS_VERSION))
+    rows = {int(i): (str(st_), n is not None and n == n)
+            for i, st_, n in store.analyses_columns(KIND, ["status", "n"]).itertuples(index=False)
+            if int(i) not in stale}
+    for r in results_of(url, version, tuple(sorted(stale))) if stale else []:
+        rows[int(r.run_id)] = (str(r.status), r.law is not None)
+    return pd.DataFrame([(i, s, f) for i, (s, f) in sorted(rows.items())], columns=["run_id", "status", "fitted"])
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -113,7 +132,7 @@ def cross_run(url: str, version: tuple):  # noqa: ANN201 - analysis.forecasting.
     """The results across runs (replay rows, live headlines, the replay's summary per fraction), as stored."""
     from analysis.pipeline import current_cross_run
 
-    return current_cross_run(_open(url), results=results(url, version))
+    return current_cross_run(_open(url))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -128,8 +147,43 @@ def backtest_doc_for(url: str, version: tuple, project: str | None) -> dict[str,
     from analysis.payloads import backtest_payload
     from models.backtest import GRID
 
-    res = [r for r in results(url, version) if project is None or r.project == project]
-    return backtest_payload(_open(url), res, list(GRID), cross=cross_run(url, version))
+    return backtest_payload(_open(url), run_refs(url, version, project), list(GRID), cross=cross_run(url, version))
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A run as a view of the stored replay names it (``analysis.payloads.NamedRun``)."""
+
+    run_id: int
+    run: str
+    project: str | None
+
+
+def run_refs(url: str, version: tuple, project: str | None = None) -> list[RunRef]:
+    """Every run (of one project when given) from the runs table: what a view of the stored replay names its
+    runs by (it reads no analysis)."""
+    df = runs(url, version)
+    out = [RunRef(int(i), str(n), p if isinstance(p, str) else None)
+           for i, n, p in zip(df["id"], df["name"], df["project"], strict=True)]
+    return [r for r in out if project is None or r.project == project]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def backtest_of_run(url: str, version: tuple, run_id: int) -> dict[str, Any]:
+    """``backtest_doc``'s view of one run: per grid fraction its replay row (or why it has none) from its own
+    stored cross-run row, and the replay's summary over every finished run as stored with the cross-run
+    results (``CrossRun.track``: the numbers ``backtest_doc`` sums up from every run's row)."""
+    from analysis.payloads import backtest_payload
+    from analysis.pipeline import current_cross_run
+    from models.backtest import GRID
+
+    store = _open(url)
+    cross = current_cross_run(store, [int(run_id)])
+    doc = backtest_payload(store, [r for r in run_refs(url, version) if r.run_id == int(run_id)], list(GRID),
+                           cross=cross)
+    for d in (doc, *doc["cutoffs"]):
+        d["summary"] = cross.track.get(f"{d['cutoff']:g}")
+    return doc
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -67,6 +67,16 @@ class AnalysesMixin(StoreBase):
             q = q.where(t.analyses.c.run_id.in_([int(i) for i in run_ids]))
         return self._frame(q)
 
+    def analyses_columns(self, kind: str, names: Sequence[str], run_ids: Sequence[int] | None = None) -> pd.DataFrame:
+        """run_id and the key columns ``names`` (``status``, ``n``, ``ceiling`` …) of the analyses of ``kind``, by
+        run id: what a page lists every run by, without reading any run's result document."""
+        a = t.analyses
+        q = select(a.c.run_id, *(a.c[n] for n in names)).where(a.c.kind == kind).order_by(a.c.run_id)
+        if run_ids is not None:
+            q = q.where(a.c.run_id.in_([int(i) for i in run_ids]))
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(q).all(), columns=["run_id", *names])
+
     def stale_runs(self, kind: str, analysis_version: int) -> list[int]:
         """Runs whose analysis of ``kind`` is missing, older than their points, or made by another version of
         the analysis code."""

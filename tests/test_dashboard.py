@@ -353,6 +353,9 @@ def test_ceiling_page_equals_stored_fit_and_shows_the_backtest_at_each_cutoff(mo
     row = next(r for d in doc["cutoffs"] if d["cutoff"] == 0.5 for r in d["runs"] if r["run_id"] == 2)
     m = {x.label: x.value for x in at.metric}
     assert m["error"] == f"{row['error']:+.4f}" and m["predicted final"] == f"{row['predicted_final']:.4f}"
+    # the replay's summary over every finished run (the page reads it as stored, not from every run's row)
+    summary = next(d["summary"]["sentence"] for d in doc["cutoffs"] if d["cutoff"] == 0.5)
+    assert any(md_text(summary) in c.value for c in at.caption)
     table = at.dataframe[0].value.set_index("method")
     for name, b in row["baselines"].items():
         assert table.loc[name, "error"] == pytest.approx(b["error"])

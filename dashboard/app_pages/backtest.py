@@ -16,7 +16,7 @@ from plots.text import plotly_text
 st.title("Backtest")
 ctx = context.load()
 if ctx is not None:
-    projects = sorted({str(r.project) for r in ctx.results if r.project})
+    projects = sorted({str(p) for p in ctx.runs["project"] if isinstance(p, str) and p})
     scope = st.selectbox("finished runs of", ["every experiment", *projects], key="bt_scope")
     doc = data.backtest_doc_for(ctx.url, ctx.version, None if scope == "every experiment" else scope)
     docs = [d for d in doc["cutoffs"] if d.get("summary")]

@@ -20,15 +20,15 @@ FMT4 = st.column_config.NumberColumn(format="%.4f")
 st.title("Ceiling")
 ctx = context.load()
 if ctx is not None:
-    shown = [r for r in ctx.results if r.status != "skipped"]
+    shown = ctx.ids(shown=True)
     if not shown:
         st.info("No run has an entropy and a performance metric yet. `entropy-dash runs` shows what each run has.")
         context.show_unfit(ctx.results)
     else:
         labels = ctx.labels(shown)
         run_id = state.single_run(list(labels), labels, "ceiling")
-        res = ctx.by_id[run_id]
-        fit = data.fit_of(ctx.url, ctx.version, run_id)
+        res = ctx.of([run_id])[run_id]
+        fit = ctx.fits_of([run_id])[run_id]
         version = ctx.run_version(run_id)
         st.caption(f"**{md_text(res.progress or '')}** · entropy {md_text(res.entropy_key)} · "
                    f"{md_text(res.key_reason or '')}")
@@ -113,7 +113,7 @@ if ctx is not None:
                                 key="forecast_chart")
             elif res.finished:
                 st.subheader("Backtest: the forecast from the first part of the run vs what happened")
-                doc = data.backtest_doc(ctx.url, ctx.version)
+                doc = data.backtest_of_run(ctx.url, ctx.version, run_id)
                 cut = st.select_slider("cutoff: forecast from the first k% of steps", [d["cutoff"] for d in doc["cutoffs"]],
                                        value=DEFAULT_CUTOFF, format_func=lambda c: f"{c:.0%}", key="cutoff")
                 cdoc = next(d for d in doc["cutoffs"] if d["cutoff"] == cut)

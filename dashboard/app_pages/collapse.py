@@ -59,7 +59,6 @@ if ctx is None:
     slot.empty()
 else:
     labels = ctx.labels()
-    results = ctx.by_id
     with top:
         ids = state.run_picker(labels, "collapse", label="Runs (the selection is shared with the other pages)")
         c = st.columns([1, 2, 1, 1])
@@ -74,6 +73,8 @@ else:
             st.page_link("app_pages/groups.py", icon=":material/stacked_line_chart:",
                          label=f"{len(ids)} runs: the Groups page shows them as a median and interquartile band "
                                "per group, and each run as one point (ceiling against entropy spent)")
+    results = ctx.of(ids)  # the analyses of the runs drawn only
+    fits = ctx.fits_of(ids)
     # the chart's point budget, shared by every line: known before reading, so each series is read at the
     # coarsest stored level that still has that many points
     n_out = trace_budget(2 * len(ids) * (2 if smoothing > 0 else 1), marker_points(len(ids)))
@@ -103,7 +104,7 @@ else:
         rows.append({"id": run_id, "run": str(res.run), "verdict": collapse_text(res.collapse),
                      "H start": coll and coll.h_start, "H now": coll and coll.h_now, "floor": coll and coll.floor,
                      "projected floor step": coll and coll.projected_floor_step, "decay": coll and coll.decay_kind,
-                     "stage": stage_text(res.stage), "backtest (track record)": backtest_text(ctx.fits.get(run_id)),
+                     "stage": stage_text(res.stage), "backtest (track record)": backtest_text(fits.get(run_id)),
                      "message": (coll.message if coll else res.collapse.error if res.collapse else None) or "",
                      "H drawn of read": _drawn(hc), "R drawn of read": _drawn(rc)})
     if not any(r.entropy is not None or r.performance is not None for r in runs):

@@ -20,12 +20,13 @@ if ctx is not None:
     if fitted:
         labels = ctx.labels(fitted)
         ids = state.run_picker(labels, "compare", label="Runs (the selection is shared with the other pages)")
-        chosen = [ctx.by_id[i] for i in ids]
+        chosen = list(ctx.of(ids).values())
+        fits = ctx.fits_of(ids)
         if len(chosen) < 1:
             st.info("Pick runs above (or on the Runs page) to compare them.")
         else:
             scaling = scaling_of(ctx.runs, chosen, coefficients=("a", "b"))
-            table = coefficients_table(chosen, ctx.runs, scaling.sizes(), ctx.fits)
+            table = coefficients_table(chosen, ctx.runs, scaling.sizes(), fits)
             st.subheader("Law coefficients and ceiling per run")
             st.plotly_chart(coefficients_figure(table), key="coef_chart")
             st.dataframe(table, hide_index=True,
@@ -62,7 +63,7 @@ if ctx is not None:
             base_opts = [int(r.run_id) for r in chosen]
             baseline = st.selectbox("baseline run", base_opts, index=base_opts.index(base_default),
                                     format_func=labels.get, key="baseline")
-            lift = ceiling_lift_table(chosen, baseline, ctx.fits)
+            lift = ceiling_lift_table(chosen, baseline, fits)
             if len(lift) > 1:
                 st.plotly_chart(lift_figure(lift), key="lift_chart")
             st.dataframe(pd.DataFrame(lift), hide_index=True,

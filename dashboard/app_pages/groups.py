@@ -22,6 +22,7 @@ from dashboard.grouping import (
 from dashboard.text import md_text
 
 MAX_GROUPS = 12
+DEFAULT_RUNS = 100  # runs shown when none is selected (every run, up to this many)
 
 
 def bucket_words(width: dict[str, int]) -> str:
@@ -45,18 +46,23 @@ with top:
 if ctx is None:
     slot.empty()
 else:
-    results = ctx.by_id
-    all_ids = [int(r.run_id) for r in ctx.results]
+    all_ids = ctx.ids()
     chosen = state.selection(all_ids)
     with top:
         c = st.columns([2, 2, 1])
         choice = c[0].selectbox("group runs by", group_choices(ctx.runs), key="g_by",
                                 help="as W&B groups runs; tags and parameters of every run are offered")
-        scopes = ["every run", f"the selected runs ({len(chosen)})"] if chosen else ["every run"]
+        # with nothing selected, a store of more than DEFAULT_RUNS runs shows its first DEFAULT_RUNS until
+        # "every run" is chosen: the page's cost follows what it draws, not the store's size
+        first = f"the first {DEFAULT_RUNS} runs"
+        scopes = ([first, f"every run ({len(all_ids)})"] if len(all_ids) > DEFAULT_RUNS else ["every run"]) \
+            + ([f"the selected runs ({len(chosen)})"] if chosen else [])
         scope = c[1].radio("runs", scopes, horizontal=True, key="g_scope",
-                           index=len(scopes) - 1, help="the selection is made on the Runs page (or in the URL)")
-        ids = chosen if scope != "every run" else all_ids
+                           index=len(scopes) - 1 if chosen else 0,
+                           help="the selection is made on the Runs page (or in the URL)")
+        ids = chosen if scope.startswith("the selected") else all_ids[:DEFAULT_RUNS] if scope == first else all_ids
         intervals = c[2].toggle("ceiling intervals", value=len(ids) <= MANY_POINTS, key="g_intervals")
+    results = ctx.of(ids)  # the analyses of the runs drawn only
     info = ctx.runs.set_index("id", drop=False)
     raw_groups = {i: group_of(info.loc[i].to_dict(), choice) for i in ids if i in info.index}
     groups = limit_groups(raw_groups, MAX_GROUPS)

@@ -55,7 +55,7 @@ elif store is not None:
     total, page_runs = data.runs_page(url, version, filters, (page_no - 1) * size, size)
     page_ids = tuple(int(i) for i in page_runs["id"])
     results = data.results_of(url, version, page_ids) if page_ids else []
-    fits = data.fit_doc(url, version) if results else {}
+    fits = data.fits_of(url, version, page_ids) if results else {}
     shown = runs_table(results, page_runs, fits) if results else runs_table([], page_runs)
     all_ids = list(names)
     chosen = state.selection(all_ids)
