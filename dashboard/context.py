@@ -3,6 +3,7 @@ is missing and which command fixes it (then the page stops drawing, without rais
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -52,6 +53,31 @@ class Context:
     def by_id(self) -> dict[int, RunAnalysis]:
         return {int(r.run_id): r for r in self.results}
 
+    def ids(self, *, fitted: bool = False, shown: bool = False) -> list[int]:
+        """The analysed runs' ids in run order; ``fitted``: only those with a fitted law; ``shown``: only those
+        whose analysis was not skipped (they have an entropy and a performance metric)."""
+        a = self.analysed
+        if fitted:
+            a = a[a["fitted"]]
+        if shown:
+            a = a[a["status"] != "skipped"]
+        return [int(i) for i in a["run_id"]]
+
+    def of(self, run_ids: Iterable[int]) -> dict[int, RunAnalysis]:
+        """The analyses of ``run_ids`` only, by id (in the order given)."""
+        ids = tuple(dict.fromkeys(int(i) for i in run_ids))
+        got = {int(r.run_id): r for r in data.results_of(self.url, self.version, ids)} if ids else {}
+        return {i: got[i] for i in ids if i in got}
+
+    def fits_of(self, run_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """``fit --json`` of ``run_ids`` only, without health (``data.fits_of``)."""
+        ids = tuple(dict.fromkeys(int(i) for i in run_ids))
+        return data.fits_of(self.url, self.version, ids) if ids else {}
+
+    def labels(self, run_ids: Iterable[int] | None = None) -> dict[int, str]:
+        """Run id → its label (name and id), from the runs table; every analysed run when ``run_ids`` is None."""
+        names = dict(zip(self.runs["id"].astype(int), self.runs["name"], strict=True))
+        return {int(i): run_label(names[int(i)], int(i)) for i in (self.ids() if run_ids is None else run_ids)}
 
     def run_version(self, run_id: int) -> int:
         row = self.runs[self.runs["id"] == run_id]
