@@ -23,6 +23,8 @@ import pytest
 import requests
 
 VENV_BIN = Path(sys.executable).parent
+#: how long a server may take to answer its health check: minutes on a 2-core machine running a second suite
+STARTUP_S = 300.0
 
 
 def missing(what: str) -> None:
@@ -60,9 +62,15 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 # ------------------------------------------------------------------------------------------ MLflow
+#: MLflow 3.x's server also starts a job runner and eight huey consumer processes for its GenAI jobs (nothing
+#: this project asks of it): each imports MLflow and polls, seconds of CPU per server on a shared machine
+NO_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 class MlflowServer:
     """``mlflow server`` of ``program`` (this venv's by default) with an SQLite backend under ``root``;
-    ``extra`` arguments (``--app-name basic-auth``) and ``env`` are added to its command and environment."""
+    ``extra`` arguments (``--app-name basic-auth``) and ``env`` are added to its command and environment
+    (without the job runner: ``NO_JOB_RUNNER``)."""
 
     def __init__(self, root: Path, workers: int = 1, program: Path | None = None, extra: tuple[str, ...] = (),
                  env: dict[str, str] | None = None) -> None:
@@ -81,8 +89,8 @@ class MlflowServer:
                "--port", str(self.port), "--workers", str(self.workers), *self.extra]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                         cwd=self.root, env={**os.environ, **(self.env or {})})
-        wait_http(f"{self.url}/health", self.proc, 120, self.log)
+                                         cwd=self.root, env={**os.environ, **NO_JOB_RUNNER, **(self.env or {})})
+        wait_http(f"{self.url}/health", self.proc, STARTUP_S, self.log)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -204,7 +212,7 @@ class StreamlitApp:
                "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        wait_http(f"{self.url}/_stcore/health", self.proc, 90, self.log)
+        wait_http(f"{self.url}/_stcore/health", self.proc, STARTUP_S, self.log)
 
     def stop(self) -> None:
         stop(self.proc)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import MetaData, create_engine, select
 
-from tests.fixtures_servers import free_port, wait_http
+from tests.fixtures_servers import STARTUP_S, free_port, wait_http
 
 PAGES = ("runs", "collapse", "health", "groups", "ceiling", "compare", "backtest", "sources")
 TITLES = {name: name.capitalize() for name in PAGES}
@@ -67,7 +67,7 @@ class ServiceDashboard:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(cmd, env=full_env, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
-        wait_http(f"{self.url}/_stcore/health", self.proc, 180, self.log)
+        wait_http(f"{self.url}/_stcore/health", self.proc, STARTUP_S, self.log)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

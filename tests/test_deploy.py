@@ -23,7 +23,7 @@ import yaml
 
 from analysis.version import ANALYSIS_VERSION
 from entropy_dash.demo_data import log_known_law
-from tests.fixtures_servers import free_port, stop, wait_http
+from tests.fixtures_servers import NO_JOB_RUNNER, STARTUP_S, free_port, stop, wait_http
 from tests.service_checks import (
     ServiceDashboard,
     assert_no_secret,
@@ -177,11 +177,11 @@ def test_services_run_on_postgres_mlflow_ingest_report_dashboard(deployment, bro
     assert ml_env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg://mlflow:")
     log = tmp_path / "mlflow.log"
     with open(log, "ab") as out:
-        proc = subprocess.Popen([str(VENV_BIN / args[0]), *args[1:]], env={**os.environ, **ml_env}, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen([str(VENV_BIN / args[0]), *args[1:]], env={**os.environ, **NO_JOB_RUNNER, **ml_env},
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{ml_port}"
-        wait_http(f"{url}/health", proc, 180, log)
+        wait_http(f"{url}/health", proc, STARTUP_S, log)
         # other containers reach it as http://mlflow:5000: that Host header is allowed, others are not
         api = f"{url}/api/2.0/mlflow/experiments/search?max_results=5"
         assert requests.get(api, headers={"Host": "mlflow:5000"}, timeout=10).status_code == 200

@@ -13,6 +13,7 @@ from analysis.pipeline import current_results
 from db import Store
 from entropy_dash.cli import main
 from models.health import RANK
+from tests.service_checks import wait_drawn
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
@@ -61,9 +62,11 @@ def test_health_page_draws_in_chromium(tb_store, streamlit_app, browser, tmp_pat
     app = streamlit_app(tb_store)
     page = browser.new_page(viewport={"width": 1500, "height": 2200})
     page.goto(f"{app.url}/health", wait_until="networkidle")
+    # its script run ended and the worst finding's sentence shown, then its figure's traces drawn (plotly
+    # draws all the traces of a figure in one call) — no fixed wait
+    wait_drawn(page, "Health", ["MATH-lighteval fell from 0.547", "Do this", "shaded: steps 15–130"])
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length > 0",
-                           timeout=60_000)
-    page.wait_for_timeout(800)
+                           timeout=120_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     text = page.inner_text("body")
     assert "Health" in text and "MATH-lighteval fell from 0.547" in text and "Do this" in text

@@ -132,12 +132,10 @@ def oldest_server(tmp_path_factory) -> Iterator[MlflowServer]:
 
 
 @pytest.fixture(scope="module")
-def newest_server(tmp_path_factory) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-newest"))
-    server.start()
-    log_over_rest(server.url)
-    yield server
-    server.stop()
+def newest_server(mlflow_server) -> MlflowServer:
+    """The session's `mlflow server` (this venv's MLflow), with the runs in an experiment of their own."""
+    log_over_rest(mlflow_server.url)
+    return mlflow_server
 
 
 @pytest.fixture(scope="module")

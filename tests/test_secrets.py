@@ -6,11 +6,13 @@ in Chromium (including a "sync now" run from the Sources page) and every row of 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -146,33 +148,44 @@ def test_planted_password_appears_nowhere(mlflow_server, browser, tmp_path):
     assert first.returncode == 0, first.stderr
     assert f"mlflow http://tracker:***@127.0.0.1:{mlflow_server.port}: 2 runs" in first.stdout
     run("ingest again", "ingest", "mlflow", tracked, "--experiment", "secrets", "--db", db, "--json")
-    unreachable = run("ingest unreachable", "ingest", "mlflow", dead, "--db", db, code=2)
+    # the unreachable server's retries wait 1 + 2 + 4 s (twice: with and without --debug) beside the reads
+    # below: it adds a source with no runs and a failed sync_log row, which none of them shows
+    with ThreadPoolExecutor(1) as pool:
+        dead_ingest = pool.submit(run, "ingest unreachable", "ingest", "mlflow", dead, "--db", db, code=2)
+        runs = json.loads(run("runs", "runs", "--json", "--db", db).stdout)
+        assert {r["source"] for r in runs} == {f"mlflow http://tracker:***@127.0.0.1:{mlflow_server.port}"}
+        run("runs text", "runs", "--db", db)
+        fit = json.loads(run("fit", "fit", "--json", "--db", db).stdout)
+        backtest = json.loads(run("backtest", "backtest", "--json", "--db", db).stdout)
+        run("scaling", "scaling", "--json", "--db", db)
+        run("report", "report", "--out", str(tmp_path / "report"), "--db", db)
+        for bad in (f"postgresql://u:{DB_PLANT}@127.0.0.1:54x2/db", f"mysql://u:{DB_PLANT}@127.0.0.1/db",
+                    f"postgresql://u:{DB_PLANT}@127.0.0.1:{free_port()}/db"):
+            done = run(f"mistyped --db {bad}", "runs", "--db", bad, code=2)
+            assert "u:***@127.0.0.1" in done.stderr.splitlines()[-1], done.stderr
+        unreachable = dead_ingest.result()
     assert "error: cannot reach MLflow tracking server http://tracker:***@127.0.0.1:" in unreachable.stderr
-    runs = json.loads(run("runs", "runs", "--json", "--db", db).stdout)
-    assert {r["source"] for r in runs} == {f"mlflow http://tracker:***@127.0.0.1:{mlflow_server.port}"}
-    run("runs text", "runs", "--db", db)
-    fit = json.loads(run("fit", "fit", "--json", "--db", db).stdout)
-    backtest = json.loads(run("backtest", "backtest", "--json", "--db", db).stdout)
-    run("scaling", "scaling", "--json", "--db", db)
-    run("report", "report", "--out", str(tmp_path / "report"), "--db", db)
-    for bad in (f"postgresql://u:{DB_PLANT}@127.0.0.1:54x2/db", f"mysql://u:{DB_PLANT}@127.0.0.1/db",
-                f"postgresql://u:{DB_PLANT}@127.0.0.1:{free_port()}/db"):
-        done = run(f"mistyped --db {bad}", "runs", "--db", bad, code=2)
-        assert "u:***@127.0.0.1" in done.stderr.splitlines()[-1], done.stderr
     # the scheduler: the tracked source, and a dead one retried with backoff then logged in sync_log
     config = tmp_path / "sources.toml"
     config.write_text(f'[[source]]\nkind = "mlflow"\nuri = "{tracked}"\nexperiments = ["secrets"]\nevery = "1h"\n\n'
                       f'[[source]]\nkind = "mlflow"\nuri = "{dead}"\nevery = "1h"\n\n'
                       f'[report]\nout = "{tmp_path / "scheduled"}"\n')
-    sched = run("schedule", "schedule", "--config", str(config), "--once", "--db", db, code=1)
-    assert "retry 3/3" in sched.stderr and "source #2 (mlflow http://tracker:***@127.0.0.1:" in sched.stderr
-    store = Store.open(db, create=False)
-    errors = store.sync_log_frame()["error"].dropna().tolist()
-    assert any("cannot reach MLflow tracking server http://tracker:***@" in e for e in errors), errors
-
-    # the dashboard as a service, browser wanted: no prompt, opens the loopback URL once it answers
-    dash = ServiceDashboard(["--db", db, "dashboard", "--port", "{port}"], {}, tmp_path)
+    # the dashboard as a service, browser wanted: no prompt, opens the loopback URL once it answers; it starts
+    # while the scheduler's retries wait, and its pages are read once the scheduler is done
+    with ThreadPoolExecutor(1) as pool:
+        starting = pool.submit(ServiceDashboard, ["--db", db, "dashboard", "--port", "{port}"], {}, tmp_path)
+        try:
+            sched = run("schedule", "schedule", "--config", str(config), "--once", "--db", db, code=1)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                starting.result().stop()
+            raise
+        dash = starting.result()
     try:
+        assert "retry 3/3" in sched.stderr and "source #2 (mlflow http://tracker:***@127.0.0.1:" in sched.stderr
+        store = Store.open(db, create=False)
+        errors = store.sync_log_frame()["error"].dropna().tolist()
+        assert any("cannot reach MLflow tracking server http://tracker:***@" in e for e in errors), errors
         assert listening_addresses(dash.port) == {"127.0.0.1"}
         pages = read_every_page(browser, dash.url, runs_query(fit), expect=page_texts(fit, backtest, ["Sync log"]))
         page = browser.new_page()
