@@ -344,10 +344,11 @@ def run_arrays(url: str, run_id: int, run_version: int, entropy_key: str,
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def headline_path(url: str, run_id: int, run_version: int, result: RunAnalysis,
-                  headline: dict[str, Any]) -> dict[str, Any] | None:
+                  headline: dict[str, Any], live: bool) -> dict[str, Any] | None:
     """The headline forecast as a path with its band (``analysis.headline.path_of_headline``) for one run's
-    live forecast (``headline`` from ``fit_doc``) or backtest row (from ``backtest_doc``)."""
-    from analysis.headline import path_of_headline
+    live forecast (``live``: ``headline`` from ``fit_doc``) or backtest row (from ``backtest_doc``)."""
+    from analysis.headline import HeadlineSpan, path_of_headline
 
+    span = HeadlineSpan.of_live(headline) if live else HeadlineSpan.of_backtest(headline)
     h, r = run_arrays(url, run_id, run_version, result.entropy_key, result.performance_key)
-    return path_of_headline(h, r, result, headline)
+    return path_of_headline(h, r, result, headline, span)

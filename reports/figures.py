@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from analysis.headline import headline_span, path_of_headline
+from analysis.headline import HeadlineSpan, path_of_headline
 from analysis.results import RunAnalysis
 from models.align import align
 from plots.run_figures import ceiling_figure
@@ -32,14 +32,13 @@ def fit_figure(h: pd.Series, r: pd.Series, result: RunAnalysis) -> go.Figure:
     return fig
 
 
-def forecast_figure(h: pd.Series, r: pd.Series, result: RunAnalysis,
-                    headline: Mapping[str, Any]) -> go.Figure:
+def forecast_figure(h: pd.Series, r: pd.Series, result: RunAnalysis, headline: Mapping[str, Any],
+                    span: HeadlineSpan) -> go.Figure:
     """R vs step with the headline forecast as a path and band: a finished run's backtest (``headline`` is its
     row of ``backtest --json``: predicted vs observed final) or a live run's forecast to its planned end
-    (``headline`` is its ``fit --json`` forecast)."""
-    span = headline_span(headline)
+    (``headline`` is its ``fit --json`` forecast); ``span`` says which (``HeadlineSpan.of_backtest``/``of_live``)."""
     live = span.live
-    path = path_of_headline(h, r, result, headline)
+    path = path_of_headline(h, r, result, headline, span)
     fig = step_figure(r, None if result.law is None else result.law.to_dict(), result.run, result.run_id, path=path,
                       cutoff_step=span.start, backtest=None if live else headline, live=headline if live else None,
                       excluded_steps=list(result.excluded_steps or ()))

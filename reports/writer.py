@@ -138,6 +138,7 @@ def build_figures(store: Store, data: ReportData, run_ids: Iterable[int]) -> dic
     """Per run id of ``run_ids``: ``fit`` (R vs H with the law) and ``forecast`` (the live forecast of a run
     in progress, or the backtest of a finished one at the report's cutoff) plotly figures, where the run has
     them. Only these runs' series are read."""
+    from analysis.headline import HeadlineSpan
     from analysis.pipeline import run_series
     from reports.figures import fit_figure, forecast_figure
 
@@ -152,9 +153,11 @@ def build_figures(store: Store, data: ReportData, run_ids: Iterable[int]) -> dic
         figs: dict[str, Any] = {}
         if res.law is not None:
             figs["fit"] = fit_figure(h, r, res)
-        headline = live.get(run_id) or backtests.get(run_id)
-        if headline and res.range:
-            figs["forecast"] = forecast_figure(h, r, res, headline)
+        if res.range and run_id in live:
+            figs["forecast"] = forecast_figure(h, r, res, live[run_id], HeadlineSpan.of_live(live[run_id]))
+        elif res.range and run_id in backtests:
+            row = backtests[run_id]
+            figs["forecast"] = forecast_figure(h, r, res, row, HeadlineSpan.of_backtest(row))
         if figs:
             figures[run_id] = figs
     return figures

@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
+from analysis.headline import HeadlineSpan
 from analysis.results import Failure
 from dashboard.collapse_figure import (
     DETAIL_RUNS,
@@ -337,3 +338,15 @@ def test_ceiling_residual_and_forecast_figures_keep_the_point_budget():
     perf = pd.Series(r, index=steps)
     fc = forecast_figure(perf, law, "long", 1)
     assert max(len(t.x) for t in fc.data) <= MAX_POINTS
+
+
+def test_headline_span_is_read_from_the_document_it_comes_from():
+    live = {"from_step": 120, "horizon_step": 600, "predicted_final": 0.82}
+    assert HeadlineSpan.of_live(live) == HeadlineSpan(True, 120.0, 600.0)
+    row = {"cutoff_step": 90, "planned_end_step": None, "final_steps": [280, 290, 300]}
+    assert HeadlineSpan.of_backtest(row) == HeadlineSpan(False, 90.0, 290.0)
+    assert HeadlineSpan.of_backtest(row | {"planned_end_step": 400}).end == 400.0
+    # a backtest row is never read as a live forecast, whatever keys ride along
+    assert not HeadlineSpan.of_backtest(row | {"horizon_step": 600}).live
+    with pytest.raises(KeyError):
+        HeadlineSpan.of_live(row)

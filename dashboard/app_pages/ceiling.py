@@ -107,7 +107,7 @@ if ctx is not None:
                            f"({md_text(live['rule'])}); {md_text(rec)}.")
                 for m_name, why in (live.get("excluded") or {}).items():
                     st.caption(f"no weight to {md_text(m_name)}: {md_text(why)}")
-                path = data.headline_path(ctx.url, run_id, version, res, live)
+                path = data.headline_path(ctx.url, run_id, version, res, live, live=True)
                 st.plotly_chart(forecast_figure(r, law_doc, res.run, run_id, path=path, cutoff_step=live["from_step"],
                                                 live=live, excluded_steps=list(res.excluded_steps or ())),
                                 key="forecast_chart")
@@ -131,7 +131,7 @@ if ctx is not None:
                     m[4].metric("inside the interval", "yes" if row["covered"] else "no")
                     st.caption(f"{md_text(row['label'])}; weights learned on the {row['pool']} other finished runs "
                                f"({md_text(row['rule'])}). {md_text(cdoc['summary']['sentence'])}")
-                    path = data.headline_path(ctx.url, run_id, version, res, row)
+                    path = data.headline_path(ctx.url, run_id, version, res, row, live=False)
                     st.plotly_chart(forecast_figure(r, law_doc, res.run, run_id, path=path,
                                                     cutoff_step=row["cutoff_step"], backtest=row,
                                                     excluded_steps=list(res.excluded_steps or ())),
