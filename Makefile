@@ -55,6 +55,7 @@ bench: install
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/tiny_runs.py --sizes 1000,10000
+	$(BIN)/python bench/partition_pg.py --runs 100
 
 lint: install
 	$(BIN)/ruff check .
