@@ -12,8 +12,7 @@ from typing import Any, Protocol
 
 from analysis.errors import AnalysisError
 from analysis.forecasting import CrossRun, backtest_at, summary_of_rows
-from analysis.health import health_payload
-from analysis.pipeline import current_cross_run, run_series
+from analysis.pipeline import current_cross_run, current_health, run_series
 from analysis.results import Backtest, Benchmark, Failure, Law, RunAnalysis, part
 from analysis.scaling import scaling_of
 from db import Store
@@ -55,19 +54,21 @@ def select_runs(results: Sequence[RunAnalysis], run: str | None) -> list[RunAnal
 
 
 def fit_payload(store: Store, results: Sequence[RunAnalysis], run: str | None = None,
-                robust: str | None = None, cross: CrossRun | None = None) -> list[dict[str, Any]]:
+                robust: str | None = None, cross: CrossRun | None = None,
+                with_health: bool = True) -> list[dict[str, Any]]:
     """Per run: the headline law with its bounded ceiling and 95% interval, every benchmark's law, the warm-up
     excluded, stage, collapse, the replay of the headline at 30% (finished runs), and the live forecast of a run
     in progress with the replay's track record at its own fraction. ``cross``: the results across runs as
     stored (``analysis.pipeline.current_cross_run``; read when not given).
 
     ``robust`` ("soft_l1" or "huber") refits the headline law from the stored points with that loss, setting
-    aside outlier evaluations (``loss`` and ``n_excluded`` say so)."""
+    aside outlier evaluations (``loss`` and ``n_excluded`` say so). ``with_health=False`` leaves out ``health``
+    and ``health_worst`` (and does not read them)."""
     chosen = select_runs(results, run)
     if cross is None:
         cross = current_cross_run(store, [int(r.run_id) for r in chosen], results)
     key = f"{DEFAULT_CUTOFF:g}"
-    health = {h["run_id"]: h for h in health_payload(results, chosen, cross.live())}
+    health = {h["run_id"]: h for h in current_health(store, chosen, results, cross)} if with_health else {}
     out = []
     for res in chosen:
         row = cross.rows.get(int(res.run_id)) or {}
@@ -90,7 +91,8 @@ def fit_payload(store: Store, results: Sequence[RunAnalysis], run: str | None = 
             "backtest": _fit_backtest((row.get("replay") or {}).get(key), (row.get("skipped") or {}).get(key)),
             "forecast": live,
             "forecast_reason": None if live else _why_no_forecast(res),
-            "health": health[res.run_id]["findings"], "health_worst": health[res.run_id]["worst"],
+            **({"health": health[res.run_id]["findings"], "health_worst": health[res.run_id]["worst"]}
+               if with_health else {}),
         })
     return out
 

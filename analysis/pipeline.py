@@ -41,10 +41,19 @@ import pandas as pd
 
 from analysis.batch import analyse_batch, finite_series
 from analysis.results import RunAnalysis
-from analysis.version import ANALYSIS_VERSION, CROSS_RUN_KIND, FORECAST_KIND, KIND, versioned
+from analysis.version import (
+    ANALYSIS_VERSION,
+    CROSS_RUN_KIND,
+    CROSS_RUN_VERSION,
+    FORECAST_KIND,
+    HEALTH_KIND,
+    KIND,
+    versioned,
+)
 from db import Store
 from db.claims import claimed_batches
 from db.locks import cross_run_lock, shared
+from models.health import RANK
 
 log = logging.getLogger(__name__)
 
@@ -145,15 +154,19 @@ def _refresh_claimed(store: Store, todo: Sequence[int], *, force: bool) -> int:
 
 
 def cross_run_is_current(store: Store) -> bool:
-    """Whether the stored cross-run results were computed, by this version, from the per-run rows as they are."""
+    """Whether the stored cross-run results were computed, by these versions (``ANALYSIS_VERSION``,
+    ``CROSS_RUN_VERSION``), from the per-run rows as they are."""
     doc = store.cross_run(CROSS_RUN_KIND)
-    return (doc is not None and doc[0] == ANALYSIS_VERSION and doc[1] == store.analyses_fingerprint(KIND)
-            and not store.stale_runs(KIND, ANALYSIS_VERSION))
+    return (doc is not None and doc[0] == ANALYSIS_VERSION and doc[2].get("cross_run_version") == CROSS_RUN_VERSION
+            and doc[1] == store.analyses_fingerprint(KIND) and not store.stale_runs(KIND, ANALYSIS_VERSION))
 
 
 def refresh_cross_run(store: Store) -> None:
-    """Recompute and save the results across runs from the stored per-run rows (module docstring)."""
+    """Recompute and save the results across runs from the stored per-run rows (module docstring): per run its
+    forecast row and its health findings in context (``HEALTH_KIND``, with the worst severity per detector as
+    the ``health`` column, what the Health page's grid reads)."""
     from analysis.forecasting import cross_run
+    from analysis.health import health_payload
 
     inputs = store.analyses_fingerprint(KIND)
     results = current_results(store)
@@ -161,7 +174,12 @@ def refresh_cross_run(store: Store) -> None:
     versions = store.runs_frame().set_index("id")["data_version"].to_dict()
     store.save_analyses([(rid, FORECAST_KIND, int(versions[rid]), versioned(row), _forecast_columns(row))
                          for rid, row in cr.rows.items() if rid in versions])
-    store.save_cross_run(CROSS_RUN_KIND, ANALYSIS_VERSION, inputs, versioned({"track": cr.track}))
+    health = [h for h in health_payload(results, results, cr.live()) if int(h["run_id"]) in versions]
+    store.save_analyses([(int(h["run_id"]), HEALTH_KIND, int(versions[int(h["run_id"])]), versioned(h),
+                          {"analysis_version": ANALYSIS_VERSION, "health": health_grid_row(h["findings"])})
+                         for h in health])
+    store.save_cross_run(CROSS_RUN_KIND, ANALYSIS_VERSION, inputs,
+                         versioned({"track": cr.track, "cross_run_version": CROSS_RUN_VERSION}))
 
 
 def _forecast_columns(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -184,6 +202,48 @@ def current_cross_run(store: Store, run_ids: Sequence[int] | None = None,
         return CrossRun(rows, dict(doc[2].get("track") or {}), stored=True)
     everyone = results if results is not None and run_ids is None else current_results(store)
     return cross_run(everyone)
+
+
+def current_health(store: Store, chosen: Sequence[RunAnalysis], results: Sequence[RunAnalysis] | None = None,
+                   cross=None) -> list[dict[str, Any]]:  # noqa: ANN001 - forecasting.CrossRun
+    """``analysis.health.health_payload`` of the runs ``chosen`` (in that order): as stored when the store is
+    current (their rows only), else computed in memory among ``results`` (every run's, read when not given)
+    with the live forecasts of ``cross`` (read when not given)."""
+    ids = [int(r.run_id) for r in chosen]
+    if not ids:
+        return []
+    if cross_run_is_current(store):
+        df = store.analyses_frame(HEALTH_KIND, ids)
+        stored = {int(i): r for i, r in zip(df["run_id"], df["result"], strict=True)}
+        if all(i in stored for i in ids):
+            return [{k: v for k, v in stored[i].items() if k != "schema_version"} for i in ids]
+    from analysis.health import health_payload  # the detectors' context: only when not stored
+
+    everyone = results if results is not None else current_results(store)
+    live = (cross if cross is not None else current_cross_run(store, ids, everyone)).live()
+    return health_payload(everyone, chosen, live)
+
+
+def current_health_grid(store: Store) -> dict[int, dict[str, str]]:
+    """Run id → the worst severity of each detector's findings (``health_grid_row``), for every run that has
+    findings: the stored ``health`` column when the store is current (no run's document is read), else
+    computed in memory."""
+    if cross_run_is_current(store):
+        df = store.analyses_columns(HEALTH_KIND, ["health"])
+        return {int(i): dict(g) for i, g in zip(df["run_id"], df["health"], strict=True) if g}
+    results = current_results(store)
+    grid = {int(h["run_id"]): health_grid_row(h["findings"]) for h in current_health(store, results, results)}
+    return {i: g for i, g in grid.items() if g}
+
+
+def health_grid_row(findings: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Detector → the worst severity of its findings (a detector may have one per benchmark)."""
+    row: dict[str, str] = {}
+    for f in findings:
+        d, sev = f["detector"], f["severity"]
+        if d not in row or RANK[sev] > RANK[row[d]]:
+            row[d] = sev
+    return row
 
 
 def columns(result: Mapping[str, Any]) -> dict[str, Any]:

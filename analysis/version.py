@@ -16,8 +16,15 @@ KIND = "summary"
 #: the per-run row of the results across runs (replay rows or live headline) in the ``analyses`` table
 FORECAST_KIND = "forecast"
 
+#: the per-run row of its health findings in context (ranked among the finished runs, told the live forecast)
+HEALTH_KIND = "health"
+
 #: the kind of the store-wide replay summary in the ``cross_run`` table
 CROSS_RUN_KIND = "replay"
+
+#: the version of what the cross-run step stores (``analysis.pipeline.refresh_cross_run``): stored results of
+#: another version are not current (readers compute them in memory, the next writer stores them again)
+CROSS_RUN_VERSION = 2  # 2: each run's health findings in context (``HEALTH_KIND`` rows)
 
 
 def versioned(doc: Any) -> Any:

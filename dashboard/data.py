@@ -99,15 +99,34 @@ def fit_doc(url: str, version: tuple) -> dict[int, dict[str, Any]]:
 @st.cache_data(show_spinner=False, max_entries=32)
 def fits_of(url: str, version: tuple, run_ids: tuple[int, ...]) -> dict[int, dict[str, Any]]:
     """``fit --json`` of some runs only (``fit_doc``'s entries for them, from their stored analyses and cross-run
-    rows: a page about a few runs reads those, not every run's), without ``health`` and ``health_worst``: a
-    run's findings are ranked among every finished run, which only the Health page reads (``fit_doc``)."""
+    rows: a page about a few runs reads those, not every run's), without ``health`` and ``health_worst`` (the
+    Health page reads those, ``health_of``)."""
     from analysis.payloads import fit_payload
     from analysis.pipeline import current_cross_run
 
     store = _open(url)
     chosen = results_of(url, version, tuple(run_ids))
-    docs = fit_payload(store, chosen, cross=current_cross_run(store, [int(i) for i in run_ids]))
-    return {int(f["run_id"]): {k: v for k, v in f.items() if k not in ("health", "health_worst")} for f in docs}
+    docs = fit_payload(store, chosen, cross=current_cross_run(store, [int(i) for i in run_ids]), with_health=False)
+    return {int(f["run_id"]): f for f in docs}
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def health_grid(url: str, version: tuple) -> dict[int, dict[str, str]]:
+    """Run id → the worst severity of each detector's findings, for the runs with findings
+    (``analysis.pipeline.current_health_grid``: one small stored column, no run's document)."""
+    from analysis.pipeline import current_health_grid
+
+    return current_health_grid(_open(url))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def health_of(url: str, version: tuple, run_id: int) -> dict[str, Any]:
+    """One run's health findings in context, worst first (``analysis.pipeline.current_health``)."""
+    from analysis.pipeline import current_health
+
+    store = _open(url)
+    (row,) = current_health(store, results_of(url, version, (int(run_id),)))
+    return row
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

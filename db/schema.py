@@ -112,6 +112,7 @@ analyses = Table(
     Column("forecast_final", Float),  # live forecast at the planned end (running runs only)
     Column("forecast_lo", Float),
     Column("forecast_hi", Float),
+    Column("health", JSON),  # health rows: detector → worst severity, what the Health page's grid reads (0008)
     UniqueConstraint("run_id", "kind", name="uq_analyses_run_kind"),
 )
 

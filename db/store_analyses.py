@@ -33,7 +33,7 @@ class AnalysesMixin(StoreBase):
 
     def save_analyses(self, items: Sequence[tuple[int, str, int, Mapping[str, Any], Mapping[str, Any]]]) -> None:
         """Upsert analyses rows (run_id, kind, data_version, result, key columns) in one transaction; numeric
-        columns are stored as plain numbers (None for non-finite), text columns as given. Rows with the same
+        columns are stored as plain numbers (None for non-finite), text columns as given, mappings as JSON. Rows with the same
         columns, one after another, go in one ``executemany`` of the dialect's upsert per ``UPSERT_BATCH`` rows
         (the last of a (run, kind) given twice in it wins): the rows one statement at a time would leave."""
         if not items:
@@ -42,7 +42,8 @@ class AnalysesMixin(StoreBase):
         # consecutive rows with the same columns form one group, in the order given
         groups: list[tuple[tuple[str, ...], dict[tuple[int, str], dict[str, Any]]]] = []
         for run_id, kind, data_version, result, columns in items:
-            cols = {k: (v if isinstance(v, str) else _num(v)) for k, v in columns.items()}
+            cols = {k: (v if isinstance(v, str) else json_safe(v) if isinstance(v, Mapping) else _num(v))
+                    for k, v in columns.items()}
             row = {"run_id": int(run_id), "kind": kind, "computed_at": now, "data_version": data_version,
                    "result": json_safe(result), **cols}
             names = tuple(sorted(cols))

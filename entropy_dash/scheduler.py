@@ -159,17 +159,16 @@ class Scheduler:
 
     def post_findings(self, src: SourceConfig, source_id: int) -> None:
         """Post the source's new health findings at or above the webhook's level (each once; never raises)."""
-        from analysis.health import health_payload  # the analysis code: only with a [webhook]
-        from analysis.pipeline import current_cross_run, current_results
+        from analysis.pipeline import (  # the analysis code: only with a [webhook]
+            current_health,
+            current_results,
+        )
         from entropy_dash.webhook import post_new_findings
 
         hook = self.config.webhook
         try:
-            results = current_results(self.store)
-            ids = set(self.store.run_ids_of_source(source_id))
-            chosen = [r for r in results if int(r.run_id) in ids]
-            live = current_cross_run(self.store, sorted(ids), results).live()
-            payload = health_payload(results, chosen, live)
+            chosen = current_results(self.store, sorted(self.store.run_ids_of_source(source_id)))
+            payload = current_health(self.store, chosen)  # the source's runs only, when stored
         except USER_ERRORS as exc:
             log.error("%s: webhook: cannot read the findings: %s", src.label, exc)
             return

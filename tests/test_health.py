@@ -8,12 +8,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import inspect, text
 
+from analysis.health import health_payload
 from analysis.keys import choose_keys
+from analysis.pipeline import (
+    cross_run_is_current,
+    current_cross_run,
+    current_health,
+    current_health_grid,
+    current_results,
+    health_grid_row,
+    refresh_analyses,
+)
 from analysis.results import RunAnalysis
+from analysis.version import CROSS_RUN_KIND, HEALTH_KIND
+from db import Store
+from db.migrate import alembic_config, current_revision, head_revision
+from db.store_analyses import AnalysesMixin
 from entropy_dash.cli import main
 from ingest.keys import resolve_role, resolve_roles
 from models.health import (
+    DETECTORS,
     Finding,
     advantage_collapse,
     clipping,
@@ -302,6 +318,53 @@ def test_fit_json_carries_health_and_the_collapse_verdict_is_no_longer_healthy(t
     assert math["status"] == "degenerate" and math["reason"].startswith("falling: from 0.547 at best (step 15)")
 
 
+def test_health_in_context_is_stored_by_the_writer_and_read_as_computed(tb_store: str, monkeypatch) -> None:
+    """The findings in context are stored at write time (one ``health`` row per run, and its grid column): read
+    as stored they equal what is computed in memory; a store whose cross-run results are of another version
+    is computed in memory, never read as stored."""
+    store = Store.open(tb_store)
+    results = current_results(store)
+    assert cross_run_is_current(store)
+    stored = current_health(store, results)
+    computed = health_payload(results, results, current_cross_run(store, None, results).live())
+    assert json.loads(json.dumps(stored)) == json.loads(json.dumps(computed))
+    math = next(r for r in stored if r["run"].endswith("/trtllm-qwen2-7b-tp4-8gpus"))
+    grid = current_health_grid(store)
+    assert grid[math["run_id"]]["reward_eval_divergence"] == "critical"
+    assert grid == {int(r["run_id"]): health_grid_row(r["findings"]) for r in computed if r["findings"]}
+    assert set(grid[math["run_id"]]) == set(DETECTORS)
+    # stored results of the previous cross-run version: not current, so nothing is read from the health rows
+    doc = store.cross_run(CROSS_RUN_KIND)
+    store.save_cross_run(CROSS_RUN_KIND, doc[0], doc[1], {k: v for k, v in doc[2].items() if k != "cross_run_version"})
+    assert not cross_run_is_current(store)
+    read: list[str | None] = []
+    original = AnalysesMixin.analyses_frame
+    monkeypatch.setattr(AnalysesMixin, "analyses_frame",
+                        lambda self, kind=None, run_ids=None: read.append(kind) or original(self, kind, run_ids))
+    assert json.loads(json.dumps(current_health(store, results[:1]))) == json.loads(json.dumps(computed[:1]))
+    assert current_health_grid(store) == grid and HEALTH_KIND not in read
+    refresh_analyses(store)  # the next writer stores them again
+    assert cross_run_is_current(store)
+
+
+def test_migration_0008_adds_the_health_column_and_its_downgrade_leaves_nothing_stale(tb_store: str) -> None:
+    from alembic import command
+
+    store = Store.open(tb_store)
+    grid = current_health_grid(store)
+    command.downgrade(alembic_config(store.engine), "0007")  # the previous release's schema
+    store.engine.dispose()
+    assert "health" not in {c["name"] for c in inspect(store.engine).get_columns("analyses")}
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM analyses WHERE kind = 'health'")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM cross_run")).scalar() == 0
+    store = Store.open(tb_store)  # a writer upgrades it
+    assert current_revision(store.engine) == head_revision() == "0008"
+    assert not cross_run_is_current(store) and current_health_grid(store) == grid  # computed in memory
+    refresh_analyses(store)
+    assert cross_run_is_current(store) and current_health_grid(store) == grid  # read as stored
+
+
 # --- read-time context: the finished runs and the live forecast ---------------------------------------------
 
 def _result(run_id: int, finished: bool, findings: list[Finding], spent: dict[str, float],
@@ -313,8 +376,6 @@ def _result(run_id: int, finished: bool, findings: list[Finding], spent: dict[st
 
 
 def test_findings_say_where_the_run_stands_and_quote_the_live_forecast() -> None:
-    from analysis.health import health_payload
-
     def collapse(spent: float) -> Finding:
         return Finding("entropy_collapse", "warn", "entropy is collapsing.",
                        {"entropy_spent": spent, "performance_recent": 0.60, "cohort_value": spent},

@@ -12,7 +12,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from analysis.pipeline import refresh_analyses
-from analysis.version import FORECAST_KIND, KIND
+from analysis.version import FORECAST_KIND, HEALTH_KIND, KIND
 from db import Store
 from db.records import RunData, RunInfo, Series
 from db.store_analyses import AnalysesMixin
@@ -70,7 +70,7 @@ def _run_page(monkeypatch, url: str, page: str, reads: list) -> AppTest:
 
 
 @pytest.mark.parametrize(("page", "most"), [("runs", 50), ("ceiling", 1), ("collapse", 8), ("compare", 8),
-                                            ("groups", 100), ("backtest", 0)])
+                                            ("groups", 100), ("backtest", 0), ("health", 1)])
 def test_a_page_reads_the_analyses_it_shows_only(monkeypatch, sweep, reads, page, most):
     at = _run_page(monkeypatch, sweep, page, reads)
     summaries = [n for kind, n in reads if kind == KIND]
@@ -79,12 +79,17 @@ def test_a_page_reads_the_analyses_it_shows_only(monkeypatch, sweep, reads, page
     forecasts = [n for kind, n in reads if kind == FORECAST_KIND]
     if page != "backtest":  # the Backtest page shows every finished run's replay: it reads every forecast row
         assert None not in forecasts and max(forecasts, default=0) <= most
+    healths = [n for kind, n in reads if kind == HEALTH_KIND]  # the Health page's grid reads a column, not these
+    assert healths == ([1] if page == "health" else [])
     text = " ".join(m.value for m in at.caption) + " ".join(str(m.value) for m in at.markdown)
     if page == "runs":
         assert f"runs 1–50 of {N_RUNS} matching" in text
     if page == "groups":  # nothing selected: the first 100 runs, "every run" one click away
         assert at.radio(key="g_scope").options == ["the first 100 runs", f"every run ({N_RUNS})"]
         assert "100 runs in 2 groups" in text
+    if page == "health":  # every run in the grid, the first of them (worst first) picked
+        assert at.dataframe[0].value.shape == (N_RUNS, 9)
+        assert at.selectbox(key="h_run").options[0].startswith("run-")
 
 
 def test_groups_every_run_when_asked(monkeypatch, sweep, reads):

@@ -1,7 +1,8 @@
 """Health: every run × every detector, coloured by severity (the findings stored with each run's analysis, with
 its standing among the finished runs and its live forecast, as `entropy-dash doctor` prints them). Pick a cell
 (run and finding) to read its sentence, evidence and advice beside the curves it fired on, the steps it used
-shaded."""
+shaded. The grid reads one small stored column per run (``data.health_grid``); only the picked run's findings
+are read (``data.health_of``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import streamlit as st
 from dashboard import context, data
 from dashboard.text import md_text
 from models.health import DETECTORS, RANK
-from plots.text import plotly_text, run_label
+from plots.text import plotly_text
 
 COLOURS = {"critical": "#d62728", "warn": "#ff7f0e", "info": "#1f77b4", "ok": "#2ca02c", "skipped": "#bdbdbd",
            "–": "#ffffff"}
@@ -25,15 +26,10 @@ def label(f: dict[str, Any]) -> str:
     return f["detector"] + (f" · {f['benchmark']}" if f.get("benchmark") else "")
 
 
-def grid(fits: dict[int, dict[str, Any]]) -> pd.DataFrame:
-    """Runs × detectors: the worst severity of each detector's findings (one per benchmark for some)."""
-    rows = []
-    for rid, fit in fits.items():
-        row = {"run": run_label(fit["run"], rid)}
-        for d in DETECTORS:
-            sev = [f["severity"] for f in fit.get("health") or [] if f["detector"] == d]
-            row[d] = max(sev, key=RANK.__getitem__) if sev else "–"
-        rows.append(row)
+def grid(worst: dict[int, dict[str, str]], labels: dict[int, str]) -> pd.DataFrame:
+    """Runs × detectors: the worst severity of each detector's findings (one per benchmark for some), from
+    ``data.health_grid``; "–" where a detector has none."""
+    rows = [{"run": labels[rid], **{d: row.get(d, "–") for d in DETECTORS}} for rid, row in worst.items()]
     return pd.DataFrame(rows).set_index("run")
 
 
@@ -63,20 +59,22 @@ def curves_figure(df: pd.DataFrame, keys: list[str], steps: list[int] | None) ->
 st.title("Health")
 ctx = context.load()
 if ctx is not None:
-    fits = {rid: f for rid, f in ctx.fits.items() if f.get("health")}
-    if not fits:
+    analysed = set(ctx.ids())
+    worst = {rid: row for rid, row in data.health_grid(ctx.url, ctx.version).items() if rid in analysed}
+    if not worst:
         st.info("No run has health findings yet: `entropy-dash analyse --all` computes them with each run's "
                 "analysis (ingest does it for the runs it changes).")
     else:
-        table = grid(fits)
+        labels = ctx.labels(worst)
+        table = grid(worst, labels)
         counts = pd.Series(table.to_numpy().ravel()).value_counts()
         st.caption(" · ".join(f"{counts.get(s, 0)} {s}" for s in ("critical", "warn", "info", "ok", "skipped"))
                    + " (the worst finding of each detector per run; `entropy-dash doctor` prints the same)")
         st.dataframe(table.style.map(_style), key="health_grid")
-        worst_first = sorted(fits, key=lambda rid: -max(RANK[f["severity"]] for f in fits[rid]["health"]))
+        worst_first = sorted(worst, key=lambda rid: -max(RANK[s] for s in worst[rid].values()))
         c = st.columns([2, 2])
-        rid = c[0].selectbox("run", worst_first, format_func=lambda i: run_label(fits[i]["run"], i), key="h_run")
-        findings = sorted(fits[rid]["health"], key=lambda f: -RANK[f["severity"]])
+        rid = c[0].selectbox("run", worst_first, format_func=labels.__getitem__, key="h_run")
+        findings = sorted(data.health_of(ctx.url, ctx.version, rid)["findings"], key=lambda f: -RANK[f["severity"]])
         pick = c[1].selectbox("finding", range(len(findings)), key="h_finding",
                               format_func=lambda j: f"{findings[j]['severity']} — {label(findings[j])}")
         f = findings[pick]

@@ -38,11 +38,10 @@ def select(results: list[RunAnalysis], runs: list[str], experiments: list[str]) 
     return [r for r in chosen if not (r.run_id in seen or seen.add(r.run_id))]
 
 
-def doctor_document(results: list[RunAnalysis], chosen: list[RunAnalysis], fail_on: str | None,
-                    live: dict[int, dict[str, Any]] | None = None) -> dict:
-    from analysis.health import at_least, health_payload
+def doctor_document(runs: list[dict[str, Any]], fail_on: str | None) -> dict:
+    """``doctor --json``: ``runs`` are ``analysis.health.health_payload``'s rows."""
+    from analysis.health import at_least
 
-    runs = health_payload(results, chosen, live)
     hits = at_least(runs, fail_on) if fail_on else []
     return {"fail_on": fail_on, "failing": len(hits), "runs": runs}
 
@@ -75,12 +74,11 @@ def doctor_text(doc: dict[str, Any]) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from analysis.pipeline import current_cross_run, current_results
+    from analysis.pipeline import current_health, current_results
 
     store = open_store(args, create=False)
     results = current_results(store)
     chosen = select(results, list(args.run or []), list(args.experiment or []))
-    live = current_cross_run(store, [int(r.run_id) for r in chosen], results).live()
-    doc = doctor_document(results, chosen, args.fail_on, live)
+    doc = doctor_document(current_health(store, chosen, results), args.fail_on)
     emit(args, doc, lambda: doctor_text(doc))
     return 1 if doc["failing"] else 0
