@@ -11,9 +11,11 @@ steps, generated with numpy. Then it times, each as a fresh process into a fresh
 2. the same ingest again with nothing changed;
 3. ``runs --json``, ``fit --json``, ``backtest --json``, ``report --out DIR``;
 4. every page of the dashboard (Runs, Ceiling, Collapse, Groups, Backtest, Health, Sources, Compare) as a user
-   first meets it: a fresh ``streamlit run`` server and a fresh headless Chromium context per page, timed from
-   navigation until the page has drawn its last chart (``tests.service_checks.wait_drawn``: the script run has
-   ended, no spinner is left, every chart holds plotly's drawing), with its default selection;
+   first meets it: a fresh headless Chromium context per page, timed from navigation until the page has drawn
+   its last chart (``tests.service_checks.wait_drawn``: the script run has ended, no spinner is left, every
+   chart holds plotly's drawing), with its default selection — once as the first page of a fresh ``streamlit
+   run`` (its imports included), once on a running server (a fresh one that has drawn another page first: this
+   page's data caches are cold);
 
 with each process's peak resident memory, the store's size, and the growth factor between sizes. Then the
 goals of the scale issue as measured, each PASS or MISS: ``fit --json`` and ``backtest --json`` within 2× of
@@ -124,34 +126,44 @@ def bench_size(n_runs: int, db_url: str | None, tmp: Path, pages: bool = True) -
 
 
 def time_pages(db: str, tmp: Path) -> dict[str, tuple[float, float]]:
-    """Each page cold: a fresh ``streamlit run`` and a fresh browser context, from ``goto`` until drawn
-    (seconds, and the server's peak resident MB after it)."""
+    """Each page cold, twice: as the first page a fresh ``streamlit run`` serves (its Python imports included),
+    and on a running server (a fresh server that has drawn one other page first, in another browser context:
+    its imports done, this page's data caches still cold). A fresh browser context each time, from ``goto``
+    until drawn (seconds, and the server's peak resident MB after it)."""
     from playwright.sync_api import sync_playwright
 
     from bench.streamlit_server import Server
     from tests.service_checks import TITLES, wait_drawn
 
     out: dict[str, tuple[float, float]] = {}
+
+    def draw(browser, server: Server, name: str) -> float:  # noqa: ANN001 - a playwright Browser
+        ctx = browser.new_context(viewport={"width": 1500, "height": 1300})
+        page = ctx.new_page()
+        t0 = time.perf_counter()
+        page.goto(f"{server.base}/{'' if name == 'runs' else name}", wait_until="commit")
+        wait_drawn(page, TITLES[name], timeout=600_000)
+        dt = time.perf_counter() - t0
+        if page.locator('[data-testid="stException"]').count():
+            print(f"  {name} page raised: {page.inner_text('[data-testid=stException]')[:300]}", file=sys.stderr)
+        ctx.close()
+        return dt
+
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
                                      args=CHROMIUM_ARGS, headless=True)
         try:
             for name in PAGES:
-                server = Server(db, tmp / f"streamlit-{name}.log")
-                try:
-                    ctx = browser.new_context(viewport={"width": 1500, "height": 1300})
-                    page = ctx.new_page()
-                    t0 = time.perf_counter()
-                    page.goto(f"{server.base}/{'' if name == 'runs' else name}", wait_until="commit")
-                    wait_drawn(page, TITLES[name], timeout=600_000)
-                    dt = time.perf_counter() - t0
-                    if page.locator('[data-testid="stException"]').count():
-                        print(f"  {name} page raised: {page.inner_text('[data-testid=stException]')[:300]}",
-                              file=sys.stderr)
-                    ctx.close()
-                    out[f"{TITLES[name]} page (Chromium, until drawn)"] = (dt, server.peak_mb())
-                finally:
-                    server.stop()
+                for running in (False, True):
+                    server = Server(db, tmp / f"streamlit-{name}.log")
+                    try:
+                        if running:
+                            draw(browser, server, "runs" if name == "sources" else "sources")
+                        dt = draw(browser, server, name)
+                        where = " on a running server" if running else ""
+                        out[f"{TITLES[name]} page{where} (Chromium, until drawn)"] = (dt, server.peak_mb())
+                    finally:
+                        server.stop()
         finally:
             browser.close()
     return out
