@@ -5,7 +5,8 @@ Run: ``python bench/dashboard.py [--dir DIR] [--keep] [--runs 10,100] [--pages c
 
 Builds a SQLite store of 100 runs × 20,000 steps (policy entropy and validation accuracy logged at every
 step: 4 M points, written with ``Store.write_run``, which also writes the downsampled levels) in four
-models × two algorithms × four interventions, and analyses them (``analysis.pipeline.refresh_analyses``).
+models × two algorithms × four interventions, all finished (so the Ceiling page draws its backtest), and analyses
+them (``analysis.pipeline.refresh_analyses``).
 Then, for each way, page and number of selected runs (10 and 100):
 
 * **cold**: a fresh ``streamlit run`` server and a fresh browser context, timed from ``page.goto`` until the
@@ -96,7 +97,7 @@ def build(url: str, n_runs: int = N_RUNS, n_steps: int = N_STEPS) -> tuple[float
         wall = 1.7e9 + steps * 30.0 + i * 1e6
         data = RunData(RunInfo(f"bench-{i}", f"bench-{model}-{algo}-{iv}-{i:03d}", project=f"sweep-{'ab'[i % 2]}",
                                model=model, algorithm=algo, tags={"intervention": iv, "seed": str(i)},
-                               params={"lr": [1e-6, 3e-6][i % 2]}),
+                               params={"lr": [1e-6, 3e-6][i % 2]}, status="FINISHED"),
                        (Series.build(ENTROPY, steps, h, wall), Series.build(VAL, steps, r, wall)))
         store.write_run(sid, data, resolve_roles(data.all_keys()))
     write_s = time.perf_counter() - t0
@@ -125,7 +126,14 @@ FRAMES_JS = "() => new Promise(r => requestAnimationFrame(() => requestAnimation
 
 
 def _wait_drawn(page, n_charts: int, timeout_s: float = 300) -> list[int]:
-    handle = page.wait_for_function(DRAWN_JS, arg=n_charts, timeout=timeout_s * 1000, polling=50)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        handle = page.wait_for_function(DRAWN_JS, arg=n_charts, timeout=timeout_s * 1000, polling=50)
+    except PlaywrightTimeout:
+        drawn = page.evaluate("document.querySelectorAll('.js-plotly-plot').length")
+        raise RuntimeError(f"{page.url}: {drawn} of {n_charts} charts drawn after {timeout_s:.0f} s; the page says: "
+                           f"{page.inner_text('[data-testid=stMain]')[-500:]!r}") from None
     points = handle.json_value()
     if points == "exception":
         raise RuntimeError(f"the page raised: {page.inner_text('[data-testid=stException]')[:500]}")

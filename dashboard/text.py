@@ -11,6 +11,7 @@ Tables (st.dataframe), st.text, st.code and widget labels/options show strings l
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>&$:\"'=])")
@@ -19,3 +20,11 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>&$:\"'=])")
 def md_text(value: Any) -> str:
     """``value`` as Markdown that displays literally (no formatting, links or HTML)."""
     return _MD_SPECIAL.sub(r"\\\1", str(value)).replace("\n", " ")
+
+
+def step_list(steps: Sequence[int], most: int = 6) -> str:
+    """``steps`` as a short list: all of them up to ``most``, else the first few, an ellipsis and the last."""
+    steps = [int(s) for s in steps]
+    if len(steps) <= most:
+        return ", ".join(map(str, steps))
+    return ", ".join(map(str, steps[:most - 2])) + f", …, {steps[-1]}"

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from analysis.payloads import backtest_payload, fit_payload
 from analysis.pipeline import current_results, refresh_analyses
 from analysis.results import Collapse, RunAnalysis
-from dashboard.text import md_text
+from dashboard.text import md_text, step_list
 from db import Store
 from db.errors import StoreReadOnly
 from db.records import RunData, RunInfo, Series
@@ -621,3 +621,9 @@ def test_compare_page_shows_the_scaling_fit_of_scaling_json(monkeypatch, sim_sto
         lo, hi = f["k_ci"]
         assert (f"{coef} = k·ln(size) + c with k = {f['k']:.4g} (95% CI {lo:.4g} – {hi:.4g}), c = {f['c']:.4g}, "
                 f"R² {f['r2']:.3f}, n = {f['n']} runs") in captions
+
+
+def test_step_list_shortens_long_lists_and_keeps_the_last_step():
+    assert step_list([0]) == "0"
+    assert step_list([5, 10, 15, 20, 25, 30]) == "5, 10, 15, 20, 25, 30"
+    assert step_list(range(1, 302)) == "1, 2, 3, 4, …, 301"

@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard import context, data, state
 from dashboard.tables import baselines_table
-from dashboard.text import md_text
+from dashboard.text import md_text, step_list
 from models.align import align
 from models.backtest import DEFAULT_CUTOFF
 from plots.run_figures import ceiling_figure, forecast_figure, residuals_figure
@@ -78,7 +78,7 @@ if ctx is not None:
             warm = pairs["step"].isin(list(excluded))
             if warm.any():
                 st.info(f"{int(warm.sum())} warm-up evaluation(s) excluded (steps "
-                        f"{', '.join(map(str, pairs['step'][warm]))}): {md_text((res.warmup or {}).get('reason'))}. "
+                        f"{step_list(pairs['step'][warm])}): {md_text((res.warmup or {}).get('reason'))}. "
                         "`entropy-dash fit --keep-warmup` (or `keep_warmup = true` in sources.toml) fits them too.")
             left, right = st.columns(2)
             with left:
