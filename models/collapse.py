@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats
@@ -157,7 +158,20 @@ def trend(steps: np.ndarray, values: np.ndarray, confidence: float = 0.95) -> Tr
 
     Mann–Kendall is Kendall's τ between time and value; ``scipy.stats.kendalltau`` gives the two-sided p
     (exact for small samples without ties, with the tie-corrected normal approximation otherwise).
+
+    A run's analysis asks for the trend of the same window up to three times (the collapse verdict and the
+    health detectors that share its windows); the last few answers are kept by value, so the O(n²) slopes of
+    a window are computed once.
     """
+    x = np.ascontiguousarray(steps, dtype=float)
+    y = np.ascontiguousarray(values, dtype=float)
+    return _trend(x.tobytes(), y.tobytes(), x.shape, float(confidence))
+
+
+@lru_cache(maxsize=16)
+def _trend(x_bytes: bytes, y_bytes: bytes, shape: tuple[int, ...], confidence: float) -> Trend:
+    steps = np.frombuffer(x_bytes).reshape(shape)
+    values = np.frombuffer(y_bytes).reshape(-1)
     slope, lo, hi = theil_sen(steps, values, confidence)
     tau, p = stats.kendalltau(steps, values)
     tau = 0.0 if not np.isfinite(tau) else float(tau)  # constant values: no trend

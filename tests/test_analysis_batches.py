@@ -1,6 +1,7 @@
 """Analyses of many runs at once give each run exactly what it gets alone: the batch's points read in one query
 (``Store.points_of``) are ``Store.points``; the vectorised window medians and Theil–Sen give the numbers of
-a median per point and of ``scipy.stats.theilslopes``, bit for bit — on the real verl runs of ../shared/data
+a median per point and of ``scipy.stats.theilslopes``, bit for bit (a window's trend asked for twice is
+computed once, and the same), the reward's mean per evaluation interval that of a loop over the intervals — on the real verl runs of ../shared/data
 and on tiny runs too short to fit."""
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from analysis import batch, pipeline
 from db import Store
 from db.values import json_safe
 from entropy_dash.cli import main
-from models.collapse import theil_sen
-from models.health.series import window_median
+from models import collapse
+from models.collapse import theil_sen, trend
+from models.health import divergence
+from models.health.series import Curve, window_median
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +104,42 @@ def test_theil_sen_is_scipys_on_real_curves_and_ties(real_store):
             ref = stats.theilslopes(y, x, alpha=confidence)
             got = theil_sen(x, y, confidence)
             assert np.array([ref[0], ref[2], ref[3]]).tobytes() == np.array(got, dtype=float).tobytes()
+
+
+def test_the_trend_of_a_window_asked_twice_is_computed_once_and_the_same(monkeypatch):
+    rng = np.random.default_rng(7)
+    steps = np.arange(10, 1210, dtype=np.int64)  # int steps, as the detectors pass them
+    values = 1.0 - 1e-4 * steps + 0.01 * rng.standard_normal(steps.size)
+    calls = []
+    monkeypatch.setattr(collapse, "theil_sen", lambda *a: calls.append(a) or theil_sen(*a))
+    collapse._trend.cache_clear()
+    first = trend(steps, values)
+    again = trend(steps.astype(float), values.copy())  # equal numbers in other arrays: the kept answer
+    other = trend(steps, values[::-1].copy())
+    assert len(calls) == 2 and again == first and other != first
+    ref = stats.theilslopes(values, steps, alpha=0.95)
+    tau, p = stats.kendalltau(steps, values)
+    assert (first.slope, *first.ci) == (ref[0], ref[2], ref[3]) and (first.tau, first.p) == (tau, p)
+    assert (first.n, first.step_from, first.step_to) == (1200, 10.0, 1209.0)
+
+
+def test_reward_means_per_evaluation_interval_are_the_loops():
+    """The divergence detector's Spearman ρ reads the reward's mean over each evaluation's interval
+    (previous evaluation, this one]: the same numbers as a loop over the intervals, with evaluations logged
+    twice at one step (an empty interval) and reward steps before the first interval."""
+    rng = np.random.default_rng(3)
+    r_steps = np.arange(1, 400)
+    reward = Curve.of("critic/score/mean", r_steps, rng.standard_normal(r_steps.size))
+    b_steps = np.array([5, 7, 20, 20, 45, 100, 160, 161, 250, 399])
+    bench = Curve.of("val/acc", b_steps, np.linspace(0.1, 0.5, b_steps.size) + 0.01 * rng.standard_normal(b_steps.size))
+    edges = np.concatenate([[b_steps[0] - (b_steps[1] - b_steps[0])], b_steps])
+    loop = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        ok = (r_steps > lo) & (r_steps <= hi)
+        loop.append(float(np.mean(reward.values[ok])) if ok.any() else np.nan)
+    loop = np.asarray(loop)
+    assert (r_steps <= edges[0]).sum() == 3  # steps 1–3 come before the first interval (3, 5]
+    assert np.isnan(loop[3]) and not np.isnan(loop[0])  # the second evaluation at step 20: nothing in between
+    ok = np.isfinite(loop)
+    ref = stats.spearmanr(loop[ok], bench.values[ok])
+    assert divergence._spearman(reward, bench) == (float(ref.statistic), float(ref.pvalue))

@@ -101,11 +101,12 @@ def detect(reward: Curve | None, benchmark: Curve | None, *, name: str, scale: f
 def _spearman(r: Curve, b: Curve) -> tuple[float | None, float | None]:
     """Spearman's ρ between the reward's mean over each evaluation's interval and the score."""
     edges = np.concatenate([[b.steps[0] - (b.steps[1] - b.steps[0])], b.steps])
-    means = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        ok = (r.steps > lo) & (r.steps <= hi)
-        means.append(float(np.mean(r.values[ok])) if ok.any() else np.nan)
-    m = np.asarray(means)
+    i = np.searchsorted(edges, r.steps, side="left") - 1  # r.steps[j] lies in (edges[i], edges[i + 1]]
+    inside = (i >= 0) & (i < len(b))
+    n = np.bincount(i[inside], minlength=len(b))
+    total = np.bincount(i[inside], weights=r.values[inside], minlength=len(b))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.where(n > 0, total / n, np.nan)
     ok = np.isfinite(m)
     if ok.sum() < 4 or np.ptp(m[ok]) == 0:
         return None, None
