@@ -80,7 +80,7 @@ def _sim_run(sim, cfg, project: str) -> dict:  # noqa: ANN001 - simulator module
 
 
 def real_set() -> list:
-    from ingest.tensorboard import read_event_files
+    from ingest.tensorboard_events import read_event_files
     from ingest.verl_log import parse_verl_log
 
     out = []

@@ -9,13 +9,13 @@ which the source puts in every run's notes and the sync's messages.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import requests
 
 from db.masking import mask_secrets
 from db.records import RunInfo
@@ -120,7 +120,8 @@ def short_error(exc: BaseException) -> str:
     m = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
     if m:
         return m.group(1).strip().lower()
-    if isinstance(exc, requests.Timeout):
+    requests = sys.modules.get("requests")  # an error raised by requests means it is imported already
+    if requests is not None and isinstance(exc, requests.Timeout):
         return "timed out"
     lines = text.strip().splitlines()
     return lines[0][:300] if lines else type(exc).__name__

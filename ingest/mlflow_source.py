@@ -52,12 +52,9 @@ from ingest.mlflow_common import (
     Points,
     Reader,
 )
-from ingest.mlflow_rest import RestReader
-from ingest.mlflow_sql import SqliteReader
-from ingest.mlflow_store import TrackingStoreReader
 from ingest.registry import Option, SourceKind, boolean, names, register
 
-__all__ = ["MAX_POINTS_PER_RUN", "MlflowSource", "TrackingStoreReader"]
+__all__ = ["MAX_POINTS_PER_RUN", "MlflowSource"]
 
 
 @dataclass(frozen=True)
@@ -83,11 +80,18 @@ class MlflowSource(Source):
         self.extra_keys: set[str] = set(self.options.get("keys") or [])
         self.all_keys = bool(self.options.get("all_keys", False))
         self.is_server = uri.startswith(("http://", "https://"))
+        # each reader is imported when a URI names it: every command line lists this kind (requests, SQLAlchemy)
         if self.is_server:
+            from ingest.mlflow_rest import RestReader
+
             self._reader: Reader = RestReader(self.uri, connect_uri)
         elif uri.startswith("sqlite:"):
+            from ingest.mlflow_sql import SqliteReader
+
             self._reader = SqliteReader(self.uri, connect_uri)
         else:
+            from ingest.mlflow_store import TrackingStoreReader
+
             self._reader = TrackingStoreReader(self.uri, connect_uri)
         self._connect_uri = connect_uri
         self._picked = not uri.startswith("sqlite:")
@@ -102,6 +106,8 @@ class MlflowSource(Source):
             self._picked = True
             why = self._reader.unsupported()
             if why is not None:
+                from ingest.mlflow_store import TrackingStoreReader  # as in __init__
+
                 self._reader = TrackingStoreReader(self.uri, self._connect_uri)
                 self._reader.note(f"read through MlflowClient, not with SQL: {why}")
                 self.concurrency = max(1, int(self.options.get("concurrency", self._reader.concurrency)))

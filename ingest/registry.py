@@ -13,8 +13,9 @@ its settings (``Option``: a key of ``sources.toml`` and, when it has a ``flag``,
 
 Adding a source is one new module that calls ``register`` (and its tests); a module outside ``ingest/`` is
 registered by importing it before the CLI parses its arguments. The built-in source modules are imported
-the first time a kind is looked up (``kinds``), not when this module is: they take most of a second to
-import (numpy, protobuf, requests), and commands that read the store need none of them.
+the first time a kind is looked up (``kinds``), not when this module is, and a source module imports its
+readers' packages (requests, protobuf, tensorboard, wandb, MLflow) only when it reads: the ``ingest``
+command line lists every kind, and a command that reads one source needs no other's.
 """
 
 from __future__ import annotations

@@ -37,8 +37,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
-import requests
-
 from db.records import RunData, RunInfo, Series
 from ingest.base import Source, Watermarks
 from ingest.errors import IngestError, SourceUnavailable
@@ -236,6 +234,8 @@ def base_url() -> str:
 
 def reachable(url: str, what: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """``SourceUnavailable`` naming ``url`` when no HTTP server answers there (any HTTP status is an answer)."""
+    import requests  # only when a cloud project is read: every command line lists this kind
+
     try:
         requests.head(url, timeout=timeout, allow_redirects=False)
     except requests.RequestException as exc:

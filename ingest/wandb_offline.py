@@ -35,8 +35,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from google.protobuf.message import DecodeError
-
 from db.records import RunData, RunInfo, Series
 from ingest.base import Source, Watermarks
 from ingest.errors import IngestError
@@ -292,6 +290,7 @@ def _pop_path(tree: dict[str, Any], path: Sequence[str]) -> None:
 # ---------------------------------------------------------------------------------------- reading files
 def read_wandb_files(paths: Sequence[Path], run_id: str) -> _RunState:
     """Read one run's ``.wandb`` files (in the given order) into a run state."""
+    from google.protobuf.message import DecodeError  # protobuf and wandb: only when files are read
     from wandb.proto import wandb_internal_pb2 as pb
 
     state = _RunState(run_id=run_id)

@@ -22,7 +22,8 @@ from mlflow.tracking import MlflowClient
 from db import Store
 from entropy_dash.cli import main
 from entropy_dash.demo_data import log_known_law
-from ingest.mlflow_source import MAX_POINTS_PER_RUN, MlflowSource, TrackingStoreReader
+from ingest.mlflow_source import MAX_POINTS_PER_RUN, MlflowSource
+from ingest.mlflow_store import TrackingStoreReader
 from ingest.sync import sync_source
 
 ROOT = Path(__file__).resolve().parents[1]

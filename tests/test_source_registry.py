@@ -1,12 +1,16 @@
 """The source registry (``ingest.registry``): a source registered by this test alone (no other file knows it)
 is ingested through the command line and through a schedule config; every built-in kind's command line
-round-trips; no list of source kinds lives outside the registry; offline W&B rows move to their own kind."""
+round-trips; no list of source kinds lives outside the registry; offline W&B rows move to their own kind;
+listing every kind (as each command line does) imports no source's readers."""
 
 from __future__ import annotations
 
 import ast
 import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,3 +191,24 @@ def test_the_migration_moves_offline_wandb_rows_to_their_own_kind(tmp_path):
         rows = conn.execute(text("SELECT kind, uri FROM sources ORDER BY id")).all()
     assert [tuple(r) for r in rows] == [("wandb-offline", "/home/me/wandb"), ("wandb", "team/proj"),
                                         ("file", "/logs")]
+
+
+def test_listing_every_kind_imports_no_sources_readers(tmp_path):
+    """Every command line lists every kind (``ingest --help``, the scheduler's config check); the readers'
+    packages (requests, protobuf, tensorboard, wandb, MLflow) are imported only by a source that reads — a
+    re-sync of an unchanged file, all of whose work is start-up, imports none of them."""
+    (tmp_path / "run.csv").write_text("step,actor/entropy,critic/score/mean\n" +
+                                      "".join(f"{s},{1 - s / 10},{s / 10}\n" for s in range(1, 8)))
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    heavy = ("requests", "google.protobuf", "tensorboard", "wandb", "mlflow", "ingest.mlflow_rest",
+             "ingest.mlflow_sql", "ingest.tensorboard_events")
+    code = ("import json, sys\nfrom entropy_dash.cli import main\nfrom ingest import registry\n"
+            "code = main(sys.argv[1:])\n"
+            f"print(json.dumps({{'code': code, 'kinds': list(registry.kinds()), "
+            f"'imported': [m for m in {heavy!r} if m in sys.modules]}}), file=sys.stderr)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runs = [subprocess.run([sys.executable, "-c", code, "--db", db, "--quiet", "ingest", "file", str(tmp_path / "run.csv")],
+                           capture_output=True, text=True, env=env, timeout=300) for _ in range(2)]
+    first, again = (json.loads(r.stderr.strip().splitlines()[-1]) for r in runs)
+    assert first["kinds"] == again["kinds"] == ["mlflow", "wandb", "wandb-offline", "tensorboard", "file"]
+    assert first["code"] == again["code"] == 0 and again["imported"] == []

@@ -16,7 +16,7 @@ import pytest
 import ingest.files as files_module
 import ingest.tabular as tabular
 import ingest.tailing as tailing
-import ingest.tensorboard as tb_module
+import ingest.tensorboard_events as tb_module
 from db import Store
 from ingest.files import FileSource
 from ingest.sync import sync_source

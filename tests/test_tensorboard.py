@@ -12,7 +12,8 @@ from tensorboard.summary import Writer
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from ingest.errors import IngestError
-from ingest.tensorboard import TensorBoardSource, read_records
+from ingest.tensorboard import TensorBoardSource
+from ingest.tensorboard_events import read_records
 
 
 def _tensor_scalars(folder: Path, points: dict[str, list[tuple[int, float]]], t0: float = 1_700_000_000.0) -> None:
