@@ -38,7 +38,7 @@ from models.backtest import FINAL_WINDOW, GRID, replay_cut_step
 from models.collapse import detect_collapse
 from models.degenerate import check_law, check_series
 from models.errors import FitError
-from models.forecast import forecast
+from models.forecast import Forecast, forecast, forecast_many
 from models.law import fit_law
 from models.metric_range import MetricRange, metric_range
 from models.resample import bin_means
@@ -135,8 +135,7 @@ def analyse_run(run: Mapping[str, Any], stats: Sequence[Mapping[str, Any]] | pd.
     warm_mode = settings.warmup
     if finished:
         end = replay_end(planned, last_step)
-        for f in GRID:
-            out["backtests"][f"{f:g}"] = backtest_of(h, r, f, rng, warm_mode, end)
+        out["backtests"] = replay_of(h, r, GRID, rng, warm_mode, end)
     elif planned and last_step is not None and planned > last_step:
         out["live"] = live_of(h, r, planned, rng, warm_mode)
     return out
@@ -152,29 +151,50 @@ def backtest_of(h: pd.Series, r: pd.Series, cutoff: float, rng: MetricRange, war
     """The replay of a finished run at fraction ``cutoff`` of its planned length (``end_step``; its last step
     when None): the run cut there and sent down exactly the live path (``live_of``: planned length known,
     nothing after the cut visible), with what happened — the mean of its last ``FINAL_WINDOW`` evaluations."""
-    def compute() -> dict[str, Any]:
-        if not 0 < cutoff < 1:
-            raise FitError(f"cutoff must be a fraction of the run strictly between 0 and 1, got {cutoff}",
-                           "bad_option")
-        first = float(min(h.index.min(), r.index.min()))
-        end = float(end_step if end_step is not None else max(h.index.max(), r.index.max()))
-        cut = replay_cut_step(first, end, cutoff)
-        after = r[r.index > cut]
-        if after.empty:
-            raise FitError(f"no evaluation after the cutoff step {cut:.0f}: nothing to score the forecast on",
-                           "nothing_after_cutoff")
-        seen_h, seen_r = h[h.index <= cut], r[r.index <= cut]
-        if seen_r.empty or seen_h.empty:
-            raise FitError(f"nothing logged at or before the cutoff step {cut:.0f}", "too_few_points_before_cutoff")
-        final = after.iloc[-FINAL_WINDOW:]
-        live = live_of(seen_h, seen_r, int(round(end)), rng, warmup, raise_errors=True)
-        return live | {"cutoff": cutoff, "cutoff_step": cut, "observed_final": float(final.mean()),
-                       "final_steps": [int(s) for s in final.index]}
-    return _guarded(compute)
+    return replay_of(h, r, [cutoff], rng, warmup, end_step)[f"{cutoff:g}"]
 
 
-def live_of(h: pd.Series, r: pd.Series, planned: int, rng: MetricRange, warmup: str | int,
-            raise_errors: bool = False) -> dict[str, Any]:
+def replay_of(h: pd.Series, r: pd.Series, cutoffs: Sequence[float], rng: MetricRange, warmup: str | int,
+              end_step: int | None = None) -> dict[str, dict[str, Any]]:
+    """``backtest_of`` at every fraction of ``cutoffs`` (keyed as ``f"{cutoff:g}"``), the forecasts of all the
+    cuts made in one batch (``models.forecast.forecast_many``: the same numbers as one forecast per cut)."""
+    first = float(min(h.index.min(), r.index.min()))
+    end = float(end_step if end_step is not None else max(h.index.max(), r.index.max()))
+    planned = int(round(end))
+    out: dict[str, dict[str, Any]] = {}
+    facts: dict[str, tuple[float, dict[str, Any]]] = {}  # the cuts that can be forecast: last step seen, what happened
+    for cutoff in cutoffs:
+        try:
+            facts[f"{cutoff:g}"] = _replay_cut(h, r, cutoff, first, end)
+        except FitError as exc:
+            out[f"{cutoff:g}"] = {"error": str(exc), "cause": exc.cause}
+    fcs = forecast_many(h.index.to_numpy(), h.to_numpy(), r.index.to_numpy(), r.to_numpy(),
+                        [(last, [planned]) for last, _ in facts.values()], rng=rng, warmup=warmup)
+    for (key, (last, happened)), fc in zip(facts.items(), fcs, strict=True):
+        out[key] = (_live(fc, first, last, planned, rng) | happened if isinstance(fc, Forecast)
+                    else {"error": str(fc), "cause": fc.cause})
+    return {f"{c:g}": out[f"{c:g}"] for c in cutoffs}
+
+
+def _replay_cut(h: pd.Series, r: pd.Series, cutoff: float, first: float, end: float) -> tuple[float, dict[str, Any]]:
+    """The last step seen at fraction ``cutoff`` of ``first``..``end``, and what the run did after it."""
+    if not 0 < cutoff < 1:
+        raise FitError(f"cutoff must be a fraction of the run strictly between 0 and 1, got {cutoff}", "bad_option")
+    cut = replay_cut_step(first, end, cutoff)
+    after = r[r.index > cut]
+    if after.empty:
+        raise FitError(f"no evaluation after the cutoff step {cut:.0f}: nothing to score the forecast on",
+                       "nothing_after_cutoff")
+    seen_h, seen_r = h.index[h.index <= cut], r.index[r.index <= cut]
+    if seen_r.empty or seen_h.empty:
+        raise FitError(f"nothing logged at or before the cutoff step {cut:.0f}", "too_few_points_before_cutoff")
+    final = after.iloc[-FINAL_WINDOW:]
+    return float(max(seen_h.max(), seen_r.max())), {"cutoff": cutoff, "cutoff_step": cut,
+                                                    "observed_final": float(final.mean()),
+                                                    "final_steps": [int(s) for s in final.index]}
+
+
+def live_of(h: pd.Series, r: pd.Series, planned: int, rng: MetricRange, warmup: str | int) -> dict[str, Any]:
     """Every method's forecast of the score at the planned end, from everything seen so far (the live path:
     the same for a run in progress and for a finished run replayed from a cut)."""
     def compute() -> dict[str, Any]:
@@ -182,12 +202,16 @@ def live_of(h: pd.Series, r: pd.Series, planned: int, rng: MetricRange, warmup: 
         first = float(min(h.index.min(), r.index.min()))
         fc = forecast(h.index.to_numpy(), h.to_numpy(), r.index.to_numpy(), r.to_numpy(), cutoff_step=last,
                       target_steps=[planned], rng=rng, warmup=warmup)
-        frac = (last - first) / (planned - first) if planned > first else 1.0
-        return _compact(fc, rng) | {"horizon_step": planned, "from_step": last, "fraction_done": frac}
-    return compute() if raise_errors else _guarded(compute)
+        return _live(fc, first, last, planned, rng)
+    return _guarded(compute)
 
 
-def _compact(fc, rng: MetricRange) -> dict[str, Any]:  # noqa: ANN001 - models.forecast.Forecast
+def _live(fc: Forecast, first: float, last: float, planned: int, rng: MetricRange) -> dict[str, Any]:
+    frac = (last - first) / (planned - first) if planned > first else 1.0
+    return _compact(fc, rng) | {"horizon_step": planned, "from_step": last, "fraction_done": frac}
+
+
+def _compact(fc: Forecast, rng: MetricRange) -> dict[str, Any]:
     law = fc.methods.get("law")
     weak = None if law is None else weak_fit_reason(law.params.get("r2"), rng.clip(law.params.get("ceiling_lo")),
                                                     rng.clip(law.params.get("ceiling_hi")), rng)

@@ -3,8 +3,9 @@ by another version are stale (recomputed by writers, computed in memory by reade
 
 from typing import Any
 
-ANALYSIS_VERSION = 5  # 3: run-health findings (analysis.health); 4: replay and stored cross-run results;
-#                       5: every stored analysis carries ``schema_version``
+ANALYSIS_VERSION = 6  # 3: run-health findings (analysis.health); 4: replay and stored cross-run results;
+#                       5: every stored analysis carries ``schema_version``; 6: the replay's forecasts fitted
+#                       in one batch per run (the same numbers to about 12 digits: sums in another order)
 
 #: the version of the shape of every ``--json`` document and stored analysis (README, "JSON documents"):
 #: bumped when a key is renamed or removed or changes meaning; adding a key keeps it

@@ -78,31 +78,33 @@ def _grid(family: str, span: float) -> tuple[np.ndarray, list[str]]:
     raise FitError(f"unknown curve family {family!r}: choose among {list(FAMILIES) + ['decay']}", "bad_option")
 
 
-def _basis(family: str, grid: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """U, V (grid × points) with y ≈ p·U + q·V, and which coefficient is the asymptote (0: p, 1: q); values
-    that overflow are zeroed (that grid point then fits badly and is not chosen)."""
+def _basis(family: str, grid: np.ndarray, t: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, int]:
+    """U, V (grid × points) with y ≈ p·U + q·V, and which coefficient is the asymptote (0: p, 1: q); U is
+    None where it is the constant 1 (every family but the sigmoid: the sums then need no products with it);
+    values that overflow are zeroed (that grid point then fits badly and is not chosen)."""
     u, v, asym = _raw_basis(family, grid, t)
+    if u is None:
+        return None, np.where(np.isfinite(v), v, 0.0), asym
     ok = np.isfinite(u) & np.isfinite(v)
     return np.where(ok, u, 0.0), np.where(ok, v, 0.0), asym
 
 
-def _raw_basis(family: str, grid: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def _raw_basis(family: str, grid: np.ndarray, t: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, int]:
     with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
         if family == "saturating":
-            v = np.exp(-t[None, :] / grid[:, 0:1])
-            return np.ones_like(v), v, 0
+            return None, np.exp(-t[..., None, :] / grid[..., 0:1]), 0
         if family == "sigmoid":
-            v = 1.0 / (1.0 + np.power(grid[:, 0:1] / (t[None, :] + 1.0), grid[:, 1:2]))
+            v = 1.0 / (1.0 + np.power(grid[..., 0:1] / (t[..., None, :] + 1.0), grid[..., 1:2]))
             return 1.0 - v, v, 1
-        v = np.power(t[None, :] + grid[:, 0:1], -grid[:, 1:2])
-        return np.ones_like(v), v, 0
+        return None, np.power(t[..., None, :] + grid[..., 0:1], -grid[..., 1:2]), 0
 
 
 def _basis_at(family: str, params: dict[str, float], t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     names = {"saturating": ["tau"], "sigmoid": ["c_mid", "b"]}.get(family, ["t0", "alpha"])
     g = np.array([[params[k] for k in names]])
     u, v, _ = _basis(family, g, np.atleast_1d(t))
-    return u[0].reshape(np.shape(t)), v[0].reshape(np.shape(t))
+    v = v[0].reshape(np.shape(t))
+    return (np.ones_like(v) if u is None else u[0].reshape(np.shape(t))), v
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,7 +117,7 @@ class PrefixFits:
     p: np.ndarray
     q: np.ndarray
     rss: np.ndarray
-    U: np.ndarray  # basis at the points (grid × n), to predict at later points
+    U: np.ndarray | None  # basis at the points (grid × n), to predict at later points; None: the constant 1
     V: np.ndarray
     grid: np.ndarray
     names: list[str]
@@ -133,7 +135,19 @@ class PrefixFits:
     def predict_points(self, i: int) -> np.ndarray:
         """Predictions of the fit at origin ``i`` at every point (the later ones are forecasts)."""
         g = int(self.grid_index[i])
-        return self.p[i] * self.U[g] + self.q[i] * self.V[g]
+        return self.p[i] * (1.0 if self.U is None else self.U[g]) + self.q[i] * self.V[g]
+
+
+@dataclass(frozen=True)
+class PrefixData:
+    """One curve to fit at several origins: its points, the origin indices, the asymptote's bounds (scalars, or
+    one value per origin)."""
+
+    steps: np.ndarray
+    values: np.ndarray
+    origins: Sequence[int] | np.ndarray
+    lo: float | np.ndarray = -np.inf
+    hi: float | np.ndarray = np.inf
 
 
 def fit_prefixes(family: str, steps: np.ndarray, values: np.ndarray, origins: Sequence[int] | np.ndarray, *,
@@ -146,85 +160,142 @@ def fit_prefixes(family: str, steps: np.ndarray, values: np.ndarray, origins: Se
     at a fraction of the cost). Raises ``FitError`` when an origin has fewer points than the family has
     parameters plus two, or the steps do not span anything.
     """
-    s = np.asarray(steps, dtype=float)
-    y = np.asarray(values, dtype=float)
-    k = np.asarray(origins, dtype=int)
+    (out,) = fit_prefixes_many(family, [PrefixData(steps, values, origins, lo, hi)], refine_last_only=refine_last_only)
+    if isinstance(out, FitError):
+        raise out
+    return out
+
+
+def fit_prefixes_many(family: str, curves: Sequence[PrefixData], *,
+                      refine_last_only: bool = False) -> list[PrefixFits | FitError]:
+    """``fit_prefixes`` of many curves at once (the replay's cutoffs of one run): one array computation over
+    all of them, each curve on its own grid (relative to its own span). A curve that cannot be fitted gets
+    its ``FitError`` in its place; the others are fitted as if alone."""
+    out: list[PrefixFits | FitError | None] = [None] * len(curves)
+    ready = []
+    for i, c in enumerate(curves):
+        try:
+            ready.append((i, *_checked(family, c)))
+        except FitError as exc:
+            out[i] = exc
+    if not ready:
+        return out  # type: ignore[return-value]
+    n_curves, n_max = len(ready), max(len(r[1]) for r in ready)
+    k_max = max(len(r[3]) for r in ready)
+    # padded to the longest curve and the most origins: a shorter origin list repeats its last origin (its
+    # column k_max − 1 is then its last origin), padded points lie beyond every origin and are never summed
+    t, y = np.zeros((n_curves, n_max)), np.zeros((n_curves, n_max))
+    k = np.empty((n_curves, k_max), dtype=int)
+    lo, hi = np.empty((n_curves, k_max)), np.empty((n_curves, k_max))
+    for row, (_, s, v, ko, lo_k, hi_k) in enumerate(ready):
+        t[row, :len(s)], y[row, :len(s)] = s - s[0], v
+        for padded, a in ((k, ko), (lo, lo_k), (hi, hi_k)):
+            padded[row, :len(a)], padded[row, len(a):] = a, a[-1]
+    rows = np.arange(n_curves)
+    spans = t[rows, k.max(axis=1)]
+    base, names = _grid(family, 1.0)
+    grid = np.repeat(base[None], n_curves, axis=0)
+    grid[:, :, 0] *= spans[:, None]  # the first shape parameter is relative to the span (``_grid``)
+    U, V, asym = _basis(family, grid, t)
+    p, q, rss = _solve(U, V, y, k, asym, lo, hi)
+    best = np.argmin(rss, axis=1)
+    p, q, rss = (np.take_along_axis(a, best[:, None, :], axis=1)[:, 0, :] for a in (p, q, rss))
+    # finer grids around each origin's best shape (multiplicative steps, each pass a third of the last)
+    grids, Us, Vs = [grid], [U], [V]
+    offset, ratio = grid.shape[1], _GRID_RATIO[family]
+    todo = [k_max - 1] if refine_last_only else range(k_max)
+    for _ in range(REFINE_PASSES):
+        step = np.exp(np.linspace(-1.0, 1.0, REFINE) * np.log(ratio))
+        for c in todo:
+            fine = _local(np.concatenate(grids, axis=1)[rows, best[:, c]], step)
+            fU, fV, _ = _basis(family, fine, t)
+            fp, fq, frss = (a[:, :, 0] for a in _solve(fU, fV, y, k[:, c:c + 1], asym, lo[:, c:c + 1], hi[:, c:c + 1]))
+            j = np.argmin(frss, axis=1)
+            better = frss[rows, j] < rss[:, c]
+            p[:, c] = np.where(better, fp[rows, j], p[:, c])
+            q[:, c] = np.where(better, fq[rows, j], q[:, c])
+            rss[:, c] = np.where(better, frss[rows, j], rss[:, c])
+            best[:, c] = np.where(better, offset + j, best[:, c])
+            grids.append(fine), Us.append(fU), Vs.append(fV)
+            offset += fine.shape[1]
+        ratio = ratio ** (1 / 3)
+    grid, V = np.concatenate(grids, axis=1), np.concatenate(Vs, axis=1)
+    U = None if U is None else np.concatenate(Us, axis=1)
+    for row, (i, s, _, ko, _, _) in enumerate(ready):
+        cols = [*range(len(ko) - 1), k_max - 1]
+        if not np.all(np.isfinite(rss[row, cols])):
+            out[i] = FitError(f"the {family} curve could not be fitted (degenerate points)", "curve_failed")
+            continue
+        out[i] = PrefixFits(family, ko, best[row, cols], p[row, cols], q[row, cols], rss[row, cols],
+                            None if U is None else U[row, :, :len(s)], V[row, :, :len(s)], grid[row], names,
+                            float(s[0]))
+    return out  # type: ignore[return-value]
+
+
+def _checked(family: str, c: PrefixData):
+    """One curve's arrays, or the ``FitError`` that says why it cannot be fitted."""
+    s = np.asarray(c.steps, dtype=float)
+    y = np.asarray(c.values, dtype=float)
+    k = np.asarray(c.origins, dtype=int)
     if s.shape != y.shape or s.ndim != 1:
         raise FitError("steps and values must be 1-D and equal in length", "shape")
     need = N_PARAMS.get(family, 2) + 2
     if k.size == 0 or k.min() + 1 < need:
         raise FitError(f"the {family} curve has {N_PARAMS.get(family)} parameters: it needs at least {need} points, "
                        f"got {int(k.min()) + 1 if k.size else 0}", "too_few_points")
-    step0 = float(s[0])
-    t = s - step0
-    span = float(t[k.max()])
-    if span <= 0:
+    if k.max() >= len(s):
+        raise FitError(f"origin {int(k.max())} lies beyond the {len(s)} points", "shape")
+    if float(s[k.max()] - s[0]) <= 0:
         raise FitError("the points do not span more than one step", "no_spread")
-    grid, names = _grid(family, span)
-    U, V, asym = _basis(family, grid, t)
-    p, q, rss = _solve(U, V, y, k, asym, lo, hi)
-    best = np.argmin(rss, axis=0)
-    cols = np.arange(k.size)
-    if not np.all(np.isfinite(rss[best, cols])):
-        raise FitError(f"the {family} curve could not be fitted (degenerate points)", "curve_failed")
-    # finer grids around each origin's best shape (multiplicative steps, each pass a third of the last)
-    p, q, rss = p[best, cols], q[best, cols], rss[best, cols]
-    rows = [U, V]
-    ratio = _GRID_RATIO[family]
-    todo = cols[-1:] if refine_last_only else cols
-    for _ in range(REFINE_PASSES):
-        step = np.exp(np.linspace(-1.0, 1.0, REFINE) * np.log(ratio))
-        fine = np.concatenate([_local(grid[best[c]], step) for c in todo])
-        fU, fV, _ = _basis(family, fine, t)
-        fp, fq, frss = _solve(fU, fV, y, k[todo], asym, np.broadcast_to(lo, k.shape)[todo],
-                              np.broadcast_to(hi, k.shape)[todo])
-        per = len(fine) // len(todo)
-        local = np.arange(len(todo))
-        own = frss.reshape(len(todo), per, len(todo))[local, :, local]  # each origin on its own local grid
-        j = np.argmin(own, axis=1)
-        better = own[local, j] < rss[todo]
-        pick = local * per + j
-        p[todo] = np.where(better, fp[pick, local], p[todo])
-        q[todo] = np.where(better, fq[pick, local], q[todo])
-        rss[todo] = np.where(better, own[local, j], rss[todo])
-        best[todo] = np.where(better, len(grid) + pick, best[todo])
-        grid = np.concatenate([grid, fine])
-        rows = [np.concatenate([rows[0], fU]), np.concatenate([rows[1], fV])]
-        ratio = ratio ** (1 / 3)
-    return PrefixFits(family, k, best, p, q, rss, rows[0], rows[1], grid, names, step0)
+    lo, hi = (np.broadcast_to(np.asarray(b, dtype=float), k.shape) for b in (c.lo, c.hi))
+    return s, y, k, lo, hi
 
 
 def _local(g: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """A product grid around shape ``g``: every parameter times every ``step``."""
-    axes = [g[j] * step for j in range(len(g))]
-    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(g))
+    """Product grids around shapes ``g`` (curves × parameters): every parameter times every ``step``."""
+    axes = [g[:, j, None] * step for j in range(g.shape[1])]
+    if len(axes) == 1:
+        return axes[0][:, :, None]
+    a, b = axes
+    return np.stack([np.repeat(a, len(step), axis=1), np.tile(b, (1, len(step)))], axis=-1)
 
 
-def _solve(U: np.ndarray, V: np.ndarray, y: np.ndarray, k: np.ndarray, asym: int, lo, hi):
-    """p, q and the residual sum of squares (grid × origins) of y ≈ p·U + q·V on points 0..k, the asymptote
-    kept in [lo, hi]."""
+def _solve(U: np.ndarray, V: np.ndarray, y: np.ndarray, k: np.ndarray, asym: int, lo: np.ndarray, hi: np.ndarray):
+    """p, q and the residual sum of squares (curves × grid × origins) of y ≈ p·U + q·V on points 0..k, the
+    asymptote kept in [lo, hi] (curves × origins)."""
     # sums over points 0..k for every origin k at once: one product with a 0/1 prefix mask
-    mask = (np.arange(len(y))[:, None] <= k[None, :]).astype(float)
-    g = len(U)
-    stacked = np.concatenate([U * U, U * V, V * V, U * y, V * y]) @ mask
-    cs = {name: stacked[i * g:(i + 1) * g] for i, name in enumerate(("uu", "uv", "vv", "uy", "vy"))}
-    syy = ((y * y) @ mask)[None, :]
+    mask = (np.arange(y.shape[1])[None, :, None] <= k[:, None, :]).astype(float)
+    # the products are written into one buffer (temporaries of this size cost more than the sums)
+    g, yb = V.shape[1], y[:, None]
+    pairs = [(V, None), (V, V), (V, yb)] if U is None else [(U, U), (U, V), (V, V), (U, yb), (V, yb)]
+    products = np.empty((len(y), len(pairs) * g, y.shape[1]))
+    for i, (x, w) in enumerate(pairs):
+        block = products[:, i * g:(i + 1) * g]
+        if w is None:
+            block[...] = x
+        else:
+            np.multiply(x, w, out=block)
+    sums = np.split(products @ mask, len(pairs), axis=1)
+    if U is None:  # U = 1: Σu² is the count, Σuv = Σv, Σuy = Σy
+        (uv, vv, vy), uu, uy = sums, mask.sum(axis=1)[:, None], yb @ mask
+    else:
+        uu, uv, vv, uy, vy = sums
+    syy = (y * y)[:, None] @ mask
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        det = cs["uu"] * cs["vv"] - cs["uv"] ** 2
-        p = (cs["vv"] * cs["uy"] - cs["uv"] * cs["vy"]) / det
-        q = (cs["uu"] * cs["vy"] - cs["uv"] * cs["uy"]) / det
+        det = uu * vv - uv ** 2
+        p = (vv * uy - uv * vy) / det
+        q = (uu * vy - uv * uy) / det
         a = q if asym else p
-        lo_b = np.broadcast_to(np.asarray(lo, dtype=float), k.shape)[None, :]
-        hi_b = np.broadcast_to(np.asarray(hi, dtype=float), k.shape)[None, :]
+        lo_b, hi_b = lo[:, None, :], hi[:, None, :]
         bound = np.where(a > hi_b, hi_b, np.where(a < lo_b, lo_b, np.nan))
         fixed = np.isfinite(bound)
         if asym:  # q fixed at the bound: p = Σu(y − q·v) / Σu²
-            p = np.where(fixed, (cs["uy"] - bound * cs["uv"]) / cs["uu"], p)
+            p = np.where(fixed, (uy - bound * uv) / uu, p)
             q = np.where(fixed, bound, q)
         else:
-            q = np.where(fixed, (cs["vy"] - bound * cs["uv"]) / cs["vv"], q)
+            q = np.where(fixed, (vy - bound * uv) / vv, q)
             p = np.where(fixed, bound, p)
-        rss = syy - 2 * (p * cs["uy"] + q * cs["vy"]) + p * p * cs["uu"] + 2 * p * q * cs["uv"] + q * q * cs["vv"]
+        rss = syy - 2 * (p * uy + q * vy) + p * p * uu + 2 * p * q * uv + q * q * vv
     rss = np.where(np.isfinite(rss) & np.isfinite(p) & np.isfinite(q) & (np.abs(det) > 1e-300), rss, np.inf)
     return p, q, rss
 

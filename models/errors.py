@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class ModelError(Exception):
     """Base of the errors ``models`` raises on purpose."""
@@ -15,4 +20,15 @@ class FitError(ModelError):
         self.cause = cause
 
 
-__all__ = ["FitError", "ModelError"]
+def contained(make: Callable[[], T]) -> T | FitError:
+    """What ``make`` makes, or the ``FitError`` that says why not (a numerical error becomes one with cause
+    ``numerical``): a batch keeps one item's failure from becoming the others'."""
+    try:
+        return make()
+    except FitError as exc:
+        return exc
+    except (ValueError, ArithmeticError) as exc:  # numpy's LinAlgError is a ValueError
+        return FitError(f"{type(exc).__name__}: {exc}", "numerical")
+
+
+__all__ = ["FitError", "ModelError", "contained"]

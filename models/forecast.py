@@ -7,7 +7,8 @@ a backtest; the planned end step of a live run), bounded to the metric's range:
 * ``law`` — the entropy trajectory H(step) as a power decay to a floor (``models.curves`` family
   ``decay``), mapped through the law fitted on the pre-cutoff (H, R) pairs: R̂ = b′ − a·e^Ĥ(s+1). The slope a
   comes from all pairs; the level b′ = mean(R + a·e^H) from the latest half of them (the early,
-  high-entropy pairs lever the intercept; the level is best measured where the run is now);
+  high-entropy pairs lever the intercept; the level is best measured where the run is now;
+  ``models.law_forecast``);
 * ``saturating``, ``sigmoid`` (ScaleRL's curve), ``power`` — curves in the step (``models.curves``) with
   their asymptote inside the metric's range;
 * ``last_value`` — the last evaluation before the cutoff; ``recent_mean`` — the mean of the last three
@@ -23,6 +24,9 @@ calibration on finished runs turns into an interval (``models.selection``).
 
 ``features`` describe the run at the cutoff for the cross-run model (``models.crossrun``): its level,
 slope, how much entropy it has spent, each method's predicted gain.
+
+``forecast_many`` makes the forecasts of one run at many cuts (the replay) with every curve family, the law
+and the entropy decay fitted in one batch over the cuts; ``forecast`` is that batch of one.
 """
 
 from __future__ import annotations
@@ -32,27 +36,30 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.align import align_arrays
-from models.curves import FAMILIES, N_PARAMS, fit_prefixes
+from models.curves import FAMILIES, N_PARAMS, PrefixData, PrefixFits, fit_prefixes_many
 from models.degenerate import _noise_sd
-from models.errors import FitError
-from models.law import fit_law
+from models.errors import FitError, contained
+from models.law_forecast import (
+    MIN_ENTROPY_POINTS,
+    MIN_PAIRS,
+    LawInput,
+    law_inputs,
+    law_pairs,
+    law_path,
+    pairs,
+)
 from models.metric_range import MetricRange
 from models.resample import bin_means
 from models.warmup import KEEP, Warmup, detect_warmup, pinned_warmup
 
 METHODS = ("law", "saturating", "sigmoid", "power", "last_value", "recent_mean")
 NAIVE = ("last_value", "recent_mean")
-MIN_EVALUATIONS = 4
-MIN_ENTROPY_POINTS = 6  # the power decay has 4 parameters
+MIN_EVALUATIONS = MIN_PAIRS
 RECENT = 3
 ROLLING_ORIGINS = (0.5, 0.65, 0.8)
-ANCHOR_FRACTION = 0.5
 #: curves are fitted on at most this many points (bucket means of longer ones): the answer does not change,
 #: the cost does
 MAX_FIT_POINTS = 80
-#: the entropy trajectory keeps more: its decay is extrapolated 2–3× beyond the window, and the bend matters
-MAX_ENTROPY_POINTS = 150
 
 
 @dataclass(frozen=True)
@@ -112,8 +119,79 @@ def forecast(
     at or before it excluded). Raises ``FitError`` (cause ``too_few_points_before_cutoff``) when fewer than
     ``MIN_EVALUATIONS`` evaluations remain before the cutoff.
     """
-    hs, hv = _finite_before(entropy_steps, entropy, cutoff_step)
-    ps, pv = _finite_before(perf_steps, perf, cutoff_step)
+    (out,) = forecast_many(entropy_steps, entropy, perf_steps, perf, [(cutoff_step, target_steps)], rng=rng,
+                           warmup=warmup)
+    if isinstance(out, FitError):
+        raise out
+    return out
+
+
+def forecast_many(
+    entropy_steps: Sequence[float] | np.ndarray,
+    entropy: Sequence[float] | np.ndarray,
+    perf_steps: Sequence[float] | np.ndarray,
+    perf: Sequence[float] | np.ndarray,
+    cuts: Sequence[tuple[float, Sequence[float] | np.ndarray]],
+    *,
+    rng: MetricRange,
+    warmup: str | int = "auto",
+) -> list[Forecast | FitError]:
+    """``forecast`` of one run at each (cutoff step, target steps) of ``cuts`` (the replay's cuts): the same
+    forecasts, with the curves of every cut fitted in one batch per family. A cut that cannot be forecast
+    gets its ``FitError`` in its place."""
+    hs, hv = _finite_before(entropy_steps, entropy, np.inf)
+    ps, pv = _finite_before(perf_steps, perf, np.inf)
+    prepared = [contained(lambda c=c, t=t: _cut(hs, hv, ps, pv, float(c), t, rng, warmup)) for c, t in cuts]
+    ready = [c for c in prepared if isinstance(c, Cut)]
+    curves = {family: fit_prefixes_many(family, [c.curve(family) for c in ready], refine_last_only=True)
+              for family in FAMILIES}
+    laws = law_inputs(ready)
+    out: list[Forecast | FitError] = []
+    fitted = iter(range(len(ready)))
+    for c in prepared:
+        if isinstance(c, FitError):
+            out.append(c)
+            continue
+        i = next(fitted)
+        out.append(contained(lambda c=c, i=i: _forecast_at(c, {f: curves[f][i] for f in FAMILIES}, laws[i], rng)))
+    return out
+
+
+@dataclass(frozen=True)
+class Cut:
+    """One cut's data after the warm-up, its binned evaluations and rolling origins."""
+
+    cutoff_step: float
+    target: np.ndarray
+    hs: np.ndarray
+    hv: np.ndarray
+    ps: np.ndarray
+    pv: np.ndarray
+    warm: Warmup
+    level: float
+    noise: float
+    bs: np.ndarray  # the evaluations the curves are fitted on (bucket means of at most MAX_FIT_POINTS)
+    bv: np.ndarray
+    origins: list[int]
+    horizon: float
+    target_noise: float
+    lo: float
+    hi: float
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | FitError  # the (H, R) pairs for the law, their steps
+
+    def curve(self, family: str) -> PrefixData:
+        """The evaluations to fit ``family`` on, at the rolling origins with enough points for it and the cut."""
+        return PrefixData(self.bs, self.bv, [*self.family_origins(family), len(self.bs) - 1], self.lo, self.hi)
+
+    def family_origins(self, family: str) -> list[int]:
+        return [k for k in self.origins if k + 1 >= N_PARAMS[family] + 2]
+
+
+def _cut(hs_all, hv_all, ps_all, pv_all, cutoff_step: float, target_steps, rng: MetricRange,
+         warmup: str | int) -> Cut:
+    """The points at or before ``cutoff_step`` (sorted finite ``*_all``) ready to fit; raises ``FitError``."""
+    hs, hv = (a[:np.searchsorted(hs_all, cutoff_step, side="right")] for a in (hs_all, hv_all))
+    ps, pv = (a[:np.searchsorted(ps_all, cutoff_step, side="right")] for a in (ps_all, pv_all))
     target = np.sort(np.asarray(target_steps, dtype=float).ravel())
     if target.size == 0:
         raise FitError("no target steps to forecast", "bad_option")
@@ -126,48 +204,52 @@ def forecast(
         raise FitError(f"only {len(pv)} evaluations at or before step {cutoff_step:.0f}"
                        + (" after the warm-up" if warm.n else "") + f"; a forecast needs at least {MIN_EVALUATIONS}",
                        "too_few_points_before_cutoff")
-    level = float(np.mean(pv[-RECENT:]))
     noise = _noise_sd(pv)
     bs, bv = bin_means(ps, pv, MAX_FIT_POINTS)
     bs = bs.astype(float)
     origins = _origins(len(bs))
-    horizon = float(np.mean(target)) - float(bs[-1])
-    target_noise = noise / np.sqrt(len(target))
     lo, hi = _bounds(rng)
+    return Cut(cutoff_step, target, hs, hv, ps, pv, warm, float(np.mean(pv[-RECENT:])), noise, bs, bv, origins,
+                float(np.mean(target)) - float(bs[-1]), noise / np.sqrt(len(target)), lo, hi,
+                contained(lambda: law_pairs(hs, hv, ps, pv)))
 
+
+def _forecast_at(c: Cut, curves: dict[str, PrefixFits | FitError], law: LawInput | FitError,
+                 rng: MetricRange) -> Forecast:
+    """Every method's forecast at one cut, from its fitted curves (module docstring)."""
     methods: dict[str, MethodForecast] = {}
     failed: dict[str, str] = {}
     for family in FAMILIES:
-        try:  # rolling origins with too few points for this family are left out
-            fam_origins = [k for k in origins if k + 1 >= N_PARAMS[family] + 2]
-            fits = fit_prefixes(family, bs, bv, [*fam_origins, len(bs) - 1], lo=lo, hi=hi, refine_last_only=True)
-        except FitError as exc:
-            failed[family] = str(exc)
+        fits = curves[family]
+        if isinstance(fits, FitError):  # rolling origins with too few points for this family were left out
+            failed[family] = str(fits)
             continue
+        fam_origins = c.family_origins(family)
         final = fits.fit(len(fam_origins))
-        path = rng.clip(final.predict(target))
-        pred = float(np.mean(path))
+        path = rng.clip(final.predict(c.target))
         roll = [rng.clip(fits.predict_points(i)) for i in range(len(fam_origins))]
-        mae, scale = _track_record(bs, bv, fam_origins, roll, horizon, target_noise)
-        methods[family] = MethodForecast(family, pred, scale, mae, {**final.params, "asymptote": final.asymptote},
-                                         path=np.atleast_1d(path))
+        mae, scale = _track_record(c.bs, c.bv, fam_origins, roll, c.horizon, c.target_noise)
+        methods[family] = MethodForecast(family, float(np.mean(path)), scale, mae,
+                                         {**final.params, "asymptote": final.asymptote}, path=np.atleast_1d(path))
 
     h_target = None
-    try:
-        law_fc, h_target = _law(hs, hv, ps, pv, bs, bv, origins, target, horizon, target_noise, rng)
-        methods["law"] = law_fc
-    except FitError as exc:
-        failed["law"] = str(exc)
+    if isinstance(law, FitError):
+        failed["law"] = str(law)
+    else:
+        lp = law_path(c, law, rng)
+        mae, scale = _track_record(c.bs, c.bv, lp.origins, lp.rolling, c.horizon, c.target_noise)
+        methods["law"] = MethodForecast("law", float(np.mean(lp.path)), scale, mae, lp.params, lp.note, lp.path)
+        h_target = lp.entropy_at_target
 
     for name, window in (("last_value", 1), ("recent_mean", RECENT)):
-        roll = [np.full(len(bv), np.mean(bv[max(0, k - window + 1):k + 1])) for k in origins]
-        mae, scale = _track_record(bs, bv, origins, roll, horizon, target_noise)
-        value = float(pv[-1]) if window == 1 else level
+        roll = [np.full(len(c.bv), np.mean(c.bv[max(0, k - window + 1):k + 1])) for k in c.origins]
+        mae, scale = _track_record(c.bs, c.bv, c.origins, roll, c.horizon, c.target_noise)
+        value = float(c.pv[-1]) if window == 1 else c.level
         methods[name] = MethodForecast(name, float(rng.clip(value)), scale, mae, {"value": value},
-                                       path=np.full(len(target), float(rng.clip(value))))
+                                       path=np.full(len(c.target), float(rng.clip(value))))
 
-    features = _features(hs, hv, ps, pv, level, noise, methods, target, rng)
-    return Forecast(float(cutoff_step), tuple(int(s) for s in target), len(pv), warm, level, noise,
+    features = _features(c.hs, c.hv, c.ps, c.pv, c.level, c.noise, methods, c.target, rng)
+    return Forecast(c.cutoff_step, tuple(int(s) for s in c.target), len(c.pv), c.warm, c.level, c.noise,
                     {m: methods[m] for m in METHODS if m in methods}, failed, features, h_target)
 
 
@@ -184,11 +266,6 @@ def _finite_before(steps, values, cutoff_step: float) -> tuple[np.ndarray, np.nd
     return s[keep][order], v[keep][order]
 
 
-def _pairs(hs, hv, ps, pv):
-    a = align_arrays(hs.astype(np.int64), hv, ps.astype(np.int64), pv)
-    return a.entropy, a.performance, a.steps.astype(float)
-
-
 def _warmup(hs, hv, ps, pv, mode: str | int) -> Warmup:
     if mode == "keep":
         return KEEP
@@ -196,7 +273,7 @@ def _warmup(hs, hv, ps, pv, mode: str | int) -> Warmup:
         return pinned_warmup(ps, int(mode))
     if len(hs) < MIN_ENTROPY_POINTS:
         return detect_warmup(np.array([]), np.array([]), np.array([]))
-    h, r, steps = _pairs(hs, hv, ps, pv)
+    h, r, steps = pairs(hs, hv, ps, pv)
     return detect_warmup(h, r, steps)
 
 
@@ -224,72 +301,12 @@ def _track_record(steps: np.ndarray, values: np.ndarray, origins: list[int], pre
     e, wt = np.concatenate(err), np.concatenate(w)
     if wt.sum() <= 0 or not np.all(np.isfinite(e)):
         return None, float(np.hypot(target_noise, np.std(values)))
-    mae = float(np.average(np.abs(e), weights=wt))
-    rms = float(np.sqrt(np.average(e * e, weights=wt)))
-    mean_ahead = float(np.average(wt, weights=wt))
+    total = wt.sum()  # weighted means, as np.average computes them
+    mae = float((np.abs(e) * wt).sum() / total)
+    rms = float(np.sqrt((e * e * wt).sum() / total))
+    mean_ahead = float((wt * wt).sum() / total)
     grow = np.sqrt(max(1.0, horizon / mean_ahead)) if mean_ahead > 0 else 1.0
     return mae, float(np.hypot(rms * grow, target_noise))
-
-
-# --- the law through the entropy trajectory -----------------------------------------------------------------
-
-
-def _law(hs, hv, ps, pv, bs, bv, origins, target, horizon, target_noise, rng: MetricRange):
-    """The law method (module docstring) at the cutoff and at the rolling origins."""
-    if len(hs) < MIN_ENTROPY_POINTS:
-        raise FitError(f"only {len(hs)} entropy points before the cutoff", "too_few_points_before_cutoff")
-    h, r, pair_steps = _pairs(hs, hv, ps, pv)
-    if len(h) < MIN_EVALUATIONS:
-        raise FitError(f"only {len(h)} (entropy, performance) pairs before the cutoff", "too_few_points_before_cutoff")
-    law = fit_law(h, r)
-    if not law.holds:
-        raise FitError(f"the law does not hold before the cutoff (a = {law.a:.3g} ≤ 0)", "law_does_not_hold")
-    ehs, ehv = bin_means(hs, hv, MAX_ENTROPY_POINTS)
-    ehs = ehs.astype(float)
-    # entropy origins at the same steps as the performance origins
-    h_origins = [int(np.searchsorted(ehs, bs[k], side="right") - 1) for k in origins]
-    usable = [i for i, k in enumerate(h_origins) if k + 1 >= N_PARAMS["decay"] + 2]
-    floors = [max(_end_level(ehv[:k + 1]), 0.0) for k in [h_origins[i] for i in usable]] + [max(_end_level(ehv), 0.0)]
-    decay = fit_prefixes("decay", ehs, ehv, [h_origins[i] for i in usable] + [len(ehs) - 1], lo=0.0,
-                         hi=np.asarray(floors), refine_last_only=True)
-    final = decay.fit(len(usable))
-    h_target = final.predict(target + 1)
-    b_level = _anchored_level(law.a, h, r)
-    path = rng.clip(b_level - law.a * np.exp(h_target))
-    pred = float(np.mean(path))
-    roll, used = [], []
-    for j, i in enumerate(usable):
-        m = int(np.searchsorted(pair_steps, bs[origins[i]], side="right"))
-        if m < MIN_EVALUATIONS:
-            continue
-        try:
-            law_k = fit_law(h[:m], r[:m])
-        except FitError:
-            continue
-        b_k = _anchored_level(law_k.a, h[:m], r[:m])
-        h_fc = decay.fit(j).predict(bs + 1)
-        roll.append(rng.clip(b_k - law_k.a * np.exp(h_fc)))
-        used.append(origins[i])
-    mae, scale = _track_record(bs, bv, used, roll, horizon, target_noise)
-    params = {"a": law.a, "b": law.b, "b_anchored": b_level, "r2": law.r2, "ceiling_lo": law.ceiling_lo,
-              "ceiling_hi": law.ceiling_hi, "entropy_floor": final.asymptote,
-              "entropy_at_target": float(np.mean(h_target))}
-    note = f"entropy: power decay to {final.asymptote:.3f}; level from the last {_anchor_m(len(h))} pairs"
-    return MethodForecast("law", pred, scale, mae, params, note, np.atleast_1d(path)), float(np.mean(h_target))
-
-
-def _anchor_m(n: int) -> int:
-    return min(n, max(3, int(np.ceil(ANCHOR_FRACTION * n))))
-
-
-def _anchored_level(a: float, h: np.ndarray, r: np.ndarray) -> float:
-    m = _anchor_m(len(h))
-    return float(np.mean(r[-m:] + a * np.exp(h[-m:])))
-
-
-def _end_level(h: np.ndarray) -> float:
-    k = min(len(h), max(5, int(np.ceil(0.1 * len(h)))))
-    return float(np.median(h[-k:]))
 
 
 # --- features for the cross-run model ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.collapse import ALARMS, detect_collapse, trend
+from models.collapse import ALARMS, BRACKET_FROM, at_ranks, detect_collapse, trend
 from tests.real_logs import read_verl
 
 N = 300
@@ -159,3 +159,13 @@ def test_real_verl_logs(verl_logs: list[Path]) -> None:
             tau, p = f.mann_kendall
             assert tau < 0 and p < 0.05
             assert f.projected_floor_step is None or f.projected_floor_step > 5 * f.evidence["last_step"]
+
+
+def test_values_at_ranks_are_the_partitions_whether_bracketed_or_not():
+    rng = np.random.default_rng(11)
+    for n in (50, BRACKET_FROM - 1, BRACKET_FROM, 120_000):
+        for values in (rng.standard_normal(n), np.round(rng.standard_normal(n), 1), np.ones(n)):  # ties, constant
+            mid = (n - 1) // 2
+            for ranks in ([mid, n // 2, mid - n // 40, mid + n // 40], [0, mid], [mid, n - 1]):  # ends: no bracket
+                part = np.partition(values, ranks)
+                assert at_ranks(values, ranks) == {k: float(part[k]) for k in ranks}

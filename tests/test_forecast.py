@@ -9,9 +9,9 @@ import pytest
 
 from models import crossrun, selection
 from models.backtest import backtest_run
-from models.curves import fit_curve, fit_prefixes
+from models.curves import PrefixData, fit_curve, fit_prefixes, fit_prefixes_many
 from models.errors import FitError
-from models.forecast import METHODS, forecast
+from models.forecast import METHODS, forecast, forecast_many
 from models.intervals import Z95
 from models.metric_range import MetricRange
 from tests import analyses
@@ -63,6 +63,27 @@ def test_prefix_fits_fit_their_prefix_as_well_as_a_fit_of_it_alone():
         assert np.allclose(fits.predict_points(i)[: k + 1], alone.predict(s[: k + 1]), atol=0.01)
 
 
+@pytest.mark.parametrize("family", ["saturating", "sigmoid", "power", "decay"])
+def test_curves_fitted_in_one_batch_are_the_curves_fitted_alone(family):
+    rng = np.random.default_rng(3)
+    curves = []
+    for n in (5, 12, 37, 80, 150):  # different lengths, origins and bounds in one batch; the first too short
+        s = np.sort(rng.choice(np.arange(1, 3000), n, replace=False)).astype(float)
+        y = 0.1 + 0.9 * np.exp(-s / rng.uniform(200, 900)) + rng.normal(0, 0.02, n)
+        origins = sorted({max(0, n // 2), max(0, n - 5), n - 1})
+        curves.append(PrefixData(s, y, origins, 0.0, np.full(len(origins), 0.5) if family == "decay" else 1.0))
+    batch = fit_prefixes_many(family, curves, refine_last_only=True)
+    with pytest.raises(FitError, match="needs at least") as alone_error:
+        fit_prefixes(family, curves[0].steps, curves[0].values, curves[0].origins, lo=0.0, hi=curves[0].hi)
+    assert isinstance(batch[0], FitError) and str(batch[0]) == str(alone_error.value)
+    for c, fits in zip(curves[1:], batch[1:], strict=True):
+        alone = fit_prefixes(family, c.steps, c.values, c.origins, lo=c.lo, hi=c.hi, refine_last_only=True)
+        assert list(fits.grid_index) == list(alone.grid_index)
+        for i in range(len(c.origins)):
+            assert fits.fit(i).params == pytest.approx(alone.fit(i).params, rel=1e-9, abs=1e-12)
+            assert np.allclose(fits.predict_points(i), alone.predict_points(i), rtol=1e-9, atol=1e-12)
+
+
 def test_a_curve_is_never_fitted_on_fewer_points_than_parameters_plus_two():
     s = np.arange(0, 50, 10.0)
     with pytest.raises(FitError, match="needs at least 6 points"):
@@ -100,6 +121,27 @@ def test_the_warmup_before_the_cutoff_is_left_out_of_every_forecast():
     assert fc.warmup.steps == (0,) and fc.n_evaluations == int((ps <= 180).sum()) - 1
     kept = forecast(hs, hv, ps, pv, cutoff_step=180, target_steps=ps[-3:], rng=UNIT, warmup="keep")
     assert kept.warmup.n == 0 and kept.n_evaluations == fc.n_evaluations + 1
+
+
+def test_forecasts_at_many_cuts_in_one_batch_are_the_forecasts_at_each_cut_alone():
+    hs, hv, ps, pv = _run(n_steps=2000, every=20)
+    pv = pv.copy()
+    pv[0] = 0.05  # a warm-up, detected at each cut
+    cuts = [(25, [2000]), (190, [2000]), (610, [1500, 2000]), (1210, [2000]), (1790, [1900, 2000])]
+    batch = forecast_many(hs, hv, ps, pv, cuts, rng=UNIT)
+    with pytest.raises(FitError, match="only 2 evaluations at or before step 25") as alone_error:  # too early
+        forecast(hs, hv, ps, pv, cutoff_step=25, target_steps=[2000], rng=UNIT)
+    assert isinstance(batch[0], FitError) and str(batch[0]) == str(alone_error.value)
+    for (cut, target), fc in zip(cuts[1:], batch[1:], strict=True):
+        alone = forecast(hs[hs <= cut], hv[hs <= cut], ps[ps <= cut], pv[ps <= cut], cutoff_step=cut,
+                         target_steps=target, rng=UNIT)
+        assert fc.warmup == alone.warmup and fc.n_evaluations == alone.n_evaluations and set(fc.methods) == set(METHODS)
+        assert fc.failed == alone.failed and fc.features == pytest.approx(alone.features, rel=1e-9)
+        for m, f in fc.methods.items():
+            a = alone.methods[m]
+            assert (f.predicted, f.scale, f.rolling_mae) == pytest.approx((a.predicted, a.scale, a.rolling_mae),
+                                                                          rel=1e-9), m
+            assert f.note == a.note and f.params == pytest.approx(a.params, rel=1e-9), m
 
 
 def test_too_few_evaluations_before_the_cutoff_say_so():
