@@ -216,7 +216,9 @@ def fit_prefixes_many(family: str, curves: Sequence[PrefixData], *,
             q[:, c] = np.where(better, fq[rows, j], q[:, c])
             rss[:, c] = np.where(better, frss[rows, j], rss[:, c])
             best[:, c] = np.where(better, offset + j, best[:, c])
-            grids.append(fine), Us.append(fU), Vs.append(fV)
+            grids.append(fine)
+            Us.append(fU)
+            Vs.append(fV)
             offset += fine.shape[1]
         ratio = ratio ** (1 / 3)
     grid, V = np.concatenate(grids, axis=1), np.concatenate(Vs, axis=1)
