@@ -386,6 +386,22 @@ def test_backtest_page_draws_mae_and_coverage_against_the_fraction_done(monkeypa
             assert traces[name]["y"] == pytest.approx([y for _, y in want])
 
 
+def test_backtest_page_gives_each_reason_once_with_its_runs(monkeypatch, many_store, sim_store):
+    """20 unfinished runs: one line for their one reason (how many, the first five named), not 20 lines."""
+    at = _page(_app(monkeypatch, many_store), "backtest")
+    from dashboard.text import md_text
+
+    (line,) = [c.value for c in at.caption]
+    names = md_text("many-00, many-01, many-02, many-03, many-04")
+    assert line.startswith(f"20 run(s) ({names} and 15 more): {md_text('not finished')}")
+    # with finished runs: the runs left out are grouped the same way, every one counted once
+    doc = backtest_payload(Store.open(sim_store, create=False), list(_results(sim_store).values()))
+    at = _page(_app(monkeypatch, sim_store), "backtest")
+    counted = [int(c.value.split(" run(s)")[0]) for c in at.caption if " run(s) (" in c.value]
+    assert sum(counted) == len(doc["skipped"]) > 0
+    assert len(counted) == len({s["reason"] for s in doc["skipped"]})
+
+
 def test_ceiling_page_on_the_known_law(monkeypatch, law_store):
     at = _page(_app(monkeypatch, law_store), "ceiling")
     (res,) = _results(law_store).values()

@@ -13,6 +13,25 @@ from dashboard import context, data
 from dashboard.text import md_text
 from plots.text import plotly_text
 
+SHOWN_NAMES = 5
+SHOWN_REASONS = 20
+
+
+def why_skipped(skipped: list[dict]) -> None:
+    """Why runs were not backtested, one line per reason (how many runs, the first few named), not one per run:
+    a sweep of 1,000 unfinished runs says it once."""
+    by_reason: dict[str, list[str]] = {}
+    for s in skipped:
+        by_reason.setdefault(str(s["reason"]), []).append(str(s["run"]))
+    for reason, names in list(by_reason.items())[:SHOWN_REASONS]:
+        more = f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else ""
+        st.caption(f"{len(names)} run(s) ({md_text(', '.join(names[:SHOWN_NAMES]))}{more}): {md_text(reason)}")
+    if len(by_reason) > SHOWN_REASONS:
+        rest = sum(len(v) for v in list(by_reason.values())[SHOWN_REASONS:])
+        st.caption(f"{rest} more run(s) for {len(by_reason) - SHOWN_REASONS} other reasons (`backtest --json` "
+                   "lists every one)")
+
+
 st.title("Backtest")
 ctx = context.load()
 if ctx is not None:
@@ -24,8 +43,7 @@ if ctx is not None:
         st.info("No finished run can be backtested yet: a backtest needs runs that reached their end (runs in "
                 "progress are never used as finished ones) with enough evaluations before the cutoff.")
         for d in doc["cutoffs"][:1]:
-            for s in d["skipped"]:
-                st.caption(f"{md_text(s['run'])}: {md_text(s['reason'])}")
+            why_skipped(d["skipped"])
     else:
         methods = list(dict.fromkeys(m for d in docs for m in d["summary"]["scores"]))
         for what, title, scale, key in (("mae", "MAE of the final score (pt)", 100, "backtest_chart"),
@@ -62,5 +80,4 @@ if ctx is not None:
         skipped = doc["skipped"]
         if skipped:
             with st.expander(f"{len(skipped)} run(s) not backtested at {doc['cutoff']:.0%}: why"):
-                for s in skipped:
-                    st.caption(f"{md_text(s['run'])}: {md_text(s['reason'])}")
+                why_skipped(skipped)
