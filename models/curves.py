@@ -201,13 +201,13 @@ def fit_prefixes_many(family: str, curves: Sequence[PrefixData], *,
     best = np.argmin(rss, axis=1)
     p, q, rss = (np.take_along_axis(a, best[:, None, :], axis=1)[:, 0, :] for a in (p, q, rss))
     # finer grids around each origin's best shape (multiplicative steps, each pass a third of the last)
-    grids, Us, Vs = [grid], [U], [V]
-    offset, ratio = grid.shape[1], _GRID_RATIO[family]
+    Us, Vs = [U], [V]
+    ratio = _GRID_RATIO[family]
     todo = [k_max - 1] if refine_last_only else range(k_max)
     for _ in range(REFINE_PASSES):
         step = np.exp(np.linspace(-1.0, 1.0, REFINE) * np.log(ratio))
         for c in todo:
-            fine = _local(np.concatenate(grids, axis=1)[rows, best[:, c]], step)
+            fine = _local(grid[rows, best[:, c]], step)
             fU, fV, _ = _basis(family, fine, t)
             fp, fq, frss = (a[:, :, 0] for a in _solve(fU, fV, y, k[:, c:c + 1], asym, lo[:, c:c + 1], hi[:, c:c + 1]))
             j = np.argmin(frss, axis=1)
@@ -215,13 +215,12 @@ def fit_prefixes_many(family: str, curves: Sequence[PrefixData], *,
             p[:, c] = np.where(better, fp[rows, j], p[:, c])
             q[:, c] = np.where(better, fq[rows, j], q[:, c])
             rss[:, c] = np.where(better, frss[rows, j], rss[:, c])
-            best[:, c] = np.where(better, offset + j, best[:, c])
-            grids.append(fine)
+            best[:, c] = np.where(better, grid.shape[1] + j, best[:, c])
+            grid = np.concatenate([grid, fine], axis=1)
             Us.append(fU)
             Vs.append(fV)
-            offset += fine.shape[1]
         ratio = ratio ** (1 / 3)
-    grid, V = np.concatenate(grids, axis=1), np.concatenate(Vs, axis=1)
+    V = np.concatenate(Vs, axis=1)
     U = None if U is None else np.concatenate(Us, axis=1)
     for row, (i, s, _, ko, _, _) in enumerate(ready):
         cols = [*range(len(ko) - 1), k_max - 1]

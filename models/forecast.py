@@ -139,8 +139,8 @@ def forecast_many(
     """``forecast`` of one run at each (cutoff step, target steps) of ``cuts`` (the replay's cuts): the same
     forecasts, with the curves of every cut fitted in one batch per family. A cut that cannot be forecast
     gets its ``FitError`` in its place."""
-    hs, hv = _finite_before(entropy_steps, entropy, np.inf)
-    ps, pv = _finite_before(perf_steps, perf, np.inf)
+    hs, hv = _finite_sorted(entropy_steps, entropy)
+    ps, pv = _finite_sorted(perf_steps, perf)
     prepared = [contained(lambda c=c, t=t: _cut(hs, hv, ps, pv, float(c), t, rng, warmup)) for c, t in cuts]
     ready = [c for c in prepared if isinstance(c, Cut)]
     curves = {family: fit_prefixes_many(family, [c.curve(family) for c in ready], refine_last_only=True)
@@ -195,11 +195,12 @@ def _cut(hs_all, hv_all, ps_all, pv_all, cutoff_step: float, target_steps, rng: 
     target = np.sort(np.asarray(target_steps, dtype=float).ravel())
     if target.size == 0:
         raise FitError("no target steps to forecast", "bad_option")
-    warm = _warmup(hs, hv, ps, pv, warmup)
-    if warm.n:
+    warm, paired = _warmup(hs, hv, ps, pv, warmup)
+    if warm.n:  # the pairs the law is fitted on are then those after the warm-up
         keep = ~np.isin(ps, np.asarray(warm.steps, dtype=float))
         ps, pv = ps[keep], pv[keep]
         hs, hv = hs[hs > warm.steps[-1]], hv[hs > warm.steps[-1]]
+        paired = None
     if len(pv) < MIN_EVALUATIONS:
         raise FitError(f"only {len(pv)} evaluations at or before step {cutoff_step:.0f}"
                        + (" after the warm-up" if warm.n else "") + f"; a forecast needs at least {MIN_EVALUATIONS}",
@@ -211,7 +212,7 @@ def _cut(hs_all, hv_all, ps_all, pv_all, cutoff_step: float, target_steps, rng: 
     lo, hi = _bounds(rng)
     return Cut(cutoff_step, target, hs, hv, ps, pv, warm, float(np.mean(pv[-RECENT:])), noise, bs, bv, origins,
                 float(np.mean(target)) - float(bs[-1]), noise / np.sqrt(len(target)), lo, hi,
-                contained(lambda: law_pairs(hs, hv, ps, pv)))
+                contained(lambda: law_pairs(hs, hv, ps, pv, paired)))
 
 
 def _forecast_at(c: Cut, curves: dict[str, PrefixFits | FitError], law: LawInput | FitError,
@@ -256,25 +257,27 @@ def _forecast_at(c: Cut, curves: dict[str, PrefixFits | FitError], law: LawInput
 # --- data ----------------------------------------------------------------------------------------------
 
 
-def _finite_before(steps, values, cutoff_step: float) -> tuple[np.ndarray, np.ndarray]:
+def _finite_sorted(steps, values) -> tuple[np.ndarray, np.ndarray]:
+    """The finite points, in step order (a cut is then a prefix: ``_cut``)."""
     s = np.asarray(steps, dtype=float).ravel()
     v = np.asarray(values, dtype=float).ravel()
     if s.shape != v.shape:
         raise FitError(f"steps and values differ in length: {s.size} vs {v.size}", "shape")
-    keep = np.isfinite(s) & np.isfinite(v) & (s <= cutoff_step)
+    keep = np.isfinite(s) & np.isfinite(v)
     order = np.argsort(s[keep], kind="stable")
     return s[keep][order], v[keep][order]
 
 
-def _warmup(hs, hv, ps, pv, mode: str | int) -> Warmup:
+def _warmup(hs, hv, ps, pv, mode: str | int) -> tuple[Warmup, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    """The warm-up, and the (H, R) pairs it was detected on (None when it was not detected on pairs)."""
     if mode == "keep":
-        return KEEP
+        return KEEP, None
     if not isinstance(mode, str):
-        return pinned_warmup(ps, int(mode))
+        return pinned_warmup(ps, int(mode)), None
     if len(hs) < MIN_ENTROPY_POINTS:
-        return detect_warmup(np.array([]), np.array([]), np.array([]))
-    h, r, steps = pairs(hs, hv, ps, pv)
-    return detect_warmup(h, r, steps)
+        return detect_warmup(np.array([]), np.array([]), np.array([])), None
+    paired = pairs(hs, hv, ps, pv)
+    return detect_warmup(*paired), paired
 
 
 def _bounds(rng: MetricRange) -> tuple[float, float]:

@@ -56,11 +56,13 @@ def pairs(hs, hv, ps, pv):  # noqa: ANN001, ANN201 - arrays
     return a.entropy, a.performance, a.steps.astype(float)
 
 
-def law_pairs(hs, hv, ps, pv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The (entropy, performance) pairs before a cut and their steps; raises ``FitError`` when too few."""
+def law_pairs(hs, hv, ps, pv, known: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (entropy, performance) pairs before a cut and their steps (``known``: ``pairs`` of these points,
+    already made); raises ``FitError`` when too few."""
     if len(hs) < MIN_ENTROPY_POINTS:
         raise FitError(f"only {len(hs)} entropy points before the cutoff", "too_few_points_before_cutoff")
-    h, r, pair_steps = pairs(hs, hv, ps, pv)
+    h, r, pair_steps = known if known is not None else pairs(hs, hv, ps, pv)
     if len(h) < MIN_PAIRS:
         raise FitError(f"only {len(h)} (entropy, performance) pairs before the cutoff", "too_few_points_before_cutoff")
     return h, r, pair_steps

@@ -23,13 +23,13 @@ def why_skipped(skipped: list[dict]) -> None:
     by_reason: dict[str, list[str]] = {}
     for s in skipped:
         by_reason.setdefault(str(s["reason"]), []).append(str(s["run"]))
-    for reason, names in list(by_reason.items())[:SHOWN_REASONS]:
+    groups = list(by_reason.items())
+    for reason, names in groups[:SHOWN_REASONS]:
         more = f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else ""
         st.caption(f"{len(names)} run(s) ({md_text(', '.join(names[:SHOWN_NAMES]))}{more}): {md_text(reason)}")
-    if len(by_reason) > SHOWN_REASONS:
-        rest = sum(len(v) for v in list(by_reason.values())[SHOWN_REASONS:])
-        st.caption(f"{rest} more run(s) for {len(by_reason) - SHOWN_REASONS} other reasons (`backtest --json` "
-                   "lists every one)")
+    if rest := groups[SHOWN_REASONS:]:
+        st.caption(f"{sum(len(names) for _, names in rest)} more run(s) for {len(rest)} other reasons "
+                   "(`backtest --json` lists every one)")
 
 
 st.title("Backtest")
